@@ -1,0 +1,160 @@
+package hostmount
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultStatTimeout bounds the statfs of one FUSE mount point: a live but
+// hung FUSE daemon would otherwise block the caller for ever.
+const DefaultStatTimeout = 2 * time.Second
+
+// ErrHungMount means some FUSE mounts did not answer statfs in time. They are
+// treated as not dead (never detached), and named in the error.
+var ErrHungMount = errors.New("FUSE mount did not answer statfs in time")
+
+// FUSEScan is what ScanFUSE found among the FUSE mounts under the prefixes.
+type FUSEScan struct {
+	Dead []*mountinfo.Info // statfs failed with ENOTCONN or ECONNABORTED
+	Hung []*mountinfo.Info // statfs did not return within the timeout
+	Live []*mountinfo.Info // statfs answered (successfully or with another error)
+}
+
+// DeadFUSEMounts returns the dead FUSE mounts of this mount namespace whose
+// mount point is within one of under (component-wise; the prefixes are also
+// matched in their symlink-resolved form). A mount is dead when statfs of its
+// mount point fails with ENOTCONN ("Transport endpoint is not connected": its
+// daemon is gone); ECONNABORTED (connection aborted through fusectl) counts
+// too. A mount that does not answer within DefaultStatTimeout is not dead: it
+// is reported in an error wrapping ErrHungMount, and the returned list is
+// still valid then. Detach each returned mount with Detach.
+func DeadFUSEMounts(under []string) ([]*mountinfo.Info, error) {
+	scan, err := ScanFUSE(under, DefaultStatTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return scan.Dead, hungError(scan.Hung)
+}
+
+// ScanFUSE reads mountinfo once, keeping while reading only FUSE mounts
+// (fstype "fuse", "fuse.*" or "fuseblk") within one of under, and sorts them
+// by a statfs of each mount point. The statfs calls run in parallel, so the
+// whole scan takes at most about timeout; a goroutine stuck on a hung mount
+// stays blocked until the daemon answers or the mount goes away. The prefixes
+// themselves are resolved (lstat of each component): they must not lie on a
+// FUSE mount.
+func ScanFUSE(under []string, timeout time.Duration) (*FUSEScan, error) {
+	mounts, err := mountinfo.GetMounts(fuseFilter(expandPrefixes(under)))
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo for FUSE mounts under %v: %w", under, err)
+	}
+	return classify(mounts, timeout, statfs), nil
+}
+
+// FUSEMountsFromReader returns the FUSE mounts within one of under from
+// mountinfo text (fixtures, /proc/<pid>/mountinfo), without statting them.
+func FUSEMountsFromReader(r io.Reader, under []string) ([]*mountinfo.Info, error) {
+	return mountinfo.GetMountsFromReader(r, fuseFilter(expandPrefixes(under)))
+}
+
+// IsFUSE reports whether fstype is a FUSE file system type: "fuse",
+// "fuse.<subtype>" (fuse.glusterfs, fuse.sshfs) or "fuseblk".
+func IsFUSE(fstype string) bool {
+	return fstype == "fuse" || fstype == "fuseblk" || strings.HasPrefix(fstype, "fuse.")
+}
+
+func fuseFilter(under []string) mountinfo.FilterFunc {
+	return func(m *mountinfo.Info) (skip, stop bool) {
+		if !IsFUSE(m.FSType) {
+			return true, false
+		}
+		_, ok := WithinAny(m.Mountpoint, under)
+		return !ok, false
+	}
+}
+
+// expandPrefixes returns the absolute prefixes cleaned, plus their resolved
+// form where it differs: mountinfo shows /data/kubelet/... on a host where
+// /var/lib/kubelet is a symlink to /data/kubelet.
+func expandPrefixes(under []string) []string {
+	out := make([]string, 0, len(under))
+	for _, p := range under {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		c := filepath.Clean(p)
+		out = append(out, c)
+		if r, err := filepath.EvalSymlinks(c); err == nil && r != c {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type statfsFunc func(path string) error
+
+func statfs(path string) error {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st)
+}
+
+// classify statfs's every mount in parallel and sorts them by the answer,
+// keeping mountinfo order within each class.
+func classify(mounts []*mountinfo.Info, timeout time.Duration, stat statfsFunc) *FUSEScan {
+	// Buffered: a goroutine that answers after the deadline must not block.
+	results := make([]chan error, len(mounts))
+	for i, m := range mounts {
+		results[i] = make(chan error, 1)
+		go func(ch chan<- error, mp string) { ch <- stat(mp) }(results[i], m.Mountpoint)
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	expired := false
+	scan := &FUSEScan{}
+	for i, m := range mounts {
+		var err error
+		answered := false
+		if !expired {
+			select {
+			case err = <-results[i]:
+				answered = true
+			case <-deadline.C:
+				expired = true
+			}
+		}
+		if !answered {
+			select { // after the deadline, take only answers already there
+			case err = <-results[i]:
+				answered = true
+			default:
+			}
+		}
+		switch {
+		case !answered:
+			scan.Hung = append(scan.Hung, m)
+		case errors.Is(err, unix.ENOTCONN), errors.Is(err, unix.ECONNABORTED):
+			scan.Dead = append(scan.Dead, m)
+		default:
+			scan.Live = append(scan.Live, m)
+		}
+	}
+	return scan
+}
+
+func hungError(hung []*mountinfo.Info) error {
+	if len(hung) == 0 {
+		return nil
+	}
+	names := make([]string, len(hung))
+	for i, m := range hung {
+		names[i] = m.Mountpoint
+	}
+	return fmt.Errorf("%w (left alone, check its daemon): %s", ErrHungMount, strings.Join(names, ", "))
+}

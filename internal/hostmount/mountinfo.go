@@ -1,0 +1,223 @@
+package hostmount
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// ErrNotShared means a host path is not in a shared peer group, so a bind of
+// it into a container with rshared propagation would not carry mounts back.
+var ErrNotShared = errors.New("not a shared mount")
+
+// errNoMount is returned when no mount contains a path (a fixture without a
+// root mount, or a path outside the reading process's root).
+var errNoMount = errors.New("no mount contains the path")
+
+// MountOf returns the mount that contains path in this process's mount
+// namespace, read from /proc/self/mountinfo. path must be absolute and
+// already resolved: mountinfo holds canonical paths.
+func MountOf(path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := mountinfo.GetMounts(ancestorsFilter(c))
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return pickVisible(cands, c)
+}
+
+// MountOfIn is MountOf in the mount namespace and root of process pid: path
+// is the path as that process sees it (read from /proc/<pid>/mountinfo).
+func MountOfIn(pid int, path string) (*mountinfo.Info, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("mount of %s in process %d: %w", path, pid, err)
+	}
+	defer f.Close()
+	m, err := MountOfReader(f, path)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return m, nil
+}
+
+// MountOfReader is MountOf over mountinfo text read from r (fixtures,
+// another process's mountinfo).
+func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return pickVisible(cands, c)
+}
+
+func checkAbs(path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("mount of %q: %w", path, ErrRelativePath)
+	}
+	return filepath.Clean(path), nil
+}
+
+// ancestorsFilter keeps, while reading, only mounts whose mount point is path
+// or one of its ancestors: a few entries out of thousands.
+func ancestorsFilter(path string) mountinfo.FilterFunc {
+	return func(m *mountinfo.Info) (skip, stop bool) {
+		return !Within(path, m.Mountpoint), false
+	}
+}
+
+// pickVisible walks the mount tree the way path lookup does: from the bottom
+// mount of "/", at each step into the child mount met first along path (the
+// shortest mount point), and up every stack of mounts on the same mount
+// point. So a mount hidden by a later mount on one of its ancestors
+// (/var/lib mounted, then /var mounted over it) is not returned. cands are
+// the ancestors of path in mountinfo order. Without a "/" entry (partial
+// fixtures) it falls back to the longest mount point, last listed.
+func pickVisible(cands []*mountinfo.Info, path string) (*mountinfo.Info, error) {
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("mount of %s: %w", path, errNoMount)
+	}
+	cur := bottomRoot(cands)
+	if cur == nil {
+		return longest(cands), nil
+	}
+	// Each step moves to a different entry; a well-formed tree has no cycle,
+	// and the bound keeps a malformed fixture from looping.
+	for range cands {
+		var next *mountinfo.Info
+		for _, m := range cands {
+			if m.Parent != cur.ID || m.ID == cur.ID {
+				continue
+			}
+			if next == nil || len(m.Mountpoint) <= len(next.Mountpoint) {
+				next = m
+			}
+		}
+		if next == nil {
+			return cur, nil
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// bottomRoot returns the lowest mount on "/": the one whose parent is not
+// another "/" mount among cands.
+func bottomRoot(cands []*mountinfo.Info) *mountinfo.Info {
+	roots := map[int]bool{}
+	for _, m := range cands {
+		if m.Mountpoint == "/" {
+			roots[m.ID] = true
+		}
+	}
+	for _, m := range cands {
+		if m.Mountpoint == "/" && (m.Parent == m.ID || !roots[m.Parent]) {
+			return m
+		}
+	}
+	return nil
+}
+
+func longest(cands []*mountinfo.Info) *mountinfo.Info {
+	best := cands[0]
+	for _, m := range cands[1:] {
+		if len(m.Mountpoint) >= len(best.Mountpoint) {
+			best = m
+		}
+	}
+	return best
+}
+
+// PeerGroup returns the N of the "shared:N" optional field: the peer group
+// the mount belongs to, or 0 when the mount is not shared.
+func PeerGroup(info *mountinfo.Info) int {
+	return optionalInt(info, "shared:")
+}
+
+// Master returns the N of the "master:N" optional field: the peer group this
+// mount receives propagation from as a slave, or 0 when it is not a slave.
+func Master(info *mountinfo.Info) int {
+	return optionalInt(info, "master:")
+}
+
+func optionalInt(info *mountinfo.Info, tag string) int {
+	if info == nil {
+		return 0
+	}
+	for _, f := range strings.Fields(info.Optional) {
+		if v, ok := strings.CutPrefix(f, tag); ok {
+			n, err := strconv.Atoi(v)
+			if err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// IsShared reports whether the mount containing path (absolute, resolved) is
+// in a shared peer group. A bind of path, or of anything below it, then joins
+// that peer group, which is what rshared propagation into a container needs.
+func IsShared(path string) (bool, error) {
+	m, err := MountOf(path)
+	if err != nil {
+		return false, err
+	}
+	return PeerGroup(m) > 0, nil
+}
+
+// RequireShared is the ensure-shared = false check: nil when path is on a
+// shared mount, else an error wrapping ErrNotShared that names the path and
+// the fix.
+func RequireShared(path string) error {
+	m, err := MountOf(path)
+	if err != nil {
+		return err
+	}
+	if PeerGroup(m) > 0 {
+		return nil
+	}
+	return fmt.Errorf("host path %s is %w (its mount %s is %s): run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
+		path, ErrNotShared, m.Mountpoint, propagationName(m), path, path, path)
+}
+
+func propagationName(m *mountinfo.Info) string {
+	switch {
+	case Master(m) > 0:
+		return "a slave"
+	case strings.Contains(m.Optional, "unbindable"):
+		return "unbindable"
+	default:
+		return "private"
+	}
+}
+
+// IsMountPoint reports whether path (absolute, resolved) is a mount point in
+// this process's mount namespace. It reads mountinfo rather than stat'ing, so
+// it neither misses bind mounts nor fails on a dead FUSE mount nor blocks on a
+// hung one, and it stops reading at the first match. It does not resolve
+// symlinks for the same reason: resolve first (ResolveSource).
+func IsMountPoint(path string) (bool, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return false, err
+	}
+	found, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(c))
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return len(found) > 0, nil
+}

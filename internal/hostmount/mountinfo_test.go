@@ -1,0 +1,177 @@
+package hostmount
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// hostFixture is a host's mountinfo with the shapes that break naive code:
+// an escaped space, a prefix sibling, nested and stacked mounts, and a mount
+// hidden by a later mount on its ancestor (/opt/lib, then /opt over it).
+const hostFixture = `1 0 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+20 1 8:2 / /var rw,relatime shared:2 - ext4 /dev/vdb rw
+21 20 8:3 / /var/lib/kubelet rw,relatime - xfs /dev/vdc rw
+22 21 0:42 / /var/lib/kubelet/pods/a\040b/volumes/v rw,nosuid,nodev shared:4 - fuse.glusterfs 127.0.0.2:/v0 rw,user_id=0,group_id=0
+23 20 0:43 / /var/lib/kubelet-evil/x rw shared:5 - fuse.sshfs host:/ rw
+24 21 0:44 / /var/lib/kubelet/pods/p/dead rw master:3 - fuse /src rw
+25 24 0:45 / /var/lib/kubelet/pods/p/dead/nested rw shared:7 master:3 - fuse.bindfs /src2 rw
+26 21 0:46 / /var/lib/kubelet/plugins rw - tmpfs tmpfs rw
+27 26 0:47 / /var/lib/kubelet/plugins rw shared:9 - tmpfs tmpfs rw
+30 1 0:50 / /opt/lib rw shared:10 - tmpfs tmpfs rw
+31 1 0:51 / /opt rw - tmpfs tmpfs rw
+32 21 0:52 / /var/lib/kubelet/blk rw - fuseblk /dev/sdx rw
+33 21 0:53 / /var/lib/kubelet/fusectl rw - fusectl fusectl rw
+`
+
+// containerFixture is a container's view: its root's parent is not listed.
+const containerFixture = `600 500 0:60 / / rw - overlay overlay rw,lowerdir=/l
+601 600 0:61 / /proc rw - proc proc rw
+602 600 8:3 /pods /var/lib/kubelet rw shared:3 - xfs /dev/vdc rw
+603 602 0:62 / /var/lib/kubelet/mnt rw master:3 - tmpfs tmpfs rw
+`
+
+func TestMountOfReader(t *testing.T) {
+	tests := []struct {
+		fixture string
+		path    string
+		wantID  int
+	}{
+		{hostFixture, "/", 1},
+		{hostFixture, "/etc/passwd", 1},
+		{hostFixture, "/var", 20},
+		{hostFixture, "/var/lib", 20},
+		{hostFixture, "/var/lib/kubelet", 21},
+		{hostFixture, "/var/lib/kubelet/", 21},
+		{hostFixture, "/var/lib/kubelet/pods/a", 21},
+		{hostFixture, "/var/lib/kubelet/pods/a b/volumes/v/file", 22},
+		{hostFixture, "/var/lib/kubelet/pods/a b/volumes/v2", 21},
+		{hostFixture, "/var/lib/kubelet-evil", 20},
+		{hostFixture, "/var/lib/kubelet-evil/x/y", 23},
+		{hostFixture, "/var/lib/kubelet/pods/p/dead/nested/deeper", 25},
+		{hostFixture, "/var/lib/kubelet/plugins/x", 27}, // top of the stack
+		{hostFixture, "/opt/lib/x", 31},                 // 30 is hidden by 31
+		{containerFixture, "/var/lib/kubelet/pods", 602},
+		{containerFixture, "/var/lib/kubelet/mnt/x", 603},
+		{containerFixture, "/etc", 600},
+		// Without a root entry: the longest mount point, last listed.
+		{"40 1 0:1 / /a rw - tmpfs t rw\n41 40 0:2 / /a/b rw - tmpfs t rw\n42 41 0:3 / /a/b rw - tmpfs t rw\n", "/a/b/c", 42},
+	}
+	for _, tt := range tests {
+		m, err := MountOfReader(strings.NewReader(tt.fixture), tt.path)
+		if err != nil {
+			t.Errorf("MountOfReader(%q): %v", tt.path, err)
+			continue
+		}
+		if m.ID != tt.wantID {
+			t.Errorf("MountOfReader(%q) = %d (%s), want %d", tt.path, m.ID, m.Mountpoint, tt.wantID)
+		}
+	}
+}
+
+func TestMountOfReaderErrors(t *testing.T) {
+	if _, err := MountOfReader(strings.NewReader(hostFixture), "var/lib"); !errors.Is(err, ErrRelativePath) {
+		t.Errorf("relative path: %v", err)
+	}
+	if _, err := MountOfReader(strings.NewReader("40 1 0:1 / /a rw - tmpfs t rw\n"), "/b"); err == nil {
+		t.Error("no containing mount: no error")
+	}
+	if _, err := MountOfReader(strings.NewReader("garbage\n"), "/"); err == nil {
+		t.Error("malformed mountinfo: no error")
+	}
+	// A parent cycle in malformed input must not loop.
+	cyc := "1 2 0:1 / / rw - x x rw\n2 1 0:2 / / rw - x x rw\n"
+	if _, err := MountOfReader(strings.NewReader(cyc), "/x"); err != nil {
+		t.Errorf("cycle: %v", err)
+	}
+}
+
+func TestPeerGroupAndMaster(t *testing.T) {
+	tests := []struct {
+		optional     string
+		shared, mstr int
+	}{
+		{"", 0, 0},
+		{"shared:1", 1, 0},
+		{"master:3", 0, 3},
+		{"shared:7 master:3", 7, 3},
+		{"master:3 shared:7", 7, 3},
+		{"shared:12 propagate_from:2", 12, 0},
+		{"unbindable", 0, 0},
+		{"shared:", 0, 0},
+		{"shared:x", 0, 0},
+		{"sharedd:4", 0, 0},
+	}
+	for _, tt := range tests {
+		m := &mountinfo.Info{Optional: tt.optional}
+		if got := PeerGroup(m); got != tt.shared {
+			t.Errorf("PeerGroup(%q) = %d, want %d", tt.optional, got, tt.shared)
+		}
+		if got := Master(m); got != tt.mstr {
+			t.Errorf("Master(%q) = %d, want %d", tt.optional, got, tt.mstr)
+		}
+	}
+	if PeerGroup(nil) != 0 || Master(nil) != 0 {
+		t.Error("nil info")
+	}
+}
+
+func TestMountOfLive(t *testing.T) {
+	base := privateBase(t)
+	mkdirs(t, base+"/a/b", base+"/m")
+	if err := unix.Mount("tmpfs", base+"/m", "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { detachQuiet(t, base+"/m") })
+	for path, want := range map[string]string{
+		base:                base,
+		base + "/a/b":       base,
+		base + "/m":         base + "/m",
+		base + "/m/x/y":     base + "/m",
+		base + "/m-sibling": base,
+	} {
+		m, err := MountOf(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Mountpoint != want {
+			t.Errorf("MountOf(%s) = %s, want %s", path, m.Mountpoint, want)
+		}
+		in, err := MountOfIn(os.Getpid(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.ID != m.ID {
+			t.Errorf("MountOfIn(self, %s) = %d, MountOf = %d", path, in.ID, m.ID)
+		}
+	}
+	if _, err := MountOfIn(-1, "/"); err == nil {
+		t.Error("MountOfIn(-1): no error")
+	}
+	for path, want := range map[string]bool{base: true, base + "/m": true, base + "/m/": true, base + "/a": false, "/": true} {
+		got, err := IsMountPoint(path)
+		if err != nil || got != want {
+			t.Errorf("IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
+		}
+	}
+	if shared, err := IsShared(base + "/a"); err != nil || shared {
+		t.Errorf("IsShared(private) = %v, %v", shared, err)
+	}
+	err := RequireShared(base + "/a")
+	if !errors.Is(err, ErrNotShared) || !strings.Contains(err.Error(), base+"/a") || !strings.Contains(err.Error(), "ensure-shared") {
+		t.Errorf("RequireShared(private) = %v", err)
+	}
+	if err := unix.Mount("", base+"/m", "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	if shared, err := IsShared(base + "/m/x"); err != nil || !shared {
+		t.Errorf("IsShared(below shared) = %v, %v", shared, err)
+	}
+	if err := RequireShared(base + "/m/x"); err != nil {
+		t.Errorf("RequireShared(shared) = %v", err)
+	}
+}
