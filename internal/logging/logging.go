@@ -1,0 +1,220 @@
+// Package logging sets up runc-shared's logger so that its messages reach the
+// user through the engine.
+//
+// Engines read the runtime's --log file, not its stderr: containerd-shim
+// shows the last `"level":"error"` line of that file when a runtime call
+// fails, and Docker only says "unable to retrieve OCI runtime error" when the
+// file holds none. So every line goes to the --log file in its --log-format
+// (runc appends its own lines to the same file), and warnings and errors also
+// go to stderr as plain text. stderr stays quiet otherwise: go-runc reads
+// `runc state` with stdout and stderr combined, so chatter there would break
+// the engine.
+package logging
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Prefix starts every message runc-shared writes, so its lines stand out
+// among the delegate's in the shared log file.
+const Prefix = "runc-shared: "
+
+// Options say where and how much to log.
+type Options struct {
+	// File is the delegate's --log file; "" means stderr only.
+	File string
+	// Format is the delegate's --log-format: "json" or "text" (default).
+	Format string
+	// Level is the config's log-level (a logrus level name); "" means info.
+	Level string
+	// Debug is the delegate's --debug global option: it raises the level
+	// to debug.
+	Debug bool
+	// Stderr receives warnings and errors; nil means os.Stderr.
+	Stderr io.Writer
+}
+
+// New returns Setup's logger. The log file is opened close-on-exec, so it
+// closes when the process execs the delegate or exits.
+func New(o Options) *logrus.Logger {
+	log, _ := Setup(o)
+	return log
+}
+
+// Setup returns a logger writing to o's log file and stderr, and a function
+// that closes the log file. It never fails: a log file that cannot be opened
+// or an unknown level or format is reported as a warning on stderr.
+func Setup(o Options) (*logrus.Logger, func() error) {
+	stderr := o.Stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	log := logrus.New()
+	// Output goes through the hooks below, one per destination, since the
+	// file and stderr use different formats and levels.
+	log.SetOutput(io.Discard)
+
+	level, levelErr := parseLevel(o.Level)
+	if o.Debug && level < logrus.DebugLevel {
+		level = logrus.DebugLevel
+	}
+	log.SetLevel(level)
+
+	closeFile := func() error { return nil }
+	var file *os.File
+	var fileErr error
+	if o.File != "" {
+		file, fileErr = os.OpenFile(o.File, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if fileErr != nil {
+			fileErr = fmt.Errorf("cannot open the runtime log file (--log): %w; logging to stderr only", fileErr)
+		}
+	}
+	var formatErr error
+	if file != nil {
+		var f logrus.Formatter
+		f, formatErr = fileFormatter(o.Format)
+		log.AddHook(&writerHook{w: file, f: f, levels: logrus.AllLevels})
+		closeFile = file.Close
+	}
+	if file == nil || !sameFile(file, stderr) {
+		levels := []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
+		if file == nil && level >= logrus.DebugLevel {
+			// No log file and details were asked for: stderr is the
+			// only place left for them.
+			levels = logrus.AllLevels
+		}
+		log.AddHook(&writerHook{w: stderr, f: stderrFormatter{}, levels: levels})
+	}
+
+	for _, err := range []error{fileErr, levelErr, formatErr} {
+		if err != nil {
+			log.Warn(err.Error())
+		}
+	}
+	return log, closeFile
+}
+
+// Error logs err as one error line: `{"level":"error","msg":"runc-shared:
+// <reason>","time":...}` in a JSON log file (the line containerd-shim shows
+// the user) and "runc-shared: <reason>" on stderr. A nil log writes to
+// os.Stderr only, for errors that happen before Setup.
+func Error(log *logrus.Logger, err error) {
+	if err == nil {
+		return
+	}
+	msg := strings.TrimPrefix(err.Error(), Prefix)
+	if log == nil {
+		fmt.Fprintln(os.Stderr, Prefix+msg)
+		return
+	}
+	log.Error(msg)
+}
+
+func parseLevel(name string) (logrus.Level, error) {
+	if name == "" {
+		return logrus.InfoLevel, nil
+	}
+	l, err := logrus.ParseLevel(name)
+	if err != nil {
+		return logrus.InfoLevel, fmt.Errorf("config log-level %q is not a level (use error, warn, info, debug or trace); using info", name)
+	}
+	return l, nil
+}
+
+func fileFormatter(format string) (logrus.Formatter, error) {
+	switch format {
+	case "json":
+		// Default keys, as runc's own JSON lines: level, msg, time.
+		return prefixFormatter{&logrus.JSONFormatter{}}, nil
+	case "", "text":
+		return prefixFormatter{&logrus.TextFormatter{DisableColors: true, FullTimestamp: true}}, nil
+	}
+	return prefixFormatter{&logrus.TextFormatter{DisableColors: true, FullTimestamp: true}},
+		fmt.Errorf("unknown --log-format %q; writing text", format)
+}
+
+// sameFile reports whether w is the open file f (e.g. --log /dev/stderr),
+// so a line is not written twice to one place.
+func sameFile(f *os.File, w io.Writer) bool {
+	o, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := o.Stat()
+	if err != nil {
+		return false
+	}
+	return os.SameFile(a, b)
+}
+
+// writerHook writes the entries of some levels to one destination, each as
+// a single write so that lines appended by concurrent runtimes to the same
+// O_APPEND file do not interleave.
+type writerHook struct {
+	mu     sync.Mutex
+	w      io.Writer
+	f      logrus.Formatter
+	levels []logrus.Level
+}
+
+func (h *writerHook) Levels() []logrus.Level { return h.levels }
+
+func (h *writerHook) Fire(e *logrus.Entry) error {
+	b, err := h.f.Format(e)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err = h.w.Write(b)
+	return err
+}
+
+// prefixFormatter adds Prefix to the message.
+type prefixFormatter struct{ logrus.Formatter }
+
+func (p prefixFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	c := *e
+	c.Message = Prefix + e.Message
+	return p.Formatter.Format(&c)
+}
+
+// stderrFormatter writes "runc-shared: [level: ]message key=value...": what a
+// person reads; errors carry no level word.
+type stderrFormatter struct{}
+
+func (stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(Prefix)
+	if e.Level > logrus.ErrorLevel {
+		b.WriteString(e.Level.String())
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	keys := make([]string, 0, len(e.Data))
+	for k := range e.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := fmt.Sprint(e.Data[k])
+		if strings.ContainsAny(v, " \t\n\"=") || v == "" {
+			v = fmt.Sprintf("%q", v)
+		}
+		fmt.Fprintf(&b, " %s=%s", k, v)
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}

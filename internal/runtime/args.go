@@ -1,0 +1,461 @@
+// Package runtime reads the runc command line an engine hands to runc-shared,
+// finds the real runtime (the delegate) and hands the call over to it by exec.
+//
+// Parsing follows what runc itself does with urfave/cli v1 and Go's flag
+// package, so that runc-shared reads the same bundle runc will use:
+//   - global options come before the subcommand; parsing stops at the first
+//     word that is not an option, or after "--";
+//   - "-name" and "--name" are the same option; a value is given as
+//     "--name value" or "--name=value", and a valued option takes the next
+//     word whatever it looks like ("--root create" sets the root);
+//   - boolean options accept "--name=true|false";
+//   - a subcommand's flags may also follow its positional arguments (urfave
+//     moves known flags to the front), except for exec, whose process
+//     arguments must stay untouched.
+//
+// Unknown global options are kept and passed through; they are taken as
+// boolean unless written "--name=value" (runc rejects them anyway, but another
+// runtime configured as the delegate may know them).
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ErrUsage marks a command line runc-shared cannot make sense of. The caller
+// should not rewrite anything; passing the call through lets the delegate
+// print its own usage error.
+var ErrUsage = errors.New("invalid runtime command line")
+
+// Args is a parsed runtime command line.
+type Args struct {
+	// Argv is the command line without the program name, as given.
+	Argv []string
+	// runc's global options, given before the subcommand.
+	Root, Log, LogFormat, Criu, Rootless string
+	Debug, SystemdCgroup                 bool
+	// UnknownGlobals holds global options runc-shared does not know, as
+	// written; they stay in ExecArgv.
+	UnknownGlobals []string
+	// ConfigPath is runc-shared's own --runc-shared-config value; ConfigSet
+	// tells whether the option was given at all.
+	ConfigPath string
+	ConfigSet  bool
+	// Command is the subcommand ("create", "state", ...), "" when there is
+	// none (e.g. "--version"); CommandIndex is its index in Argv, or -1.
+	Command      string
+	CommandIndex int
+	// Bundle is the --bundle/-b value as given; "" means the current
+	// directory (see BundleDir).
+	Bundle string
+	// ContainerID is the first positional argument of commands that take
+	// one (create, run, restore, start, state, delete, kill, exec, ...).
+	ContainerID string
+	// PreserveFDs is --preserve-fds of create, run and exec (0 if unset).
+	PreserveFDs int
+	// Version is the global --version/-v; Help is --help/-h, global or of
+	// the subcommand. runc then prints and runs nothing else.
+	Version, Help bool
+
+	configIdx []int         // Argv indices of our --runc-shared-config option(s)
+	preserve  []preserveRef // where --preserve-fds is written
+	err       error         // the parse error, if any
+}
+
+// preserveRef locates one --preserve-fds option in Argv.
+type preserveRef struct {
+	flag   int    // index of the option word
+	value  int    // index of its value word, or -1 for "--preserve-fds=N"
+	dashes string // "-" or "--", as written
+}
+
+// Parse parses argv (without the program name). It always returns a non-nil
+// *Args: on error (which wraps ErrUsage) only Argv and ExecArgv are
+// meaningful and MayRewrite reports false, so the caller can still hand the
+// call to the delegate unchanged.
+func Parse(argv []string) (*Args, error) {
+	a := &Args{Argv: append([]string(nil), argv...), CommandIndex: -1}
+	a.err = a.parse()
+	if a.err != nil {
+		a.err = fmt.Errorf("%w: %w", ErrUsage, a.err)
+	}
+	return a, a.err
+}
+
+func (a *Args) parse() error {
+	next, err := a.parseGlobals()
+	if err != nil {
+		return err
+	}
+	if next >= len(a.Argv) {
+		return nil
+	}
+	a.Command, a.CommandIndex = a.Argv[next], next
+	return a.parseCommand(next + 1)
+}
+
+// parseGlobals reads global options and returns the index of the subcommand.
+func (a *Args) parseGlobals() (int, error) {
+	i := 0
+	for i < len(a.Argv) {
+		w := a.Argv[i]
+		kind, f, err := classify(w)
+		if err != nil {
+			return i, err
+		}
+		switch kind {
+		case wordPositional:
+			return i, nil
+		case wordEnd:
+			return i + 1, nil
+		}
+		start := i
+		i++
+		switch {
+		case globalValued[f.name]:
+			if f.name == ConfigFlag {
+				// Recorded before the value check so that ExecArgv drops
+				// the option even when its value is missing.
+				a.configIdx = append(a.configIdx, start)
+			}
+			if !f.hasValue {
+				if i >= len(a.Argv) {
+					return i, fmt.Errorf("global option %s needs a value", w)
+				}
+				f.value = a.Argv[i]
+				if f.name == ConfigFlag {
+					a.configIdx = append(a.configIdx, i)
+				}
+				i++
+			}
+			if err := a.setGlobal(f.name, f.value); err != nil {
+				return i, err
+			}
+		case globalBool[f.name]:
+			v, err := boolValue(w, f)
+			if err != nil {
+				return i, err
+			}
+			a.setGlobalBool(f.name, v)
+		default:
+			a.UnknownGlobals = append(a.UnknownGlobals, w)
+		}
+	}
+	return i, nil
+}
+
+func (a *Args) setGlobal(name, value string) error {
+	switch name {
+	case "root":
+		a.Root = value
+	case "log":
+		a.Log = value
+	case "log-format":
+		a.LogFormat = value
+	case "criu":
+		a.Criu = value
+	case "rootless":
+		a.Rootless = value
+	case ConfigFlag:
+		if value == "" {
+			return fmt.Errorf("--%s needs a non-empty path", ConfigFlag)
+		}
+		a.ConfigPath, a.ConfigSet = value, true
+	}
+	return nil
+}
+
+func (a *Args) setGlobalBool(name string, v bool) {
+	switch name {
+	case "debug":
+		a.Debug = v
+	case "systemd-cgroup":
+		a.SystemdCgroup = v
+	case "help", "h":
+		a.Help = v
+	case "version", "v":
+		a.Version = v
+	}
+}
+
+// parseCommand reads the subcommand's flags and positional arguments, from
+// Argv[start:].
+func (a *Args) parseCommand(start int) error {
+	c, ok := commands[a.Command]
+	if !ok {
+		// "help" or a command this table does not know: nothing to find.
+		return nil
+	}
+	idx := make([]int, 0, len(a.Argv)-start)
+	for i := start; i < len(a.Argv); i++ {
+		idx = append(idx, i)
+	}
+	if !c.noReorder {
+		idx = reorder(c, a.Argv, idx)
+	}
+	positional, err := a.parseCommandFlags(c, idx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Command, err)
+	}
+	if c.takesID && len(positional) > 0 {
+		a.ContainerID = a.Argv[positional[0]]
+	}
+	if c.strict && !a.Help {
+		// runc's checkArgs(context, 1, exactArgs): anything else fails in
+		// runc, so there is nothing to rewrite either.
+		if len(positional) != 1 {
+			return fmt.Errorf("%s needs exactly one container ID, got %d arguments", a.Command, len(positional))
+		}
+		if a.ContainerID == "" {
+			return fmt.Errorf("%s: empty container ID", a.Command)
+		}
+	}
+	return nil
+}
+
+// parseCommandFlags parses the flags at the Argv indices idx (in parse
+// order) with Go flag semantics and returns the indices of the positional
+// arguments.
+func (a *Args) parseCommandFlags(c command, idx []int) ([]int, error) {
+	for k := 0; k < len(idx); k++ {
+		flagAt := idx[k]
+		w := a.Argv[flagAt]
+		kind, f, err := classify(w)
+		if err != nil {
+			return nil, err
+		}
+		switch kind {
+		case wordPositional:
+			return idx[k:], nil
+		case wordEnd:
+			return idx[k+1:], nil
+		}
+		switch {
+		case c.valued[f.name]:
+			valueAt := -1
+			if !f.hasValue {
+				if k+1 >= len(idx) {
+					return nil, fmt.Errorf("option %s needs a value", w)
+				}
+				k++
+				valueAt = idx[k]
+				f.value = a.Argv[valueAt]
+			}
+			if err := a.setCommandFlag(flagAt, valueAt, f); err != nil {
+				return nil, err
+			}
+		case c.boolean[f.name]:
+			v, err := boolValue(w, f)
+			if err != nil {
+				return nil, err
+			}
+			if f.name == "help" || f.name == "h" {
+				a.Help = v
+			}
+		case f.name == ConfigFlag:
+			return nil, fmt.Errorf("--%s must come before the subcommand", ConfigFlag)
+		case c.strict:
+			return nil, fmt.Errorf("unknown option %s (runc-shared cannot tell whether it takes a value)", w)
+		default:
+			// Best effort for pass-through commands: taken as boolean.
+		}
+	}
+	return nil, nil
+}
+
+func (a *Args) setCommandFlag(flagAt, valueAt int, f flagWord) error {
+	switch f.name {
+	case "bundle", "b":
+		a.Bundle = f.value
+	case "preserve-fds":
+		// Go's flag package parses ints with base prefixes ("0x3").
+		n, err := strconv.ParseInt(f.value, 0, strconv.IntSize)
+		if err != nil {
+			return fmt.Errorf("invalid --preserve-fds value %q: want a number", f.value)
+		}
+		a.PreserveFDs = int(n)
+		a.preserve = append(a.preserve, preserveRef{flag: flagAt, value: valueAt, dashes: f.dashes})
+	}
+	return nil
+}
+
+// reorder moves the command's known flags (and the word after each, which
+// may be its value) in front of the other words, as urfave/cli v1 does
+// before parsing; words after "--" keep their place.
+func reorder(c command, argv []string, idx []int) []int {
+	var flags, rest []int
+	mayBeValue := false
+	for k, i := range idx {
+		w := argv[i]
+		switch {
+		case mayBeValue && !isCommandFlag(c, w):
+			mayBeValue = false
+			flags = append(flags, i)
+		case w == "--":
+			rest = append(append([]int{i}, rest...), idx[k+1:]...)
+			return append(flags, rest...)
+		case isCommandFlag(c, w):
+			flags = append(flags, i)
+			mayBeValue = !strings.Contains(w, "=")
+		default:
+			rest = append(rest, i)
+		}
+	}
+	return append(flags, rest...)
+}
+
+// isCommandFlag is urfave/cli v1's argIsFlag: a word naming a known flag.
+func isCommandFlag(c command, w string) bool {
+	if !strings.HasPrefix(w, "-") {
+		return false
+	}
+	name := strings.TrimPrefix(w, "--")
+	if name == w {
+		name = strings.TrimPrefix(w, "-")
+	} else {
+		name = strings.TrimPrefix(name, "-")
+	}
+	name, _, _ = strings.Cut(name, "=")
+	return c.knows(name)
+}
+
+type wordKind int
+
+const (
+	wordPositional wordKind = iota
+	wordEnd                 // "--"
+	wordFlag
+)
+
+// flagWord is one option word split into its parts.
+type flagWord struct {
+	name, value string
+	hasValue    bool
+	dashes      string
+}
+
+// classify splits one word the way Go's flag package does.
+func classify(w string) (wordKind, flagWord, error) {
+	if len(w) < 2 || w[0] != '-' {
+		return wordPositional, flagWord{}, nil
+	}
+	dashes := "-"
+	if w[1] == '-' {
+		if len(w) == 2 {
+			return wordEnd, flagWord{}, nil
+		}
+		dashes = "--"
+	}
+	name := w[len(dashes):]
+	if name[0] == '-' || name[0] == '=' {
+		return wordFlag, flagWord{}, fmt.Errorf("bad option syntax: %s", w)
+	}
+	f := flagWord{name: name, dashes: dashes}
+	if n, v, ok := strings.Cut(name, "="); ok {
+		f.name, f.value, f.hasValue = n, v, true
+	}
+	return wordFlag, f, nil
+}
+
+func boolValue(w string, f flagWord) (bool, error) {
+	if !f.hasValue {
+		return true, nil
+	}
+	v, err := strconv.ParseBool(f.value)
+	if err != nil {
+		return false, fmt.Errorf("invalid boolean value in %s", w)
+	}
+	return v, nil
+}
+
+// MayRewrite reports whether this call may get its bundle rewritten: a
+// well-formed create, run or restore that runc will really carry out.
+func (a *Args) MayRewrite() bool {
+	if a.err != nil || a.Help || a.Version {
+		return false
+	}
+	switch a.Command {
+	case "create", "run", "restore":
+		return true
+	}
+	return false
+}
+
+// BundleDir returns the absolute bundle directory: --bundle made absolute
+// against the current directory (runc chdirs into it), or the current
+// directory when --bundle is not given.
+func (a *Args) BundleDir() (string, error) {
+	if filepath.IsAbs(a.Bundle) {
+		return filepath.Clean(a.Bundle), nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("bundle directory: get current directory: %w", err)
+	}
+	return filepath.Join(wd, a.Bundle), nil
+}
+
+// ExecArgv returns the argv (without program name) for the delegate: Argv
+// unchanged except that runc-shared's own --runc-shared-config option is
+// removed.
+func (a *Args) ExecArgv() []string {
+	out := make([]string, 0, len(a.Argv))
+	for i, w := range a.Argv {
+		if !a.dropped(i) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// WithPreserveFDs returns ExecArgv with --preserve-fds set to n: every
+// existing value is replaced in place, or "--preserve-fds=N" is inserted
+// right after the subcommand. Only create, run and exec take the option.
+func (a *Args) WithPreserveFDs(n int) ([]string, error) {
+	if a.err != nil {
+		return nil, fmt.Errorf("set --preserve-fds: %w", a.err)
+	}
+	if c, ok := commands[a.Command]; !ok || !c.valued["preserve-fds"] {
+		return nil, fmt.Errorf("set --preserve-fds: %q does not take it", a.Command)
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("set --preserve-fds: negative count %d", n)
+	}
+	num := strconv.Itoa(n)
+	replace := make(map[int]string, len(a.preserve))
+	for _, p := range a.preserve {
+		if p.value >= 0 {
+			replace[p.value] = num
+		} else {
+			replace[p.flag] = p.dashes + "preserve-fds=" + num
+		}
+	}
+	out := make([]string, 0, len(a.Argv)+1)
+	for i, w := range a.Argv {
+		if a.dropped(i) {
+			continue
+		}
+		if r, ok := replace[i]; ok {
+			w = r
+		}
+		out = append(out, w)
+		if i == a.CommandIndex && len(a.preserve) == 0 {
+			out = append(out, "--preserve-fds="+num)
+		}
+	}
+	return out, nil
+}
+
+func (a *Args) dropped(i int) bool {
+	for _, j := range a.configIdx {
+		if i == j {
+			return true
+		}
+	}
+	return false
+}

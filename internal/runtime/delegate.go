@@ -1,0 +1,155 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRuntime is the delegate used when the config names none.
+const DefaultRuntime = "runc"
+
+// FallbackPath is searched when PATH is unset or empty: engines sometimes
+// start runtimes with an empty environment.
+const FallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// FindRuntime resolves the delegate runtime: name is an absolute path, used
+// as is, or a bare name looked up in $PATH (FallbackPath when PATH is empty).
+// "" means DefaultRuntime. self is the running runc-shared binary
+// (os.Executable()); a candidate that is self (same file through symlinks or
+// hard links, or a byte-identical copy) is skipped, since exec'ing it would
+// loop forever. That happens when runc-shared is installed as "runc" earlier
+// in PATH than the real one.
+func FindRuntime(name, self string) (string, error) {
+	if name == "" {
+		name = DefaultRuntime
+	}
+	if strings.Contains(name, "/") {
+		return checkAbsolute(name, self)
+	}
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = FallbackPath
+	}
+	var skipped []string
+	for _, dir := range filepath.SplitList(path) {
+		// Relative entries (including "" for the current directory) would
+		// depend on the engine's working directory: ignore them.
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		cand := filepath.Join(dir, name)
+		if isExecutable(cand) != nil {
+			continue
+		}
+		if isSelf(cand, self) {
+			skipped = append(skipped, cand)
+			continue
+		}
+		return cand, nil
+	}
+	if len(skipped) > 0 {
+		return "", fmt.Errorf("runtime %q: every match in PATH is runc-shared itself (%s): set `runtime` in the runc-shared config to the real runc's absolute path, e.g. runtime = \"/usr/sbin/runc\"",
+			name, strings.Join(skipped, ", "))
+	}
+	return "", fmt.Errorf("runtime %q not found in PATH %q: install it or set `runtime` in the runc-shared config to its absolute path", name, path)
+}
+
+func checkAbsolute(name, self string) (string, error) {
+	if !filepath.IsAbs(name) {
+		return "", fmt.Errorf("runtime %q: a path must be absolute (the engine's working directory varies): set `runtime` in the runc-shared config to a name on PATH or an absolute path", name)
+	}
+	if err := isExecutable(name); err != nil {
+		return "", fmt.Errorf("runtime %q: %w: set `runtime` in the runc-shared config to the real runc", name, err)
+	}
+	if isSelf(name, self) {
+		return "", fmt.Errorf("runtime %q is runc-shared itself: set `runtime` in the runc-shared config to the real runc, e.g. runtime = \"/usr/sbin/runc\"", name)
+	}
+	return name, nil
+}
+
+// isExecutable checks that path is a regular file we may execute.
+func isExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return fmt.Errorf("%s is not executable: %w", path, err)
+	}
+	return nil
+}
+
+// isSelf reports whether cand is the binary self: the same inode after
+// following symlinks, or a copy with the same content.
+func isSelf(cand, self string) bool {
+	if self == "" {
+		return false
+	}
+	c, err := os.Stat(cand) // Stat follows symlinks, like EvalSymlinks.
+	if err != nil {
+		return false
+	}
+	s, err := os.Stat(self)
+	if err != nil {
+		return false
+	}
+	if os.SameFile(c, s) {
+		return true
+	}
+	// A copy: compare contents only when the sizes match, so the common
+	// case (runc and runc-shared differ in size) costs two stats.
+	return c.Size() == s.Size() && sameContent(cand, self)
+}
+
+func sameContent(a, b string) bool {
+	fa, err := os.Open(a)
+	if err != nil {
+		return false
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false
+	}
+	defer fb.Close()
+	bufA, bufB := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		na, errA := io.ReadFull(fa, bufA)
+		nb, errB := io.ReadFull(fb, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false
+		}
+		endA := errors.Is(errA, io.EOF) || errors.Is(errA, io.ErrUnexpectedEOF)
+		endB := errors.Is(errB, io.EOF) || errors.Is(errB, io.ErrUnexpectedEOF)
+		if endA || endB {
+			return endA && endB
+		}
+		if errA != nil || errB != nil {
+			return false
+		}
+	}
+}
+
+// Exec replaces the current process with the delegate at path, running it
+// with argv (without program name; argv[0] becomes path's base name, so the
+// delegate sees itself called as "runc") and env. It returns only on
+// failure. Nothing is written to stdout: it belongs to the delegate.
+func Exec(path string, argv []string, env []string) error {
+	full := make([]string, 0, len(argv)+1)
+	full = append(full, filepath.Base(path))
+	full = append(full, argv...)
+	if err := unix.Exec(path, full, env); err != nil {
+		return fmt.Errorf("exec runtime %s: %w", path, err)
+	}
+	return nil
+}
