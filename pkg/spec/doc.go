@@ -1,0 +1,168 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// MaxConfigSize bounds the config.json the wrapper is willing to read. Engines
+// write a few kilobytes; anything near this size is hostile or broken, and
+// decoding it would sit on the start path of every container.
+const MaxConfigSize = 8 << 20
+
+// ErrTooLarge is returned for a config.json above MaxConfigSize.
+var ErrTooLarge = errors.New("config.json too large")
+
+// Doc is a loaded config.json. Spec is the typed view that matchers read and
+// modifiers change; Encode writes back only what the modifiers changed, onto
+// the original document, so fields unknown to runtime-spec survive.
+type Doc struct {
+	Path string
+	Spec *specs.Spec
+
+	raw  []byte
+	orig []byte // the typed view as decoded, re-encoded: the base of the diff
+	mode os.FileMode
+}
+
+// Load reads and decodes path.
+func Load(path string) (*Doc, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open bundle config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	d, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	d.Path = path
+	d.mode = fi.Mode().Perm()
+	return d, nil
+}
+
+// Parse decodes a config.json document.
+func Parse(data []byte) (*Doc, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxConfigSize)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("decode runtime spec: %w", err)
+	}
+	orig, err := json.Marshal(&s)
+	if err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	return &Doc{Spec: &s, raw: data, orig: orig, mode: 0o644}, nil
+}
+
+// Raw returns the bytes the document was parsed from.
+func (d *Doc) Raw() []byte { return d.raw }
+
+// Changed reports whether the typed view differs from what was loaded.
+func (d *Doc) Changed() (bool, error) {
+	cur, err := json.Marshal(d.Spec)
+	if err != nil {
+		return false, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	return !bytes.Equal(cur, d.orig), nil
+}
+
+// Encode returns the document with the modifiers' changes applied to the
+// original JSON. It computes the difference between the typed view as loaded
+// and as it is now, and applies only that difference to the original tree: a
+// field that runtime-spec v1.3.0 does not know (a newer spec, an engine
+// extension) is never dropped, since it is never re-encoded from the struct.
+func (d *Doc) Encode() ([]byte, error) {
+	cur, err := json.Marshal(d.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if bytes.Equal(cur, d.orig) {
+		return d.raw, nil
+	}
+	var raw, old, now any
+	for _, x := range []struct {
+		b []byte
+		v *any
+	}{{d.raw, &raw}, {d.orig, &old}, {cur, &now}} {
+		dec := json.NewDecoder(bytes.NewReader(x.b))
+		dec.UseNumber()
+		if err := dec.Decode(x.v); err != nil {
+			return nil, fmt.Errorf("decode runtime spec: %w", err)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(patch(raw, old, now)); err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// patch returns raw with the change from old to now applied. old and now are
+// the typed view before and after the modifiers; raw is the original
+// document, a superset of old.
+func patch(raw, old, now any) any {
+	if reflect.DeepEqual(old, now) {
+		return raw
+	}
+	switch n := now.(type) {
+	case map[string]any:
+		o, ok1 := old.(map[string]any)
+		r, ok2 := raw.(map[string]any)
+		if !ok1 || !ok2 {
+			return now
+		}
+		out := make(map[string]any, len(r)+len(n))
+		for k, v := range r {
+			out[k] = v
+		}
+		for k, v := range n {
+			out[k] = patch(r[k], o[k], v)
+		}
+		for k := range o {
+			if _, ok := n[k]; !ok {
+				delete(out, k)
+			}
+		}
+		return out
+	case []any:
+		o, ok1 := old.([]any)
+		r, ok2 := raw.([]any)
+		// Element-wise only when the list was changed in place or appended
+		// to; a removal or reordering replaces the list (no modifier does
+		// that to a list with unknown fields).
+		if !ok1 || !ok2 || len(o) != len(r) || len(n) < len(o) {
+			return now
+		}
+		out := make([]any, len(n))
+		for i := range n {
+			if i < len(o) {
+				out[i] = patch(r[i], o[i], n[i])
+			} else {
+				out[i] = n[i]
+			}
+		}
+		return out
+	default:
+		return now
+	}
+}

@@ -1,0 +1,90 @@
+package spec
+
+import (
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Matches reports whether s meets every condition of the rule's match.
+// Labels never reach the runtime (Docker and Podman keep them), so only
+// annotations, process.env and the engine's container-name annotation count.
+func (r *Rule) Matches(s *specs.Spec) bool {
+	m := r.Match
+	if m.Empty() {
+		return false
+	}
+	for k, v := range m.Annotations {
+		if got, ok := s.Annotations[k]; !ok || got != v {
+			return false
+		}
+	}
+	for k, v := range m.Env {
+		if got, ok := EnvValue(s, k); !ok || got != v {
+			return false
+		}
+	}
+	for k, v := range m.AnnotationOrEnv {
+		if got, ok := s.Annotations[k]; ok && got == v {
+			continue
+		}
+		if got, ok := EnvValue(s, k); ok && got == v {
+			continue
+		}
+		return false
+	}
+	if m.ContainerName != "" {
+		name, ok := ContainerName(s)
+		if !ok && !m.ContainerNameIfRecorded {
+			return false
+		}
+		if ok && name != m.ContainerName {
+			return false
+		}
+	}
+	return true
+}
+
+// FindRule returns the first rule that matches s, or nil.
+func FindRule(rules []Rule, s *specs.Spec) *Rule {
+	for i := range rules {
+		if rules[i].Matches(s) {
+			return &rules[i]
+		}
+	}
+	return nil
+}
+
+// EnvValue returns the value of key in process.env. Like execve's consumers
+// (getenv), the first entry wins.
+func EnvValue(s *specs.Spec, key string) (string, bool) {
+	if s.Process == nil {
+		return "", false
+	}
+	for _, kv := range s.Process.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// ContainerName returns the container name recorded by a Kubernetes engine.
+func ContainerName(s *specs.Spec) (string, bool) {
+	return firstAnnotation(s, ContainerNameAnnotations)
+}
+
+// Namespace returns the Kubernetes namespace recorded by the engine.
+func Namespace(s *specs.Spec) (string, bool) {
+	return firstAnnotation(s, NamespaceAnnotations)
+}
+
+func firstAnnotation(s *specs.Spec, keys []string) (string, bool) {
+	for _, k := range keys {
+		if v, ok := s.Annotations[k]; ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}

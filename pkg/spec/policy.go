@@ -1,0 +1,63 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ErrPolicy is wrapped by every refusal of a matching container.
+var ErrPolicy = errors.New("refused by policy")
+
+// PolicyError tells which rule refused a container and why.
+type PolicyError struct {
+	Rule   string
+	Reason string
+}
+
+func (e *PolicyError) Error() string {
+	return fmt.Sprintf("container matches mounter rule %q but is refused: %s", e.Rule, e.Reason)
+}
+
+func (e *PolicyError) Unwrap() error { return ErrPolicy }
+
+// CapSysAdmin is the capability a mounter needs for mount(2).
+const CapSysAdmin = "CAP_SYS_ADMIN"
+
+// CheckPolicy decides whether a container that matches r may become a
+// mounter. Matching is cheap to fake (anyone may set an annotation or an env
+// variable), so the rule only ever applies to containers that could mount
+// anyway: the wrapper never adds a privilege, it only lets the mounts of an
+// already privileged container reach the host.
+func CheckPolicy(r *Rule, s *specs.Spec) error {
+	refuse := func(format string, a ...any) error {
+		return &PolicyError{Rule: r.Name, Reason: fmt.Sprintf(format, a...)}
+	}
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			// runc joins a namespace given by path and still runs its whole
+			// rootfs setup, pivot_root included, in it: on the host's
+			// namespace that moves the host onto the container's rootfs.
+			if ns.Type == specs.MountNamespace && ns.Path != "" {
+				return refuse("it joins the mount namespace %s by path; a mounter must get a new mount namespace", ns.Path)
+			}
+		}
+	}
+	if r.RequirePrivileged {
+		if s.Process == nil || s.Process.Capabilities == nil || !slices.Contains(s.Process.Capabilities.Bounding, CapSysAdmin) {
+			return refuse("it lacks %s in its bounding set; start it with --cap-add SYS_ADMIN (or set require-privileged = false in the rule)", CapSysAdmin)
+		}
+	}
+	if len(r.Namespaces) > 0 {
+		ns, ok := Namespace(s)
+		if !ok {
+			return refuse("the rule allows only Kubernetes namespaces %v and the container carries no namespace annotation", r.Namespaces)
+		}
+		if !slices.Contains(r.Namespaces, ns) {
+			return refuse("Kubernetes namespace %q is not in the rule's namespaces %v", ns, r.Namespaces)
+		}
+	}
+	return nil
+}
