@@ -43,7 +43,7 @@ var NamespaceAnnotations = []string{
 }
 
 // Match holds the conditions of a rule. All the given conditions must hold;
-// a rule with none is a configuration error (see Rule.Validate).
+// a rule with none is a configuration error (internal/config refuses it).
 type Match struct {
 	// Annotations must all be present in the spec with exactly these values.
 	Annotations map[string]string

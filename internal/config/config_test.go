@@ -1,0 +1,637 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// writeConfig writes content to a config file in a fresh temp dir, mode 0644.
+func writeConfig(t testing.TB, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustLoad(t *testing.T, content string) *Config {
+	t.Helper()
+	path := writeConfig(t, content)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load:\n%s\nerror: %v", content, err)
+	}
+	if c.Path != path || c.Missing {
+		t.Fatalf("Path = %q, Missing = %v; want %q, false", c.Path, c.Missing, path)
+	}
+	return c
+}
+
+// rule is a valid [[mounter]] whose fields the tests override.
+const rule = `
+[[mounter]]
+name = "gluster"
+fstypes = ["glusterfs"]
+propagate = ["/var/lib/kubelet"]
+[mounter.match]
+env = { RUNC_SHARED_MOUNTER = "gluster" }
+`
+
+func defaultRule() spec.Rule {
+	return spec.Rule{
+		Name:              "gluster",
+		FSTypes:           []string{"glusterfs"},
+		Mode:              spec.ModePropagate,
+		Propagate:         []string{"/var/lib/kubelet"},
+		EnsureShared:      true,
+		RequirePrivileged: true,
+		Match:             spec.Match{Env: map[string]string{"RUNC_SHARED_MOUNTER": "gluster"}},
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	for _, content := range []string{"", "# only a comment\n"} {
+		c := mustLoad(t, content)
+		want := Default()
+		want.Path = c.Path
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("Load(%q) = %+v, want %+v", content, c, want)
+		}
+		if !c.PassThrough() {
+			t.Errorf("a config without rules must pass through")
+		}
+	}
+	want := &Config{Runtime: "runc", StateDir: "/run/runc-shared", LogLevel: "info", HostMntns: "/proc/1/ns/mnt"}
+	if got := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() = %+v, want %+v", got, want)
+	}
+}
+
+func TestMissingFileIsPassThrough(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{"", filepath.Join(dir, "none.toml"), filepath.Join(dir, "no", "such", "dir.toml")} {
+		c, err := Load(path)
+		if err != nil {
+			t.Fatalf("Load(%q): %v", path, err)
+		}
+		want := Default()
+		want.Missing = true
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("Load(%q) = %+v, want %+v", path, c, want)
+		}
+	}
+}
+
+func TestEveryKey(t *testing.T) {
+	c := mustLoad(t, `
+runtime = "/usr/sbin/../bin/runc"
+state-dir = "/run/rs/"
+log-level = "DEBUG"
+host-mntns = "self"
+hook-path = "/opt/rs//mount-hook"
+mount-container = ["cephfs:name=ceph-mounter"]
+
+[[mounter]]
+name = "all"
+fstypes = ["glusterfs", "fuse.sshfs"]
+mode = "preload"
+propagate = ["/var/lib/kubelet/", "/mnt//a/./b"]
+ensure-shared = false
+require-privileged = false
+namespaces = ["kube-system", "storage"]
+[mounter.match]
+annotations = { "runc-shared.io/mounter" = "all", "x.y/z" = "" }
+container-name = "mounter"
+[mounter.match.env]
+A = "1"
+B = "two words"
+`)
+	want := &Config{
+		Runtime:   "/usr/bin/runc",
+		StateDir:  "/run/rs",
+		LogLevel:  "debug",
+		HostMntns: "self",
+		HookPath:  "/opt/rs/mount-hook",
+		Path:      c.Path,
+		Mounters: []spec.Rule{{
+			Name:              "all",
+			FSTypes:           []string{"glusterfs", "fuse.sshfs"},
+			Mode:              spec.ModePreload,
+			Propagate:         []string{"/var/lib/kubelet", "/mnt/a/b"},
+			EnsureShared:      false,
+			RequirePrivileged: false,
+			Namespaces:        []string{"kube-system", "storage"},
+			Match: spec.Match{
+				Annotations:   map[string]string{"runc-shared.io/mounter": "all", "x.y/z": ""},
+				Env:           map[string]string{"A": "1", "B": "two words"},
+				ContainerName: "mounter",
+			},
+		}, {
+			Name:              "cephfs",
+			FSTypes:           []string{"cephfs"},
+			Mode:              spec.ModePropagate,
+			Propagate:         []string{"/var/lib/kubelet"},
+			EnsureShared:      true,
+			RequirePrivileged: true,
+			Match:             spec.Match{AnnotationOrEnv: map[string]string{"name": "ceph-mounter"}},
+		}},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestRuleDefaultsAndForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		want          []spec.Rule
+	}{
+		{"defaults", rule, []spec.Rule{defaultRule()}},
+		{"inline array of tables", `mounter = [{ name = "gluster", fstypes = ["glusterfs"], propagate = ["/var/lib/kubelet"], match = { env = { RUNC_SHARED_MOUNTER = "gluster" } } }]`, []spec.Rule{defaultRule()}},
+		{"dotted keys", `
+[[mounter]]
+name = "gluster"
+fstypes = ["glusterfs"]
+propagate = ["/var/lib/kubelet"]
+match.env.RUNC_SHARED_MOUNTER = "gluster"
+`, []spec.Rule{defaultRule()}},
+		{"two rules keep file order", rule + strings.ReplaceAll(rule, `"gluster"`, `"second"`), func() []spec.Rule {
+			r2 := defaultRule()
+			r2.Name = "second"
+			r2.Match.Env = map[string]string{"RUNC_SHARED_MOUNTER": "second"}
+			return []spec.Rule{defaultRule(), r2}
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t, tc.content)
+			if !reflect.DeepEqual(c.Mounters, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", c.Mounters, tc.want)
+			}
+		})
+	}
+}
+
+func seedRule(fstype, key, value, container string) spec.Rule {
+	r := spec.Rule{
+		Name:              fstype,
+		FSTypes:           []string{fstype},
+		Mode:              spec.ModePropagate,
+		Propagate:         []string{"/var/lib/kubelet"},
+		EnsureShared:      true,
+		RequirePrivileged: true,
+		Match:             spec.Match{AnnotationOrEnv: map[string]string{key: value}},
+	}
+	if container != "" {
+		r.Match.ContainerName = container
+		r.Match.ContainerNameIfRecorded = true
+	}
+	return r
+}
+
+func TestSeedSyntax(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		want          []spec.Rule
+	}{
+		{"single with container", `mount-container = ["glusterfs:name=glusterfs-mounter:mounter"]`,
+			[]spec.Rule{seedRule("glusterfs", "name", "glusterfs-mounter", "mounter")}},
+		{"single without container", `mount-container = ["glusterfs:name=glusterfs-mounter"]`,
+			[]spec.Rule{seedRule("glusterfs", "name", "glusterfs-mounter", "")}},
+		{"value holding =", `mount-container = ["nfs:opts=a=b"]`,
+			[]spec.Rule{seedRule("nfs", "opts", "a=b", "")}},
+		{"multiple", `mount-container = ["glusterfs:name=glusterfs-mounter:mounter", "cephfs:app=ceph", "fuse.sshfs:runc-shared.io/mounter=ssh:ssh"]`,
+			[]spec.Rule{
+				seedRule("glusterfs", "name", "glusterfs-mounter", "mounter"),
+				seedRule("cephfs", "app", "ceph", ""),
+				seedRule("fuse.sshfs", "runc-shared.io/mounter", "ssh", "ssh"),
+			}},
+		{"empty list", `mount-container = []`, nil},
+		{"after [[mounter]] rules", `mount-container = ["cephfs:app=ceph"]` + rule,
+			[]spec.Rule{defaultRule(), seedRule("cephfs", "app", "ceph", "")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t, tc.content)
+			if !reflect.DeepEqual(c.Mounters, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", c.Mounters, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"unknown top-level key", "runtime = \"runc\"\nbogus = 1\n",
+			`^config \S+/config\.toml:2: key bogus: unknown key: remove it or fix the spelling; the keys here are runtime, state-dir,`},
+		{"underscore spelling", "\n\nstate_dir = \"/run/x\"\n",
+			`^config \S+:3: key state_dir: unknown key: did you mean "state-dir"\?`},
+		{"unknown key in second mounter", rule + strings.Replace(strings.ReplaceAll(rule, `"gluster"`, `"b"`), "fstypes", "fstype", 1),
+			`^config \S+:9: key mounter: \[\[mounter\]\] misses the required key "fstypes": add fstypes = \["glusterfs"\]; ` +
+				`config \S+:11: key mounter.fstype: unknown key: did you mean "fstypes"\?`},
+		{"unknown key after [mounter.match] belongs to it", rule + "fstype = [\"x\"]\n",
+			`^config \S+:8: key mounter.match.fstype: unknown key: remove it or fix the spelling; the keys here are annotations, env, container-name$`},
+		{"unknown key in rule", strings.Replace(rule, "[mounter.match]", "propagation = true\n[mounter.match]", 1),
+			`^config \S+:6: key mounter.propagation: unknown key: .* the keys here are name, fstypes, mode,`},
+		{"unknown key in inline match", `mounter = [{ name = "g", fstypes = ["g"], propagate = ["/g"], match = { labels = { a = "b" } } }]`,
+			`^config \S+:1: key mounter.match.labels: unknown key`},
+		{"wrong type top-level", "\nruntime = 5\n",
+			`^config \S+:2: key runtime: is an integer, want a string: quote the value, like runtime = "..."$`},
+		{"wrong type fstypes", strings.Replace(rule, `fstypes = ["glusterfs"]`, `fstypes = "glusterfs"`, 1),
+			`^config \S+:4: key mounter.fstypes: is a string, want a list of strings: write fstypes = \["glusterfs"\]$`},
+		{"wrong type in second mounter", rule + strings.Replace(strings.ReplaceAll(rule, `"gluster"`, `"b"`), `propagate = ["/var/lib/kubelet"]`, `ensure-shared = "yes"`+"\n"+`propagate = ["/b"]`, 1),
+			`^config \S+:12: key mounter.ensure-shared: is a string, want true or false \(unquoted\)$`},
+		{"wrong element type", strings.Replace(rule, `["/var/lib/kubelet"]`, `["/a", 2]`, 1),
+			`^config \S+:5: key mounter.propagate: element 2 is an integer, want a string: quote it$`},
+		{"wrong match value type", strings.Replace(rule, `"gluster" }`, `1 }`, 1),
+			`^config \S+:7: key mounter.match.env.RUNC_SHARED_MOUNTER: is an integer, want a string`},
+		{"single [mounter] table", "[mounter]\nname = \"x\"\n",
+			`^config \S+:1: key mounter: is a single table: write \[\[mounter\]\] with two brackets`},
+		{"duplicate name", rule + rule,
+			`^config \S+:10: key mounter.name: "gluster" is already the name of another rule: give each \[\[mounter\]\] its own name$`},
+		{"duplicate seed name", `mount-container = ["glusterfs:a=b", "glusterfs:c=d"]`,
+			`^config \S+:1: key mount-container: entry "glusterfs:c=d" makes a rule named "glusterfs", a name another rule already has`},
+		{"seed name used by mounter", `mount-container = ["gluster:a=b"]` + rule,
+			`^config \S+:1: key mount-container: entry "gluster:a=b" makes a rule named "gluster", a name another rule already has: keep one of them, or rename the \[\[mounter\]\]$`},
+		{"rule without match", "\n[[mounter]]\nname = \"g\"\nfstypes = [\"g\"]\npropagate = [\"/g\"]\n",
+			`^config \S+:2: key mounter: \[\[mounter\]\] has no match condition, so it would match no container: add a \[mounter.match\] table`},
+		{"empty match", rule[:strings.Index(rule, "env")],
+			`^config \S+:6: key mounter.match: has no condition, so it would match no container`},
+		{"match with empty maps", strings.Replace(rule, `env = { RUNC_SHARED_MOUNTER = "gluster" }`, "env = {}\nannotations = {}", 1),
+			`^config \S+:6: key mounter.match: has no condition`},
+		{"missing name and fstypes", strings.Replace(strings.Replace(rule, "name = \"gluster\"\n", "", 1), "fstypes = [\"glusterfs\"]\n", "", 1),
+			`^config \S+:2: key mounter: \[\[mounter\]\] misses the required key "name": add name = "glusterfs"; config \S+:2: key mounter: \[\[mounter\]\] misses the required key "fstypes": add fstypes = \["glusterfs"\]$`},
+		{"empty fstypes", strings.Replace(rule, `["glusterfs"]`, `[]`, 1),
+			`^config \S+:4: key mounter.fstypes: is empty: list the filesystem types`},
+		{"fstype list in one string", strings.Replace(rule, `["glusterfs"]`, `["glusterfs,nfs"]`, 1),
+			`^config \S+:4: key mounter.fstypes: "glusterfs,nfs" is not a filesystem type: give one type per element`},
+		{"empty propagate", strings.Replace(rule, `["/var/lib/kubelet"]`, `[]`, 1),
+			`^config \S+:5: key mounter.propagate: is empty: list the host directories`},
+		{"relative propagate path", strings.Replace(rule, `["/var/lib/kubelet"]`, `["var/lib/kubelet"]`, 1),
+			`^config \S+:5: key mounter.propagate: "var/lib/kubelet" is not an absolute path: write the full path from /$`},
+		{"dot-dot in propagate path", strings.Replace(rule, `["/var/lib/kubelet"]`, `["/var/lib/kubelet/../.."]`, 1),
+			`^config \S+:5: key mounter.propagate: "/var/lib/kubelet/../.." contains "..": write the path without it$`},
+		{"propagate root", strings.Replace(rule, `["/var/lib/kubelet"]`, `["/var", "//"]`, 1),
+			`^config \S+:5: key mounter.propagate: "//" is the root directory: name the directory itself`},
+		{"bad mode", strings.Replace(rule, "[mounter.match]", "mode = \"bind\"\n[mounter.match]", 1),
+			`^config \S+:6: key mounter.mode: "bind" is not a mode: use "propagate" \(the default\) or "preload"$`},
+		{"bad log-level", "log-level = \"verbose\"\n",
+			`^config \S+:1: key log-level: "verbose" is not a log level: use one of panic, fatal, error, warn, warning, info, debug, trace$`},
+		{"relative state-dir", "state-dir = \"run/x\"\n",
+			`^config \S+:1: key state-dir: "run/x" is not an absolute path`},
+		{"relative host-mntns", "host-mntns = \"proc/1/ns/mnt\"\n",
+			`^config \S+:1: key host-mntns: "proc/1/ns/mnt" is not an absolute path: write the full path from /, or "self"`},
+		{"relative hook-path", "hook-path = \"./mount-hook\"\n",
+			`^config \S+:1: key hook-path: "./mount-hook" is not an absolute path`},
+		{"relative runtime path", "runtime = \"bin/runc\"\n",
+			`^config \S+:1: key runtime: "bin/runc" is a relative path: give a name on PATH like "runc" or an absolute path`},
+		{"empty runtime", "runtime = \"\"\n",
+			`^config \S+:1: key runtime: is empty`},
+		{"env name with =", strings.Replace(rule, `env = { RUNC_SHARED_MOUNTER = "gluster" }`, `env = { "A=B" = "c" }`, 1),
+			`^config \S+:7: key mounter.match.env."A=B": an environment variable name cannot hold "="`},
+		{"empty container-name", strings.Replace(rule, "env = ", "container-name = \"\"\nenv = ", 1),
+			`^config \S+:7: key mounter.match.container-name: is empty`},
+		{"quoted annotation key", strings.Replace(rule, "[mounter.match]", "[mounter.match]\n[mounter.match.annotations]\n\"runc-shared.io/mounter\" = false\n[mounter.match.x]", 1),
+			`^config \S+:8: key mounter.match.annotations."runc-shared.io/mounter": is a boolean, want a string: .*; config \S+:9: key mounter.match.x: unknown key`},
+		{"malformed seed entry: no key=value", `mount-container = ["glusterfs"]`,
+			`^config \S+:1: key mount-container: entry "glusterfs" has 1 colon-separated parts: want "FSTYPE:KEY=VALUE" or "FSTYPE:KEY=VALUE:CONTAINER", like "glusterfs:name=glusterfs-mounter:mounter"$`},
+		{"malformed seed entry: too many parts", "\n\nmount-container = [\n  \"a:b=c\",\n  \"a:b=c:d:e\",\n]\n",
+			`^config \S+:3: key mount-container: entry "a:b=c:d:e" has 4 colon-separated parts: want`},
+		{"malformed seed entry: no =", `mount-container = ["glusterfs:name:mounter"]`,
+			`^config \S+:1: key mount-container: entry "glusterfs:name:mounter" has no KEY=VALUE: want`},
+		{"malformed seed entry: empty value", `mount-container = ["glusterfs:name="]`,
+			`entry "glusterfs:name=" has no KEY=VALUE`},
+		{"malformed seed entry: empty container", `mount-container = ["glusterfs:name=x:"]`,
+			`entry "glusterfs:name=x:" has an empty CONTAINER after the last colon`},
+		{"malformed seed entry: empty fstype", `mount-container = [":name=x"]`,
+			`entry ":name=x" has no valid FSTYPE`},
+		{"seed as a string", `mount-container = "glusterfs:name=x"`,
+			`^config \S+:1: key mount-container: is a string, want a list: write mount-container = \["glusterfs:name=x"\]$`},
+		{"TOML syntax", "runtime = \"runc\"\nstate-dir = /run\n",
+			`^config \S+:2: key state-dir: .*: fix the TOML syntax \(https://toml.io\)$`},
+		{"duplicate TOML key", "runtime = \"a\"\nruntime = \"b\"\n",
+			`^config \S+:2: .*fix the TOML syntax`},
+		{"errors in file order", "\n\n\nlog-level = \"x\"\nruntime = 1\nbogus = 2\n",
+			`^config \S+:4: key log-level: .*; config \S+:5: key runtime: .*; config \S+:6: key bogus: unknown key`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, tc.content)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load succeeded: %+v; want error matching %s\nconfig:\n%s", c, tc.want, tc.content)
+			}
+			if c != nil {
+				t.Errorf("Load returned a config with its error")
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) || cerr.File != path {
+				t.Errorf("error %v is not a *config.Error for %s", err, path)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error does not name the file %s: %v", path, err)
+			}
+			if !regexp.MustCompile(tc.want).MatchString(err.Error()) {
+				t.Errorf("error:\n  %v\nwant match:\n  %s\nconfig:\n%s", err, tc.want, tc.content)
+			}
+		})
+	}
+}
+
+func TestUnsafeFile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   os.FileMode
+		uid    int
+		loader Loader
+		want   string
+	}{
+		{"world-writable", 0o666, 0, Loader{}, `mode 0666 lets group or others write it, .*: run .chmod 0644 `},
+		{"group-writable", 0o620, 0, Loader{}, `mode 0620 lets group or others write it`},
+		{"owned by nobody", 0o644, 65534, Loader{}, `owned by uid 65534, not root, .*: run .chown root:root `},
+		{"owner not trusted by the injected check", 0o644, 0, Loader{TrustOwner: func(uint32) bool { return false }}, `owned by uid 0, not root`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, rule)
+			// Chmod after writing: the umask must not hide the bits.
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(path, tc.uid, tc.uid); err != nil {
+				t.Fatalf("chown (tests run as root): %v", err)
+			}
+			c, err := tc.loader.Load(path)
+			if err == nil {
+				t.Fatalf("Load succeeded: %+v", c)
+			}
+			if !errors.Is(err, ErrUnsafeFile) {
+				t.Errorf("error does not wrap ErrUnsafeFile: %v", err)
+			}
+			if !strings.Contains(err.Error(), path) || !regexp.MustCompile(tc.want).MatchString(err.Error()) {
+				t.Errorf("error:\n  %v\nwant the path and a match for:\n  %s", err, tc.want)
+			}
+		})
+	}
+	t.Run("trusted owner", func(t *testing.T) {
+		path := writeConfig(t, rule)
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		l := Loader{TrustOwner: func(uid uint32) bool { return uid == 65534 }}
+		if _, err := l.Load(path); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("symlink to a safe file", func(t *testing.T) {
+		target := writeConfig(t, rule)
+		link := filepath.Join(t.TempDir(), "link.toml")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(link)
+		if err != nil || len(c.Mounters) != 1 {
+			t.Fatalf("Load(symlink) = %+v, %v", c, err)
+		}
+	})
+}
+
+func TestNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir, fifo} {
+		done := make(chan error, 1)
+		go func() { _, err := Load(path); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("Load(%s) = %v, want a not-a-regular-file error", path, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Load(%s) hangs", path)
+		}
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	path := writeConfig(t, "# "+strings.Repeat("x", MaxSize)+"\n")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load = %v, want a too-large error", err)
+	}
+}
+
+func TestPath(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		flag    string
+		flagSet bool
+		env     string
+		want    string
+	}{
+		{"default", "", false, "", DefaultPath},
+		{"env", "", false, "/env.toml", "/env.toml"},
+		{"flag over env", "/flag.toml", true, "/env.toml", "/flag.toml"},
+		{"flag over default", "/flag.toml", true, "", "/flag.toml"},
+		{"empty flag means no file", "", true, "/env.toml", ""},
+		{"unset flag value ignored", "/ignored.toml", false, "", DefaultPath},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvVar, tc.env)
+			if got := Path(tc.flag, tc.flagSet); got != tc.want {
+				t.Errorf("Path(%q, %v) with $%s=%q = %q, want %q", tc.flag, tc.flagSet, EnvVar, tc.env, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLookups(t *testing.T) {
+	c := mustLoad(t, `mount-container = ["glusterfs:name=g", "cephfs:name=c"]`+rule)
+	if r := c.Rule("cephfs"); r == nil || r.Name != "cephfs" {
+		t.Errorf("Rule(cephfs) = %+v", r)
+	}
+	if r := c.Rule("none"); r != nil {
+		t.Errorf("Rule(none) = %+v, want nil", r)
+	}
+	var names []string
+	for _, r := range c.RulesFor("glusterfs") {
+		names = append(names, r.Name)
+	}
+	if want := []string{"gluster", "glusterfs"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("RulesFor(glusterfs) = %v, want %v", names, want)
+	}
+	if rs := c.RulesFor("nfs"); len(rs) != 0 {
+		t.Errorf("RulesFor(nfs) = %v, want none", rs)
+	}
+	// The returned rule is the config's own, not a copy.
+	c.Rule("cephfs").Namespaces = []string{"x"}
+	if c.Mounters[2].Namespaces == nil {
+		t.Errorf("Rule returned a copy")
+	}
+}
+
+func TestHookBinary(t *testing.T) {
+	c := Default()
+	if got := c.HookBinary("/usr/local/bin/runc-shared"); got != "/usr/local/bin/mount-hook" {
+		t.Errorf("default HookBinary = %q", got)
+	}
+	c.HookPath = "/opt/hooks/mount-hook"
+	if got := c.HookBinary("/usr/local/bin/runc-shared"); got != c.HookPath {
+		t.Errorf("HookBinary with hook-path = %q", got)
+	}
+}
+
+// TestExample loads the documented example that the README points at, and
+// checks that it mentions every key the parser knows, so neither drifts.
+func TestExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustLoad(t, string(data))
+	if got := len(c.Mounters); got != 3 {
+		t.Errorf("example has %d rules, want 3", got)
+	}
+	for _, keys := range [][]string{topKeys, ruleKeys, matchKeys} {
+		for _, k := range keys {
+			if !regexp.MustCompile(`(?m)^(# )?(` + regexp.QuoteMeta(k) + ` = |\[\[` + regexp.QuoteMeta(k) + `\]\]$|\[mounter\.` + regexp.QuoteMeta(k) + `\]$)`).Match(data) {
+				t.Errorf("example.toml does not document key %q", k)
+			}
+		}
+	}
+}
+
+func TestKeyLines(t *testing.T) {
+	src := `# comment = 1
+runtime = "runc" # trailing
+list = [
+  "a = b",   # a string that looks like a key
+  'c',
+]
+text = """
+fake = 1
+[fake]
+"""
+lit = '''
+[[mounter]]
+'''
+[[mounter]]
+name = "a"
+[mounter.match]
+"quoted.key" = { x = 1 }
+[[mounter]]
+	name = "b"   
+[mounter . match . env]
+A = "1"
+site."dotted.part".x = 2
+[[mounter.sub]]
+k = 1
+[[mounter.sub]]
+k = 2
+`
+	ix := keyLines(src)
+	m := keyPath{"mounter"}
+	for _, tc := range []struct {
+		path keyPath
+		want int
+	}{
+		{keyPath{"runtime"}, 2},
+		{keyPath{"list"}, 3},
+		{keyPath{"text"}, 7},
+		{keyPath{"fake"}, 0},
+		{keyPath{"lit"}, 11},
+		{m, 14},
+		{m.index(0), 14},
+		{m.index(0).key("name"), 15},
+		{m.index(0).key("match"), 16},
+		{m.index(0).key("match").key("quoted.key"), 17},
+		{m.index(0).key("match").key("quoted.key").key("x"), 17}, // inline: the table's line
+		{m.index(1), 18},
+		{m.index(1).key("name"), 19},
+		{m.index(1).key("match").key("env").key("A"), 21},
+		{m.index(1).key("match").key("env").key("B"), 20}, // unseen: the parent's line
+		{keyPath{"site", "dotted.part", "x"}, 0},
+		{m.index(1).key("match").key("env").key("site").key("dotted.part").key("x"), 22},
+		{m.index(1).key("sub").index(1).key("k"), 26},
+	} {
+		if got := ix.find(tc.path); got != tc.want {
+			t.Errorf("line of %q = %d, want %d", tc.path.String(), got, tc.want)
+		}
+	}
+	if got, want := (keyPath{"mounter", idxMark + "3", "match", "annotations", "runc-shared.io/x"}).String(), `mounter.match.annotations."runc-shared.io/x"`; got != want {
+		t.Errorf("String() = %s, want %s", got, want)
+	}
+}
+
+func TestSeedRuleDirect(t *testing.T) {
+	r, err := SeedRule("glusterfs:name=glusterfs-mounter:mounter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := seedRule("glusterfs", "name", "glusterfs-mounter", "mounter"); !reflect.DeepEqual(r, want) {
+		t.Errorf("got %+v, want %+v", r, want)
+	}
+}
+
+// BenchmarkLoad measures what every runtime call of the wrapper pays for the
+// configuration: the documented example (three rules).
+func BenchmarkLoad(b *testing.B) {
+	data, err := os.ReadFile("testdata/example.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := writeConfig(b, string(data))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoadMissing(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "none.toml")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// typical is a production-sized configuration: two rules, a few comments.
+const typical = `# /etc/runc-shared/config.toml
+runtime = "/usr/bin/runc"
+log-level = "info"
+mount-container = ["glusterfs:name=glusterfs-mounter:mounter"]
+
+# The CephFS mounter of the storage team.
+[[mounter]]
+name = "cephfs"
+fstypes = ["ceph", "fuse.ceph"]
+propagate = ["/var/lib/kubelet", "/mnt/ceph"]
+namespaces = ["storage"]
+[mounter.match]
+annotations = { "runc-shared.io/mounter" = "cephfs" }
+container-name = "ceph-mounter"
+`
+
+func BenchmarkLoadTypical(b *testing.B) {
+	path := writeConfig(b, typical)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

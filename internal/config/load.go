@@ -1,0 +1,101 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// ErrUnsafeFile is wrapped by the error for a configuration file that others
+// could have written: its rules decide which containers put mounts on the
+// host, so whoever can write it can take the host.
+var ErrUnsafeFile = errors.New("unsafe configuration file")
+
+// Loader reads configuration files. The zero value is ready to use.
+type Loader struct {
+	// TrustOwner reports whether a file owned by uid may be loaded. nil
+	// trusts root and the effective uid of this process (a rootless engine
+	// runs the runtime as its user, who controls this process anyway).
+	TrustOwner func(uid uint32) bool
+}
+
+// Load reads path with the zero Loader.
+func Load(path string) (*Config, error) {
+	return Loader{}.Load(path)
+}
+
+// Load reads and validates the configuration file at path.
+//
+// A path that does not exist, or "", gives Default() with Missing set and
+// Path "": pure pass-through, not an error. Everything else that goes wrong
+// is an error: an unreadable or unsafe file, invalid TOML, an unknown key or
+// a bad value (an *Error naming the file, line and key).
+func (l Loader) Load(path string) (*Config, error) {
+	if path == "" {
+		return missing(), nil
+	}
+	// O_NONBLOCK: a FIFO planted at the path must not hang every container
+	// start; the fstat below refuses it. It changes nothing for a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return missing(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	// Check the file we opened, not the path: the path could be swapped
+	// between a stat and the open.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat config %s: %w", path, err)
+	}
+	if err := l.checkFile(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("config %s: larger than %d bytes: a configuration is a few kilobytes; check that the path names the right file", path, MaxSize)
+	}
+	return Parse(path, data)
+}
+
+func missing() *Config {
+	c := Default()
+	c.Missing = true
+	return c
+}
+
+// checkFile refuses what must not be trusted: anything but a regular file, a
+// file writable by group or others, a file owned by an untrusted user.
+func (l Loader) checkFile(path string, fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("config %s: not a regular file (%s): point the configuration path at a file", path, fi.Mode().Type())
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("config %s: %w: mode %04o lets group or others write it, and it decides which containers get host mounts: run `chmod 0644 %s`",
+			path, ErrUnsafeFile, perm, path)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("config %s: %w: cannot read its owner", path, ErrUnsafeFile)
+	}
+	if !l.trusted(st.Uid) {
+		return fmt.Errorf("config %s: %w: owned by uid %d, not root, and it decides which containers get host mounts: run `chown root:root %s`",
+			path, ErrUnsafeFile, st.Uid, path)
+	}
+	return nil
+}
+
+func (l Loader) trusted(uid uint32) bool {
+	if l.TrustOwner != nil {
+		return l.TrustOwner(uid)
+	}
+	return uid == 0 || int(uid) == os.Geteuid()
+}
