@@ -114,8 +114,23 @@ func (d *Doc) Encode() ([]byte, error) {
 	if err := enc.Encode(patch(raw, old, now)); err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
+	// encoding/json (runc's decoder too) matches keys case-insensitively and
+	// lets a repeated key fill the same value twice; a generic map keeps one
+	// of them. Such a document could read back as a spec other than the one
+	// that was checked, so insist that it reads back exactly.
+	var back specs.Spec
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		return nil, fmt.Errorf("decode rewritten runtime spec: %w", err)
+	}
+	if got, err := json.Marshal(&back); err != nil || !bytes.Equal(got, cur) {
+		return nil, fmt.Errorf("%w: it has repeated or case-variant keys, so the rewrite would not read back as checked; fix the engine or tool that wrote it", ErrAmbiguous)
+	}
 	return buf.Bytes(), nil
 }
+
+// ErrAmbiguous is returned by Encode for a config.json whose rewrite would
+// not decode to the typed view that was checked and modified.
+var ErrAmbiguous = errors.New("ambiguous config.json")
 
 // patch returns raw with the change from old to now applied. old and now are
 // the typed view before and after the modifiers; raw is the original

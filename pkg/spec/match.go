@@ -35,7 +35,9 @@ func (r *Rule) Matches(s *specs.Spec) bool {
 	}
 	if m.ContainerName != "" {
 		name, ok := ContainerName(s)
-		if !ok && !m.ContainerNameIfRecorded {
+		// An "if recorded" name alone would match every container of an
+		// engine that records none.
+		if !ok && (!m.ContainerNameIfRecorded || len(m.Annotations)+len(m.Env)+len(m.AnnotationOrEnv) == 0) {
 			return false
 		}
 		if ok && name != m.ContainerName {

@@ -51,6 +51,18 @@ func CheckPolicy(r *Rule, s *specs.Spec) error {
 		}
 	}
 	if len(r.Namespaces) > 0 {
+		// Each engine sets one of the namespace annotations; CRI-O copies
+		// user annotations into the spec too, so a second, disagreeing one
+		// was not set by the engine.
+		var seen []string
+		for _, k := range NamespaceAnnotations {
+			if v := s.Annotations[k]; v != "" && !slices.Contains(seen, v) {
+				seen = append(seen, v)
+			}
+		}
+		if len(seen) > 1 {
+			return refuse("its Kubernetes namespace annotations disagree (%q); one was not set by the engine", seen)
+		}
 		ns, ok := Namespace(s)
 		if !ok {
 			return refuse("the rule allows only Kubernetes namespaces %v and the container carries no namespace annotation", r.Namespaces)
