@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/sirupsen/logrus"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
@@ -67,6 +67,8 @@ type plan struct {
 	spec.Modifiers
 	prepare []func(*logrus.Logger) error
 	argv    func(*runtime.Args) []string
+	// beforeExec runs after the spec is saved and everything is logged.
+	beforeExec func() error
 }
 
 // Prepare runs the host-side steps in order.
@@ -98,6 +100,8 @@ func (w *Wrapper) host(cfg *config.Config) Host {
 func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle string) *plan {
 	host := w.host(cfg)
 	switch rule.Mode {
+	case spec.ModePreload:
+		return w.preloadPlan(cfg, rule, args, bundle)
 	default:
 		return propagatePlan(host, rule, bundle)
 	}

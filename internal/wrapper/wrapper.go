@@ -113,7 +113,13 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		return err
 	}
 	w.log.Debugf("rewrote %s for mounter rule %q", doc.Path, rule.Name)
-	return w.exec(delegate, plan.Argv(args))
+	execArgv := plan.Argv(args)
+	if plan.beforeExec != nil {
+		if err := plan.beforeExec(); err != nil {
+			return err
+		}
+	}
+	return w.exec(delegate, execArgv)
 }
 
 // loadConfig loads the configuration. A broken configuration refuses only
