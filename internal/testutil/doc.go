@@ -1,0 +1,25 @@
+// Package testutil is the end-to-end test harness: root and binary checks, shared and
+// private mount points, cached rootfs trees, OCI bundles, a runc driver, a loopback
+// glusterd and a leak check. Import it from _test.go files only.
+//
+// Everything it creates is removed in t.Cleanup, also when the test fails: mounts
+// are detached (deepest first), containers are killed and deleted through the runtime
+// that made them, processes are stopped by the PID recorded at start (never by name).
+// Directories are removed only when nothing is mounted below them any more, so a
+// failed unmount can never let os.RemoveAll walk into a host filesystem.
+//
+// Rules from this machine (see platform-facts.md) that the helpers enforce:
+//   - the host / is private: SharedDir makes its own shared mount point;
+//   - busybox links are made inside a chroot, or they point at the host path;
+//   - root.path must not be a symlink: rootfs paths are resolved;
+//   - a config.json never gets CAP_SYS_RESOURCE (missing from the bounding set)
+//     nor a mount-namespace path (runc would pivot_root the host): NewBundle and
+//     Runc.Create refuse such specs;
+//   - glusterd refuses 127.0.0.1, so Glusterd binds 127.0.0.2.
+//
+// Process rule for runc create: with process.terminal false the container's init
+// inherits the stdio of the `runc create` call. Pipes would keep cmd.Wait blocked
+// until the container exits, so every runtime call writes its output to files (an
+// *os.File in exec.Cmd is passed as is, without a copying goroutine) and stdin is
+// /dev/null.
+package testutil

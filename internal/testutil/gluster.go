@@ -1,0 +1,283 @@
+package testutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Gluster is a glusterd started by Glusterd, serving one started single-brick volume.
+type Gluster struct {
+	Server  string        // address glusterd and the brick listen on: 127.0.0.2
+	Volume  string        // volume name: v0
+	Brick   string        // brick directory on the host
+	Dir     string        // glusterd state: glusterd.vol, glusterd/ (working dir), run/, log/
+	Sock    string        // glusterd's CLI socket (gluster --glusterd-sock)
+	Startup time.Duration // from starting glusterd to the volume being started
+
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	brick    proc
+	brickSck string // the brick's -S socket, which glusterd puts in /var/run/gluster
+	brickLog string // the brick's -l log, which glusterd puts in /var/log/glusterfs/bricks
+}
+
+// glusterd listens on a fixed port (24007), so one runs at a time per test binary;
+// the port check below catches one from elsewhere.
+var glusterMu sync.Mutex
+
+const glusterdVol = `volume management
+    type mgmt/glusterd
+    option working-directory %[1]s/glusterd
+    option run-directory %[1]s/run
+    option glusterd-sockfile %[1]s/run/glusterd.socket
+    option transport-type socket
+    option transport.socket.bind-address %[2]s
+    option transport.socket.listen-port 24007
+    option transport.socket.keepalive-time 10
+    option transport.socket.keepalive-interval 2
+    option transport.socket.read-fail-log off
+    option ping-timeout 0
+    option event-threads 1
+    option max-port 60999
+end-volume
+`
+
+// Glusterd starts `glusterd -N` bound to 127.0.0.2 (glusterd refuses 127.0.0.1 and
+// localhost for bricks) with its working dir, run dir, CLI socket and logs in a
+// temp dir, then creates and starts volume v0 with one brick. Cleanup stops and
+// deletes the volume and stops glusterd and the brick process by the PIDs recorded
+// at start. About 1.5 s.
+func Glusterd(t testing.TB) *Gluster {
+	t.Helper()
+	RequireRoot(t)
+	for _, c := range []string{"glusterd", "gluster", "mount.glusterfs"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s not found: run scripts/deps.sh gluster", c)
+		}
+	}
+	glusterMu.Lock()
+	t.Cleanup(glusterMu.Unlock)
+	const server = "127.0.0.2"
+	ln, err := net.Listen("tcp", server+":24007")
+	if err != nil {
+		t.Fatalf("%s:24007 is taken, another glusterd runs (tests start their own; stop the other one): %v", server, err)
+	}
+	ln.Close()
+
+	dir := TempDir(t)
+	g := &Gluster{Server: server, Volume: "v0", Dir: dir, Brick: filepath.Join(dir, "brick"),
+		Sock: filepath.Join(dir, "run", "glusterd.socket"), exited: make(chan struct{})}
+	for _, d := range []string{"glusterd", "run", "log", "brick"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vol := filepath.Join(dir, "glusterd.vol")
+	if err := os.WriteFile(vol, []byte(fmt.Sprintf(glusterdVol, dir, server)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "log", "glusterd.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+
+	start := time.Now()
+	g.cmd = exec.Command("glusterd", "-N", "-f", vol, "-p", filepath.Join(dir, "run", "glusterd.pid"),
+		"-l", filepath.Join(dir, "log", "glusterd.log"))
+	g.cmd.Stdout, g.cmd.Stderr = out, out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatalf("start glusterd: %v", err)
+	}
+	go func() { _ = g.cmd.Wait(); close(g.exited) }()
+	t.Cleanup(func() { g.stop(t) })
+
+	if err := g.waitReady(30 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, g.logTail())
+	}
+	ready := time.Since(start)
+	brick := server + ":" + g.Brick
+	if _, err := g.CLI(t, "volume", "create", g.Volume, brick, "force"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.CLI(t, "volume", "start", g.Volume); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.findBrick(); err != nil {
+		t.Fatal(err)
+	}
+	g.Startup = time.Since(start)
+	t.Logf("glusterd (pid %d) serving %s:/%s (brick pid %d) ready in %v (glusterd %v, volume create+start %v)",
+		g.cmd.Process.Pid, server, g.Volume, g.brick.pid, g.Startup.Round(time.Millisecond),
+		ready.Round(time.Millisecond), (g.Startup - ready).Round(time.Millisecond))
+	return g
+}
+
+// waitReady waits until glusterd answers on its CLI socket.
+func (g *Gluster) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-g.exited:
+			return fmt.Errorf("glusterd exited during startup")
+		default:
+		}
+		if c, err := net.Dial("unix", g.Sock); err == nil {
+			c.Close()
+			if _, err := g.cli(10*time.Second, "pool", "list"); err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("glusterd not ready on %s after %v", g.Sock, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (g *Gluster) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(g.Dir, "log", "glusterd.log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "glusterd.log tail:\n" + string(b)
+}
+
+// CLI runs `gluster --mode=script ARGS` against this glusterd.
+func (g *Gluster) CLI(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	return g.cli(time.Minute, args...)
+}
+
+func (g *Gluster) cli(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	argv := append([]string{"--mode=script", "--glusterd-sock=" + g.Sock,
+		"--log-file=" + filepath.Join(g.Dir, "log", "cli.log"), "--timeout=" + strconv.Itoa(int(timeout.Seconds()))}, args...)
+	out, err := exec.CommandContext(ctx, "gluster", argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("gluster %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// findBrick records the brick process from the pid file glusterd wrote for it.
+func (g *Gluster) findBrick() error {
+	files, _ := filepath.Glob(filepath.Join(g.Dir, "run", "vols", g.Volume, "*.pid"))
+	if len(files) != 1 {
+		return fmt.Errorf("want one brick pid file in %s/run/vols/%s, found %v", g.Dir, g.Volume, files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return fmt.Errorf("brick pid file %s: %w", files[0], err)
+	}
+	argv := cmdline(pid)
+	if !slices.Contains(argv, g.Brick) {
+		return fmt.Errorf("pid %d from %s is not our brick process: %q", pid, files[0], argv)
+	}
+	if g.brick, err = findProc(pid); err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(argv); i++ {
+		switch argv[i] {
+		case "-S":
+			g.brickSck = argv[i+1]
+		case "-l":
+			g.brickLog = argv[i+1]
+		}
+	}
+	return nil
+}
+
+// stop tears down in order: volume, brick, glusterd, anything else started with our
+// dir on its command line, then the files glusterd left outside our dir.
+func (g *Gluster) stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-g.exited:
+		t.Errorf("glusterd exited before cleanup\n%s", g.logTail())
+	default:
+		if _, err := g.cli(30*time.Second, "volume", "stop", g.Volume, "force"); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+		if _, err := g.cli(30*time.Second, "volume", "delete", g.Volume); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	}
+	if !g.brick.stop(5 * time.Second) {
+		t.Errorf("brick process %d survived SIGKILL", g.brick.pid)
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("glusterd %d ignored SIGTERM for 10s; killing it", g.cmd.Process.Pid)
+		_ = g.cmd.Process.Kill()
+		<-g.exited
+	}
+	for _, p := range findProcs(func(argv []string) bool { return strings.Contains(strings.Join(argv, " "), g.Dir+"/") }) {
+		t.Errorf("process %d %q from our glusterd outlived it; stopping it", p.pid, cmdline(p.pid))
+		p.stop(5 * time.Second)
+	}
+	if strings.HasPrefix(g.brickSck, "/var/run/gluster/") && strings.HasSuffix(g.brickSck, ".socket") {
+		_ = os.Remove(g.brickSck)
+	}
+	if name := strings.ReplaceAll(strings.TrimPrefix(g.Brick, "/"), "/", "-") + ".log"; g.brickLog == filepath.Join("/var/log/glusterfs/bricks", name) {
+		_ = os.Remove(g.brickLog)
+	}
+}
+
+var mountSeq atomic.Int64
+
+// NativeMount mounts the volume on the host at target (mount -t glusterfs
+// 127.0.0.2:/v0 TARGET). Cleanup unmounts it and checks that its FUSE client
+// process, found by our unique target on its command line, has exited.
+func NativeMount(t testing.TB, g *Gluster, target string) {
+	t.Helper()
+	var client proc
+	t.Cleanup(func() {
+		err := unix.Unmount(target, 0)
+		if errors.Is(err, unix.EBUSY) {
+			err = unix.Unmount(target, unix.MNT_DETACH)
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("unmount %s: %v", target, err)
+		}
+		if !client.waitGone(10 * time.Second) {
+			t.Errorf("glusterfs client %d for %s still runs after unmount; stopping it", client.pid, target)
+			client.stop(5 * time.Second)
+		}
+	})
+	log := filepath.Join(g.Dir, "log", fmt.Sprintf("client-%d.log", mountSeq.Add(1)))
+	src := g.Server + ":/" + g.Volume
+	if out, err := exec.Command("mount", "-t", "glusterfs", "-o", "log-file="+log, src, target).CombinedOutput(); err != nil {
+		t.Fatalf("mount -t glusterfs %s %s: %v: %s", src, target, err, out)
+	}
+	clean := filepath.Clean(target)
+	ps := findProcs(func(argv []string) bool {
+		return filepath.Base(argv[0]) == "glusterfs" && filepath.Clean(argv[len(argv)-1]) == clean
+	})
+	if len(ps) != 1 {
+		t.Fatalf("want one glusterfs client for %s, found %d", target, len(ps))
+	}
+	client = ps[0]
+}

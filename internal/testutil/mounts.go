@@ -1,0 +1,208 @@
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// tempRoot is os.TempDir with symlinks resolved: mountinfo shows resolved paths,
+// and every directory this package removes must lie below it.
+func tempRoot() (string, error) {
+	d, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		return "", fmt.Errorf("resolve temp dir %s: %w", os.TempDir(), err)
+	}
+	return d, nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// TempDir makes a fresh directory under the temp dir, symlinks resolved. Its
+// cleanup detaches everything still mounted at or below it, then removes it;
+// if a mount survives, the directory is left in place (and the test fails)
+// rather than letting RemoveAll walk into a mounted filesystem. Use it instead
+// of t.TempDir for anything that may end up with mounts below it.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	root, err := tempRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Short names: glusterd puts unix socket paths (108 bytes at most) below it.
+	name := unsafeName.ReplaceAllString(t.Name(), "_")
+	if len(name) > 24 {
+		name = name[:24]
+	}
+	dir, err := os.MkdirTemp(root, fmt.Sprintf("rstest-%d-%s-", os.Getpid(), name))
+	if err != nil {
+		t.Fatalf("make temp dir: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := removeUnmounted(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return dir
+}
+
+// removeUnmounted detaches every mount at or below dir and removes dir, unless a
+// mount survives.
+func removeUnmounted(dir string) error {
+	if err := UnmountAll(dir); err != nil {
+		return fmt.Errorf("leaving %s in place: %w", dir, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// SharedDir returns a fresh directory that is its own mount point with shared
+// propagation (mount --bind D D; mount --make-rshared D). The host / is private on
+// this machine, so this is how a test gets a path whose submounts propagate.
+// Cleanup detaches it and everything below it.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	d := filepath.Join(TempDir(t), "shared")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount %s onto itself: %v", d, err)
+	}
+	if err := unix.Mount("", d, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		t.Fatalf("make %s rshared: %v", d, err)
+	}
+	return d
+}
+
+// PrivateDir returns a fresh plain directory that is not a mount point, on the
+// private host /: what a wrapper must turn into a shared mount itself. Cleanup
+// detaches whatever got mounted at or below it.
+func PrivateDir(t testing.TB) string {
+	t.Helper()
+	d := filepath.Join(TempDir(t), "private")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// UnmountAll detaches (MNT_DETACH) every mount at or below dir, deepest first,
+// re-reading the mount table until none is left. It refuses a dir outside the
+// temp dir, so a bad argument can never unmount host filesystems.
+func UnmountAll(dir string) error {
+	root, err := tempRoot()
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(dir) || dir == root || !isBelow(dir, root) {
+		return fmt.Errorf("refusing to unmount below %q: only paths under %s", dir, root)
+	}
+	dir = filepath.Clean(dir)
+	for range 20 {
+		ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+		if err != nil {
+			return fmt.Errorf("read mount table: %w", err)
+		}
+		if len(ms) == 0 {
+			return nil
+		}
+		sort.Slice(ms, func(i, j int) bool { return depth(ms[i].Mountpoint) > depth(ms[j].Mountpoint) })
+		for _, m := range ms {
+			// EINVAL/ENOENT: a lazy unmount of a parent took it already.
+			err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+			if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+			}
+		}
+	}
+	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	return fmt.Errorf("mounts remain below %s after 20 rounds: %s", dir, mountpoints(ms))
+}
+
+// isBelow tells whether p is dir or below it, by path components.
+func isBelow(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }
+
+func mountpoints(ms []*mountinfo.Info) string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Mountpoint)
+	}
+	return strings.Join(s, ", ")
+}
+
+// MountsUnder returns the host's mounts (this process's mount namespace) at or
+// below dir, in mount table order.
+func MountsUnder(t testing.TB, dir string) []*mountinfo.Info {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(filepath.Clean(dir)))
+	if err != nil {
+		t.Fatalf("read mount table: %v", err)
+	}
+	return ms
+}
+
+// MountsUnderPid returns the mounts at or below dir as process pid sees them
+// (/proc/PID/mountinfo): for a container init, dir is a path inside the container.
+// Compare with MountsUnder to tell "visible on the host" from "only inside".
+func MountsUnderPid(t testing.TB, pid int, dir string) []*mountinfo.Info {
+	t.Helper()
+	all, err := mountinfo.PidMountInfo(pid)
+	if err != nil {
+		t.Fatalf("read mount table of pid %d: %v", pid, err)
+	}
+	filter := mountinfo.PrefixFilter(filepath.Clean(dir))
+	var ms []*mountinfo.Info
+	for _, m := range all {
+		if skip, _ := filter(m); !skip {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+// MountAt returns the topmost mount whose mount point is exactly path (the one
+// that later mounts were stacked on last), or nil when path is not a mount point.
+func MountAt(t testing.TB, path string) *mountinfo.Info {
+	t.Helper()
+	path = filepath.Clean(path)
+	all := MountsUnder(t, path)
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Mountpoint == path {
+			return all[i]
+		}
+	}
+	return nil
+}
+
+// PeerGroup returns the shared peer group of m ("shared:N" in mountinfo), or 0
+// when m is not a shared mount.
+func PeerGroup(m *mountinfo.Info) int {
+	if m == nil {
+		return 0
+	}
+	for _, f := range strings.Fields(m.Optional) {
+		if v, ok := strings.CutPrefix(f, "shared:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
