@@ -54,7 +54,8 @@ install: build
 	install -d $(BINDIR) $(LIBDIR) $(HOOKSDIR)
 	install -m 0755 bin/runc-shared bin/mount-hook bin/mounter $(BINDIR)/
 	install -m 0644 bin/libhostmount.so $(LIBDIR)/
-	install -m 0644 hooks.d/*.json $(HOOKSDIR)/
+	# hooks.d files name the hook by absolute path: point them at PREFIX.
+	for f in hooks.d/*.json; do sed 's|"/usr/local/bin/mount-hook"|"$(PREFIX)/bin/mount-hook"|' $$f > $(HOOKSDIR)/$${f##*/} && chmod 0644 $(HOOKSDIR)/$${f##*/} || exit 1; done
 
 uninstall:
 	rm -f $(BINDIR)/runc-shared $(BINDIR)/mount-hook $(BINDIR)/mounter

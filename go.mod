@@ -9,3 +9,5 @@ require (
 	github.com/sirupsen/logrus v1.10.2
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/cyphar/filepath-securejoin v0.7.0

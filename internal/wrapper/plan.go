@@ -101,9 +101,9 @@ func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, 
 	host := w.host(cfg)
 	switch rule.Mode {
 	case spec.ModePreload:
-		return w.preloadPlan(cfg, rule, args, bundle)
+		return w.withHook(cfg, args, w.preloadPlan(cfg, rule, args, bundle))
 	default:
-		return propagatePlan(host, rule, bundle)
+		return w.withHook(cfg, args, propagatePlan(host, rule, bundle))
 	}
 }
 

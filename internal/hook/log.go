@@ -1,0 +1,110 @@
+package hook
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+)
+
+// LogName is the hook's log file in the state directory.
+const LogName = "mount-hook.log"
+
+// prefix starts every line on stderr: runc and Podman quote the hook's stderr
+// inside their own error message, and the prefix says who is speaking.
+const prefix = "mount-hook: "
+
+// newLogger logs everything at level and above to file (opened on the first
+// line, so a run that logs nothing creates nothing) and warnings and errors
+// to stderr, one short line each: a hook's stderr ends up in the runtime's
+// error message.
+func newLogger(file, level string, stderr io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		lvl = logrus.InfoLevel
+	}
+	log.SetLevel(lvl)
+	if file != "" {
+		log.AddHook(&writerHook{
+			w:      &lazyFile{path: file, stderr: stderr},
+			f:      &logrus.TextFormatter{DisableColors: true, FullTimestamp: true},
+			levels: logrus.AllLevels,
+		})
+	}
+	log.AddHook(&writerHook{
+		w:      stderr,
+		f:      stderrFormatter{},
+		levels: []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel},
+	})
+	return log
+}
+
+// writerHook writes the entries of some levels to one destination, each in
+// one write: several hooks append to the same file at once.
+type writerHook struct {
+	mu     sync.Mutex
+	w      io.Writer
+	f      logrus.Formatter
+	levels []logrus.Level
+}
+
+func (h *writerHook) Levels() []logrus.Level { return h.levels }
+
+func (h *writerHook) Fire(e *logrus.Entry) error {
+	b, err := h.f.Format(e)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err = h.w.Write(b)
+	return err
+}
+
+// stderrFormatter writes "mount-hook: [warning: ]message".
+type stderrFormatter struct{}
+
+func (stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(prefix)
+	if e.Level > logrus.ErrorLevel {
+		b.WriteString(e.Level.String() + ": ")
+	}
+	b.WriteString(e.Message)
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// lazyFile opens its file for appending on the first write. A file that
+// cannot be opened is reported once on stderr; the hook goes on.
+type lazyFile struct {
+	path   string
+	stderr io.Writer
+	once   sync.Once
+	f      *os.File
+}
+
+func (l *lazyFile) Write(p []byte) (int, error) {
+	l.once.Do(func() {
+		if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+			fmt.Fprintf(l.stderr, "%swarning: cannot create the log directory: %v\n", prefix, err)
+			return
+		}
+		f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintf(l.stderr, "%swarning: cannot open the log file: %v\n", prefix, err)
+			return
+		}
+		l.f = f
+	})
+	if l.f == nil {
+		return len(p), nil
+	}
+	return l.f.Write(p)
+}

@@ -1,0 +1,105 @@
+package hook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+)
+
+// MaxStateSize bounds the OCI state read from stdin. Annotations make up
+// most of it; Kubernetes caps them at 256 KiB in all.
+const MaxStateSize = 1 << 20
+
+// ErrBadState is wrapped by every problem with the state on stdin.
+var ErrBadState = errors.New("bad OCI state on stdin")
+
+// State is the OCI state document a runtime or engine writes to a hook's
+// stdin. Only the fields the hook uses are kept; others are ignored.
+type State struct {
+	ID     string
+	Status string
+	// PID is the container's init process as the host sees it. Podman's
+	// poststop state has none (0).
+	PID int
+	// Bundle is the bundle directory (absolute), from "bundle" or the
+	// legacy "bundlePath" of pre-1.0 runtimes.
+	Bundle      string
+	Annotations map[string]string
+}
+
+// wireState is the document as runtimes write it.
+type wireState struct {
+	ID          string            `json:"id"`
+	Status      string            `json:"status"`
+	PID         int               `json:"pid"`
+	Bundle      string            `json:"bundle"`
+	BundlePath  string            `json:"bundlePath"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// ParseState reads and checks the OCI state from r.
+func ParseState(r io.Reader) (*State, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read: %w", ErrBadState, err)
+	}
+	if len(data) > MaxStateSize {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrBadState, MaxStateSize)
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil, fmt.Errorf("%w: stdin is empty; mount-hook is an OCI hook: the runtime writes the container state to its stdin", ErrBadState)
+	}
+	var w wireState
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	st := &State{ID: w.ID, Status: w.Status, PID: w.PID, Bundle: w.Bundle, Annotations: w.Annotations}
+	if st.Bundle == "" {
+		st.Bundle = w.BundlePath
+	}
+	switch {
+	case st.ID == "":
+		return nil, fmt.Errorf("%w: no container id", ErrBadState)
+	case st.Bundle == "":
+		return nil, fmt.Errorf("%w: no bundle directory for container %s", ErrBadState, st.ID)
+	case !filepath.IsAbs(st.Bundle):
+		return nil, fmt.Errorf("%w: bundle %q of container %s is not an absolute path", ErrBadState, st.Bundle, st.ID)
+	case st.PID < 0:
+		return nil, fmt.Errorf("%w: negative pid %d for container %s", ErrBadState, st.PID, st.ID)
+	}
+	st.Bundle = filepath.Clean(st.Bundle)
+	return st, nil
+}
+
+// Stage is the hook stage mount-hook runs for.
+type Stage string
+
+// The stages mount-hook serves. Prestart (deprecated in the runtime spec) runs
+// at the same point as createRuntime in runc and is treated the same.
+const (
+	CreateRuntime Stage = "createRuntime"
+	Prestart      Stage = "prestart"
+	Poststop      Stage = "poststop"
+)
+
+// ParseStage accepts the stage names of the runtime spec in any case, with
+// or without dashes or underscores (createRuntime, create-runtime,
+// CREATE_RUNTIME).
+func ParseStage(s string) (Stage, error) {
+	norm := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(s))
+	switch norm {
+	case "createruntime":
+		return CreateRuntime, nil
+	case "prestart":
+		return Prestart, nil
+	case "poststop":
+		return Poststop, nil
+	}
+	return "", fmt.Errorf("unknown stage %q: mount-hook runs at createRuntime (or prestart) and poststop; fix the hook's args", s)
+}
+
+// creates reports whether the stage verifies and registers a mounter.
+func (s Stage) creates() bool { return s == CreateRuntime || s == Prestart }

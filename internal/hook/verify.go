@@ -1,0 +1,201 @@
+package hook
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// ErrNotPropagated is wrapped when a propagated path of a mounter does not
+// reach the host.
+var ErrNotPropagated = errors.New("propagation does not reach the host")
+
+// Bind is one bind mount of a propagated host path into the container.
+type Bind struct {
+	Source      string // host path, symlinks resolved
+	Destination string // path in the container, as the spec gives it
+}
+
+// PropagatedBinds returns the binds of s whose source lies within the rule's
+// propagate paths (resolved the way the wrapper resolves them). A source
+// that claims an allowlisted path and resolves outside it is an error.
+func PropagatedBinds(s *specs.Spec, bundle string, allow []string) ([]Bind, error) {
+	var out []Bind
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !spec.IsBind(m) {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src) // runc's rule for relative sources
+		}
+		resolved, err := hostmount.ResolveSource(src, allow)
+		if errors.Is(err, hostmount.ErrNotAllowlisted) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
+		}
+		out = append(out, Bind{Source: resolved, Destination: m.Destination})
+	}
+	return out, nil
+}
+
+// VerifyPropagation checks, for every bind of the rule's paths into the
+// container, that the container's mount is in the shared peer group of the
+// host's mount of the source. That is what makes a mount made below it in
+// the container appear on the host. runc reports success either way: with a
+// private host source or rslave/rprivate root propagation the container gets
+// a mount in a new peer group (or a slave), and its mounts stay inside.
+func VerifyPropagation(pid int, bundle string, s *specs.Spec, rule *spec.Rule) error {
+	binds, err := PropagatedBinds(s, bundle, rule.Propagate)
+	if err != nil {
+		return err
+	}
+	if len(binds) == 0 {
+		return fmt.Errorf("rule %q: %w: no bind mount of %s into the container; bind it in (e.g. -v %s:%s:rshared)",
+			rule.Name, ErrNotPropagated, strings.Join(rule.Propagate, ", "), rule.Propagate[0], rule.Propagate[0])
+	}
+	view, err := OpenContainerView(pid, rootfsOf(s, bundle))
+	if err != nil {
+		return err
+	}
+	for _, b := range binds {
+		host, err := hostmount.MountOf(b.Source)
+		if err != nil {
+			return fmt.Errorf("host mount of %s: %w", b.Source, err)
+		}
+		ctr, err := view.MountAt(b.Destination)
+		if err != nil {
+			return err
+		}
+		if err := CheckPeer(b, host, ctr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckPeer compares the host's mount of a bind source with the container's
+// mount at its destination.
+func CheckPeer(b Bind, host, ctr *mountinfo.Info) error {
+	group := hostmount.PeerGroup(host)
+	if group == 0 {
+		return fmt.Errorf("%w: host path %s is not a shared mount (its mount %s is %s); make it shared (mount --bind %s %s && mount --make-rshared %s), or start the container through runc-shared",
+			ErrNotPropagated, b.Source, host.Mountpoint, describe(host), b.Source, b.Source, b.Source)
+	}
+	if hostmount.PeerGroup(ctr) == group {
+		return nil
+	}
+	return fmt.Errorf("%w: the container's mount of host path %s at %s is %s, not in the host's peer group shared:%d; start the container through runc-shared, or bind it rshared with rshared root propagation (-v %s:%s:rshared)",
+		ErrNotPropagated, b.Source, b.Destination, describe(ctr), group, b.Source, b.Destination)
+}
+
+// describe tells a mount's propagation in words and mountinfo fields.
+func describe(m *mountinfo.Info) string {
+	fields := strings.TrimSpace(m.Optional)
+	switch {
+	case hostmount.PeerGroup(m) > 0 && hostmount.Master(m) > 0:
+		return "a slave in a peer group of its own (" + fields + ")"
+	case hostmount.PeerGroup(m) > 0:
+		return "in another peer group (" + fields + ")"
+	case hostmount.Master(m) > 0:
+		return "a slave (" + fields + ")"
+	default:
+		return "private"
+	}
+}
+
+// rootfsOf returns root.path, absolute, symlinks resolved (mountinfo holds
+// canonical paths).
+func rootfsOf(s *specs.Spec, bundle string) string {
+	if s.Root == nil || s.Root.Path == "" {
+		return ""
+	}
+	p := s.Root.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(bundle, p)
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
+}
+
+// ContainerView answers "which mount is at this destination" for a container
+// whose mount namespace is set up. At createRuntime (and prestart) runc has
+// made every mount but not yet called pivot_root: the container's mountinfo
+// shows the root file system at its host path (runc binds it onto itself) and
+// each mount below it, e.g. /run/x/rootfs/var/lib/kubelet. After pivot_root
+// (another runtime, a later stage) the same mount is at /var/lib/kubelet.
+type ContainerView struct {
+	mountinfo []byte // /proc/<pid>/mountinfo
+	prefix    string // the rootfs before pivot_root, "" after
+	vfs       securejoin.VFS
+}
+
+// OpenContainerView reads the mount table of process pid once.
+func OpenContainerView(pid int, rootfs string) (*ContainerView, error) {
+	proc := "/proc/" + strconv.Itoa(pid)
+	data, err := os.ReadFile(proc + "/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read the container's mount table: %w", err)
+	}
+	// Symlinks in the destination are resolved in the container's mount
+	// namespace, through the magic link /proc/<pid>/root.
+	return NewContainerView(data, rootfs, prefixVFS(proc+"/root"))
+}
+
+// NewContainerView builds a view from mountinfo text; vfs resolves paths in
+// the container's namespace (nil: as the reading process sees them).
+func NewContainerView(data []byte, rootfs string, vfs securejoin.VFS) (*ContainerView, error) {
+	v := &ContainerView{mountinfo: data, vfs: vfs}
+	if rootfs != "" && rootfs != "/" {
+		found, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), mountinfo.SingleEntryFilter(rootfs))
+		if err != nil {
+			return nil, fmt.Errorf("read the container's mount table: %w", err)
+		}
+		if len(found) > 0 {
+			v.prefix = rootfs
+		}
+	}
+	return v, nil
+}
+
+// MountAt returns the mount the container sees at dest. The destination is
+// resolved below the root file system as runc resolves it (securejoin), so a
+// destination through a symlink in the image is found where runc mounted it.
+func (v *ContainerView) MountAt(dest string) (*mountinfo.Info, error) {
+	root := v.prefix
+	if root == "" {
+		root = "/"
+	}
+	p, err := securejoin.SecureJoinVFS(root, dest, v.vfs)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s in the container: %w", dest, err)
+	}
+	m, err := hostmount.MountOfReader(bytes.NewReader(v.mountinfo), p)
+	if err != nil {
+		return nil, fmt.Errorf("container mount at %s: %w", dest, err)
+	}
+	return m, nil
+}
+
+// prefixVFS makes lstat and readlink go through a directory, such as
+// /proc/<pid>/root.
+type prefixVFS string
+
+func (p prefixVFS) Lstat(name string) (os.FileInfo, error) { return os.Lstat(string(p) + name) }
+func (p prefixVFS) Readlink(name string) (string, error)   { return os.Readlink(string(p) + name) }

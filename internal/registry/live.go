@@ -1,0 +1,261 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Liveness is what a check found out about the container of a record.
+type Liveness int
+
+const (
+	// Unknown: the check could not tell (the runtime could not be run).
+	// Keep the record; do not route to it.
+	Unknown Liveness = iota
+	// Running: the init process is the one recorded and the runtime says
+	// "running". Route mounts to it.
+	Running
+	// NotRunning: the container exists but does not run (yet): creating,
+	// created (between createRuntime and start) or paused. Keep the record;
+	// do not route to it.
+	NotRunning
+	// Stale: the mounter is gone. Its init PID is gone, a zombie or reused
+	// by another process, or the runtime says stopped or does not know the
+	// container. Prune removes the record.
+	Stale
+)
+
+func (l Liveness) String() string {
+	switch l {
+	case Running:
+		return "running"
+	case NotRunning:
+		return "not running"
+	case Stale:
+		return "stale"
+	default:
+		return "unknown"
+	}
+}
+
+// Verdict is the result of a check, with the reason for anything but Running.
+type Verdict struct {
+	Liveness Liveness
+	Reason   string
+}
+
+// DefaultStateTimeout bounds one `<runtime> state` call.
+const DefaultStateTimeout = 5 * time.Second
+
+// Checker decides whether records are alive. The zero value checks the real
+// host: /proc and an exec of the record's runtime.
+type Checker struct {
+	// ProcDir is the proc file system; "" means /proc.
+	ProcDir string
+	// State returns the status the runtime reports for the record's
+	// container ("running", "created", ...), or ErrNoContainer when the
+	// runtime does not know it. nil runs `<runtime> [--root R] state <id>`.
+	State func(rec *Record) (string, error)
+}
+
+// ErrNoContainer is returned by a state function when the runtime does not
+// know the container.
+var ErrNoContainer = errors.New("the runtime does not know the container")
+
+// DefaultChecker checks the real host.
+var DefaultChecker = &Checker{}
+
+// Check decides the liveness of rec with DefaultChecker.
+func Check(rec *Record) Verdict { return DefaultChecker.Check(rec) }
+
+// Alive reports whether rec's mounter is running, so that mounts can be routed
+// to it. The error is set when it is not, saying why (for a log line or a
+// message to the user).
+func Alive(rec *Record) (bool, error) {
+	v := Check(rec)
+	if v.Liveness == Running {
+		return true, nil
+	}
+	return false, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason)
+}
+
+// Check decides the liveness of rec. The cheap checks come first, on
+// /proc/<pid>/stat: a PID that is gone, a zombie or started at another time
+// than recorded (reused) is Stale with no exec at all. Only a record whose
+// process is still there costs an exec of the runtime's `state`, which knows
+// whether the container is running, paused or stopped.
+func (c *Checker) Check(rec *Record) Verdict {
+	if rec.PID <= 0 {
+		return Verdict{Stale, "the record has no init PID"}
+	}
+	state, start, err := ProcStat(c.procDir(), rec.PID)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoProcess):
+		return Verdict{Stale, fmt.Sprintf("its init process %d is gone", rec.PID)}
+	case err != nil:
+		return Verdict{Unknown, err.Error()}
+	case state == 'Z' || state == 'X':
+		return Verdict{Stale, fmt.Sprintf("its init process %d has exited", rec.PID)}
+	case rec.PIDStart != 0 && start != rec.PIDStart:
+		return Verdict{Stale, fmt.Sprintf("its init PID %d now belongs to another process (started at tick %d, not %d)", rec.PID, start, rec.PIDStart)}
+	}
+	stateFn := c.State
+	if stateFn == nil {
+		stateFn = RuntimeState
+	}
+	status, err := stateFn(rec)
+	switch {
+	case errors.Is(err, ErrNoContainer):
+		return Verdict{Stale, err.Error()}
+	case err != nil:
+		return Verdict{Unknown, err.Error()}
+	case status == "running":
+		return Verdict{Running, ""}
+	case status == "stopped":
+		return Verdict{Stale, fmt.Sprintf("%s reports it stopped", rec.Runtime)}
+	default:
+		return Verdict{NotRunning, fmt.Sprintf("%s reports it %s", rec.Runtime, status)}
+	}
+}
+
+func (c *Checker) procDir() string {
+	if c.ProcDir == "" {
+		return "/proc"
+	}
+	return c.ProcDir
+}
+
+// Prune removes the Stale records of r and returns them. Records it cannot
+// decide on, or cannot read, stay; their problems are in the error.
+func (c *Checker) Prune(r *Registry) ([]*Record, error) {
+	recs, listErr := r.List()
+	var removed []*Record
+	errs := []error{listErr}
+	for _, rec := range recs {
+		v := c.Check(rec)
+		if v.Liveness == Unknown {
+			errs = append(errs, fmt.Errorf("mounter %s: %s", rec.ID, v.Reason))
+		}
+		if v.Liveness != Stale {
+			continue
+		}
+		// A container with the same ID may have registered since List
+		// (engines reuse names): remove only the record that was checked.
+		if cur, err := r.Read(rec.ID); err != nil || !sameRecord(cur, rec) {
+			continue
+		}
+		if err := r.Remove(rec.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, rec)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Prune removes the stale records with DefaultChecker.
+func (r *Registry) Prune() ([]*Record, error) { return DefaultChecker.Prune(r) }
+
+func sameRecord(a, b *Record) bool {
+	return a.PID == b.PID && a.PIDStart == b.PIDStart && a.Created.Equal(b.Created)
+}
+
+var errNoProcess = errors.New("no such process")
+
+// ProcStat returns the state letter (field 3) and the start time (field 22,
+// clock ticks after boot) of pid from <procDir>/<pid>/stat.
+func ProcStat(procDir string, pid int) (state byte, start uint64, err error) {
+	path := procDir + "/" + strconv.Itoa(pid) + "/stat"
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err != nil {
+		// ESRCH: the process exited between open and read.
+		if errors.Is(err, syscall.ESRCH) {
+			return 0, 0, fmt.Errorf("read %s: %w", path, errNoProcess)
+		}
+		return 0, 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	// The command name (field 2) may hold spaces and parentheses: the
+	// fields after it start behind the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("parse %s: no ')' after the command name", path)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, fmt.Errorf("parse %s: %d fields after the command name, want at least 20", path, len(f))
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse start time in %s: %w", path, err)
+	}
+	return f[0][0], start, nil
+}
+
+// ProcStart returns the start time of pid (field 22 of /proc/<pid>/stat), the
+// value to store in Record.PIDStart.
+func ProcStart(pid int) (uint64, error) {
+	_, start, err := ProcStat("/proc", pid)
+	return start, err
+}
+
+// RuntimeState runs `<runtime> [--root R] state <id>` and returns the status
+// it prints. A runtime that does not know the container (runc: "container
+// does not exist") gives ErrNoContainer.
+func RuntimeState(rec *Record) (string, error) {
+	if rec.Runtime == "" {
+		return "", fmt.Errorf("mounter %s: the record names no runtime", rec.ID)
+	}
+	args := []string{}
+	if rec.RuntimeRoot != "" {
+		args = append(args, "--root", rec.RuntimeRoot)
+	}
+	args = append(args, "state", rec.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStateTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rec.Runtime, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	what := rec.Runtime + " " + strings.Join(args, " ")
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && notExist(msg) {
+			return "", fmt.Errorf("%s: %w", what, ErrNoContainer)
+		}
+		return "", fmt.Errorf("%s: %w: %s", what, err, msg)
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || st.Status == "" {
+		return "", fmt.Errorf("%s printed no state: %q", what, truncate(stdout.String()))
+	}
+	return st.Status, nil
+}
+
+// notExist recognises "no such container" in a runtime's error output: runc
+// says "container does not exist", crun "No such file or directory".
+func notExist(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "does not exist") || strings.Contains(m, "no such file or directory")
+}
+
+func truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,221 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statLine is a /proc/<pid>/stat line with state and start time; the command
+// name holds spaces and a ')' as real ones may.
+func statLine(pid int, state byte, start uint64) string {
+	return fmt.Sprintf("%d (my (weird) cmd) %c 1 %d %d 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %d 1000000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+		pid, state, pid, pid, start)
+}
+
+// fakeProc writes a proc dir holding stat files for the given processes.
+func fakeProc(t *testing.T, procs map[int]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for pid, line := range procs {
+		d := filepath.Join(dir, fmt.Sprint(pid))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestProcStat(t *testing.T) {
+	proc := fakeProc(t, map[int]string{
+		10: statLine(10, 'S', 123456),
+		11: "11 (short) R 1 2",
+		12: "12 no parenthesis",
+	})
+	state, start, err := ProcStat(proc, 10)
+	if err != nil || state != 'S' || start != 123456 {
+		t.Errorf("ProcStat = %c, %d, %v; want S, 123456", state, start, err)
+	}
+	for _, pid := range []int{11, 12} {
+		if _, _, err := ProcStat(proc, pid); err == nil {
+			t.Errorf("ProcStat of a malformed line %d: no error", pid)
+		}
+	}
+	if _, _, err := ProcStat(proc, 13); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ProcStat of a missing pid: %v", err)
+	}
+	// The real thing: our own start time is stable and nonzero.
+	a, err := ProcStart(os.Getpid())
+	if err != nil || a == 0 {
+		t.Fatalf("ProcStart(self) = %d, %v", a, err)
+	}
+	if b, _ := ProcStart(os.Getpid()); a != b {
+		t.Errorf("ProcStart(self) changed: %d, %d", a, b)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	proc := fakeProc(t, map[int]string{
+		100: statLine(100, 'S', 5000),
+		101: statLine(101, 'Z', 5000),
+		102: statLine(102, 'S', 9999),
+	})
+	state := func(status string, err error) func(*Record) (string, error) {
+		return func(*Record) (string, error) { return status, err }
+	}
+	calledState := func(*Record) (string, error) { panic("the runtime must not run when /proc decides") }
+	for _, tc := range []struct {
+		name   string
+		rec    Record
+		state  func(*Record) (string, error)
+		want   Liveness
+		reason string
+	}{
+		{"running", Record{PID: 100, PIDStart: 5000}, state("running", nil), Running, ""},
+		{"running, start time unknown", Record{PID: 100}, state("running", nil), Running, ""},
+		{"pid gone", Record{PID: 200, PIDStart: 5000}, calledState, Stale, "init process 200 is gone"},
+		{"no pid", Record{}, calledState, Stale, "no init PID"},
+		{"zombie", Record{PID: 101, PIDStart: 5000}, calledState, Stale, "has exited"},
+		{"pid reused", Record{PID: 102, PIDStart: 5000}, calledState, Stale, "now belongs to another process"},
+		{"runtime says stopped", Record{PID: 100, PIDStart: 5000, Runtime: "/usr/sbin/runc"}, state("stopped", nil), Stale, "/usr/sbin/runc reports it stopped"},
+		{"runtime does not know it", Record{PID: 100, PIDStart: 5000}, state("", fmt.Errorf("runc state m: %w", ErrNoContainer)), Stale, "does not know"},
+		{"created, not started yet", Record{PID: 100, PIDStart: 5000, Runtime: "runc"}, state("created", nil), NotRunning, "runc reports it created"},
+		{"paused", Record{PID: 100, PIDStart: 5000, Runtime: "runc"}, state("paused", nil), NotRunning, "paused"},
+		{"runtime fails", Record{PID: 100, PIDStart: 5000}, state("", errors.New("exec: runc: not found")), Unknown, "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Checker{ProcDir: proc, State: tc.state}
+			v := c.Check(&tc.rec)
+			if v.Liveness != tc.want || !strings.Contains(v.Reason, tc.reason) {
+				t.Errorf("Check = %v %q, want %v containing %q", v.Liveness, v.Reason, tc.want, tc.reason)
+			}
+		})
+	}
+}
+
+// fakeRuntime writes a shell script that plays `runc state`.
+func fakeRuntime(t *testing.T, script string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "runc")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRuntimeState(t *testing.T) {
+	argsFile := filepath.Join(t.TempDir(), "args")
+	for _, tc := range []struct {
+		name, script, root string
+		want               string
+		wantArgs           string
+		err                error
+		errText            string
+	}{
+		{"running with root", `echo "$@" > ` + argsFile + `; echo '{"ociVersion":"1.0.2","id":"m","pid":1,"status":"running"}'`, "/run/r",
+			"running", "--root /run/r state m", nil, ""},
+		{"default root", `echo "$@" > ` + argsFile + `; echo '{"status":"created"}'`, "",
+			"created", "state m", nil, ""},
+		{"runc: no such container", `echo 'container does not exist' >&2; exit 1`, "", "", "", ErrNoContainer, ""},
+		{"crun: no such container", `echo 'error opening file: No such file or directory' >&2; exit 1`, "", "", "", ErrNoContainer, ""},
+		{"other failure", `echo 'permission denied' >&2; exit 1`, "", "", "", nil, "permission denied"},
+		{"garbage", `echo hello`, "", "", "", nil, "printed no state"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(argsFile)
+			rec := &Record{ID: "m", Runtime: fakeRuntime(t, tc.script), RuntimeRoot: tc.root}
+			got, err := RuntimeState(rec)
+			switch {
+			case tc.err != nil:
+				if !errors.Is(err, tc.err) {
+					t.Errorf("RuntimeState = %q, %v; want %v", got, err, tc.err)
+				}
+			case tc.errText != "":
+				if err == nil || errors.Is(err, ErrNoContainer) || !strings.Contains(err.Error(), tc.errText) {
+					t.Errorf("RuntimeState = %q, %v; want an error containing %q", got, err, tc.errText)
+				}
+			default:
+				if err != nil || got != tc.want {
+					t.Errorf("RuntimeState = %q, %v; want %q", got, err, tc.want)
+				}
+				args, _ := os.ReadFile(argsFile)
+				if strings.TrimSpace(string(args)) != tc.wantArgs {
+					t.Errorf("runtime args = %q, want %q", args, tc.wantArgs)
+				}
+			}
+		})
+	}
+	if _, err := RuntimeState(&Record{ID: "m"}); err == nil {
+		t.Error("a record without runtime: no error")
+	}
+}
+
+func TestPrune(t *testing.T) {
+	reg := New(t.TempDir())
+	proc := fakeProc(t, map[int]string{100: statLine(100, 'S', 5000), 101: statLine(101, 'S', 5000)})
+	now := time.Now().UTC().Truncate(time.Second)
+	recs := []*Record{
+		{ID: "alive", PID: 100, PIDStart: 5000, Runtime: "runc", Created: now},
+		{ID: "gone", PID: 300, PIDStart: 5000, Runtime: "runc", Created: now.Add(time.Second)},
+		{ID: "reused", PID: 101, PIDStart: 4000, Runtime: "runc", Created: now.Add(2 * time.Second)},
+		{ID: "undecided", PID: 101, PIDStart: 5000, Runtime: "broken", Created: now.Add(3 * time.Second)},
+	}
+	for _, r := range recs {
+		if err := reg.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Checker{ProcDir: proc, State: func(r *Record) (string, error) {
+		if r.Runtime == "broken" {
+			return "", errors.New("exec: broken: not found")
+		}
+		return "running", nil
+	}}
+	removed, err := c.Prune(reg)
+	if err == nil || !strings.Contains(err.Error(), "undecided") {
+		t.Errorf("Prune error = %v, want one naming the undecided record", err)
+	}
+	var ids []string
+	for _, r := range removed {
+		ids = append(ids, r.ID)
+	}
+	if strings.Join(ids, ",") != "gone,reused" {
+		t.Errorf("removed %v, want gone,reused", ids)
+	}
+	left, err := reg.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = nil
+	for _, r := range left {
+		ids = append(ids, r.ID)
+	}
+	if strings.Join(ids, ",") != "alive,undecided" {
+		t.Errorf("left %v, want alive,undecided", ids)
+	}
+}
+
+// TestAliveRealProcess checks a record of this very test process through a
+// fake runtime: the cheap checks pass on real /proc, then the runtime decides.
+func TestAliveRealProcess(t *testing.T) {
+	start, err := ProcStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := fakeRuntime(t, `echo '{"status":"running"}'`)
+	rec := &Record{ID: "self", Name: "r", PID: os.Getpid(), PIDStart: start, Runtime: running}
+	if ok, err := Alive(rec); !ok || err != nil {
+		t.Errorf("Alive = %v, %v; want true", ok, err)
+	}
+	rec.PIDStart = start + 1
+	if ok, err := Alive(rec); ok || err == nil || !strings.Contains(err.Error(), "is stale") {
+		t.Errorf("Alive with another start time = %v, %v; want false, stale", ok, err)
+	}
+}
