@@ -17,6 +17,22 @@
 //     Runc.Create refuse such specs;
 //   - glusterd refuses 127.0.0.1, so Glusterd binds 127.0.0.2.
 //
+// A typical e2e test:
+//
+//	func TestMounterReachesHost(t *testing.T) {
+//		testutil.CheckLeaks(t) // first: its check runs after every other cleanup
+//		g := testutil.Glusterd(t)
+//		shared := testutil.SharedDir(t)
+//		r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
+//		b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
+//			testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
+//			testutil.WithBind(shared, shared, "rbind"), testutil.WithAnnotation("name", "glusterfs-mounter"))
+//		r.Up(t, b, "mounter") // create + start; killed and deleted in cleanup
+//		_, _, err := r.Exec(t, "mounter", "mount", "-t", "glusterfs", g.Server+":/"+g.Volume, shared+"/m")
+//		...
+//		if testutil.MountAt(t, shared+"/m") == nil { t.Error("not on the host") }
+//	}
+//
 // Process rule for runc create: with process.terminal false the container's init
 // inherits the stdio of the `runc create` call. Pipes would keep cmd.Wait blocked
 // until the container exits, so every runtime call writes its output to files (an

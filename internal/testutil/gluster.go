@@ -36,9 +36,11 @@ type Gluster struct {
 	brickLog string // the brick's -l log, which glusterd puts in /var/log/glusterfs/bricks
 }
 
-// glusterd listens on a fixed port (24007), so one runs at a time per test binary;
-// the port check below catches one from elsewhere.
+// glusterd listens on a fixed port, so one runs at a time per test binary; Glusterd
+// waits for one from elsewhere to go away.
 var glusterMu sync.Mutex
+
+const glusterdPort = 24007
 
 const glusterdVol = `volume management
     type mgmt/glusterd
@@ -47,7 +49,7 @@ const glusterdVol = `volume management
     option glusterd-sockfile %[1]s/run/glusterd.socket
     option transport-type socket
     option transport.socket.bind-address %[2]s
-    option transport.socket.listen-port 24007
+    option transport.socket.listen-port %[3]d
     option transport.socket.keepalive-time 10
     option transport.socket.keepalive-interval 2
     option transport.socket.read-fail-log off
@@ -59,9 +61,11 @@ end-volume
 
 // Glusterd starts `glusterd -N` bound to 127.0.0.2 (glusterd refuses 127.0.0.1 and
 // localhost for bricks) with its working dir, run dir, CLI socket and logs in a
-// temp dir, then creates and starts volume v0 with one brick. Cleanup stops and
-// deletes the volume and stops glusterd and the brick process by the PIDs recorded
-// at start. About 1.5 s.
+// temp dir, then creates and starts volume v0 with one brick. It takes about 1.6 s
+// (glusterd's init runs gsyncd for a second); if another glusterd holds
+// 127.0.0.2:24007 it waits up to a minute for it to go. Cleanup stops and deletes
+// the volume and stops glusterd and the brick process by the PIDs recorded at
+// start. One per test at a time: a second call in the same test deadlocks.
 func Glusterd(t testing.TB) *Gluster {
 	t.Helper()
 	RequireRoot(t)
@@ -73,11 +77,10 @@ func Glusterd(t testing.TB) *Gluster {
 	glusterMu.Lock()
 	t.Cleanup(glusterMu.Unlock)
 	const server = "127.0.0.2"
-	ln, err := net.Listen("tcp", server+":24007")
-	if err != nil {
-		t.Fatalf("%s:24007 is taken, another glusterd runs (tests start their own; stop the other one): %v", server, err)
+	if pid := waitPortFree(server, glusterdPort, time.Minute); pid != 0 {
+		t.Fatalf("%s:%d is held by pid %d %q for over a minute: tests start their own glusterd, stop that one",
+			server, glusterdPort, pid, cmdline(pid))
 	}
-	ln.Close()
 
 	dir := TempDir(t)
 	g := &Gluster{Server: server, Volume: "v0", Dir: dir, Brick: filepath.Join(dir, "brick"),
@@ -88,7 +91,7 @@ func Glusterd(t testing.TB) *Gluster {
 		}
 	}
 	vol := filepath.Join(dir, "glusterd.vol")
-	if err := os.WriteFile(vol, []byte(fmt.Sprintf(glusterdVol, dir, server)), 0o644); err != nil {
+	if err := os.WriteFile(vol, []byte(fmt.Sprintf(glusterdVol, dir, server, glusterdPort)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := os.Create(filepath.Join(dir, "log", "glusterd.out"))
@@ -111,6 +114,11 @@ func Glusterd(t testing.TB) *Gluster {
 		t.Fatalf("%v\n%s", err, g.logTail())
 	}
 	ready := time.Since(start)
+	// Someone else's glusterd may have taken the port between the check and our start.
+	if owner := socketOwner(tcpListenInode(server, glusterdPort)); owner != g.cmd.Process.Pid {
+		t.Fatalf("%s:%d is held by pid %d %q, not by our glusterd %d: stop the other glusterd",
+			server, glusterdPort, owner, cmdline(owner), g.cmd.Process.Pid)
+	}
 	brick := server + ":" + g.Brick
 	if _, err := g.CLI(t, "volume", "create", g.Volume, brick, "force"); err != nil {
 		t.Fatal(err)

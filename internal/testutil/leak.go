@@ -19,7 +19,8 @@ import (
 // so it only reports new mounts outside the temp dir or below this test's own temp
 // dirs, mounts outside the temp dir that disappeared, and new live processes that are
 // children of this test binary, or have its temp dirs on their command line or as
-// their root (container inits).
+// their root (container inits). Children of tests running in parallel in the same
+// binary would count too: do not combine it with t.Parallel.
 func CheckLeaks(t testing.TB) {
 	t.Helper()
 	before, err := mountinfo.GetMounts(nil)

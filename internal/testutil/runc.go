@@ -106,9 +106,13 @@ func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr s
 	return stdout, stderr, runErr
 }
 
+// offset is the current size: create appends the init's output files.
 func offset(f *os.File) int64 {
-	n, _ := f.Seek(0, 1)
-	return n
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 func readFrom(f *os.File, off int64) string {

@@ -3,6 +3,7 @@ package testutil
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,10 +120,6 @@ func TestNewBundleOptions(t *testing.T) {
 		t.Errorf("caps after WithCaps(KILL): %+v", caps)
 	}
 	// Numbers survive the generic round trip unchanged.
-	var raw map[string]any
-	if err := json.Unmarshal(b.ConfigBytes(t), &raw); err != nil {
-		t.Fatal(err)
-	}
 	if rl := s.Process.Rlimits; len(rl) != 1 || rl[0].Hard != 1024 {
 		t.Errorf("rlimits %+v", rl)
 	}
@@ -408,5 +405,20 @@ func TestDeadFuseMount(t *testing.T) {
 	DeadFuseMount(t, target)
 	if m := MountAt(t, target); m == nil || !strings.HasPrefix(m.FSType, "fuse") {
 		t.Errorf("no FUSE mount left at %s: %+v", target, m)
+	}
+}
+
+func TestSocketOwner(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if got := socketOwner(tcpListenInode("127.0.0.3", port)); got != os.Getpid() {
+		t.Errorf("owner of 127.0.0.3:%d = %d, want %d", port, got, os.Getpid())
+	}
+	ln.Close()
+	if got := waitPortFree("127.0.0.3", port, time.Second); got != 0 {
+		t.Errorf("waitPortFree after close = %d, want 0", got)
 	}
 }
