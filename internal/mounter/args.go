@@ -1,0 +1,384 @@
+package mounter
+
+import (
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Command is what an invocation asks for.
+type Command string
+
+// The subcommands.
+const (
+	CmdMount   Command = "mount"
+	CmdUmount  Command = "umount"
+	CmdStatus  Command = "status"
+	CmdDoctor  Command = "doctor"
+	CmdHelp    Command = "help"
+	CmdVersion Command = "version"
+)
+
+// DefaultTimeout bounds the wait for a routed mount to show up on the host.
+const DefaultTimeout = 10 * time.Second
+
+// helperPrefix starts the name mount(8) runs a helper under: mount.TYPE.
+const helperPrefix = "mount."
+
+// Invocation is one call of the binary, whichever form it came in.
+type Invocation struct {
+	// Prog names the program in messages: "mounter", or "mount.glusterfs"
+	// in the helper form.
+	Prog       string
+	Command    Command
+	ConfigPath string
+	ConfigSet  bool
+	Timeout    time.Duration
+	// Helper is set when the binary runs as a mount(8) helper, mount.TYPE.
+	Helper bool
+
+	// Mount: the type (-t, or TYPE of mount.TYPE), the -o values in order
+	// (each may hold commas; -r and -w add "ro" and "rw"), the positional
+	// arguments and the flags that change nothing in the mounter.
+	Type                          string
+	Options                       []string
+	Args                          []string // positional: SRC TGT (or TGT for umount)
+	Fake, Verbose, Sloppy, NoMtab bool
+	// Unsupported holds flags a routed mount cannot honour (-N, --bind,
+	// anything unknown); plain mount gets them as given.
+	Unsupported []string
+	// Passthrough is the argv (without program name) for plain /bin/mount.
+	Passthrough []string
+
+	// Lazy is umount -l: detach now, clean up when no longer busy.
+	Lazy bool
+}
+
+// Source and Target of a mount: the two positional arguments.
+func (inv *Invocation) Source() string { return inv.arg(0) }
+
+// Target is the mount point, as given.
+func (inv *Invocation) Target() string { return inv.arg(1) }
+
+func (inv *Invocation) arg(i int) string {
+	if i < len(inv.Args) {
+		return inv.Args[i]
+	}
+	return ""
+}
+
+// OptionString joins the -o values into one comma-separated list.
+func (inv *Invocation) OptionString() string {
+	var opts []string
+	for _, o := range inv.Options {
+		for _, p := range strings.Split(o, ",") {
+			if p != "" {
+				opts = append(opts, p)
+			}
+		}
+	}
+	return strings.Join(opts, ",")
+}
+
+// Usage is the help text.
+const Usage = `usage:
+  mounter [--config PATH] [--timeout DURATION] mount [-t TYPE] [-o OPTIONS] [-r|-w] [-n] [-v] [-s] [-f] SOURCE TARGET
+  mounter [--config PATH] umount [-l] TARGET
+  mounter [--config PATH] status
+  mounter [--config PATH] doctor
+  mount.TYPE SOURCE TARGET [-o OPTIONS] [-n] [-v] [-s] [-f]   (as a mount(8) helper: ln -s mounter /sbin/mount.TYPE)
+
+A TYPE that a [[mounter]] rule routes is mounted inside that rule's live mounter
+container and checked to appear on the host at TARGET within --timeout (default 10s);
+every other TYPE goes to /bin/mount unchanged. The configuration is --config PATH,
+else $RUNC_SHARED_CONFIG, else /etc/runc-shared/config.toml.
+Exit codes as mount(8): 0 success, 1 incorrect invocation, 2 system error, 32 mount failure.
+`
+
+// Parse reads argv (argv[0] is the program name) into an Invocation. A
+// usage error is an *Error with ExitUsage.
+func Parse(argv []string) (*Invocation, error) {
+	if len(argv) == 0 {
+		return nil, usage("no program name in argv")
+	}
+	prog := filepath.Base(argv[0])
+	inv := &Invocation{Prog: prog, Timeout: DefaultTimeout}
+	if t, ok := strings.CutPrefix(prog, helperPrefix); ok && t != "" {
+		inv.Helper, inv.Command, inv.Type = true, CmdMount, t
+		return inv, inv.parseHelper(argv[1:])
+	}
+	rest, err := inv.parseGlobal(argv[1:])
+	if err != nil || inv.Command == CmdHelp || inv.Command == CmdVersion {
+		return inv, err
+	}
+	if len(rest) == 0 {
+		return inv, usage("missing command: mount, umount, status or doctor")
+	}
+	switch cmd, args := rest[0], rest[1:]; cmd {
+	case "mount":
+		inv.Command = CmdMount
+		return inv, inv.parseMount(args)
+	case "umount", "unmount":
+		inv.Command = CmdUmount
+		return inv, inv.parseUmount(args)
+	case "status", "doctor":
+		inv.Command = Command(cmd)
+		if len(args) > 0 {
+			return inv, usage("%s takes no arguments, got %q", cmd, args)
+		}
+		return inv, nil
+	case "help":
+		inv.Command = CmdHelp
+		return inv, nil
+	case "version":
+		inv.Command = CmdVersion
+		return inv, nil
+	default:
+		return inv, usage("unknown command %q: use mount, umount, status or doctor", cmd)
+	}
+}
+
+// parseGlobal reads the options before the command and returns the rest.
+func (inv *Invocation) parseGlobal(args []string) ([]string, error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(a, "=")
+		switch name {
+		case "--config", "-config":
+			v, n, err := value(args, i, name, val, hasVal)
+			if err != nil {
+				return nil, err
+			}
+			inv.ConfigPath, inv.ConfigSet, i = v, true, n
+		case "--timeout":
+			v, n, err := value(args, i, name, val, hasVal)
+			if err != nil {
+				return nil, err
+			}
+			if err := inv.setTimeout(v); err != nil {
+				return nil, err
+			}
+			i = n
+		case "-h", "--help":
+			inv.Command = CmdHelp
+			return nil, nil
+		case "--version", "-version":
+			inv.Command = CmdVersion
+			return nil, nil
+		default:
+			if strings.HasPrefix(a, "-") {
+				return nil, usage("unknown option %q before the command", a)
+			}
+			return args[i:], nil
+		}
+	}
+	return nil, nil
+}
+
+// value returns the value of option name: after "=" or the next argument,
+// and the index of the last argument used.
+func value(args []string, i int, name, val string, hasVal bool) (string, int, error) {
+	if hasVal {
+		return val, i, nil
+	}
+	if i+1 >= len(args) {
+		return "", i, usage("option %s needs a value", name)
+	}
+	return args[i+1], i + 1, nil
+}
+
+func (inv *Invocation) setTimeout(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		// A bare number means seconds, as in `timeout 10`.
+		if d2, err2 := time.ParseDuration(v + "s"); err2 == nil {
+			d, err = d2, nil
+		}
+	}
+	if err != nil || d <= 0 {
+		return usage("--timeout %q: give a positive duration like 10s or 500ms", v)
+	}
+	inv.Timeout = d
+	return nil
+}
+
+// parseMount reads the arguments of `mounter mount`, which are mount(8)'s
+// (kubelet calls `<mounter-path> mount -t T -o O S D`). Passthrough keeps them
+// as given, without --timeout, for plain mount.
+func (inv *Invocation) parseMount(args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			inv.Args = append(inv.Args, args[i+1:]...)
+			inv.Passthrough = append(inv.Passthrough, args[i:]...)
+			break
+		}
+		if name, val, hasVal := strings.Cut(a, "="); name == "--timeout" {
+			v, n, err := value(args, i, name, val, hasVal)
+			if err != nil {
+				return err
+			}
+			if err := inv.setTimeout(v); err != nil {
+				return err
+			}
+			i = n
+			continue
+		}
+		n, err := inv.mountOption(args, i)
+		if err != nil {
+			return err
+		}
+		inv.Passthrough = append(inv.Passthrough, args[i:n+1]...)
+		i = n
+	}
+	return nil
+}
+
+// parseHelper reads the helper form: SOURCE TARGET [-sfnv] [-N NS]
+// [-o OPTIONS] [-t TYPE.SUBTYPE], options anywhere (mount(8), "EXTERNAL
+// HELPERS"). Plain mount gets -i so that it does not call the mount.TYPE
+// helper, which may be this very binary, again.
+func (inv *Invocation) parseHelper(args []string) error {
+	hasType := false
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--" {
+			inv.Args = append(inv.Args, args[i+1:]...)
+			break
+		}
+		if args[i] == "-t" || strings.HasPrefix(args[i], "-t") && len(args[i]) > 2 || strings.HasPrefix(args[i], "--types") {
+			hasType = true
+		}
+		n, err := inv.mountOption(args, i)
+		if err != nil {
+			return err
+		}
+		i = n
+	}
+	if len(inv.Args) != 2 {
+		return usage("%s called with %d arguments %q; a mount helper takes SOURCE TARGET [-o OPTIONS]", inv.Prog, len(inv.Args), inv.Args)
+	}
+	inv.Passthrough = []string{"-i"}
+	if !hasType {
+		inv.Passthrough = append(inv.Passthrough, "-t", inv.Type)
+	}
+	inv.Passthrough = append(inv.Passthrough, args...)
+	return nil
+}
+
+// shortFlags are mount(8) flags without a value that may be combined ("-nv").
+var shortFlags = map[byte]string{
+	'f': "--fake", 'n': "--no-mtab", 'v': "--verbose", 's': "-s", 'r': "--read-only",
+	'w': "--rw", 'c': "--no-canonicalize", 'i': "--internal-only",
+}
+
+// mountOption reads the argument at i (an option and maybe its value, or a
+// positional argument) and returns the index of the last argument used.
+func (inv *Invocation) mountOption(args []string, i int) (int, error) {
+	a := args[i]
+	switch {
+	case a == "-" || !strings.HasPrefix(a, "-"):
+		inv.Args = append(inv.Args, a)
+		return i, nil
+	case strings.HasPrefix(a, "--"):
+		return inv.longOption(args, i)
+	}
+	// Short options: a cluster of flags, possibly ending in -t or -o with
+	// its value attached ("-tglusterfs", "-oro") or in the next argument.
+	for j := 1; j < len(a); j++ {
+		c := a[j]
+		switch c {
+		case 't', 'o', 'N':
+			v := a[j+1:]
+			n := i
+			if v == "" {
+				if i+1 >= len(args) {
+					return i, usage("option -%c needs a value", c)
+				}
+				v, n = args[i+1], i+1
+			}
+			inv.setValue(c, v)
+			return n, nil
+		}
+		long, ok := shortFlags[c]
+		if !ok {
+			inv.Unsupported = append(inv.Unsupported, "-"+string(c))
+			continue
+		}
+		inv.setFlag(long)
+	}
+	return i, nil
+}
+
+func (inv *Invocation) longOption(args []string, i int) (int, error) {
+	name, val, hasVal := strings.Cut(args[i], "=")
+	var short byte
+	switch name {
+	case "--types":
+		short = 't'
+	case "--options":
+		short = 'o'
+	case "--namespace":
+		short = 'N'
+	case "--fake", "--no-mtab", "--verbose", "--read-only", "--rw", "--read-write", "--no-canonicalize", "--internal-only", "--sloppy":
+		inv.setFlag(name)
+		return i, nil
+	default:
+		// Unknown to us: a routed mount refuses it, plain mount gets it.
+		inv.Unsupported = append(inv.Unsupported, args[i])
+		return i, nil
+	}
+	v, n, err := value(args, i, name, val, hasVal)
+	if err != nil {
+		return i, err
+	}
+	inv.setValue(short, v)
+	return n, nil
+}
+
+func (inv *Invocation) setValue(c byte, v string) {
+	switch c {
+	case 't':
+		inv.Type = v
+	case 'o':
+		inv.Options = append(inv.Options, v)
+	case 'N':
+		inv.Unsupported = append(inv.Unsupported, "-N "+v)
+	}
+}
+
+func (inv *Invocation) setFlag(long string) {
+	switch long {
+	case "--fake":
+		inv.Fake = true
+	case "--no-mtab":
+		inv.NoMtab = true
+	case "--verbose":
+		inv.Verbose = true
+	case "-s", "--sloppy":
+		inv.Sloppy = true
+	case "--read-only":
+		inv.Options = append(inv.Options, "ro")
+	case "--rw", "--read-write":
+		inv.Options = append(inv.Options, "rw")
+	case "--no-canonicalize", "--internal-only":
+		// About the host's mount(8) only: nothing to do in the mounter.
+	}
+}
+
+// parseUmount reads `mounter umount [-l] TARGET`.
+func (inv *Invocation) parseUmount(args []string) error {
+	for _, a := range args {
+		switch {
+		case a == "-l" || a == "--lazy":
+			inv.Lazy = true
+		case strings.HasPrefix(a, "-") && a != "-":
+			return usage("umount: unknown option %q (only -l is supported)", a)
+		default:
+			inv.Args = append(inv.Args, a)
+		}
+	}
+	if len(inv.Args) != 1 {
+		return usage("umount takes one TARGET, got %q", inv.Args)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package mounter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/internal/runtime"
+)
+
+// execTimeout bounds one `runtime exec` call: a mount helper that waits for
+// an unreachable server must not hold kubelet's call for ever. The host-side
+// check has its own, shorter timeout.
+const execTimeout = 2 * time.Minute
+
+// Container is where a command runs: a container of a runtime state root.
+type Container struct {
+	Runtime string // runtime binary (runc), absolute
+	Root    string // its --root; "" means the runtime's default
+	ID      string
+}
+
+// ExecResult is what a command run in a container printed.
+type ExecResult struct {
+	Stdout, Stderr string
+}
+
+// Execer runs a command inside a running container.
+type Execer interface {
+	Exec(ctx context.Context, c Container, argv []string) (ExecResult, error)
+}
+
+// RuntimeExec runs `<runtime> [--root R] exec ID ARGV...`. Every engine runs
+// runc with a state root, so this reaches a mounter of any engine without
+// talking to the engine. No terminal: runc then hands its own stdio to the
+// process. stdin is /dev/null; stdout and stderr are memory files, not
+// pipes: the FUSE daemon a mount helper starts inherits them, and a pipe it
+// keeps open would make a reader (kubelet's CombinedOutput, exec.Cmd.Wait)
+// wait until the file system is unmounted.
+type RuntimeExec struct{}
+
+// Exec implements Execer. A non-zero exit of the runtime is an error that
+// wraps *exec.ExitError and holds the command's stderr.
+func (RuntimeExec) Exec(ctx context.Context, c Container, argv []string) (ExecResult, error) {
+	args := make([]string, 0, len(argv)+4)
+	if c.Root != "" {
+		args = append(args, "--root", c.Root)
+	}
+	args = append(append(args, "exec", c.ID), argv...)
+	stdout, err := memFile("mounter-stdout")
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer stdout.Close()
+	stderr, err := memFile("mounter-stderr")
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer stderr.Close()
+
+	cmd := exec.CommandContext(ctx, c.Runtime, args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr // *os.File: passed as is, no copying goroutine
+	runErr := cmd.Run()
+	res := ExecResult{Stdout: readAll(stdout), Stderr: readAll(stderr)}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			runErr = fmt.Errorf("%w (no answer within %v)", runErr, execTimeout)
+		}
+		return res, fmt.Errorf("%s: %w", commandLine(c, argv), runErr)
+	}
+	return res, nil
+}
+
+// commandLine shows the command as a person would type it.
+func commandLine(c Container, argv []string) string {
+	parts := []string{c.Runtime}
+	if c.Root != "" {
+		parts = append(parts, "--root", c.Root)
+	}
+	parts = append(append(parts, "exec", c.ID), argv...)
+	return strings.Join(parts, " ")
+}
+
+func memFile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, system("create memory file for the runtime's output: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+func readAll(f *os.File) string {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	return string(b)
+}
+
+// containerOf returns the container a record names, with its runtime
+// resolved: the record's runtime (what the engine's runc-shared delegated to),
+// else the configured one.
+func containerOf(rec *registry.Record, configured string) (Container, error) {
+	name := rec.Runtime
+	if name == "" {
+		name = configured
+	}
+	bin, err := runtime.FindRuntime(name, "")
+	if err != nil {
+		return Container{}, system("mounter %s: %w", rec.ID, err)
+	}
+	return Container{Runtime: bin, Root: rec.RuntimeRoot, ID: rec.ID}, nil
+}
+
+// exitStatus returns the exit status in err's chain, or -1.
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}

@@ -1,0 +1,171 @@
+package mounter
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/version"
+)
+
+// Mounter runs invocations; its fields are the outside world, replaceable
+// in tests.
+type Mounter struct {
+	Stdout, Stderr io.Writer
+	Exec           Execer
+	// PlainMount replaces the process with mount(8) run with argv (without
+	// program name); it returns only on failure.
+	PlainMount func(argv []string) error
+	// Now is the clock for ages in status; nil means time.Now.
+	Now func() time.Time
+	// Self is this binary, for finding its siblings (runc-shared,
+	// mount-hook, libhostmount.so); "" means os.Executable.
+	Self string
+
+	prog string
+}
+
+// Main runs the binary with os.Args and returns the exit code.
+func Main(argv []string) int {
+	m := &Mounter{Stdout: os.Stdout, Stderr: os.Stderr, Exec: RuntimeExec{}, PlainMount: ExecMount}
+	return m.Run(argv)
+}
+
+// Run executes one invocation and returns its exit code; errors are printed
+// on stderr, prefixed with the program name.
+func (m *Mounter) Run(argv []string) int {
+	inv, err := Parse(argv)
+	m.prog = "mounter"
+	if inv != nil {
+		m.prog = inv.Prog
+	}
+	if err != nil {
+		fmt.Fprintf(m.Stderr, "%s: %v\n", m.prog, err)
+		if inv != nil && !inv.Helper {
+			fmt.Fprintf(m.Stderr, "run `%s help` for usage\n", m.prog)
+		}
+		return ExitCode(err)
+	}
+	if err := m.run(inv); err != nil {
+		fmt.Fprintf(m.Stderr, "%s: %v\n", m.prog, err)
+		return ExitCode(err)
+	}
+	return ExitOK
+}
+
+func (m *Mounter) run(inv *Invocation) error {
+	switch inv.Command {
+	case CmdHelp:
+		fmt.Fprint(m.Stdout, Usage)
+		return nil
+	case CmdVersion:
+		fmt.Fprintf(m.Stdout, "mounter (runc-shared) version %s\ncommit: %s\n", version.Version, version.Commit)
+		return nil
+	case CmdDoctor:
+		return m.doctor(inv)
+	}
+	cfg, err := loadConfig(inv)
+	if err != nil {
+		return err
+	}
+	switch inv.Command {
+	case CmdMount:
+		return m.mount(inv, cfg)
+	case CmdUmount:
+		return m.umount(inv, cfg)
+	case CmdStatus:
+		return m.status(cfg)
+	}
+	return usage("unknown command %q", inv.Command)
+}
+
+// loadConfig loads the configuration the contract names: --config, else
+// $RUNC_SHARED_CONFIG, else the default path.
+func loadConfig(inv *Invocation) (*config.Config, error) {
+	cfg, err := config.Load(config.Path(inv.ConfigPath, inv.ConfigSet))
+	if err != nil {
+		// A configuration that does not load may route this type: mounting
+		// it plainly instead would hide the problem.
+		return nil, usage("%w", err)
+	}
+	return cfg, nil
+}
+
+// mount routes the mount when a rule routes its type, else hands it to
+// plain mount(8).
+func (m *Mounter) mount(inv *Invocation, cfg *config.Config) error {
+	if rules := cfg.RulesFor(inv.Type); inv.Type != "" && len(rules) > 0 {
+		return m.routedMount(inv, cfg, rules)
+	}
+	if inv.Helper {
+		// mount(8) called us for a type no rule routes: the link is there
+		// but the configuration does not back it.
+		m.warnf("no [[mounter]] rule in %s routes %s; trying the kernel's own %s with `mount -i` (add a rule, or remove the mount.%s link)",
+			configName(cfg), inv.Type, inv.Type, inv.Type)
+	}
+	if err := m.PlainMount(inv.Passthrough); err != nil {
+		return system("%w", err)
+	}
+	return nil
+}
+
+func configName(cfg *config.Config) string {
+	if cfg.Path == "" {
+		return "the configuration (none found)"
+	}
+	return cfg.Path
+}
+
+// mountPaths are where mount(8) lives on the hosts we know (merged-usr or
+// not), tried before PATH.
+var mountPaths = []string{"/bin/mount", "/usr/bin/mount", "/sbin/mount"}
+
+// ExecMount replaces the process with mount(8), so its exit code and
+// messages are the caller's. It returns only on failure.
+func ExecMount(argv []string) error {
+	bin := ""
+	for _, p := range mountPaths {
+		if unix.Access(p, unix.X_OK) == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		p, err := exec.LookPath("mount")
+		if err != nil {
+			return fmt.Errorf("mount(8) not found in %v or PATH: install util-linux's mount: %w", mountPaths, err)
+		}
+		bin = p
+	}
+	full := append([]string{"mount"}, argv...)
+	if err := unix.Exec(bin, full, os.Environ()); err != nil {
+		return fmt.Errorf("exec %s: %w", bin, err)
+	}
+	return nil
+}
+
+func (m *Mounter) warnf(format string, args ...any) {
+	fmt.Fprintf(m.Stderr, "%s: warning: %s\n", m.prog, fmt.Sprintf(format, args...))
+}
+
+func (m *Mounter) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Mounter) self() string {
+	if m.Self != "" {
+		return m.Self
+	}
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "/proc/self/exe"
+}

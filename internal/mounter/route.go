@@ -1,0 +1,206 @@
+package mounter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// Route is where a routed mount goes: a live mounter and the target as it
+// sees it.
+type Route struct {
+	Record    *registry.Record
+	Rule      *spec.Rule
+	Container Container
+	Target    string // host path, absolute and resolved
+	Inner     string // the same path inside the mounter
+	Bind      Bind   // the bind that carries Inner to Target
+}
+
+// Router finds routes from the configuration and the registry.
+type Router struct {
+	Config *config.Config
+	// Warn receives notes that do not stop the mount (stale records).
+	Warn func(format string, args ...any)
+}
+
+// Find returns the route for a mount of fstype at target (absolute,
+// resolved) among the rules that route fstype: the newest live mounter of
+// the first rule, in configuration order, that has one whose shared binds
+// cover target. Stale records met on the way are removed.
+func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error) {
+	recs := checkRecords(registry.New(r.Config.StateDir), routeChecker)
+	for _, s := range recs.Stale {
+		r.warn("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
+		if s.RemoveErr != nil {
+			r.warn("could not remove it: %v", s.RemoveErr)
+		}
+	}
+	live := recs.Live
+	var uncovered []error
+	for _, rule := range rules {
+		// Newest first: an older record of the same rule may be a mounter
+		// on its way out.
+		for i := len(live) - 1; i >= 0; i-- {
+			rec := live[i]
+			if rec.Name != rule.Name {
+				continue
+			}
+			route, err := r.routeVia(rec, rule, target)
+			if err != nil {
+				uncovered = append(uncovered, err)
+				continue
+			}
+			return route, nil
+		}
+	}
+	if len(uncovered) > 0 {
+		return nil, errors.Join(uncovered...)
+	}
+	names := make([]string, len(rules))
+	for i, rule := range rules {
+		names[i] = fmt.Sprintf("%q", rule.Name)
+	}
+	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", strings.Join(names, " or "), registry.New(r.Config.StateDir).Dir)
+	if p := recs.problems(); p != nil {
+		why += fmt.Sprintf(" (%v)", p)
+	}
+	return nil, failure("no live mounter for type %s: %s; start the mounter container through runc-shared (its mount-hook registers it) and retry; `mounter doctor` checks the setup",
+		fstype, why)
+}
+
+// routeVia builds the route through one live mounter, or explains why
+// target is out of its reach.
+func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) (*Route, error) {
+	doc, err := spec.Load(filepath.Join(rec.Bundle, "config.json"))
+	if err != nil {
+		return nil, failure("mounter %s (rule %q): %w; the registry record points at bundle %s", rec.ID, rule.Name, err, rec.Bundle)
+	}
+	propagate := rec.Propagate
+	if len(propagate) == 0 {
+		propagate = rule.Propagate
+	}
+	binds := SharedBinds(doc.Spec, rec.Bundle, propagate)
+	inner, bind, ok := Translate(target, binds)
+	if !ok {
+		return nil, noBindError(target, rec.ID, rule.Name, binds)
+	}
+	c, err := containerOf(rec, r.Config.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	return &Route{Record: rec, Rule: rule, Container: c, Target: target, Inner: inner, Bind: bind}, nil
+}
+
+func (r *Router) warn(format string, args ...any) {
+	if r.Warn != nil {
+		r.Warn(format, args...)
+	}
+}
+
+// mountArgv is the mount(8) command run inside the mounter.
+func mountArgv(inv *Invocation, inner string) []string {
+	argv := []string{"mount"}
+	if inv.NoMtab {
+		argv = append(argv, "-n")
+	}
+	if inv.Sloppy {
+		argv = append(argv, "-s")
+	}
+	if inv.Verbose {
+		argv = append(argv, "-v")
+	}
+	argv = append(argv, "-t", inv.Type)
+	if o := inv.OptionString(); o != "" {
+		argv = append(argv, "-o", o)
+	}
+	return append(argv, "--", inv.Source(), inner)
+}
+
+// routedMount runs a mount through a live mounter and checks that it
+// reached the host; if it did not, it undoes it inside the mounter.
+func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec.Rule) error {
+	if len(inv.Unsupported) > 0 {
+		return usage("%s is routed to a mounter container, which does not support %s: drop it",
+			inv.Type, strings.Join(inv.Unsupported, " "))
+	}
+	if len(inv.Args) != 2 {
+		return usage("a routed %s mount needs SOURCE and TARGET, got %q", inv.Type, inv.Args)
+	}
+	target, err := absTarget(inv.Target())
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
+		return failure("mount point %s does not exist: create it first", target)
+	}
+	if inv.Fake {
+		return nil
+	}
+	router := &Router{Config: cfg, Warn: m.warnf}
+	route, err := router.Find(inv.Type, target, rules)
+	if err != nil {
+		return err
+	}
+	return m.mountVia(inv, route)
+}
+
+func (m *Mounter) mountVia(inv *Invocation, route *Route) error {
+	c, rec := route.Container, route.Record
+	before, err := mountsAt(route.Target)
+	if err != nil {
+		return system("%w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	argv := mountArgv(inv, route.Inner)
+	res, err := m.Exec.Exec(ctx, c, argv)
+	if res.Stdout != "" {
+		fmt.Fprint(m.Stdout, res.Stdout) // mount -v output
+	}
+	if err != nil {
+		return failure("mount inside mounter %s (rule %q) failed: %w%s", rec.ID, rec.Name, err, detail(res.Stderr))
+	}
+	if _, err := waitForMount(route.Target, inv.Type, mountIDs(before), inv.Timeout); err != nil {
+		undo := m.undo(c, route.Inner)
+		return failure("%s was mounted inside mounter %s at %s but did not reach the host: %w; %s. "+
+			"Likely the mounter's propagation is not live (it was not started through runc-shared, or %s is not a shared mount on the host): run `mounter doctor`",
+			inv.Source(), rec.ID, route.Inner, err, undo, route.Bind.Source)
+	}
+	if res.Stderr != "" {
+		fmt.Fprint(m.Stderr, res.Stderr) // the helper's warnings, as mount(8) would show them
+	}
+	if inv.Verbose {
+		fmt.Fprintf(m.Stdout, "%s: mounted %s on %s (%s) through mounter %s (rule %q)\n",
+			inv.Prog, inv.Source(), route.Target, inv.Type, rec.ID, rec.Name)
+	}
+	return nil
+}
+
+// undo unmounts inner inside the mounter after a failed check, and says how
+// that went.
+func (m *Mounter) undo(c Container, inner string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	res, err := m.Exec.Exec(ctx, c, []string{"umount", inner})
+	if err != nil {
+		return fmt.Sprintf("undoing it inside the mounter failed too: %v%s", err, detail(res.Stderr))
+	}
+	return "undid it inside the mounter"
+}
+
+// detail formats a command's stderr for an error message.
+func detail(stderr string) string {
+	s := strings.TrimSpace(stderr)
+	if s == "" {
+		return ""
+	}
+	return ": " + strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+}

@@ -1,0 +1,136 @@
+package mounter
+
+import (
+	"path"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// Bind is a bind mount of a mounter's spec: host Source seen at Destination
+// inside the container.
+type Bind struct {
+	Source      string // host path, symlinks resolved where possible
+	Destination string // path inside the container
+}
+
+func (b Bind) String() string {
+	if b.Source == b.Destination {
+		return b.Source
+	}
+	return b.Source + " (at " + b.Destination + " inside)"
+}
+
+// SharedBinds returns the bind mounts of s whose host source lies within one
+// of the propagated paths: only mounts below them reach the host. A relative
+// source is relative to the bundle, as runc reads it. Sources are resolved
+// (the wrapper saves them resolved already; an engine may not have).
+func SharedBinds(s *specs.Spec, bundle string, propagate []string) []Bind {
+	prefixes := resolvedPrefixes(propagate)
+	var out []Bind
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !spec.IsBind(m) || m.Source == "" || m.Destination == "" {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src)
+		}
+		src = resolve(src)
+		if _, ok := hostmount.WithinAny(src, prefixes); !ok {
+			continue
+		}
+		// Destinations are container paths: always absolute, "/"-separated.
+		out = append(out, Bind{Source: src, Destination: path.Clean("/" + m.Destination)})
+	}
+	return out
+}
+
+// Translate returns where host path target (absolute, resolved) is inside
+// the container: through the bind whose source contains target, compared by
+// components, with the longest source; ok is false when no bind covers it.
+func Translate(target string, binds []Bind) (inner string, bind Bind, ok bool) {
+	best := -1
+	for i, b := range binds {
+		if !hostmount.Within(target, b.Source) {
+			continue
+		}
+		if best < 0 || len(b.Source) > len(binds[best].Source) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", Bind{}, false
+	}
+	b := binds[best]
+	rel, err := filepath.Rel(b.Source, target)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", Bind{}, false // cannot happen after Within; be safe anyway
+	}
+	return path.Join(b.Destination, rel), b, true
+}
+
+// noBindError explains that a mounter cannot reach target.
+func noBindError(target, id, rule string, binds []Bind) error {
+	if len(binds) == 0 {
+		return failure("mounter %s (rule %q) shares no host path: its spec binds none of the rule's propagate paths into it; bind one (e.g. -v /var/lib/kubelet:/var/lib/kubelet) and restart the mounter", id, rule)
+	}
+	return failure("target %s is not below a path that mounter %s (rule %q) shares with the host; it shares %s: mount below one of them, or add the path to the rule's propagate list and bind it into the mounter",
+		target, id, rule, describeBinds(binds))
+}
+
+// resolve returns p with symlinks resolved, or cleaned when it cannot be
+// resolved (it does not exist, or is a dead FUSE mount that fails lstat).
+func resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
+}
+
+// resolvedPrefixes returns the absolute prefixes, each also in its resolved
+// form when that differs (/var/lib/kubelet a symlink to /data/kubelet).
+func resolvedPrefixes(prefixes []string) []string {
+	out := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		c := filepath.Clean(p)
+		out = append(out, c)
+		if r := resolve(c); r != c {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// absTarget makes a target absolute (against the working directory, as
+// mount(8) does) and resolves its symlinks: mountinfo shows resolved paths.
+func absTarget(target string) (string, error) {
+	if target == "" {
+		return "", usage("missing TARGET")
+	}
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		return "", system("target %s: %w", target, err)
+	}
+	return resolve(abs), nil
+}
+
+// describeBinds is for messages: "A, B (at /data inside)".
+func describeBinds(binds []Bind) string {
+	if len(binds) == 0 {
+		return "nothing"
+	}
+	s := make([]string, len(binds))
+	for i, b := range binds {
+		s[i] = b.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,105 @@
+package mounter
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// TypeMatches reports whether a mount of fstype (as mountinfo shows it) is
+// what `mount -t want` makes: want itself, or fuse.want for a FUSE file
+// system whose helper sets the subtype (glusterfs shows as fuse.glusterfs).
+func TypeMatches(fstype, want string) bool {
+	return fstype == want || fstype == "fuse."+want
+}
+
+// typeNames says which types TypeMatches accepts, for messages.
+func typeNames(want string) string {
+	if strings.HasPrefix(want, "fuse.") {
+		return want
+	}
+	return want + " or fuse." + want
+}
+
+// mountsAt reads the host's mountinfo once and keeps, while reading, only
+// the mounts whose mount point is target: one pass, a handful of entries
+// kept, nothing stat'ed (a dead FUSE mount would fail a stat, a hung one
+// would block it).
+func mountsAt(target string) ([]*mountinfo.Info, error) {
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != target, false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the host's mountinfo: %w", err)
+	}
+	return ms, nil
+}
+
+// mountIDs returns the set of mount IDs of ms.
+func mountIDs(ms []*mountinfo.Info) map[int]bool {
+	ids := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		ids[m.ID] = true
+	}
+	return ids
+}
+
+// newMount returns the first mount of ms not in before whose type matches
+// want, and the other new mounts.
+func newMount(ms []*mountinfo.Info, before map[int]bool, want string) (found *mountinfo.Info, others []*mountinfo.Info) {
+	for _, m := range ms {
+		if before[m.ID] {
+			continue
+		}
+		if found == nil && TypeMatches(m.FSType, want) {
+			found = m
+			continue
+		}
+		others = append(others, m)
+	}
+	return found, others
+}
+
+// poll intervals: the propagation of a mount is synchronous with mount(2),
+// so the mount is nearly always there at the first read; back off from 1 ms
+// to 50 ms for a slow helper.
+const (
+	pollFirst = time.Millisecond
+	pollMax   = 50 * time.Millisecond
+)
+
+// waitForMount polls the host's mountinfo until a new mount (not in before)
+// of type want appears at target, or timeout passes. On timeout the error
+// says what was found instead.
+func waitForMount(target, want string, before map[int]bool, timeout time.Duration) (*mountinfo.Info, error) {
+	deadline := time.Now().Add(timeout)
+	wait := pollFirst
+	for {
+		ms, err := mountsAt(target)
+		if err != nil {
+			return nil, err
+		}
+		found, others := newMount(ms, before, want)
+		if found != nil {
+			return found, nil
+		}
+		if time.Now().After(deadline) {
+			if len(others) > 0 {
+				return nil, fmt.Errorf("a mount of another type appeared at %s (%s), not %s", target, describeMounts(others), typeNames(want))
+			}
+			return nil, fmt.Errorf("no new mount of type %s appeared at %s within %v", typeNames(want), target, timeout)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, pollMax)
+	}
+}
+
+func describeMounts(ms []*mountinfo.Info) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = fmt.Sprintf("%s from %s", m.FSType, m.Source)
+	}
+	return strings.Join(s, "; ")
+}

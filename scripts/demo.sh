@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# demo.sh: the main job of runc-shared, end to end, on this host.
+#
+# A GlusterFS volume is mounted on the host although the host has no business
+# running mount.glusterfs: the mount runs inside a privileged "mounter"
+# container started through runc-shared, and appears on the host because
+# runc-shared gave the container's bind mount rshared propagation.
+#
+# Steps: start a private glusterd on 127.0.0.2 with a one-brick volume; start a
+# mounter container through bin/runc-shared (mount-hook registers it); route
+# `mount -t glusterfs` through bin/mounter; write a file on the host and find it
+# on the brick; show `mounter status` and `mounter doctor`; unmount; tear down.
+#
+# Needs root, `make deps` (runc, jq, glusterfs-server, glusterfs-client) and
+# `make build` (bin/). Everything lives in one temp dir: glusterd's working
+# dir, sockets and pid files, the brick, the container's rootfs and state, the
+# shared mount point. Only PIDs started here are stopped. The host is left as
+# found; the last step checks it. Exit status: 0 when every step passed.
+set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$REPO/bin"
+SERVER=127.0.0.2 # glusterd refuses 127.0.0.1 and localhost for bricks
+VOLUME=demo
+ID=glusterfs-mounter
+STEP="checking prerequisites"
+
+# --- transcript helpers ------------------------------------------------------
+
+bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
+[ -t 1 ] || bold='' dim='' reset=''
+
+step() { # step TITLE: a numbered heading
+	STEP=$1
+	STEPNO=$((${STEPNO:-0} + 1))
+	printf '\n%s==> %d. %s%s\n' "$bold" "$STEPNO" "$1" "$reset"
+}
+say() { printf '%s    %s%s\n' "$dim" "$*" "$reset"; } # an explanation
+show() { printf '%s$ %s%s\n' "$bold" "$*" "$reset"; } # a command, before it runs
+run() { # run CMD...: show it, run it
+	show "$*"
+	"$@"
+}
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
+
+# --- prerequisites -----------------------------------------------------------
+
+[ "$(id -u)" = 0 ] || die "run as root (it mounts, runs runc and glusterd): sudo make demo"
+for b in runc-shared mount-hook mounter; do
+	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make first"
+done
+for c in runc jq glusterd gluster mount.glusterfs findmnt; do
+	command -v "$c" >/dev/null || die "$c not found: run make deps (scripts/deps.sh base gluster)"
+done
+[ "$(readlink /bin)" = usr/bin ] || die "the mounter rootfs borrows the host's /usr: this needs a merged-usr host (/bin -> usr/bin), as Debian 12 is"
+if (exec 3<>"/dev/tcp/$SERVER/24007") 2>/dev/null; then
+	die "$SERVER:24007 is taken: another glusterd runs; stop it first (this demo starts its own)"
+fi
+
+# What the host looks like before, to check at the end that it is unchanged.
+GLUSTER_DIRS=(/var/run/gluster /var/log/glusterfs /var/lib/glusterd)
+snapshot_gluster() { find "${GLUSTER_DIRS[@]}" -printf '%p %y %s\n' 2>/dev/null | sort; }
+snapshot_mounts() { # the host's mounts outside /tmp (tests of other packages mount there)
+	awk '$5 !~ "^/tmp/" { print $5, $9, $10 }' /proc/self/mountinfo | sort
+}
+GLUSTER_BEFORE=$(snapshot_gluster)
+MOUNTS_BEFORE=$(snapshot_mounts)
+CMD_HISTORY=/var/log/glusterfs/cmd_history.log # glusterd appends here whatever its working dir
+CMD_HISTORY_SIZE=$(stat -c %s "$CMD_HISTORY" 2>/dev/null || echo none)
+MISSING_DIRS=()
+for d in /var/run/gluster /var/log/glusterfs /var/log/glusterfs/bricks; do
+	[ -e "$d" ] || MISSING_DIRS+=("$d")
+done
+
+# Short path: glusterd puts unix sockets (at most 108 bytes) below it.
+TMP=$(mktemp -d /tmp/rs-demo.XXXXXX)
+SHARED="$TMP/shared" # stands for /var/lib/kubelet
+TARGET="$SHARED/vol"
+GLUSTERD_PID='' BRICK_PID='' BRICK_SOCK='' BRICK_LOG='' INIT_PID='' SHARED_MOUNTED=''
+RUNC_ROOT="$TMP/runc"
+CONFIG="$TMP/config.toml"
+RS=("$BIN/runc-shared" --root "$RUNC_ROOT" --runc-shared-config="$CONFIG")
+
+# --- teardown, also on failure ------------------------------------------------
+
+alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null; }
+
+wait_gone() { # wait_gone PID SECONDS
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		alive "$1" || return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+mounts_below() { # mount points below $1, deepest first
+	awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-
+}
+
+leftover_procs() { # processes with $TMP on their command line or as their root
+	local p cmd root
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" = $$ ] && continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		root=$(readlink "$p/root" 2>/dev/null) || root=''
+		case "$cmd $root" in *"$TMP"*) alive "${p#/proc/}" && echo "${p#/proc/} $cmd" ;; esac
+	done
+}
+
+gluster_cli() {
+	gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
+}
+
+teardown() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	if [ "$rc" != 0 ]; then
+		printf '\n%sdemo FAILED (exit %d) during: %s%s\n' "$bold" "$rc" "$STEP" "$reset" >&2
+		[ -n "$FAILED_CMD" ] && printf 'failed command: %s\n' "$FAILED_CMD" >&2
+		for f in "$TMP/log/glusterd.log" "$TMP/bundle/log.json" "$TMP/state/mount-hook.log"; do
+			[ -s "$f" ] && { echo "--- last lines of $f" >&2; tail -n 8 "$f" >&2; }
+		done
+	fi
+	printf '\n%s==> teardown%s\n' "$bold" "$reset"
+	# FUSE mounts first: their daemons live in the mounter.
+	for m in $(mounts_below "$SHARED"); do
+		say "unmounting $m"
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	if [ -n "$INIT_PID" ] || [ -d "$RUNC_ROOT/$ID" ]; then
+		say "stopping the mounter container (its poststop hook removes the registry record)"
+		"${RS[@]}" kill "$ID" KILL >/dev/null 2>&1
+		wait_gone "$INIT_PID" 10
+		"${RS[@]}" delete --force "$ID" >/dev/null 2>&1 || runc --root "$RUNC_ROOT" delete --force "$ID" >/dev/null 2>&1
+		if alive "$INIT_PID"; then
+			kill -KILL "$INIT_PID" 2>/dev/null
+			wait_gone "$INIT_PID" 5
+		fi
+	fi
+	if [ -n "$GLUSTERD_PID" ] && alive "$GLUSTERD_PID"; then
+		say "stopping volume $VOLUME, its brick (pid ${BRICK_PID:-?}) and glusterd (pid $GLUSTERD_PID)"
+		gluster_cli volume stop "$VOLUME" force >/dev/null 2>&1
+		gluster_cli volume delete "$VOLUME" >/dev/null 2>&1
+	fi
+	if alive "$BRICK_PID" && tr '\0' ' ' <"/proc/$BRICK_PID/cmdline" | grep -qF "$TMP/brick"; then
+		kill -TERM "$BRICK_PID"
+		wait_gone "$BRICK_PID" 5 || kill -KILL "$BRICK_PID"
+	fi
+	if alive "$GLUSTERD_PID"; then
+		kill -TERM "$GLUSTERD_PID"
+		wait_gone "$GLUSTERD_PID" 10 || {
+			kill -KILL "$GLUSTERD_PID"
+			wait_gone "$GLUSTERD_PID" 5
+		}
+	fi
+	wait 2>/dev/null
+	# glusterd puts the brick's socket and log outside its working dir.
+	case "$BRICK_SOCK" in /var/run/gluster/*.socket) rm -f "$BRICK_SOCK" ;; esac
+	case "$BRICK_LOG" in /var/log/glusterfs/bricks/*.log) rm -f "$BRICK_LOG" ;; esac
+	if [ "$CMD_HISTORY_SIZE" = none ]; then
+		rm -f "$CMD_HISTORY"
+	elif [ -f "$CMD_HISTORY" ]; then
+		truncate -s "$CMD_HISTORY_SIZE" "$CMD_HISTORY" # drop the lines our glusterd appended
+	fi
+	for ((i = ${#MISSING_DIRS[@]} - 1; i >= 0; i--)); do
+		rmdir "${MISSING_DIRS[i]}" 2>/dev/null
+	done
+	if [ -n "$SHARED_MOUNTED" ]; then
+		umount -l "$SHARED"
+	fi
+	local left
+	left=$(leftover_procs)
+	if [ -n "$left" ]; then
+		echo "demo: processes started by the demo are still running (not killed: check them):" >&2
+		echo "$left" >&2
+	fi
+	if [ -z "$(mounts_below "$TMP")" ] && ! awk -v p="$TMP" '$5 == p' /proc/self/mountinfo | grep -q .; then
+		rm -rf "$TMP"
+	else
+		echo "demo: leaving $TMP in place, something is still mounted below it:" >&2
+		mounts_below "$TMP" >&2
+		rc=1
+	fi
+	printf '\n%s==> host check%s\n' "$bold" "$reset"
+	local bad=0
+	[ -z "$left" ] || bad=1
+	if [ "$(snapshot_gluster)" != "$GLUSTER_BEFORE" ]; then
+		echo "FAIL: ${GLUSTER_DIRS[*]} changed:" >&2
+		diff <(echo "$GLUSTER_BEFORE") <(snapshot_gluster) >&2
+		bad=1
+	fi
+	if [ "$(snapshot_mounts)" != "$MOUNTS_BEFORE" ]; then
+		echo "FAIL: the host's mount table changed:" >&2
+		diff <(echo "$MOUNTS_BEFORE") <(snapshot_mounts) >&2
+		bad=1
+	fi
+	if [ "$bad" = 0 ]; then
+		say "the host is as it was: same mounts outside /tmp, ${GLUSTER_DIRS[*]} unchanged, no process left"
+	elif [ "$rc" = 0 ]; then
+		rc=1
+	fi
+	if [ "$rc" = 0 ]; then
+		printf '\n%sdemo passed%s\n' "$bold" "$reset"
+	fi
+	exit "$rc"
+}
+FAILED_CMD=''
+trap 'FAILED_CMD=$BASH_COMMAND' ERR
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. glusterd --------------------------------------------------------------
+
+step "start a private glusterd on $SERVER with a one-brick volume"
+say "glusterd gets its own working dir, run dir, CLI socket, pid file and log below $TMP,"
+say "so /var/lib/glusterd and the host's gluster state stay untouched."
+mkdir -p "$TMP"/{glusterd,run,log,brick}
+cat >"$TMP/glusterd.vol" <<EOF
+volume management
+    type mgmt/glusterd
+    option working-directory $TMP/glusterd
+    option run-directory $TMP/run
+    option glusterd-sockfile $TMP/run/glusterd.socket
+    option transport-type socket
+    option transport.socket.bind-address $SERVER
+    option transport.socket.listen-port 24007
+    option transport.socket.read-fail-log off
+    option ping-timeout 0
+    option event-threads 1
+    option max-port 60999
+end-volume
+EOF
+show "glusterd -N -f $TMP/glusterd.vol -p $TMP/run/glusterd.pid -l $TMP/log/glusterd.log &"
+glusterd -N -f "$TMP/glusterd.vol" -p "$TMP/run/glusterd.pid" -l "$TMP/log/glusterd.log" \
+	</dev/null >"$TMP/log/glusterd.out" 2>&1 &
+GLUSTERD_PID=$!
+for ((i = 0; i < 300; i++)); do
+	alive "$GLUSTERD_PID" || die "glusterd exited during startup (see $TMP/log/glusterd.log)"
+	gluster_cli pool list >/dev/null 2>&1 && break
+	sleep 0.1
+done
+gluster_cli pool list >/dev/null || die "glusterd did not answer within 30 s"
+say "glusterd (pid $GLUSTERD_PID) answers on $TMP/run/glusterd.socket"
+run gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" \
+	volume create "$VOLUME" "$SERVER:$TMP/brick" force
+run gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" \
+	volume start "$VOLUME"
+pidfile=$(ls "$TMP/run/vols/$VOLUME/"*.pid)
+BRICK_PID=$(cat "$pidfile")
+read -r -a brick_argv < <(tr '\0' ' ' <"/proc/$BRICK_PID/cmdline"; echo)
+for ((i = 0; i + 1 < ${#brick_argv[@]}; i++)); do
+	case "${brick_argv[i]}" in
+	-S) BRICK_SOCK=${brick_argv[i + 1]} ;;
+	-l) BRICK_LOG=${brick_argv[i + 1]} ;;
+	esac
+done
+say "volume $SERVER:/$VOLUME is served by brick process $BRICK_PID from $TMP/brick"
+
+# --- 2. the mounter -----------------------------------------------------------
+
+step "start the mounter container through runc-shared"
+say "The host side: $SHARED stands for /var/lib/kubelet, a shared mount point"
+say "(this host's / is private, so the demo makes its own)."
+mkdir -p "$SHARED" "$TARGET"
+run mount --bind "$SHARED" "$SHARED"
+SHARED_MOUNTED=1
+run mount --make-rshared "$SHARED"
+
+say "The configuration: one rule routes glusterfs to the container annotated"
+say "runc-shared.io/mounter=glusterfs and propagates $SHARED."
+cat >"$CONFIG" <<EOF
+runtime = "runc"
+state-dir = "$TMP/state"
+
+[[mounter]]
+name = "glusterfs"
+fstypes = ["glusterfs"]
+propagate = ["$SHARED"]
+
+[mounter.match]
+annotations = { "runc-shared.io/mounter" = "glusterfs" }
+EOF
+chmod 0644 "$CONFIG"
+run cat "$CONFIG"
+
+say "The rootfs borrows the host's /usr read-only (a bind mount in config.json, so"
+say "nothing is mounted on the host): mount.glusterfs and glusterfs exist inside."
+ROOTFS="$TMP/rootfs"
+mkdir -p "$ROOTFS"/{etc,usr,proc,sys,dev,tmp,root,run/gluster,var/log/glusterfs,var/lib/glusterd,var/tmp}
+chmod 1777 "$ROOTFS/tmp" "$ROOTFS/var/tmp"
+for l in bin sbin lib lib64; do ln -s "usr/$l" "$ROOTFS/$l"; done
+ln -s ../run "$ROOTFS/var/run"
+ln -s ../proc/self/mounts "$ROOTFS/etc/mtab"
+for f in passwd group nsswitch.conf hosts ld.so.cache; do
+	[ -e "/etc/$f" ] && cp "/etc/$f" "$ROOTFS/etc/$f"
+done
+BUNDLE="$TMP/bundle"
+mkdir -p "$BUNDLE"
+runc spec --bundle "$BUNDLE"
+say "The spec: host network (to reach $SERVER), /dev/fuse, CAP_SYS_ADMIN, a bind of"
+say "$SHARED, and only the match annotation: runc-shared does the rest."
+show "jq '...' $BUNDLE/config.json   # edits below"
+jq --arg rootfs "$ROOTFS" --arg shared "$SHARED" '
+	.root = {path: $rootfs, readonly: false}
+	| .process.terminal = false
+	| .process.args = ["sleep", "infinity"]
+	| reduce ("bounding", "effective", "permitted") as $set (.; .process.capabilities[$set] += ["CAP_SYS_ADMIN"])
+	| .linux.namespaces |= map(select(.type != "network"))
+	| .linux.devices += [{path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 438, uid: 0, gid: 0}]
+	| .linux.resources.devices += [{allow: true, type: "c", major: 10, minor: 229, access: "rwm"}]
+	| .mounts += [
+		{destination: "/usr", type: "bind", source: "/usr", options: ["rbind", "ro"]},
+		{destination: $shared, type: "bind", source: $shared, options: ["rbind"]}]
+	| .annotations = {"runc-shared.io/mounter": "glusterfs"}
+' "$BUNDLE/config.json" >"$BUNDLE/config.json.new"
+mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
+jq -c '{annotations, mounts: [.mounts[] | select(.type == "bind")], namespaces: [.linux.namespaces[].type], rootfsPropagation: .linux.rootfsPropagation}' "$BUNDLE/config.json"
+
+say "Created as an engine does it (containerd-shim: create, then start). The container's"
+say "stdio goes to a file, so nothing holds this terminal."
+show "${RS[*]} --log $BUNDLE/log.json --log-format json create --bundle $BUNDLE --pid-file $BUNDLE/init.pid $ID"
+"${RS[@]}" --log "$BUNDLE/log.json" --log-format json create --bundle "$BUNDLE" --pid-file "$BUNDLE/init.pid" "$ID" \
+	</dev/null >"$BUNDLE/init.out" 2>&1 || {
+	cat "$BUNDLE/init.out" >&2
+	die "runc-shared create failed"
+}
+INIT_PID=$(cat "$BUNDLE/init.pid")
+run "${RS[@]}" start "$ID"
+say "runc-shared rewrote the spec: the bind and the root are now rshared, and mount-hook is injected:"
+jq -c '{mounts: [.mounts[] | select(.destination == $shared)], rootfsPropagation: .linux.rootfsPropagation, hooks: (.hooks | map_values([.[].path]))}' \
+	--arg shared "$SHARED" "$BUNDLE/config.json"
+say "mount-hook checked at createRuntime that propagation is live and registered the mounter:"
+run cat "$TMP/state/mounters/$ID.json"
+
+# --- 3. the routed mount -------------------------------------------------------
+
+step "route mount -t glusterfs through mounter"
+say "glusterfs is in the rule's fstypes, so mounter runs the mount inside the live mounter"
+say "(runc --root ... exec $ID mount ...) and checks that it shows up on the host."
+run "$BIN/mounter" --config "$CONFIG" mount -t glusterfs "$SERVER:/$VOLUME" "$TARGET"
+say "On the host, $TARGET is a GlusterFS (FUSE) mount; its daemon runs in the mounter:"
+run findmnt -o TARGET,FSTYPE,SOURCE,PROPAGATION "$TARGET"
+[ "$(findmnt -n -o FSTYPE "$TARGET")" = fuse.glusterfs ] || die "$TARGET is not a fuse.glusterfs mount on the host"
+
+# --- 4. data path ----------------------------------------------------------------
+
+step "write a file from the host and find it on the brick"
+show "echo 'hello from the host' > $TARGET/hello.txt"
+echo 'hello from the host' >"$TARGET/hello.txt"
+run ls -l "$TMP/brick"
+run cat "$TMP/brick/hello.txt"
+[ "$(cat "$TMP/brick/hello.txt")" = 'hello from the host' ] || die "the brick does not hold the host's write"
+
+# --- 5. status and doctor ----------------------------------------------------------
+
+step "show mounter status and mounter doctor"
+run "$BIN/mounter" --config "$CONFIG" status
+run "$BIN/mounter" --config "$CONFIG" doctor
+
+# --- 6. unmount ------------------------------------------------------------------
+
+step "unmount"
+say "A host umount removes the mount in the mounter too (propagation goes both ways),"
+say "and the glusterfs daemon in the mounter exits."
+run "$BIN/mounter" --config "$CONFIG" umount "$TARGET"
+if findmnt -n "$TARGET" >/dev/null; then
+	die "$TARGET is still mounted"
+fi
+say "$TARGET is no longer a mount point"
+STEP="teardown"
