@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/runc-shared/runc-shared/internal/logging"
 )
 
 // LogName is the hook's log file in the state directory.
@@ -31,40 +33,12 @@ func newLogger(file, level string, stderr io.Writer) *logrus.Logger {
 	}
 	log.SetLevel(lvl)
 	if file != "" {
-		log.AddHook(&writerHook{
-			w:      &lazyFile{path: file, stderr: stderr},
-			f:      &logrus.TextFormatter{DisableColors: true, FullTimestamp: true},
-			levels: logrus.AllLevels,
-		})
+		log.AddHook(logging.NewWriterHook(&lazyFile{path: file, stderr: stderr},
+			&logrus.TextFormatter{DisableColors: true, FullTimestamp: true}, logrus.AllLevels...))
 	}
-	log.AddHook(&writerHook{
-		w:      stderr,
-		f:      stderrFormatter{},
-		levels: []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel},
-	})
+	log.AddHook(logging.NewWriterHook(stderr, stderrFormatter{},
+		logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel))
 	return log
-}
-
-// writerHook writes the entries of some levels to one destination, each in
-// one write: several hooks append to the same file at once.
-type writerHook struct {
-	mu     sync.Mutex
-	w      io.Writer
-	f      logrus.Formatter
-	levels []logrus.Level
-}
-
-func (h *writerHook) Levels() []logrus.Level { return h.levels }
-
-func (h *writerHook) Fire(e *logrus.Entry) error {
-	b, err := h.f.Format(e)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err = h.w.Write(b)
-	return err
 }
 
 // stderrFormatter writes "mount-hook: [warning: ]message".
