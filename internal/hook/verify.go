@@ -84,6 +84,9 @@ func VerifyPropagation(pid int, bundle string, s *specs.Spec, rule *spec.Rule) e
 		if err := CheckPeer(b, host, ctr); err != nil {
 			return err
 		}
+		if err := CheckSameDir(b, host, ctr); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -101,6 +104,29 @@ func CheckPeer(b Bind, host, ctr *mountinfo.Info) error {
 	}
 	return fmt.Errorf("%w: the container's mount of host path %s at %s is %s, not in the host's peer group shared:%d; start the container through runc-shared, or bind it rshared with rshared root propagation (-v %s:%s:rshared)",
 		ErrNotPropagated, b.Source, b.Destination, describe(ctr), group, b.Source, b.Destination)
+}
+
+// ErrWrongSource is wrapped when the container's bind is not of the
+// directory the wrapper resolved and checked.
+var ErrWrongSource = errors.New("the container's bind mount is not of the allowlisted source")
+
+// CheckSameDir checks that the container's mount at a bind's destination is
+// a bind of the resolved source itself: same file system (major:minor) and
+// same root within it. runc mounts the source again by name, after the
+// wrapper resolved it, so a path component swapped for a symlink in between
+// makes runc bind the symlink's target; a peer-group check cannot see that
+// when the target lies on the same shared mount (a systemd host's /).
+func CheckSameDir(b Bind, host, ctr *mountinfo.Info) error {
+	rel, err := filepath.Rel(host.Mountpoint, b.Source)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%w: host path %s is not below its mount %s", ErrWrongSource, b.Source, host.Mountpoint)
+	}
+	want := filepath.Join(host.Root, rel)
+	if ctr.Major == host.Major && ctr.Minor == host.Minor && ctr.Root == want {
+		return nil
+	}
+	return fmt.Errorf("%w: %s in the container is %s of device %d:%d, want %s of device %d:%d; a path component of %s changed while the container was created (a symlink swapped in?): refusing it",
+		ErrWrongSource, b.Destination, ctr.Root, ctr.Major, ctr.Minor, want, host.Major, host.Minor, b.Source)
 }
 
 // describe tells a mount's propagation in words and mountinfo fields.

@@ -2,7 +2,6 @@ package mounter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -118,13 +117,4 @@ func containerOf(rec *registry.Record, configured string) (Container, error) {
 		return Container{}, system("mounter %s: %w", rec.ID, err)
 	}
 	return Container{Runtime: bin, Root: rec.RuntimeRoot, ID: rec.ID}, nil
-}
-
-// exitStatus returns the exit status in err's chain, or -1.
-func exitStatus(err error) int {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	return -1
 }

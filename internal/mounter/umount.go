@@ -3,6 +3,8 @@ package mounter
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -58,16 +60,13 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 // mountedIn reports whether path is a mount point for process pid (paths as
 // it sees them); true when that cannot be read, so the caller tries.
 func mountedIn(pid int, path string) bool {
-	ms, err := mountinfo.PidMountInfo(pid)
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
 	if err != nil {
 		return true
 	}
-	for _, m := range ms {
-		if m.Mountpoint == path {
-			return true
-		}
-	}
-	return false
+	defer f.Close()
+	ms, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter(path))
+	return err != nil || len(ms) > 0
 }
 
 func notMountedHint(err error) string {

@@ -19,6 +19,7 @@
 package runtime
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -102,17 +103,23 @@ func (a *Args) parse() error {
 // parseGlobals reads global options and returns the index of the subcommand.
 func (a *Args) parseGlobals() (int, error) {
 	i := 0
+	var firstErr error
 	for i < len(a.Argv) {
 		w := a.Argv[i]
 		kind, f, err := classify(w)
 		if err != nil {
-			return i, err
+			// Keep scanning after a usage error (runc will report it): a
+			// later --runc-shared-config must still be recorded, so that
+			// ExecArgv drops it.
+			firstErr = cmp.Or(firstErr, err)
+			i++
+			continue
 		}
 		switch kind {
 		case wordPositional:
-			return i, nil
+			return i, firstErr
 		case wordEnd:
-			return i + 1, nil
+			return i + 1, firstErr
 		}
 		start := i
 		i++
@@ -133,20 +140,19 @@ func (a *Args) parseGlobals() (int, error) {
 				}
 				i++
 			}
-			if err := a.setGlobal(f.name, f.value); err != nil {
-				return i, err
-			}
+			firstErr = cmp.Or(firstErr, a.setGlobal(f.name, f.value))
 		case globalBool[f.name]:
 			v, err := boolValue(w, f)
 			if err != nil {
-				return i, err
+				firstErr = cmp.Or(firstErr, err)
+				continue
 			}
 			a.setGlobalBool(f.name, v)
 		default:
 			a.UnknownGlobals = append(a.UnknownGlobals, w)
 		}
 	}
-	return i, nil
+	return i, firstErr
 }
 
 func (a *Args) setGlobal(name, value string) error {

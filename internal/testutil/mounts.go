@@ -164,16 +164,14 @@ func MountsUnder(t testing.TB, dir string) []*mountinfo.Info {
 // Compare with MountsUnder to tell "visible on the host" from "only inside".
 func MountsUnderPid(t testing.TB, pid int, dir string) []*mountinfo.Info {
 	t.Helper()
-	all, err := mountinfo.PidMountInfo(pid)
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
 	if err != nil {
 		t.Fatalf("read mount table of pid %d: %v", pid, err)
 	}
-	filter := mountinfo.PrefixFilter(filepath.Clean(dir))
-	var ms []*mountinfo.Info
-	for _, m := range all {
-		if skip, _ := filter(m); !skip {
-			ms = append(ms, m)
-		}
+	defer f.Close()
+	ms, err := mountinfo.GetMountsFromReader(f, mountinfo.PrefixFilter(filepath.Clean(dir)))
+	if err != nil {
+		t.Fatalf("read mount table of pid %d: %v", pid, err)
 	}
 	return ms
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -151,7 +152,25 @@ func patch(raw, old, now any) any {
 			out[k] = v
 		}
 		for k, v := range n {
-			out[k] = patch(r[k], o[k], v)
+			rk := k
+			if _, ok := r[k]; !ok {
+				// encoding/json (runc's decoder too) matches keys without
+				// regard to case: a raw key spelled unlike the typed view's
+				// would also be read, before or after ours. One such key is
+				// the field: take it as the base and write the canonical
+				// key only. Several are left to Encode's read-back check.
+				var variants []string
+				for x := range r {
+					if strings.EqualFold(x, k) {
+						variants = append(variants, x)
+					}
+				}
+				if len(variants) == 1 {
+					rk = variants[0]
+					delete(out, rk)
+				}
+			}
+			out[k] = patch(r[rk], o[k], v)
 		}
 		for k := range o {
 			if _, ok := n[k]; !ok {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Save writes the document back to its path, atomically, when a modifier
@@ -35,7 +36,9 @@ func (d *Doc) Save() (bool, error) {
 // the same directory and a rename.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	prefix := "." + filepath.Base(path) + ".tmp-"
+	removeStale(dir, prefix)
+	tmp, err := os.CreateTemp(dir, prefix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w (is the bundle directory writable and not full?)", path, err)
 	}
@@ -66,4 +69,20 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 		df.Close()
 	}
 	return nil
+}
+
+// removeStale removes the temporary files of earlier writes that were killed
+// between CreateTemp and Rename (SIGKILL of the wrapper: about one random
+// kill in six leaves one). Engines hand a bundle to one runtime call at a
+// time, so a temporary file that exists now is such a leftover.
+func removeStale(dir, prefix string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

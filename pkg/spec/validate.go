@@ -55,6 +55,6 @@ func allHooks(s *specs.Spec) []specs.Hook {
 		return nil
 	}
 	h := s.Hooks
-	//nolint:staticcheck // Prestart is deprecated but still run by runc 1.1.
+	//lint:ignore SA1019 Prestart is deprecated but still run by runc 1.1.
 	return slices.Concat(h.Prestart, h.CreateRuntime, h.CreateContainer, h.StartContainer, h.Poststart, h.Poststop)
 }
