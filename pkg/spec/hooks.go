@@ -73,11 +73,15 @@ func (h InjectHooks) Modify(s *specs.Spec) error {
 	}
 	// runc runs prestart at the same point as createRuntime (before
 	// pivot_root, in the runtime namespace), so a mount-hook registered
-	// there already does the createRuntime work.
-	//nolint:staticcheck // Prestart is deprecated but still run by runc 1.1.
-	if !HasHook(s.Hooks.CreateRuntime) && !HasHook(s.Hooks.Prestart) {
-		s.Hooks.CreateRuntime = append(s.Hooks.CreateRuntime, h.Hook(StageCreateRuntime))
+	// there already does the createRuntime work. A mount-hook already in
+	// the spec came from hooks.d, and an engine that reads hooks.d runs the
+	// poststop hooks itself without putting them in the spec (Podman 4.3,
+	// see testdata/engines/README.md): adding ours would run it twice.
+	//lint:ignore SA1019 Prestart is deprecated but still run by runc 1.1.
+	if HasHook(s.Hooks.CreateRuntime) || HasHook(s.Hooks.Prestart) {
+		return nil
 	}
+	s.Hooks.CreateRuntime = append(s.Hooks.CreateRuntime, h.Hook(StageCreateRuntime))
 	if !HasHook(s.Hooks.Poststop) {
 		s.Hooks.Poststop = append(s.Hooks.Poststop, h.Hook(StagePoststop))
 	}

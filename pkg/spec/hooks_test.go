@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 runc 1.1 still runs prestart hooks: the tests cover them.
+
 package spec
 
 import (
@@ -50,9 +52,9 @@ func TestInjectHooks(t *testing.T) {
 			Poststop:      []specs.Hook{other, want("poststop")},
 			Poststart:     []specs.Hook{other},
 		}},
+		// Podman runs hooks.d poststop hooks itself, outside the spec.
 		{"podman added createRuntime from hooks.d", &specs.Hooks{CreateRuntime: []specs.Hook{podmans}}, &specs.Hooks{
 			CreateRuntime: []specs.Hook{podmans},
-			Poststop:      []specs.Hook{want("poststop")},
 		}},
 		{"both stages present", &specs.Hooks{CreateRuntime: []specs.Hook{podmans}, Poststop: []specs.Hook{hook("/opt/x/mount-hook")}}, &specs.Hooks{
 			CreateRuntime: []specs.Hook{podmans},
@@ -60,7 +62,6 @@ func TestInjectHooks(t *testing.T) {
 		}},
 		{"legacy prestart counts for createRuntime", &specs.Hooks{Prestart: []specs.Hook{podmans}}, &specs.Hooks{
 			Prestart: []specs.Hook{podmans},
-			Poststop: []specs.Hook{want("poststop")},
 		}},
 		{"only the base name counts", &specs.Hooks{
 			CreateRuntime:  []specs.Hook{hook("/opt/mount-hook-old/runner"), hook("/opt/bin/mount-hook.sh")},

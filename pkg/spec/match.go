@@ -11,7 +11,7 @@ import (
 // annotations, process.env and the engine's container-name annotation count.
 func (r *Rule) Matches(s *specs.Spec) bool {
 	m := r.Match
-	if m.Empty() {
+	if m.Empty() || IsSandbox(s) {
 		return false
 	}
 	for k, v := range m.Annotations {
@@ -45,6 +45,26 @@ func (r *Rule) Matches(s *specs.Spec) bool {
 		}
 	}
 	return true
+}
+
+// sandboxAnnotations mark a Kubernetes pod's sandbox (pause) container, by
+// engine. CRI engines copy the pod's annotations onto the sandbox too, so an
+// annotation rule would otherwise match the pause container of the mounter
+// pod, which holds no privilege and mounts nothing.
+var sandboxAnnotations = map[string]string{
+	"io.kubernetes.cri.container-type":  "sandbox",    // containerd
+	"io.kubernetes.cri-o.ContainerType": "sandbox",    // CRI-O
+	"io.kubernetes.docker.type":         "podsandbox", // dockershim, cri-dockerd
+}
+
+// IsSandbox reports whether s is a Kubernetes pod sandbox container.
+func IsSandbox(s *specs.Spec) bool {
+	for k, v := range sandboxAnnotations {
+		if s.Annotations[k] == v {
+			return true
+		}
+	}
+	return false
 }
 
 // FindRule returns the first rule that matches s, or nil.
