@@ -86,6 +86,7 @@ const Usage = `usage:
   mounter [--config PATH] umount [-l] TARGET
   mounter [--config PATH] status
   mounter [--config PATH] doctor
+  mounter configure --engine docker|containerd|podman|crio [--dry-run] [--remove] ...   (mounter configure --help)
   mount.TYPE SOURCE TARGET [-o OPTIONS] [-n] [-v] [-s] [-f]   (as a mount(8) helper: ln -s mounter /sbin/mount.TYPE)
 
 A TYPE that a [[mounter]] rule routes is mounted inside that rule's live mounter

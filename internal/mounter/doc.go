@@ -23,9 +23,9 @@
 // engine gave it (mount-hook copies them from the wrapper's argv), so the
 // exec reaches the container whichever engine started it:
 //
-//   - Docker 20.10 through containerd-shim: <exec-root>/runtime-<NAME>/moby,
-//     by default /run/docker/runtime-runc/moby for a runtime named "runc" in
-//     daemon.json (NAME is the runtime's name there);
+//   - Docker 20.10 through containerd-shim: <exec-root>/runtime-runc/moby,
+//     by default /run/docker/runtime-runc/moby, whatever the runtime's name
+//     in daemon.json (seen with a runtime named "shared");
 //   - containerd: /run/containerd/runc/<namespace>: /run/containerd/runc/k8s.io
 //     for Kubernetes (CRI), /run/containerd/runc/default for ctr;
 //   - Podman and CRI-O pass no --root: runc's default, /run/runc when root.

@@ -1,0 +1,215 @@
+package configure
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+)
+
+func (p *Plan) docker() {
+	o := p.Options
+	p.Targets = []Target{{
+		Path: o.ConfigFile,
+		What: fmt.Sprintf("runtime %q", o.RuntimeName),
+		Editor: &dockerEditor{name: o.RuntimeName, runtime: dockerRuntime{
+			Path: o.RuntimePath,
+			// Docker puts runtimeArgs before the runtime's own global
+			// options, where runc-shared looks for this flag.
+			RuntimeArgs: []string{"--runc-shared-config=" + o.configArg()},
+		}},
+	}}
+	if o.Remove {
+		p.Notes = append(p.Notes, "next: reload dockerd (systemctl reload docker, or SIGHUP)")
+		return
+	}
+	p.Notes = append(p.Notes,
+		"next: reload dockerd (systemctl reload docker, or SIGHUP: daemon.json runtimes are reloadable; runtimes given with dockerd --add-runtime are dropped by a reload, so define them in one place)",
+		fmt.Sprintf("then: docker run --runtime %s --cap-add SYS_ADMIN --device /dev/fuse -e RUNC_SHARED_MOUNTER=NAME ... (Docker before 24 passes no annotations to the runtime; Docker 24 and later also take --annotation runc-shared.io/mounter=NAME)", o.RuntimeName))
+}
+
+// dockerRuntime is one entry of daemon.json "runtimes".
+type dockerRuntime struct {
+	Path        string   `json:"path"`
+	RuntimeArgs []string `json:"runtimeArgs,omitempty"`
+}
+
+// dockerEditor edits daemon.json: runtimes.<name>. Other keys and runtimes
+// keep their order and content.
+type dockerEditor struct {
+	name    string
+	runtime dockerRuntime
+}
+
+func (e *dockerEditor) Apply(old []byte) ([]byte, error) {
+	doc, err := parseObject(old)
+	if err != nil {
+		return nil, err
+	}
+	rts, err := doc.object("runtimes")
+	if err != nil {
+		return nil, err
+	}
+	want, err := json.Marshal(e.runtime)
+	if err != nil {
+		return nil, err
+	}
+	if have, ok := rts.vals[e.name]; ok && jsonEqual(have, want) {
+		return old, nil
+	}
+	ind := indentOf(old)
+	var entry bytes.Buffer
+	if err := json.Indent(&entry, want, ind+ind, ind); err != nil {
+		return nil, err
+	}
+	rts.set(e.name, entry.Bytes())
+	doc.set("runtimes", rts.format(ind, 1))
+	return append(doc.format(ind, 0), '\n'), nil
+}
+
+func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
+	doc, err := parseObject(cur)
+	if err != nil {
+		return nil, err
+	}
+	rts, err := doc.object("runtimes")
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := rts.vals[e.name]; !ok {
+		return cur, nil
+	}
+	rts.del(e.name)
+	ind := indentOf(cur)
+	if len(rts.keys) == 0 {
+		doc.del("runtimes")
+	} else {
+		doc.set("runtimes", rts.format(ind, 1))
+	}
+	if len(doc.keys) == 0 {
+		return nil, nil
+	}
+	return append(doc.format(ind, 0), '\n'), nil
+}
+
+// jsonObject is a JSON object that keeps its key order; values stay raw.
+type jsonObject struct {
+	keys []string
+	vals map[string]json.RawMessage
+}
+
+// parseObject reads a JSON object; empty input is an empty object (Docker
+// treats a missing daemon.json the same way).
+func parseObject(data []byte) (*jsonObject, error) {
+	o := &jsonObject{vals: map[string]json.RawMessage{}}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return o, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("parse JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("parse JSON: want an object at the top")
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("parse JSON: %w", err)
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("parse JSON at key %q: %w", key, err)
+		}
+		o.set(key, raw)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("parse JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("parse JSON: data after the top-level object")
+	}
+	return o, nil
+}
+
+// object returns the member key as an object (empty when missing).
+func (o *jsonObject) object(key string) (*jsonObject, error) {
+	raw, ok := o.vals[key]
+	if !ok {
+		return parseObject(nil)
+	}
+	sub, err := parseObject(raw)
+	if err != nil || bytes.TrimSpace(raw)[0] != '{' {
+		return nil, fmt.Errorf("%q is not a JSON object; fix it by hand", key)
+	}
+	return sub, nil
+}
+
+func (o *jsonObject) set(key string, v json.RawMessage) {
+	if _, ok := o.vals[key]; !ok {
+		o.keys = append(o.keys, key)
+	}
+	o.vals[key] = v
+}
+
+func (o *jsonObject) del(key string) {
+	delete(o.vals, key)
+	for i, k := range o.keys {
+		if k == key {
+			o.keys = append(o.keys[:i], o.keys[i+1:]...)
+			break
+		}
+	}
+}
+
+// format writes one member per line at nesting depth; each value keeps
+// its original text, so untouched parts of a file keep their layout.
+func (o *jsonObject) format(ind string, depth int) json.RawMessage {
+	if len(o.keys) == 0 {
+		return json.RawMessage("{}")
+	}
+	var b bytes.Buffer
+	b.WriteString("{\n")
+	for i, k := range o.keys {
+		kb, _ := json.Marshal(k)
+		b.WriteString(strings.Repeat(ind, depth+1))
+		b.Write(kb)
+		b.WriteString(": ")
+		b.Write(o.vals[k])
+		if i < len(o.keys)-1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString(strings.Repeat(ind, depth) + "}")
+	return b.Bytes()
+}
+
+// indentOf returns the indentation of the first indented line, so that a
+// file keeps its style; four spaces for a new file.
+func indentOf(data []byte) string {
+	for _, l := range strings.Split(string(data), "\n")[1:] {
+		if t := strings.TrimLeft(l, " \t"); t != l && t != "" {
+			return l[:len(l)-len(t)]
+		}
+	}
+	return "    "
+}
+
+// jsonEqual compares two JSON values by content.
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	da, db := json.NewDecoder(bytes.NewReader(a)), json.NewDecoder(bytes.NewReader(b))
+	da.UseNumber()
+	db.UseNumber()
+	if da.Decode(&x) != nil || db.Decode(&y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}

@@ -1,0 +1,313 @@
+package configure
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// tomlTable is an ordered TOML table: scalars first when rendered, then
+// subtables.
+type tomlTable []tomlKV
+
+// tomlKV is one key; Val is a string, a []string or a tomlTable.
+type tomlKV struct {
+	Key string
+	Val any
+}
+
+// tomlEditor adds one key (Key in Table) to a TOML file as text between
+// two marker comments, and removes exactly those lines again.
+type tomlEditor struct {
+	// ID names the block in its markers, e.g. "runtime=shared".
+	ID string
+	// Locate returns the table that holds Key, given the file's content
+	// decoded without our block, and text to put before the entry in a file
+	// that has no key yet (containerd's "version = 2").
+	Locate func(doc map[string]any) (table []string, prelude string, err error)
+	Key    string
+	Val    any
+}
+
+func (e *tomlEditor) begin() string { return "# BEGIN runc-shared " + e.ID + ":" }
+func (e *tomlEditor) end() string   { return "# END runc-shared " + e.ID }
+
+func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
+	base, err := e.Revert(old)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := decodeTOML(base)
+	if err != nil {
+		return nil, fmt.Errorf("%w; fix the file first", err)
+	}
+	table, prelude, err := e.Locate(doc)
+	if err != nil {
+		return nil, err
+	}
+	want, err := e.wanted(table)
+	if err != nil {
+		return nil, err
+	}
+	if have, ok := lookup(doc, append(table, e.Key)); ok {
+		if reflect.DeepEqual(have, want) {
+			return old, nil // configured by hand: leave it to its owner
+		}
+		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
+			e.ID, tomlPath(append(table, e.Key)))
+	}
+	out := e.insert(base, table, prelude, len(doc) == 0)
+	got, err := decodeTOML(out)
+	if err != nil {
+		return nil, fmt.Errorf("adding %s would break the file (%w); add this by hand instead:\n%s",
+			tomlPath(append(table, e.Key)), err, e.render(table, ""))
+	}
+	if have, _ := lookup(got, append(table, e.Key)); !reflect.DeepEqual(have, want) {
+		return nil, fmt.Errorf("adding %s as text did not give the intended value (%v, want %v); add this by hand instead:\n%s",
+			tomlPath(append(table, e.Key)), have, want, e.render(table, ""))
+	}
+	return out, nil
+}
+
+// Revert removes the marked block; a blank line that configure put before
+// a block at the end of the file goes too. Nothing but whitespace left
+// means the file was ours alone.
+func (e *tomlEditor) Revert(cur []byte) ([]byte, error) {
+	lines := strings.SplitAfter(string(cur), "\n")
+	b, en := -1, -1
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if b < 0 && strings.HasPrefix(t, e.begin()) {
+			b = i
+		} else if b >= 0 && t == e.end() {
+			en = i
+			break
+		}
+	}
+	switch {
+	case b < 0:
+		return cur, nil
+	case en < 0:
+		return nil, fmt.Errorf("line %d opens a runc-shared block (%q) that no %q line closes; fix the file by hand", b+1, e.begin(), e.end())
+	}
+	rest := strings.Join(lines[en+1:], "")
+	out := strings.Join(lines[:b], "")
+	if strings.TrimSpace(rest) == "" && strings.HasSuffix(out, "\n\n") {
+		out = out[:len(out)-1]
+	}
+	out += rest
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	return []byte(out), nil
+}
+
+// insert places the block: keys of an existing table go right after its
+// header; anything else is appended with its own headers (TOML lets a table
+// be defined anywhere once, also after its subtables).
+func (e *tomlEditor) insert(base []byte, table []string, prelude string, empty bool) []byte {
+	if _, isTable := e.Val.(tomlTable); !isTable {
+		if at := findHeader(base, table); at >= 0 {
+			block := e.begin() + " " + markerNote + "\n" + tomlKey(e.Key) + " = " + tomlValue(e.Val) + "\n" + e.end() + "\n"
+			return append(append(append([]byte{}, base[:at]...), block...), base[at:]...)
+		}
+	}
+	var b bytes.Buffer
+	b.Write(base)
+	if len(base) > 0 && !bytes.HasSuffix(base, []byte("\n")) {
+		b.WriteByte('\n')
+	}
+	if len(bytes.TrimSpace(base)) > 0 {
+		b.WriteByte('\n')
+	}
+	if !empty {
+		prelude = ""
+	}
+	b.WriteString(e.begin() + " " + markerNote + "\n")
+	b.WriteString(e.render(table, prelude))
+	b.WriteString(e.end() + "\n")
+	return b.Bytes()
+}
+
+const markerNote = `written by "mounter configure", removed by "mounter configure --remove"`
+
+// render writes the entry with its table headers.
+func (e *tomlEditor) render(table []string, prelude string) string {
+	var b strings.Builder
+	if prelude != "" {
+		b.WriteString(prelude + "\n\n")
+	}
+	if t, ok := e.Val.(tomlTable); ok {
+		renderTable(&b, append(append([]string{}, table...), e.Key), t, "")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "[%s]\n%s = %s\n", tomlPath(table), tomlKey(e.Key), tomlValue(e.Val))
+	return b.String()
+}
+
+func renderTable(b *strings.Builder, path []string, t tomlTable, indent string) {
+	fmt.Fprintf(b, "%s[%s]\n", indent, tomlPath(path))
+	for _, kv := range t {
+		if _, sub := kv.Val.(tomlTable); !sub {
+			fmt.Fprintf(b, "%s  %s = %s\n", indent, tomlKey(kv.Key), tomlValue(kv.Val))
+		}
+	}
+	for _, kv := range t {
+		if sub, ok := kv.Val.(tomlTable); ok {
+			b.WriteString("\n")
+			renderTable(b, append(append([]string{}, path...), kv.Key), sub, indent+"  ")
+		}
+	}
+}
+
+// wanted is the entry's value as the TOML decoder returns it.
+func (e *tomlEditor) wanted(table []string) (any, error) {
+	doc, err := decodeTOML([]byte(e.render(table, "")))
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w (a runc-shared bug)", tomlPath(table), err)
+	}
+	v, _ := lookup(doc, append(table, e.Key))
+	return v, nil
+}
+
+func decodeTOML(b []byte) (map[string]any, error) {
+	doc := map[string]any{}
+	if _, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("parse TOML: line %d: %s", perr.Position.Line, perr.Message)
+		}
+		return nil, fmt.Errorf("parse TOML: %w", err)
+	}
+	return doc, nil
+}
+
+func lookup(doc map[string]any, path []string) (any, bool) {
+	var v any = doc
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func tomlKey(k string) string {
+	if bareKey.MatchString(k) {
+		return k
+	}
+	return tomlString(k)
+}
+
+func tomlPath(path []string) string {
+	parts := make([]string, len(path))
+	for i, k := range path {
+		parts[i] = tomlKey(k)
+	}
+	return strings.Join(parts, ".")
+}
+
+// tomlString quotes s as a TOML basic string: JSON's escapes are all valid
+// TOML escapes.
+func tomlString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func tomlValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return tomlString(v)
+	case []string:
+		q := make([]string, len(v))
+		for i, s := range v {
+			q[i] = tomlString(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	panic(fmt.Sprintf("configure: no TOML rendering for %T", v))
+}
+
+// findHeader returns the offset just after the line `[table]`, or -1.
+func findHeader(data []byte, table []string) int {
+	off := 0
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		off += len(l)
+		if path, ok := parseHeader(l); ok && reflect.DeepEqual(path, table) {
+			if !strings.HasSuffix(l, "\n") {
+				return -1 // a header on the last line without newline: append instead
+			}
+			return off
+		}
+	}
+	return -1
+}
+
+// parseHeader parses a standard table header line: [a."b c".'d'] # comment.
+func parseHeader(line string) ([]string, bool) {
+	s := strings.TrimSpace(line)
+	if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
+		return nil, false
+	}
+	s = s[1:]
+	var path []string
+	for {
+		s = strings.TrimLeft(s, " \t")
+		var key string
+		switch {
+		case strings.HasPrefix(s, `"`):
+			end := 1
+			for end < len(s) && s[end] != '"' {
+				if s[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end >= len(s) || json.Unmarshal([]byte(s[:end+1]), &key) != nil {
+				return nil, false
+			}
+			s = s[end+1:]
+		case strings.HasPrefix(s, "'"):
+			end := strings.IndexByte(s[1:], '\'')
+			if end < 0 {
+				return nil, false
+			}
+			key, s = s[1:end+1], s[end+2:]
+		default:
+			n := 0
+			for n < len(s) && (bareKey.MatchString(s[n : n+1])) {
+				n++
+			}
+			if n == 0 {
+				return nil, false
+			}
+			key, s = s[:n], s[n:]
+		}
+		path = append(path, key)
+		s = strings.TrimLeft(s, " \t")
+		switch {
+		case strings.HasPrefix(s, "."):
+			s = s[1:]
+		case strings.HasPrefix(s, "]"):
+			rest := strings.TrimSpace(s[1:])
+			return path, rest == "" || strings.HasPrefix(rest, "#")
+		default:
+			return nil, false
+		}
+	}
+}
