@@ -14,8 +14,12 @@ var rootfsPropagations = []string{"", "shared", "rshared", "slave", "rslave", "p
 
 // ValidateRewrite checks what the rewrite touches, the way runc's specconv
 // and validator would, so a broken rewrite fails here with a clear message
-// rather than inside runc. Linking libcontainer's validator instead costs
-// the wrapper its start-up on every container operation.
+// rather than inside runc. libcontainer's specconv and validate (runc
+// 1.1.15) were measured for this instead: they need cgo, their package init
+// alone costs about 0.8 ms of CPU on every invocation (state included), and
+// converting plus validating a Docker config.json took 2.7 ms against 0.8 ms
+// for an empty Go program (hyperfine, 300 runs). The wrapper's budget is
+// about 1 ms, so it checks only the fields it writes.
 func ValidateRewrite(s *specs.Spec) error {
 	if s.Linux != nil && !slices.Contains(rootfsPropagations, s.Linux.RootfsPropagation) {
 		return fmt.Errorf("invalid linux.rootfsPropagation %q", s.Linux.RootfsPropagation)
