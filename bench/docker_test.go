@@ -1,0 +1,246 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
+)
+
+// dockerCLI is Debian's client: /usr/local/bin/docker may be a newer CLI
+// that speaks an API the Debian daemon (1.41) does not.
+const dockerCLI = "/usr/bin/docker"
+
+// Docker is a dockerd started for the benchmark, with its own data root,
+// exec root and socket below a temp dir, so nothing of a system Docker is
+// touched. It starts its own containerd there.
+type Docker struct {
+	Dir    string
+	Sock   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartDocker starts dockerd and waits until it answers. Cleanup removes
+// its containers (see Run), stops dockerd by PID, stops what it left
+// (containerd, shims: found by our dir on their command line) and unmounts
+// everything below the dir (netns/default stays mounted after dockerd).
+func StartDocker(t testing.TB) *Docker {
+	t.Helper()
+	bin := lookPath(t, "dockerd")
+	if _, err := os.Stat(dockerCLI); err != nil {
+		t.Fatalf("%s: %v: run scripts/deps.sh engines", dockerCLI, err)
+	}
+	d := &Docker{Dir: testutil.TempDir(t), exited: make(chan struct{})}
+	d.Sock = filepath.Join(d.Dir, "docker.sock")
+	writeFile(t, filepath.Join(d.Dir, "daemon.json"), "{}\n")
+	log, err := os.Create(filepath.Join(d.Dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	d.cmd = exec.Command(bin,
+		"--config-file", filepath.Join(d.Dir, "daemon.json"),
+		"--data-root", filepath.Join(d.Dir, "data"),
+		"--exec-root", filepath.Join(d.Dir, "exec"),
+		"--pidfile", filepath.Join(d.Dir, "docker.pid"),
+		"-H", "unix://"+d.Sock,
+		"--iptables=false", "--ip6tables=false", "--bridge=none", "--userland-proxy=false",
+		"--storage-driver=vfs", "--log-level=warn")
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start dockerd: %v", err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() { d.stop(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := d.CLI("version"); err == nil {
+			return d
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("dockerd exited during start-up:\n%s", d.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dockerd not ready after 60s:\n%s", d.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *Docker) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(d.Dir, "dockerd.log"))
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// CLI runs the docker client against this daemon.
+func (d *Docker) CLI(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, dockerCLI, append([]string{"-H", "unix://" + d.Sock}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// ExecArgv is the argv of `docker exec NAME ARGS...`.
+func (d *Docker) ExecArgv(name string, args ...string) []string {
+	return append([]string{dockerCLI, "-H", "unix://" + d.Sock, "exec", name}, args...)
+}
+
+// Import makes image name from a rootfs directory (tar | docker import).
+func (d *Docker) Import(t testing.TB, rootfs, name string) {
+	t.Helper()
+	tar := exec.Command("tar", "-C", rootfs, "-c", ".")
+	imp := exec.Command(dockerCLI, "-H", "unix://"+d.Sock, "import", "-", name)
+	pipe, err := tar.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	if err := tar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := imp.CombinedOutput()
+	if werr := tar.Wait(); err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		t.Fatalf("docker import of %s: %v: %s", rootfs, err, out)
+	}
+}
+
+// Run starts a detached container (docker run -d --name NAME ARGS...) and
+// removes it in cleanup.
+func (d *Docker) Run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if out, err := d.CLI("rm", "-f", name); err != nil && !strings.Contains(out, "No such container") {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if _, err := d.CLI(append([]string{"run", "-d", "--name", name}, args...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop stops dockerd by the PID we started, then whatever still runs with
+// our dir on its command line (its containerd and shims).
+func (d *Docker) stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-d.exited:
+		t.Errorf("dockerd exited before cleanup:\n%s", d.logTail())
+	default:
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("dockerd %d ignored SIGTERM for 30s; killing it", d.cmd.Process.Pid)
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	for _, pid := range pidsWith(func(cmdline string, _ []string) bool { return strings.Contains(cmdline, d.Dir+"/") }) {
+		t.Logf("cleanup: stopping process %d left by dockerd", pid)
+		stopPID(pid)
+	}
+}
+
+// pidsWith returns the live processes (other than us) whose command line
+// (joined with spaces, and as argv) satisfies match.
+func pidsWith(match func(cmdline string, argv []string) bool) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if !match(strings.Join(argv, " "), argv) {
+			continue
+		}
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && zombie(st) {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+func zombie(stat []byte) bool {
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// stopPID sends SIGTERM, then SIGKILL after 5 s, to a process we found by
+// our own temp dir on its command line. The start time guards against a
+// recycled PID: a process that is not the one found is never signalled.
+func stopPID(pid int) {
+	start := startTime(pid)
+	if start == "" {
+		return
+	}
+	same := func() bool { return startTime(pid) == start }
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for range 50 {
+		if !same() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if same() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// startTime returns field 22 of /proc/PID/stat, "" for a process that is
+// gone or a zombie.
+func startTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || zombie(b) {
+		return ""
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// waitGone waits until no process has target as its last argument (the
+// FUSE daemon of a mount at target, after its unmount), up to timeout.
+func waitGone(target string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := pidsWith(func(_ string, argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == target })
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v serving %s still run %v after its unmount", pids, target, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
