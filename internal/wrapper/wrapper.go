@@ -86,13 +86,25 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	doc, err := spec.Load(filepath.Join(bundle, "config.json"))
+	file, err := spec.Read(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
+	}
+	peek, err := file.Peek()
+	if err != nil {
+		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
+	}
+	if spec.FindRule(cfg.Mounters, peek) == nil {
+		return w.exec(delegate, args.ExecArgv())
+	}
+	doc, err := file.Doc()
 	if err != nil {
 		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
 	}
 	rule := spec.FindRule(cfg.Mounters, doc.Spec)
 	if rule == nil {
-		return w.exec(delegate, args.ExecArgv())
+		// Cannot happen: the same decoder read the same fields.
+		return fmt.Errorf("%s: the full spec no longer matches the rule its annotations and env matched", doc.Path)
 	}
 	w.log.Debugf("container %s matches mounter rule %q (mode %s)", args.ContainerID, rule.Name, rule.Mode)
 	if err := spec.CheckPolicy(rule, doc.Spec); err != nil {

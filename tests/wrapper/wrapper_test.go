@@ -268,7 +268,7 @@ func TestVersionAndPassThrough(t *testing.T) {
 	b := testutil.NewBundle(t, testutil.BusyboxRootfs(t))
 	r.Up(t, b, "pt")
 	plain := &testutil.Runc{Bin: "runc", Root: r.Root}
-	for _, args := range [][]string{{"state", "pt"}, {"list"}, {"list", "--format", "json"}, {"ps", "pt"}, {"features"}} {
+	for _, args := range [][]string{{"state", "pt"}, {"list"}, {"list", "--format", "json"}, {"ps", "--format", "json", "pt"}, {"features"}} {
 		got, _, err1 := r.Run(t, args...)
 		want, _, err2 := plain.Run(t, args...)
 		if (err1 == nil) != (err2 == nil) || got != want {
