@@ -93,15 +93,15 @@ func mountsAt(t *testing.T, p string) int {
 	return len(ms)
 }
 
-// startBindfs runs `bindfs -f src mnt` as our own child and waits until the
+// startBindfs runs `bindfs -f [opts] src mnt` as our own child and waits until the
 // FUSE mount is there. Cleanup kills that process (by its PID) and detaches
 // the mount.
-func startBindfs(t *testing.T, src, mnt string) *exec.Cmd {
+func startBindfs(t *testing.T, src, mnt string, opts ...string) *exec.Cmd {
 	t.Helper()
 	requireRoot(t)
 	mkdirs(t, src, mnt)
 	var out bytes.Buffer
-	cmd := exec.Command("bindfs", "-f", src, mnt)
+	cmd := exec.Command("bindfs", append(append([]string{"-f"}, opts...), src, mnt)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start bindfs (Debian package bindfs): %v", err)

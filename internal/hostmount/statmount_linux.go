@@ -1,0 +1,295 @@
+package hostmount
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// The fast path: statx(STATX_MNT_ID_UNIQUE) names the mount a path is on and
+// statmount(2) (Linux 6.8+) describes that one mount, in microseconds, where
+// reading /proc/self/mountinfo costs milliseconds on a host with thousands of
+// mounts. Any failure falls back to mountinfo.
+
+// forceMountinfo makes MountOf skip the fast path (tests run the package's
+// suite in both modes with it).
+var forceMountinfo bool
+
+// statmountMissing is set once the kernel answered ENOSYS, so a kernel
+// older than 6.8 costs one failed syscall per process, not one per query.
+var statmountMissing atomic.Bool
+
+// statmountMask is what statmount is asked for: statmountWanted, or
+// statmountNeeded once a kernel refused the newer bits with EINVAL.
+var statmountMask atomic.Uint64
+
+func init() { statmountMask.Store(statmountWanted) }
+
+// Request masks and constants from include/uapi/linux/mount.h.
+const (
+	statmountSBBasic       = 0x00000001 // STATMOUNT_SB_BASIC
+	statmountMntBasic      = 0x00000002 // STATMOUNT_MNT_BASIC
+	statmountPropagateFrom = 0x00000004 // STATMOUNT_PROPAGATE_FROM
+	statmountMntRoot       = 0x00000008 // STATMOUNT_MNT_ROOT
+	statmountMntPoint      = 0x00000010 // STATMOUNT_MNT_POINT
+	statmountFSType        = 0x00000020 // STATMOUNT_FS_TYPE
+	statmountMntOpts       = 0x00000080 // STATMOUNT_MNT_OPTS (6.11)
+	statmountFSSubtype     = 0x00000100 // STATMOUNT_FS_SUBTYPE (6.13)
+	statmountSBSource      = 0x00000200 // STATMOUNT_SB_SOURCE (6.13)
+	statmountSupported     = 0x00001000 // STATMOUNT_SUPPORTED_MASK (6.15)
+
+	// statmountNeeded must all come back in statmount.mask, or the answer
+	// would lack fields mountinfo has.
+	statmountNeeded = statmountSBBasic | statmountMntBasic | statmountPropagateFrom |
+		statmountMntRoot | statmountMntPoint | statmountFSType
+	statmountWanted = statmountNeeded | statmountMntOpts | statmountFSSubtype | statmountSBSource | statmountSupported
+
+	mntIDReqSizeVer0 = 24 // MNT_ID_REQ_SIZE_VER0
+
+	resolveCached = 0x20 // RESOLVE_CACHED (Linux 5.12), missing from x/sys/unix
+
+	// mnt_propagation bits (the MS_* values).
+	propShared     = unix.MS_SHARED
+	propSlave      = unix.MS_SLAVE
+	propUnbindable = unix.MS_UNBINDABLE
+
+	sbRdonly      = 1 << 0 // SB_RDONLY
+	sbSynchronous = 1 << 4 // SB_SYNCHRONOUS
+	sbMandlock    = 1 << 6 // SB_MANDLOCK
+	sbDirsync     = 1 << 7 // SB_DIRSYNC
+	sbLazytime    = 1 << 25
+)
+
+// mntIDReq is struct mnt_id_req, version 0 (mnt_ns_id unset: the caller's
+// mount namespace).
+type mntIDReq struct {
+	Size  uint32
+	Spare uint32
+	MntID uint64
+	Param uint64
+}
+
+// statmountHdr is the fixed part of struct statmount up to sb_source; the
+// [str] fields are offsets into the strings that follow the 512-byte header.
+type statmountHdr struct {
+	Size           uint32
+	MntOpts        uint32
+	Mask           uint64
+	SBDevMajor     uint32
+	SBDevMinor     uint32
+	SBMagic        uint64
+	SBFlags        uint32
+	FSType         uint32
+	MntID          uint64
+	MntParentID    uint64
+	MntIDOld       uint32
+	MntParentIDOld uint32
+	MntAttr        uint64
+	MntPropagation uint64
+	MntPeerGroup   uint64
+	MntMaster      uint64
+	PropagateFrom  uint64
+	MntRoot        uint32
+	MntPoint       uint32
+	MntNsID        uint64
+	FSSubtype      uint32
+	SBSource       uint32
+	OptNum         uint32
+	OptArray       uint32
+	OptSecNum      uint32
+	OptSecArray    uint32
+	SupportedMask  uint64
+}
+
+// statmountHdrSize is sizeof(struct statmount) without str[].
+const statmountHdrSize = 512
+
+// errNoFastPath means the fast path cannot answer; the caller reads mountinfo.
+var errNoFastPath = errors.New("statmount fast path unavailable")
+
+// mountOfFast is MountOf through statx and statmount. path is clean and
+// absolute. It fails (and MountOf falls back) on an old kernel, a missing
+// path, a path not all in the dentry cache, or an answer mountinfo would give
+// differently: a mount point that is not path or one of its ancestors means
+// path went through a symlink or out of this process's root.
+func mountOfFast(path string) (*mountinfo.Info, error) {
+	if forceMountinfo || statmountMissing.Load() {
+		return nil, errNoFastPath
+	}
+	// Reading mountinfo never waits on a file system; this path must not
+	// either. RESOLVE_CACHED walks path in the dentry cache only and fails
+	// with EAGAIN where the walk would ask a file system (a FUSE lookup or
+	// revalidation, which blocks on a hung daemon), and DONT_SYNC takes the
+	// attributes from the inode without a FUSE getattr. O_NOFOLLOW: the mount
+	// holding a final symlink, as mountinfo's lexical match gives; O_PATH
+	// triggers no automount.
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: resolveCached,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s from the dentry cache: %w", path, err)
+	}
+	var st unix.Statx_t
+	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID_UNIQUE, &st)
+	_ = unix.Close(fd)
+	if err != nil {
+		return nil, fmt.Errorf("statx %s: %w", path, err)
+	}
+	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return nil, errNoFastPath // kernel before 6.8: stx_mnt_id is the reusable id
+	}
+	info, err := statmount(st.Mnt_id)
+	if err != nil {
+		return nil, err
+	}
+	if !Within(path, info.Mountpoint) {
+		return nil, fmt.Errorf("statmount: mount point %s of %s: %w", info.Mountpoint, path, errNoFastPath)
+	}
+	return info, nil
+}
+
+// statmount describes the mount with unique id id in this mount namespace,
+// with the fields /proc/self/mountinfo would show.
+func statmount(id uint64) (*mountinfo.Info, error) {
+	req := mntIDReq{Size: mntIDReqSizeVer0, MntID: id, Param: statmountMask.Load()}
+	for size := 4096; ; {
+		// uint64 words keep the header 8-byte aligned.
+		buf := make([]uint64, size/8)
+		_, _, errno := unix.Syscall6(unix.SYS_STATMOUNT, uintptr(unsafe.Pointer(&req)),
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(size), 0, 0, 0)
+		switch {
+		case errno == unix.EOVERFLOW && size < 1<<20:
+			size *= 4 // long paths or options: retry with a larger buffer
+			continue
+		case errno == unix.EINVAL && req.Param != statmountNeeded:
+			// A kernel that predates some of the wanted bits may refuse
+			// them: ask for the 6.8 set from now on.
+			req.Param = statmountNeeded
+			statmountMask.Store(statmountNeeded)
+			continue
+		case errno == unix.ENOSYS:
+			statmountMissing.Store(true)
+			return nil, fmt.Errorf("statmount: %w", errno)
+		case errno != 0:
+			return nil, fmt.Errorf("statmount mount %d: %w", id, errno)
+		}
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), size)
+		return decodeStatmount(raw)
+	}
+}
+
+// decodeStatmount builds the mountinfo.Info of a filled struct statmount.
+func decodeStatmount(raw []byte) (*mountinfo.Info, error) {
+	h := (*statmountHdr)(unsafe.Pointer(&raw[0]))
+	if h.Mask&statmountNeeded != statmountNeeded || int(h.Size) > len(raw) || h.Size < statmountHdrSize {
+		return nil, fmt.Errorf("statmount answered mask %#x, size %d: %w", h.Mask, h.Size, errNoFastPath)
+	}
+	strs := raw[statmountHdrSize:h.Size]
+	str := func(bit uint64, off uint32) string {
+		if h.Mask&bit == 0 || int(off) >= len(strs) {
+			return ""
+		}
+		s := strs[off:]
+		if i := bytes.IndexByte(s, 0); i >= 0 {
+			s = s[:i]
+		}
+		return string(s)
+	}
+	fsType := str(statmountFSType, h.FSType)
+	if sub := str(statmountFSSubtype, h.FSSubtype); sub != "" {
+		fsType += "." + sub
+	} else if strings.HasPrefix(fsType, "fuse") && !subtypeKnown(h) {
+		// The kernel leaves the subtype bit clear both when the subtype is
+		// empty and when it cannot report one (before 6.13), and mountinfo
+		// shows "fuse.glusterfs": only a kernel that says it supports the
+		// bit tells the two apart.
+		return nil, fmt.Errorf("statmount: no subtype for %s: %w", fsType, errNoFastPath)
+	}
+	vfs := "rw"
+	if h.SBFlags&sbRdonly != 0 {
+		vfs = "ro"
+	}
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{{sbSynchronous, ",sync"}, {sbDirsync, ",dirsync"}, {sbMandlock, ",mand"}, {sbLazytime, ",lazytime"}} {
+		if h.SBFlags&f.bit != 0 {
+			vfs += f.name
+		}
+	}
+	if o := str(statmountMntOpts, h.MntOpts); o != "" {
+		vfs += "," + o
+	}
+	return &mountinfo.Info{
+		ID:         int(h.MntIDOld),
+		Parent:     int(h.MntParentIDOld),
+		Major:      int(h.SBDevMajor),
+		Minor:      int(h.SBDevMinor),
+		Root:       str(statmountMntRoot, h.MntRoot),
+		Mountpoint: str(statmountMntPoint, h.MntPoint),
+		Options:    mountOptions(h.MntAttr),
+		Optional:   optionalFields(h),
+		FSType:     fsType,
+		Source:     str(statmountSBSource, h.SBSource),
+		VFSOptions: vfs,
+	}, nil
+}
+
+func subtypeKnown(h *statmountHdr) bool {
+	return h.Mask&statmountSupported != 0 && h.SupportedMask&statmountFSSubtype != 0
+}
+
+// mountOptions renders mnt_attr the way mountinfo's per-mount options
+// column does, in the kernel's order (show_mnt_opts).
+func mountOptions(attr uint64) string {
+	s := "rw"
+	if attr&unix.MOUNT_ATTR_RDONLY != 0 {
+		s = "ro"
+	}
+	atime := attr & unix.MOUNT_ATTR__ATIME
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{
+		{attr&unix.MOUNT_ATTR_NOSUID != 0, ",nosuid"},
+		{attr&unix.MOUNT_ATTR_NODEV != 0, ",nodev"},
+		{attr&unix.MOUNT_ATTR_NOEXEC != 0, ",noexec"},
+		{atime == unix.MOUNT_ATTR_NOATIME, ",noatime"},
+		{attr&unix.MOUNT_ATTR_NODIRATIME != 0, ",nodiratime"},
+		{atime == unix.MOUNT_ATTR_RELATIME, ",relatime"},
+		{attr&unix.MOUNT_ATTR_NOSYMFOLLOW != 0, ",nosymfollow"},
+	} {
+		if f.on {
+			s += f.name
+		}
+	}
+	return s
+}
+
+// optionalFields renders the propagation the way mountinfo's optional
+// fields do ("shared:N master:M propagate_from:P unbindable"), so PeerGroup
+// and Master read both sources alike.
+func optionalFields(h *statmountHdr) string {
+	var f []string
+	if h.MntPropagation&propShared != 0 {
+		f = append(f, "shared:"+strconv.FormatUint(h.MntPeerGroup, 10))
+	}
+	if h.MntPropagation&propSlave != 0 {
+		f = append(f, "master:"+strconv.FormatUint(h.MntMaster, 10))
+		if p := h.PropagateFrom; p != 0 && p != h.MntMaster {
+			f = append(f, "propagate_from:"+strconv.FormatUint(p, 10))
+		}
+	}
+	if h.MntPropagation&propUnbindable != 0 {
+		f = append(f, "unbindable")
+	}
+	return strings.Join(f, " ")
+}
