@@ -180,7 +180,17 @@ func FuzzWrapperRun(f *testing.F) {
 		}
 		before, err := spec.Parse(data)
 		if err != nil {
-			t.Fatalf("an unparsable config.json was passed through: %v", err)
+			// The wrapper decodes only annotations and env until a rule
+			// matches: a document broken elsewhere that matches no rule goes
+			// to runc unchanged, and runc reports it.
+			peek, perr := (&spec.File{Data: data}).Peek()
+			if perr != nil || spec.FindRule(cfg.Mounters, peek) != nil {
+				t.Fatalf("an unparsable config.json (%v) was executed", err)
+			}
+			if !bytes.Equal(after, data) || !slices.Equal(execd[1:], wantPassArgv) {
+				t.Fatalf("an unparsable, non-matching config.json was changed or its argv was: %q", execd[1:])
+			}
+			return
 		}
 		rule := spec.FindRule(cfg.Mounters, before.Spec)
 		if rule == nil {
