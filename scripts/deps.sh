@@ -4,10 +4,9 @@
 #
 # Groups: base (default), gluster, engines, bench, all.
 # A second run with everything installed only asks dpkg and takes a few milliseconds.
-# Packages are installed with --no-install-recommends: the recommends (buildah, slirp4netns,
-# uidmap, fuse-overlayfs, catatonit, nfs-common, apparmor...) serve rootless or
-# unrelated uses; rootful podman gets a network stack (containernetworking-plugins)
-# and an OCI runtime from its Depends.
+# Packages are installed with their recommends: the engine tests were run against that
+# set (podman's recommends bring catatonit, slirp4netns and the CNI plugins the tests'
+# podman configuration expects), and a leaner set is untested.
 set -euo pipefail
 
 # Commands live in sbin on Debian; a non-root PATH may lack it.
@@ -98,7 +97,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	# needrestart (pulled in elsewhere) would ask about services: keep it quiet.
 	export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
 	apt-get update -qq </dev/null || die "apt-get update failed: check the network or the apt sources"
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null ||
+	apt-get install -y -qq "${missing[@]}" </dev/null ||
 		die "apt-get install ${missing[*]} failed (see above)"
 fi
 
