@@ -5,8 +5,7 @@
 # Groups: base (default), gluster, engines, bench, all.
 # A second run with everything installed only asks dpkg and takes a few milliseconds.
 # Packages are installed with their recommends: the engine tests were run against that
-# set (podman's recommends bring catatonit, slirp4netns and the CNI plugins the tests'
-# podman configuration expects), and a leaner set is untested.
+# set, and a leaner one (--no-install-recommends) is untested.
 set -euo pipefail
 
 # Commands live in sbin on Debian; a non-root PATH may lack it.
