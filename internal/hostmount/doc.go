@@ -9,8 +9,8 @@
 //     (ResolveSource, OpenResolved, ResolveAndOpen), with the sentinels
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
-//   - mountinfo queries (MountOf, MountOfIn, MountOfReader, PeerGroup, Master,
-//     IsShared, RequireShared, IsMountPoint);
+//   - mountinfo queries (MountOf, MountOfIn, MountOfReader, MountsAt,
+//     MountsUnder, PeerGroup, Master, IsShared, RequireShared, IsMountPoint);
 //   - making a host path a shared mount once, under a file lock, however many
 //     processes ask at the same time (EnsureShared);
 //   - finding and detaching dead FUSE mounts (DeadFUSEMounts, ScanFUSE, Detach,
@@ -35,6 +35,17 @@
 // only when that fails: an older kernel, a missing path, a path not in the
 // dentry cache, a symlink on the way. MountOfIn keeps reading
 // /proc/<pid>/mountinfo: statmount answers for the caller's namespace only.
+// MountsAt (the stack of mounts on one mount point) works the same way.
+//
+// MountsUnder (and so ScanFUSE, DeadFUSEMounts) lists the mounts below each
+// path with listmount(2) and statmounts each, when every path is a mount
+// point other than "/" (the wrapper's ensure-shared makes the rule paths
+// so): about 25 µs for a few mounts under the path, 100 µs with 5,000
+// unrelated mounts on the host (the kernel's listing walks the namespace, at
+// some 15 ns a mount), against 11 ms for mountinfo (BenchmarkMountsUnder).
+// Otherwise it reads mountinfo once: a path that is not a mount point has its
+// mounts hanging off the containing mount among all that mount's other
+// children, each of which would cost a statmount.
 //
 // # When not to read mountinfo
 //

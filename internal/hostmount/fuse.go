@@ -43,17 +43,17 @@ func DeadFUSEMounts(under []string) ([]*mountinfo.Info, error) {
 	return scan.Dead, hungError(scan.Hung)
 }
 
-// ScanFUSE reads mountinfo once, keeping while reading only FUSE mounts
-// (fstype "fuse", "fuse.*" or "fuseblk") within one of under, and sorts them
-// by a statfs of each mount point. The statfs calls run in parallel, so the
-// whole scan takes at most about timeout; a goroutine stuck on a hung mount
-// stays blocked until the daemon answers or the mount goes away. The prefixes
-// themselves are resolved (lstat of each component): they must not lie on a
-// FUSE mount.
+// ScanFUSE lists the FUSE mounts (fstype "fuse", "fuse.*" or "fuseblk")
+// within one of under (MountsUnder: listmount when each prefix is a mount
+// point, else one read of mountinfo), and sorts them by a statfs of each
+// mount point. The statfs calls run in parallel, so the whole scan takes at
+// most about timeout; a goroutine stuck on a hung mount stays blocked until
+// the daemon answers or the mount goes away. The prefixes themselves are
+// resolved (lstat of each component): they must not lie on a FUSE mount.
 func ScanFUSE(under []string, timeout time.Duration) (*FUSEScan, error) {
-	mounts, err := mountinfo.GetMounts(fuseFilter(expandPrefixes(under)))
+	mounts, err := MountsUnder(expandPrefixes(under), func(m *mountinfo.Info) bool { return IsFUSE(m.FSType) })
 	if err != nil {
-		return nil, fmt.Errorf("read mountinfo for FUSE mounts under %v: %w", under, err)
+		return nil, fmt.Errorf("list the FUSE mounts under %v: %w", under, err)
 	}
 	return classify(mounts, timeout, statfs), nil
 }

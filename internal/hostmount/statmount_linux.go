@@ -114,14 +114,32 @@ const statmountHdrSize = 512
 // errNoFastPath means the fast path cannot answer; the caller reads mountinfo.
 var errNoFastPath = errors.New("statmount fast path unavailable")
 
+// mountNode is a mount as statmount describes it, with the unique ids
+// (never reused, unlike mountinfo's) of itself and its parent.
+type mountNode struct {
+	info       *mountinfo.Info
+	id, parent uint64
+	listedBy   uint64 // the mount whose listmount found this one, if any
+}
+
 // mountOfFast is MountOf through statx and statmount. path is clean and
 // absolute. It fails (and MountOf falls back) on an old kernel, a missing
 // path, a path not all in the dentry cache, or an answer mountinfo would give
 // differently: a mount point that is not path or one of its ancestors means
 // path went through a symlink or out of this process's root.
 func mountOfFast(path string) (*mountinfo.Info, error) {
+	n, _, err := mountNodeOf(path)
+	if err != nil {
+		return nil, err
+	}
+	return n.info, nil
+}
+
+// mountNodeOf is mountOfFast with the unique ids, and whether path itself
+// is a symlink (then it holds the symlink's mount).
+func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 	if forceMountinfo || statmountMissing.Load() {
-		return nil, errNoFastPath
+		return nil, false, errNoFastPath
 	}
 	// Reading mountinfo never waits on a file system; this path must not
 	// either. RESOLVE_CACHED walks path in the dentry cache only and fails
@@ -135,30 +153,32 @@ func mountOfFast(path string) (*mountinfo.Info, error) {
 		Resolve: resolveCached,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s from the dentry cache: %w", path, err)
+		return nil, false, fmt.Errorf("open %s from the dentry cache: %w", path, err)
 	}
 	var st unix.Statx_t
-	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID_UNIQUE, &st)
+	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE|unix.STATX_MNT_ID_UNIQUE, &st)
 	_ = unix.Close(fd)
 	if err != nil {
-		return nil, fmt.Errorf("statx %s: %w", path, err)
+		return nil, false, fmt.Errorf("statx %s: %w", path, err)
 	}
 	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
-		return nil, errNoFastPath // kernel before 6.8: stx_mnt_id is the reusable id
+		return nil, false, errNoFastPath // kernel before 6.8: stx_mnt_id is the reusable id
 	}
-	info, err := statmount(st.Mnt_id)
+	n, err = statmountNode(st.Mnt_id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if !Within(path, info.Mountpoint) {
-		return nil, fmt.Errorf("statmount: mount point %s of %s: %w", info.Mountpoint, path, errNoFastPath)
+	if !Within(path, n.info.Mountpoint) {
+		return nil, false, fmt.Errorf("statmount: mount point %s of %s: %w", n.info.Mountpoint, path, errNoFastPath)
 	}
-	return info, nil
+	symlink = st.Mask&unix.STATX_TYPE != 0 && st.Mode&unix.S_IFMT == unix.S_IFLNK
+	return n, symlink, nil
 }
 
-// statmount describes the mount with unique id id in this mount namespace,
-// with the fields /proc/self/mountinfo would show.
-func statmount(id uint64) (*mountinfo.Info, error) {
+// statmountNode describes the mount with unique id id in this mount
+// namespace, with the fields /proc/self/mountinfo would show, and the unique
+// ids of the mount and its parent.
+func statmountNode(id uint64) (*mountNode, error) {
 	req := mntIDReq{Size: mntIDReqSizeVer0, MntID: id, Param: statmountMask.Load()}
 	for size := 4096; ; {
 		// uint64 words keep the header 8-byte aligned.
@@ -182,7 +202,12 @@ func statmount(id uint64) (*mountinfo.Info, error) {
 			return nil, fmt.Errorf("statmount mount %d: %w", id, errno)
 		}
 		raw := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), size)
-		return decodeStatmount(raw)
+		info, err := decodeStatmount(raw)
+		if err != nil {
+			return nil, err
+		}
+		h := (*statmountHdr)(unsafe.Pointer(&buf[0]))
+		return &mountNode{info: info, id: h.MntID, parent: h.MntParentID}, nil
 	}
 }
 

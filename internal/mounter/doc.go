@@ -15,7 +15,8 @@
 //     bind mounts of its spec;
 //   - exec.go: `<runtime> [--root R] exec ID mount ...`, output captured in
 //     memory files, never pipes (see there why);
-//   - verify.go: polling the host's mountinfo for the new mount.
+//   - verify.go: polling the host for the new mount at the target (statmount
+//     of the mount stack there, mountinfo where the kernel lacks it).
 //
 // # Runtime roots
 //

@@ -78,9 +78,9 @@ type routedMount struct {
 	Mountpoint, FSType, Source string
 }
 
-// servedMounts reads the host's mountinfo once, keeping while reading only
-// the mounts that some live mounter serves, and groups them by mounter (the
-// newest mounter of overlapping ones).
+// servedMounts lists the host's mounts that some live mounter serves (of
+// its types, below its paths) and groups them by mounter (the newest mounter
+// of overlapping ones).
 func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]routedMount, error) {
 	type scope struct {
 		id       string
@@ -101,8 +101,23 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 		}
 		scopes = append(scopes, scope{id: rec.ID, types: types, prefixes: resolvedPrefixes(prefixes)})
 	}
+	var all []string
+	for _, s := range scopes {
+		all = append(all, s.prefixes...)
+	}
+	served := func(mi *mountinfo.Info) bool {
+		return slices.ContainsFunc(scopes, func(s scope) bool {
+			return slices.ContainsFunc(s.types, func(t string) bool { return TypeMatches(mi.FSType, t) })
+		})
+	}
+	// Listed from the rules' paths (listmount when each is a mount point),
+	// not by reading the mountinfo of a host that may have thousands.
+	ms, err := hostmount.MountsUnder(all, served)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's mounts under %v: %w", all, err)
+	}
 	out := map[string][]routedMount{}
-	_, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+	for _, mi := range ms {
 		for _, s := range scopes {
 			if !slices.ContainsFunc(s.types, func(t string) bool { return TypeMatches(mi.FSType, t) }) {
 				continue
@@ -112,10 +127,6 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 				break
 			}
 		}
-		return true, false // nothing to keep: the filter collected what it needs
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the host's mountinfo: %w", err)
 	}
 	return out, nil
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // TypeMatches reports whether a mount of fstype (as mountinfo shows it) is
@@ -23,16 +25,16 @@ func typeNames(want string) string {
 	return want + " or fuse." + want
 }
 
-// mountsAt reads the host's mountinfo once and keeps, while reading, only
-// the mounts whose mount point is target: one pass, a handful of entries
-// kept, nothing stat'ed (a dead FUSE mount would fail a stat, a hung one
-// would block it).
+// mountsAt returns the host's mounts whose mount point is target, nothing
+// stat'ed through them (a dead FUSE mount would fail a stat, a hung one would
+// block it). hostmount.MountsAt answers with statmount(2) in microseconds
+// however many mounts the host has, stacks included (a mount propagated onto
+// a mount point that has mounts already is tucked under them, so the new
+// mount need not be on top), and reads mountinfo once where it cannot.
 func mountsAt(target string) ([]*mountinfo.Info, error) {
-	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		return m.Mountpoint != target, false
-	})
+	ms, err := hostmount.MountsAt(target)
 	if err != nil {
-		return nil, fmt.Errorf("read the host's mountinfo: %w", err)
+		return nil, fmt.Errorf("list the host's mounts at %s: %w", target, err)
 	}
 	return ms, nil
 }
@@ -70,7 +72,7 @@ const (
 	pollMax   = 50 * time.Millisecond
 )
 
-// waitForMount polls the host's mountinfo until a new mount (not in before)
+// waitForMount polls the host's mounts at target until a new mount (not in before)
 // of type want appears at target, or timeout passes. On timeout the error
 // says what was found instead.
 func waitForMount(target, want string, before map[int]bool, timeout time.Duration) (*mountinfo.Info, error) {

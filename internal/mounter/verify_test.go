@@ -1,9 +1,15 @@
 package mounter
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 func TestTypeMatches(t *testing.T) {
@@ -47,5 +53,70 @@ func TestTypeNames(t *testing.T) {
 	}
 	if got := typeNames("fuse.sshfs"); got != "fuse.sshfs" {
 		t.Errorf("typeNames(fuse.sshfs) = %q", got)
+	}
+}
+
+// waitForMount on real mounts: a new mount on top of the target, one the
+// kernel tucked under a mount already there (propagation onto a peer whose
+// target has mounts), and a mount of another type, which it names.
+func TestWaitForMountReal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test makes mounts and must run as root")
+	}
+	d, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := func(src, target, fstype string, flags uintptr) {
+		t.Helper()
+		if err := unix.Mount(src, target, fstype, flags, ""); err != nil {
+			t.Fatalf("mount %s on %s: %v", src, target, err)
+		}
+	}
+	a, b := d+"/a", d+"/b"
+	for _, p := range []string{a + "/t", a + "/other", b} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt(d, d, "", unix.MS_BIND)
+	t.Cleanup(func() {
+		if err := unix.Unmount(d, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			t.Errorf("cleanup: detach %s: %v", d, err)
+		}
+	})
+	mnt("", d, "", unix.MS_PRIVATE)
+	mnt(a, a, "", unix.MS_BIND)
+	mnt("", a, "", unix.MS_SHARED)
+
+	target := a + "/t"
+	before, err := mountsAt(target)
+	if err != nil || len(before) != 0 {
+		t.Fatalf("mountsAt(%s) before = %v, %v", target, before, err)
+	}
+	mnt("wfm-first", target, "tmpfs", 0)
+	first, err := waitForMount(target, "tmpfs", mountIDs(before), time.Second)
+	if err != nil || first.Source != "wfm-first" {
+		t.Fatalf("waitForMount(on top) = %+v, %v", first, err)
+	}
+
+	// b is a peer of a without the mount at t: a mount at b/t propagates
+	// to a/t, under wfm-first.
+	before, err = mountsAt(target)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("mountsAt(%s) = %v, %v", target, before, err)
+	}
+	mnt(a, b, "", unix.MS_BIND)
+	mnt("wfm-tucked", b+"/t", "tmpfs", 0)
+	tucked, err := waitForMount(target, "tmpfs", mountIDs(before), time.Second)
+	if err != nil || tucked.Source != "wfm-tucked" {
+		t.Fatalf("waitForMount(tucked under) = %+v, %v", tucked, err)
+	}
+
+	before, _ = mountsAt(a + "/other")
+	mnt(d, a+"/other", "", unix.MS_BIND)
+	_, err = waitForMount(a+"/other", "glusterfs", mountIDs(before), 20*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "a mount of another type appeared") {
+		t.Fatalf("waitForMount(wrong type) = %v", err)
 	}
 }
