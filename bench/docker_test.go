@@ -40,9 +40,11 @@ func StartDocker(t testing.TB) *Docker {
 	if _, err := os.Stat(dockerCLI); err != nil {
 		t.Fatalf("%s: %v: run scripts/deps.sh engines", dockerCLI, err)
 	}
+	testutil.KeepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
 	d := &Docker{Dir: testutil.TempDir(t), exited: make(chan struct{})}
 	d.Sock = filepath.Join(d.Dir, "docker.sock")
-	writeFile(t, filepath.Join(d.Dir, "daemon.json"), "{}\n")
+	// deprecated-key-path keeps dockerd from writing /etc/docker/key.json.
+	writeFile(t, filepath.Join(d.Dir, "daemon.json"), fmt.Sprintf("{%q: %q}\n", "deprecated-key-path", filepath.Join(d.Dir, "key.json")))
 	log, err := os.Create(filepath.Join(d.Dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ func TestContainerdCtr(t *testing.T) {
 	s := newSetup(t, false)
 	// containerd-shim-runc-v2 puts its socket in /run/containerd/s whatever
 	// the state dir says.
-	keepHostDirsClean(t, "/run/containerd", "/run/containerd/s")
+	testutil.KeepHostDirsClean(t, "/run/containerd", "/run/containerd/s")
 	dir := filepath.Join(s.Dir, "containerd")
 	c := startContainerd(t, s, "containerd", "version = 2\n"+`disabled_plugins = ["io.containerd.grpc.v1.cri"]`+"\n"+baseContainerdConfig(dir))
 	s.watch.lap("containerd ready")

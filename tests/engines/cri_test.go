@@ -36,7 +36,7 @@ func TestContainerdCRI(t *testing.T) {
 	s := newSetup(t, false, fmt.Sprintf("container-name = %q", criContainerName))
 	// Fixed paths: the shim's socket dir, and the runc root of runtime
 	// options without Root (/run/containerd/runc/<namespace>).
-	keepHostDirsClean(t, "/run/containerd", "/run/containerd/s", "/run/containerd/runc", "/run/containerd/runc/k8s.io")
+	testutil.KeepHostDirsClean(t, "/run/containerd", "/run/containerd/s", "/run/containerd/runc", "/run/containerd/runc/k8s.io")
 	dir := filepath.Join(s.Dir, "cri")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

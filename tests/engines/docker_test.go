@@ -30,7 +30,7 @@ func TestDocker(t *testing.T) {
 	s := newSetup(t, true)
 	// Fixed paths that dockerd and containerd-shim create whatever the
 	// root options say.
-	keepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
+	testutil.KeepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
 
 	dir := s.Dir
 	daemonJSON := filepath.Join(dir, "daemon.json")

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,29 +166,6 @@ func socketReady(path string) func() error {
 		}
 		return c.Close()
 	}
-}
-
-// keepHostDirsClean removes, after the test, the listed host directories
-// that did not exist before it and are empty: engines create a few fixed
-// paths whatever their root options say (containerd-shim's socket dir
-// /run/containerd/s, dockerd's /run/docker/plugins). rmdir, never RemoveAll:
-// a directory someone else fills meanwhile stays.
-func keepHostDirsClean(t *testing.T, dirs ...string) {
-	var created []string
-	for _, d := range dirs {
-		if _, err := os.Lstat(d); errors.Is(err, fs.ErrNotExist) {
-			created = append(created, d)
-		}
-	}
-	t.Cleanup(func() {
-		// Deepest first.
-		slices.SortFunc(created, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
-		for _, d := range created {
-			if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Logf("leaving %s: %v", d, err)
-			}
-		}
-	})
 }
 
 // cgroupParent returns a cgroup path unique to this test for the engine to

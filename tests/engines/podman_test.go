@@ -32,7 +32,7 @@ func TestPodman(t *testing.T) {
 	// runc keeps its state in its default root; the blob info cache of
 	// containers/image has a fixed path (/var/lib/containers/cache), the
 	// one file written outside the temp dir.
-	keepHostDirsClean(t, "/run/runc")
+	testutil.KeepHostDirsClean(t, "/run/runc")
 	dir := filepath.Join(s.Dir, "podman")
 	hooks := filepath.Join(dir, "hooks.d")
 	for _, d := range []string{dir, hooks, filepath.Join(dir, "tmp")} {
