@@ -16,8 +16,8 @@ import (
 // withHook adds mount-hook to the rewrite of a matched container, whatever
 // its mode: Docker and containerd read no hooks.d, so the wrapper is what
 // makes them run it. The plan of every mode goes through here.
-func (w *Wrapper) withHook(cfg *config.Config, args *runtime.Args, p *plan) *plan {
-	p.Modifiers = append(p.Modifiers, w.hookModifier(cfg, args))
+func (w *Wrapper) withHook(cfg *config.Config, args *runtime.Args, delegate string, p *plan) *plan {
+	p.Modifiers = append(p.Modifiers, w.hookModifier(cfg, args, delegate))
 	return p
 }
 
@@ -28,18 +28,14 @@ func (w *Wrapper) withHook(cfg *config.Config, args *runtime.Args, p *plan) *pla
 // on its command line, with the configuration file: the hook runs with a
 // minimal environment and in the runtime's working directory, so every path
 // is absolute.
-func (w *Wrapper) hookModifier(cfg *config.Config, args *runtime.Args) spec.Modifier {
+func (w *Wrapper) hookModifier(cfg *config.Config, args *runtime.Args, delegate string) spec.Modifier {
 	return spec.ModifierFunc(func(s *specs.Spec) error {
-		self := w.self()
-		bin := cfg.HookBinary(self)
+		bin := cfg.HookBinary(w.self())
 		if err := checkHookBinary(bin); err != nil {
 			return err
 		}
-		delegate, err := runtime.FindRuntime(cfg.Runtime, self)
-		if err != nil {
-			return err
-		}
 		inj := spec.InjectHooks{Path: bin, Runtime: delegate}
+		var err error
 		if inj.Config, err = absPath(cfg.Path); err != nil {
 			return err
 		}

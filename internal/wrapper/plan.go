@@ -96,14 +96,15 @@ func (w *Wrapper) host(cfg *config.Config) Host {
 	return hostHost{lockDir: cfg.StateDir + "/locks"}
 }
 
-// plan builds the rewrite for a matched rule.
-func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle string) *plan {
+// plan builds the rewrite for a matched rule; delegate is the runtime the
+// wrapper execs, which the injected hook is told about.
+func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle, delegate string) *plan {
 	host := w.host(cfg)
 	switch rule.Mode {
 	case spec.ModePreload:
-		return w.withHook(cfg, args, w.preloadPlan(cfg, rule, args, bundle))
+		return w.withHook(cfg, args, delegate, w.preloadPlan(cfg, rule, args, bundle))
 	default:
-		return w.withHook(cfg, args, propagatePlan(host, rule, bundle))
+		return w.withHook(cfg, args, delegate, propagatePlan(host, rule, bundle))
 	}
 }
 

@@ -111,7 +111,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		return err
 	}
 
-	plan := w.plan(cfg, rule, args, bundle)
+	plan := w.plan(cfg, rule, args, bundle, delegate)
 	if err := plan.Modify(doc.Spec); err != nil {
 		return fmt.Errorf("rewrite %s for rule %q: %w", doc.Path, rule.Name, err)
 	}
@@ -150,14 +150,16 @@ func (w *Wrapper) loadConfig(args *runtime.Args) (*config.Config, error) {
 	return config.Default(), nil
 }
 
+// self returns the running binary, looked up once: the delegate search, the
+// hook path and the preload library all start from it.
 func (w *Wrapper) self() string {
-	if w.Self != "" {
-		return w.Self
+	if w.Self == "" {
+		w.Self = "/proc/self/exe"
+		if p, err := os.Executable(); err == nil {
+			w.Self = p
+		}
 	}
-	if p, err := os.Executable(); err == nil {
-		return p
-	}
-	return "/proc/self/exe"
+	return w.Self
 }
 
 func (w *Wrapper) exec(delegate string, argv []string) error {

@@ -136,13 +136,27 @@ func (d *Doc) Changed() (bool, error) {
 // field that runtime-spec v1.3.0 does not know (a newer spec, an engine
 // extension) is never dropped, since it is never re-encoded from the struct.
 func (d *Doc) Encode() ([]byte, error) {
+	data, _, err := d.encode()
+	return data, err
+}
+
+// encode is Encode that also tells whether anything changed, so that Save
+// encodes the typed view once.
+func (d *Doc) encode() (data []byte, changed bool, err error) {
 	cur, err := json.Marshal(d.Spec)
 	if err != nil {
-		return nil, fmt.Errorf("encode runtime spec: %w", err)
+		return nil, false, fmt.Errorf("encode runtime spec: %w", err)
 	}
 	if bytes.Equal(cur, d.orig) {
-		return d.raw, nil
+		return d.raw, false, nil
 	}
+	data, err = d.patched(cur)
+	return data, err == nil, err
+}
+
+// patched applies the change from the loaded typed view to cur onto the
+// original document.
+func (d *Doc) patched(cur []byte) ([]byte, error) {
 	var raw, old, now any
 	for _, x := range []struct {
 		b []byte

@@ -18,12 +18,8 @@ import (
 // truncated file. It does not protect against another writer racing on the
 // same bundle: engines hand each bundle to one runtime call at a time.
 func (d *Doc) Save() (bool, error) {
-	changed, err := d.Changed()
+	data, changed, err := d.encode()
 	if err != nil || !changed {
-		return false, err
-	}
-	data, err := d.Encode()
-	if err != nil {
 		return false, err
 	}
 	if err := WriteFileAtomic(d.Path, data, d.mode); err != nil {
