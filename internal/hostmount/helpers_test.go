@@ -14,7 +14,7 @@ import (
 )
 
 // requireRoot fails (never skips: CI runs as root) when not root.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("this test makes mounts and must run as root")
@@ -23,7 +23,7 @@ func requireRoot(t *testing.T) {
 
 // realTempDir is t.TempDir with symlinks resolved (TMPDIR may be a link), so
 // its paths compare equal to mountinfo's.
-func realTempDir(t *testing.T) string {
+func realTempDir(t testing.TB) string {
 	t.Helper()
 	d, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -36,7 +36,7 @@ func realTempDir(t *testing.T) string {
 // test does not depend on the host's propagation (private here, shared on a
 // systemd host) and nothing it mounts below propagates anywhere. The bind and
 // everything below it are detached in Cleanup, before TempDir removes files.
-func privateBase(t *testing.T) string {
+func privateBase(t testing.TB) string {
 	t.Helper()
 	requireRoot(t)
 	d := realTempDir(t)
@@ -51,7 +51,7 @@ func privateBase(t *testing.T) string {
 }
 
 // detachQuiet detaches every mount stacked on target; not mounted is fine.
-func detachQuiet(t *testing.T, target string) {
+func detachQuiet(t testing.TB, target string) {
 	t.Helper()
 	for range 16 {
 		err := unix.Unmount(target, unix.MNT_DETACH)

@@ -282,17 +282,7 @@ func BenchmarkMountsUnder(b *testing.B) {
 // benchScanned makes a temp dir bound onto itself with three tmpfs mounts
 // below it (one nested), detached in Cleanup.
 func benchScanned(b *testing.B) string {
-	d, err := filepath.EvalSymlinks(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	mount(b, d, d, "", unix.MS_BIND, "")
-	b.Cleanup(func() {
-		if err := unix.Unmount(d, unix.MNT_DETACH); err != nil {
-			b.Errorf("cleanup: detach %s: %v", d, err)
-		}
-	})
-	mount(b, "", d, "", unix.MS_PRIVATE, "")
+	d := privateBase(b)
 	for _, p := range []string{d + "/a", d + "/b", d + "/a/c"} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			b.Fatal(err)

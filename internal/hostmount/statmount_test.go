@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -198,17 +197,7 @@ func BenchmarkMountOfHost(b *testing.B) {
 // benchMounts makes a private temp dir with n tmpfs mounts below it and
 // returns it and a directory on its own mount; Cleanup detaches them all.
 func benchMounts(b *testing.B, n int) (base, target string) {
-	d, err := filepath.EvalSymlinks(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	mount(b, d, d, "", unix.MS_BIND, "")
-	b.Cleanup(func() {
-		if err := unix.Unmount(d, unix.MNT_DETACH); err != nil {
-			b.Errorf("cleanup: detach %s: %v", d, err)
-		}
-	})
-	mount(b, "", d, "", unix.MS_PRIVATE, "")
+	d := privateBase(b)
 	for i := range n {
 		p := fmt.Sprintf("%s/m%05d", d, i)
 		if err := os.Mkdir(p, 0o755); err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // CheckLeaks records the host mount table and process list and, when the test and
@@ -45,14 +47,14 @@ func CheckLeaks(t testing.TB) {
 			t.Error(err)
 			return
 		}
-		for _, m := range diffMounts(after, before) {
-			if !isBelow(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
+		for _, m := range DiffMounts(after, before) {
+			if !hostmount.Within(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
 				t.Errorf("leaked mount: %s (%s %s), mount table had %d entries, now %d",
 					m.Mountpoint, m.FSType, m.Source, len(before), len(after))
 			}
 		}
-		for _, m := range diffMounts(before, after) {
-			if !isBelow(m.Mountpoint, tmp) {
+		for _, m := range DiffMounts(before, after) {
+			if !hostmount.Within(m.Mountpoint, tmp) {
 				t.Errorf("mount disappeared during the test: %s (%s %s)", m.Mountpoint, m.FSType, m.Source)
 			}
 		}
@@ -70,7 +72,7 @@ func CheckLeaks(t testing.TB) {
 }
 
 // diffMounts returns the mounts of a whose mount ID is not in b.
-func diffMounts(a, b []*mountinfo.Info) []*mountinfo.Info {
+func DiffMounts(a, b []*mountinfo.Info) []*mountinfo.Info {
 	ids := map[int]bool{}
 	for _, m := range b {
 		ids[m.ID] = true

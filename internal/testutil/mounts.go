@@ -13,6 +13,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // tempRoot is os.TempDir with symlinks resolved: mountinfo shows resolved paths,
@@ -107,7 +109,7 @@ func UnmountAll(dir string) error {
 	if err != nil {
 		return err
 	}
-	if !filepath.IsAbs(dir) || dir == root || !isBelow(dir, root) {
+	if !filepath.IsAbs(dir) || dir == root || !hostmount.Within(dir, root) {
 		return fmt.Errorf("refusing to unmount below %q: only paths under %s", dir, root)
 	}
 	dir = filepath.Clean(dir)
@@ -130,12 +132,6 @@ func UnmountAll(dir string) error {
 	}
 	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	return fmt.Errorf("mounts remain below %s after 20 rounds: %s", dir, mountpoints(ms))
-}
-
-// isBelow tells whether p is dir or below it, by path components.
-func isBelow(p, dir string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }

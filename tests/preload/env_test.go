@@ -203,21 +203,6 @@ func describeAll(ms []*mountinfo.Info) string {
 	return strings.Join(s, ", ")
 }
 
-// newMounts returns the mounts of after whose mount ID is not in before.
-func newMounts(before, after []*mountinfo.Info) []*mountinfo.Info {
-	ids := map[int]bool{}
-	for _, m := range before {
-		ids[m.ID] = true
-	}
-	var out []*mountinfo.Info
-	for _, m := range after {
-		if !ids[m.ID] {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // run runs a binary with its output in files, not pipes: a FUSE daemon it
 // starts may inherit them and keep a pipe open.
 func run(t *testing.T, bin string, args ...string) (stdout, stderr string, err error) {

@@ -197,7 +197,7 @@ func TestOutsideAllowlistStaysInside(t *testing.T) {
 	for _, tt := range tests {
 		inside = append(inside, tt.inside)
 	}
-	if added := ownMounts(newMounts(before, testutil.MountsUnder(t, "/")), inside); len(added) > 0 {
+	if added := ownMounts(testutil.DiffMounts(testutil.MountsUnder(t, "/"), before), inside); len(added) > 0 {
 		t.Errorf("mounts outside the allowlist reached the host: %s", describeAll(added))
 	}
 }
