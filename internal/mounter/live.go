@@ -13,14 +13,18 @@ import (
 // belongs to another process. registry.Checker tells these apart from
 // /proc/PID/stat (state and start time against the record's PIDStart).
 
-// routeChecker decides from /proc alone and skips the checker's `runtime
-// state` exec: a routed mount execs the runtime anyway, and `runtime exec`
-// refuses a paused or stopped container with a clear message. That saves a
-// runtime start (several milliseconds) on every mount.
-var routeChecker = &registry.Checker{State: func(*registry.Record) (string, error) { return "running", nil }}
+// liveChecker decides from the kernel alone (/proc, then the freezer
+// cgroup) and skips the checker's `runtime state` exec. Routed mounts and
+// status use it: a routed mount execs the runtime anyway, and `runtime
+// exec` refuses a stopped container with a clear message; status shows what
+// a routed mount would use. That saves a runtime start on every call, and
+// runc's cost grows with the host's mounts (it reads all of mountinfo:
+// `runc state` takes 4 ms at 20 mounts, 12 ms at 5,000 here), which
+// `mounter status` paid once per mounter.
+var liveChecker = &registry.Checker{Kernel: true}
 
-// fullChecker also asks the runtime, for status and doctor, which report
-// paused and created containers as such.
+// fullChecker also asks the runtime, for doctor, which reports created
+// containers as such.
 var fullChecker = registry.DefaultChecker
 
 // StaleRecord is a record of a mounter that no longer runs.

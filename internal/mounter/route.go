@@ -36,7 +36,7 @@ type Router struct {
 // the first rule, in configuration order, that has one whose shared binds
 // cover target. Stale records met on the way are removed.
 func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error) {
-	recs := checkRecords(registry.New(r.Config.StateDir), routeChecker)
+	recs := checkRecords(registry.New(r.Config.StateDir), liveChecker)
 	for _, s := range recs.Stale {
 		r.warn("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
 		if s.RemoveErr != nil {

@@ -18,7 +18,7 @@ import (
 // Stale records are removed, as a routed mount would.
 func (m *Mounter) status(cfg *config.Config) error {
 	reg := registry.New(cfg.StateDir)
-	recs := checkRecords(reg, fullChecker)
+	recs := checkRecords(reg, liveChecker)
 	live := recs.Live
 	if p := recs.problems(); p != nil {
 		m.warnf("%v", p)

@@ -213,6 +213,42 @@ func TestRouted(t *testing.T) {
 		}
 	})
 
+	t.Run("PausedMounterIsNotUsed", func(t *testing.T) {
+		// status and routed mounts read the freezer cgroup, not `runc
+		// state`: a paused mounter is listed as not running and skipped.
+		if _, stderr, err := s.Runc.Run(t, "pause", box.ID); err != nil {
+			t.Fatalf("pause: %v: %s", err, stderr)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if _, stderr, err := s.Runc.Run(t, "resume", box.ID); err != nil {
+					t.Errorf("resume: %v: %s", err, stderr)
+				}
+			}
+		}
+		t.Cleanup(resume)
+		r := s.mounter(t, "status")
+		if r.Code != 0 || contains(r.Stdout, "MOUNTER") || !contains(r.Stderr, "mounter-a") || !contains(r.Stderr, "paused") ||
+			!contains(r.Stdout, `rule "glusterfs"`) {
+			t.Fatalf("status of a paused mounter: %v; want no live mounter, a warning naming mounter-a paused", r)
+		}
+		target := mkdir(t, kube, "paused")
+		cleanupMount(t, target)
+		r = s.mounter(t, "mount", "-t", "glusterfs", src, target)
+		if r.Code != 32 || !contains(r.Stderr, "no live mounter") || !contains(r.Stderr, "paused") {
+			t.Fatalf("mount into a paused mounter: %v; want exit 32 saying it is paused", r)
+		}
+		if !recordExists(t, s.StateDir, box.ID) {
+			t.Fatal("the paused mounter's record was removed")
+		}
+		resume()
+		if r := s.mounter(t, "status"); r.Code != 0 || !contains(r.Stdout, "mounter-a") || contains(r.Stderr, "paused") {
+			t.Fatalf("status after resume: %v; want mounter-a live", r)
+		}
+	})
+
 	t.Run("DoctorAllOK", func(t *testing.T) {
 		r := s.mounter(t, "doctor")
 		t.Logf("mounter doctor:\n%s", r.Stdout)
