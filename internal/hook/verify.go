@@ -21,38 +21,6 @@ import (
 // reach the host.
 var ErrNotPropagated = errors.New("propagation does not reach the host")
 
-// Bind is one bind mount of a propagated host path into the container.
-type Bind struct {
-	Source      string // host path, symlinks resolved
-	Destination string // path in the container, as the spec gives it
-}
-
-// PropagatedBinds returns the binds of s whose source lies within the rule's
-// propagate paths (resolved the way the wrapper resolves them). A source
-// that claims an allowlisted path and resolves outside it is an error.
-func PropagatedBinds(s *specs.Spec, bundle string, allow []string) ([]Bind, error) {
-	var out []Bind
-	for i := range s.Mounts {
-		m := &s.Mounts[i]
-		if !spec.IsBind(m) {
-			continue
-		}
-		src := m.Source
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(bundle, src) // runc's rule for relative sources
-		}
-		resolved, err := hostmount.ResolveSource(src, allow)
-		if errors.Is(err, hostmount.ErrNotAllowlisted) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
-		}
-		out = append(out, Bind{Source: resolved, Destination: m.Destination})
-	}
-	return out, nil
-}
-
 // VerifyPropagation checks, for every bind of the rule's paths into the
 // container, that the container's mount is in the shared peer group of the
 // host's mount of the source. That is what makes a mount made below it in
@@ -60,7 +28,9 @@ func PropagatedBinds(s *specs.Spec, bundle string, allow []string) ([]Bind, erro
 // private host source or rslave/rprivate root propagation the container gets
 // a mount in a new peer group (or a slave), and its mounts stay inside.
 func VerifyPropagation(pid int, bundle string, s *specs.Spec, rule *spec.Rule) error {
-	binds, err := PropagatedBinds(s, bundle, rule.Propagate)
+	// The binds of the rule's paths, resolved as the wrapper resolves them;
+	// one that claims an allowlisted path and resolves outside it is an error.
+	binds, err := spec.AllowlistedBinds(s, hostmount.Allowlist{Paths: rule.Propagate, Bundle: bundle})
 	if err != nil {
 		return err
 	}
@@ -93,7 +63,7 @@ func VerifyPropagation(pid int, bundle string, s *specs.Spec, rule *spec.Rule) e
 
 // CheckPeer compares the host's mount of a bind source with the container's
 // mount at its destination.
-func CheckPeer(b Bind, host, ctr *mountinfo.Info) error {
+func CheckPeer(b spec.Bind, host, ctr *mountinfo.Info) error {
 	group := hostmount.PeerGroup(host)
 	if group == 0 {
 		return fmt.Errorf("%w: host path %s is not a shared mount (its mount %s is %s); make it shared (mount --bind %s %s && mount --make-rshared %s), or start the container through runc-shared",
@@ -116,7 +86,7 @@ var ErrWrongSource = errors.New("the container's bind mount is not of the allowl
 // wrapper resolved it, so a path component swapped for a symlink in between
 // makes runc bind the symlink's target; a peer-group check cannot see that
 // when the target lies on the same shared mount (a systemd host's /).
-func CheckSameDir(b Bind, host, ctr *mountinfo.Info) error {
+func CheckSameDir(b spec.Bind, host, ctr *mountinfo.Info) error {
 	rel, err := filepath.Rel(host.Mountpoint, b.Source)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 		return fmt.Errorf("%w: host path %s is not below its mount %s", ErrWrongSource, b.Source, host.Mountpoint)

@@ -109,7 +109,7 @@ func TestContainerViewAndCheckPeer(t *testing.T) {
 			if ctr.Mountpoint != tc.wantMount {
 				t.Errorf("MountAt(%s) = %s, want %s", tc.dest, ctr.Mountpoint, tc.wantMount)
 			}
-			err = CheckPeer(Bind{Source: "/h/shared", Destination: tc.dest}, hostMount(tc.host), ctr)
+			err = CheckPeer(spec.Bind{Source: "/h/shared", Destination: tc.dest}, hostMount(tc.host), ctr)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Errorf("CheckPeer: %v", err)
@@ -126,7 +126,8 @@ func TestContainerViewAndCheckPeer(t *testing.T) {
 	}
 }
 
-// TestPropagatedBinds selects the binds of allowlisted host paths, resolved
+// TestPropagatedBinds: mount-hook verifies the binds that spec.AllowlistedBinds
+// with the host resolver selects: those of allowlisted host paths, resolved
 // the way the wrapper resolves them.
 func TestPropagatedBinds(t *testing.T) {
 	base, err := filepath.EvalSymlinks(t.TempDir())
@@ -161,18 +162,18 @@ func TestPropagatedBinds(t *testing.T) {
 		bind(filepath.Join(base, "link-to-k"), "/link"), // not written under the allowlist: not ours
 		bind("k", "/relative"),                          // relative to the bundle
 	}}
-	got, err := PropagatedBinds(s, base, []string{k})
+	got, err := spec.AllowlistedBinds(s, hostmount.Allowlist{Paths: []string{k}, Bundle: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Bind{
-		{k, "/var/lib/kubelet"},
-		{filepath.Join(k, "sub"), "/sub"},
-		{filepath.Join(k, "sub"), "/alias"},
-		{k, "/relative"},
+	want := []spec.Bind{
+		{Source: k, Destination: "/var/lib/kubelet"},
+		{Source: filepath.Join(k, "sub"), Destination: "/sub"},
+		{Source: filepath.Join(k, "sub"), Destination: "/alias"},
+		{Source: k, Destination: "/relative"},
 	}
 	if len(got) != len(want) {
-		t.Fatalf("PropagatedBinds = %v, want %v", got, want)
+		t.Fatalf("AllowlistedBinds = %v, want %v", got, want)
 	}
 	for i := range want {
 		if got[i] != want[i] {
@@ -180,8 +181,16 @@ func TestPropagatedBinds(t *testing.T) {
 		}
 	}
 
+	// The rule names a symlink to k, and the spec holds k itself, as the
+	// wrapper saves sources resolved: still the rule's bind.
+	got, err = spec.AllowlistedBinds(&specs.Spec{Mounts: []specs.Mount{bind(k, "/var/lib/kubelet")}},
+		hostmount.Allowlist{Paths: []string{filepath.Join(base, "link-to-k")}, Bundle: base})
+	if err != nil || len(got) != 1 || got[0].Source != k {
+		t.Errorf("a rule naming a symlink, the source saved resolved: %v, %v; want the bind of %s", got, err, k)
+	}
+
 	s.Mounts = append(s.Mounts, bind(filepath.Join(k, "escape"), "/escape"))
-	if _, err := PropagatedBinds(s, base, []string{k}); !errors.Is(err, hostmount.ErrOutsideAllowlist) || !strings.Contains(err.Error(), "/escape") {
+	if _, err := spec.AllowlistedBinds(s, hostmount.Allowlist{Paths: []string{k}, Bundle: base}); !errors.Is(err, hostmount.ErrOutsideAllowlist) || !strings.Contains(err.Error(), "/escape") {
 		t.Errorf("a bind escaping the allowlist through a symlink: %v, want ErrOutsideAllowlist naming it", err)
 	}
 }

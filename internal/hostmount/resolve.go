@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 var (
@@ -34,10 +37,14 @@ var (
 //
 // The decision, in order:
 //  1. A relative path fails with ErrRelativePath.
-//  2. The given path is checked lexically. If it enters an allowlisted prefix
-//     and then leaves it through ".." ("/var/lib/kubelet/../../etc"), it fails
-//     with ErrOutsideAllowlist. If its cleaned form is not within any prefix
-//     (and it never entered one), it fails with ErrNotAllowlisted: a symlink
+//  2. The given path is checked lexically against the prefixes as written
+//     and as resolved: on a host where /var/lib/kubelet is a symlink to
+//     /data/kubelet, /data/kubelet/pods is the allowlisted directory under
+//     its real name (and the wrapper saves sources resolved, so mount-hook
+//     and mounter read them that way). If the path enters a prefix and then
+//     leaves it through ".." ("/var/lib/kubelet/../../etc"), it fails with
+//     ErrOutsideAllowlist. If its cleaned form is not within any prefix (and
+//     it never entered one), it fails with ErrNotAllowlisted: a symlink
 //     elsewhere that happens to point into the allowlist is not ours either.
 //  3. The raw path (not the cleaned one) is resolved with the kernel's
 //     semantics: symlinks are followed and a ".." after a symlink goes to the
@@ -52,20 +59,53 @@ func ResolveSource(path string, allow []string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("resolve %q: %w (join it with the bundle directory first)", path, ErrRelativePath)
 	}
-	if lexicalEscape(path, allow) {
+	resolvedAllow := resolvePrefixes(allow)
+	written := append(slices.Clip(allow), resolvedAllow...)
+	if lexicalEscape(path, written) {
 		return "", fmt.Errorf("resolve %s: %w: its \"..\" segments leave the allowlisted prefix", path, ErrOutsideAllowlist)
 	}
-	if _, ok := WithinAny(path, allow); !ok {
+	if _, ok := WithinAny(path, written); !ok {
 		return "", fmt.Errorf("resolve %s: %w %v", path, ErrNotAllowlisted, allow)
 	}
 	resolved, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return "", fmt.Errorf("resolve %s: %w", path, err)
 	}
-	if _, ok := WithinAny(resolved, resolvePrefixes(allow)); !ok {
+	if _, ok := WithinAny(resolved, resolvedAllow); !ok {
 		return "", fmt.Errorf("resolve %s: it resolves to %s: %w %v", path, resolved, ErrOutsideAllowlist, allow)
 	}
 	return resolved, nil
+}
+
+// Allowlist resolves the bind sources of one bundle against allowlisted
+// host paths; it is a spec.SourceResolver. A relative source is relative to
+// the bundle directory, as runc reads it. A source below an allowlisted path
+// that resolves outside every one is refused, wrapping spec.ErrUnsafeSource.
+type Allowlist struct {
+	Paths  []string
+	Bundle string
+	// Resolve is ResolveSource when nil (tests put a fake host here).
+	Resolve func(path string, allow []string) (string, error)
+}
+
+// ResolveSource implements spec.SourceResolver.
+func (a Allowlist) ResolveSource(source string) (string, bool, error) {
+	if !filepath.IsAbs(source) {
+		source = filepath.Join(a.Bundle, source)
+	}
+	resolve := a.Resolve
+	if resolve == nil {
+		resolve = ResolveSource
+	}
+	resolved, err := resolve(source, a.Paths)
+	switch {
+	case err == nil:
+		return resolved, true, nil
+	case errors.Is(err, ErrNotAllowlisted):
+		return "", false, nil
+	default:
+		return "", false, fmt.Errorf("%w: %w", spec.ErrUnsafeSource, err)
+	}
 }
 
 // resolvePrefixes returns the allowlisted prefixes with their symlinks

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // resolveTree builds a host-like tree with hostile symlinks under a temp dir.
@@ -53,6 +55,10 @@ func TestResolveSource(t *testing.T) {
 		{"symlink into a second prefix", b + "/kubelet/link-out/sub", []string{b + "/kubelet", b + "/outside"}, b + "/outside/sub", nil},
 		{"symlinked prefix", b + "/symkubelet/pods", []string{b + "/symkubelet"}, b + "/data-kubelet/pods", nil},
 		{"symlinked prefix given resolved", b + "/data-kubelet/pods", []string{b + "/symkubelet", b + "/data-kubelet"}, b + "/data-kubelet/pods", nil},
+		// The wrapper saves sources resolved: mount-hook and mounter read
+		// <b>/data-kubelet/pods for a rule that names <b>/symkubelet.
+		{"symlinked prefix, source under its real name", b + "/data-kubelet/pods", []string{b + "/symkubelet"}, b + "/data-kubelet/pods", nil},
+		{"symlinked prefix, real name, dotdot out", b + "/data-kubelet/../outside/x", []string{b + "/symkubelet"}, "", ErrOutsideAllowlist},
 
 		{"relative path", "kubelet/pods", allow, "", ErrRelativePath},
 		{"prefix sibling", b + "/kubelet-evil/y", allow, "", ErrNotAllowlisted},
@@ -83,6 +89,34 @@ func TestResolveSource(t *testing.T) {
 				t.Fatalf("ResolveSource(%q) = %q, %v; want %q", tt.path, got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAllowlist: the spec.SourceResolver of one bundle joins relative
+// sources with the bundle, leaves non-allowlisted ones alone and refuses
+// escaping ones as unsafe.
+func TestAllowlist(t *testing.T) {
+	b := resolveTree(t)
+	a := Allowlist{Paths: []string{b + "/kubelet"}, Bundle: b + "/outside"}
+	for _, tc := range []struct {
+		source, want string
+		ok           bool
+		err          error
+	}{
+		{b + "/kubelet/pods", b + "/kubelet/pods", true, nil},
+		{"../kubelet/link-in", b + "/kubelet/pods", true, nil}, // relative to the bundle
+		{"sub", "", false, nil},
+		{b + "/outside/link-in", "", false, nil},
+		{b + "/kubelet/link-out", "", false, ErrOutsideAllowlist},
+	} {
+		got, ok, err := a.ResolveSource(tc.source)
+		if got != tc.want || ok != tc.ok || !errors.Is(err, tc.err) || (err != nil && !errors.Is(err, spec.ErrUnsafeSource)) {
+			t.Errorf("ResolveSource(%q) = %q, %v, %v; want %q, %v, %v (unsafe)", tc.source, got, ok, err, tc.want, tc.ok, tc.err)
+		}
+	}
+	fake := Allowlist{Paths: []string{"/k"}, Resolve: func(p string, allow []string) (string, error) { return "/resolved" + p, nil }}
+	if got, ok, err := fake.ResolveSource("/k/x"); got != "/resolved/k/x" || !ok || err != nil {
+		t.Errorf("with a Resolve func: %q, %v, %v", got, ok, err)
 	}
 }
 

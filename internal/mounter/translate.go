@@ -13,42 +13,27 @@ import (
 
 // Bind is a bind mount of a mounter's spec: host Source seen at Destination
 // inside the container.
-type Bind struct {
-	Source      string // host path, symlinks resolved where possible
-	Destination string // path inside the container
-}
-
-func (b Bind) String() string {
-	if b.Source == b.Destination {
-		return b.Source
-	}
-	return b.Source + " (at " + b.Destination + " inside)"
-}
+type Bind = spec.Bind
 
 // SharedBinds returns the bind mounts of s whose host source lies within one
-// of the propagated paths: only mounts below them reach the host. A relative
-// source is relative to the bundle, as runc reads it. Sources are resolved
-// (the wrapper saves them resolved already; an engine may not have).
+// of the propagated paths: only mounts below them reach the host. Sources
+// are resolved the way the wrapper and mount-hook resolve them. A bind whose
+// source now resolves outside the paths (its symlinks changed since the
+// mounter started) is left out: no target is translated through it.
 func SharedBinds(s *specs.Spec, bundle string, propagate []string) []Bind {
-	prefixes := resolvedPrefixes(propagate)
-	var out []Bind
-	for i := range s.Mounts {
-		m := &s.Mounts[i]
-		if !spec.IsBind(m) || m.Source == "" || m.Destination == "" {
-			continue
-		}
-		src := m.Source
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(bundle, src)
-		}
-		src = resolve(src)
-		if _, ok := hostmount.WithinAny(src, prefixes); !ok {
-			continue
-		}
-		// Destinations are container paths: always absolute, "/"-separated.
-		out = append(out, Bind{Source: src, Destination: path.Clean("/" + m.Destination)})
+	binds, _ := spec.AllowlistedBinds(s, skipUnsafe{hostmount.Allowlist{Paths: propagate, Bundle: bundle}})
+	return binds
+}
+
+// skipUnsafe takes a source its resolver refuses as none of ours.
+type skipUnsafe struct{ spec.SourceResolver }
+
+func (r skipUnsafe) ResolveSource(source string) (string, bool, error) {
+	resolved, ok, err := r.SourceResolver.ResolveSource(source)
+	if err != nil {
+		return "", false, nil
 	}
-	return out
+	return resolved, ok, nil
 }
 
 // Translate returns where host path target (absolute, resolved) is inside

@@ -71,7 +71,7 @@ func TestSharedBinds(t *testing.T) {
 }
 
 func TestNoBindError(t *testing.T) {
-	err := noBindError("/x/y", "m1", "glusterfs", []Bind{{"/a", "/a"}, {"/b", "/data"}})
+	err := noBindError("/x/y", "m1", "glusterfs", []Bind{{Source: "/a", Destination: "/a"}, {Source: "/b", Destination: "/data"}})
 	if ExitCode(err) != ExitFailure {
 		t.Fatalf("exit code %d, want %d", ExitCode(err), ExitFailure)
 	}

@@ -1,9 +1,7 @@
 package wrapper
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -37,27 +35,10 @@ func (h hostHost) EnsureShared(path string) (bool, error) {
 
 func (h hostHost) IsShared(path string) (bool, error) { return hostmount.IsShared(path) }
 
-// allowlist adapts Host to spec.SourceResolver for one rule.
-type allowlist struct {
-	host   Host
-	allow  []string
-	bundle string
-}
-
-func (a allowlist) ResolveSource(source string) (string, bool, error) {
-	// runc resolves a relative bind source against the bundle directory.
-	if !filepath.IsAbs(source) {
-		source = filepath.Join(a.bundle, source)
-	}
-	resolved, err := a.host.ResolveSource(source, a.allow)
-	switch {
-	case err == nil:
-		return resolved, true, nil
-	case errors.Is(err, hostmount.ErrNotAllowlisted):
-		return "", false, nil
-	default:
-		return "", false, fmt.Errorf("%w: %w", spec.ErrUnsafeSource, err)
-	}
+// allowlist resolves the bind sources of bundle against the rule's paths
+// through host.
+func allowlist(host Host, rule *spec.Rule, bundle string) hostmount.Allowlist {
+	return hostmount.Allowlist{Paths: rule.Propagate, Bundle: bundle, Resolve: host.ResolveSource}
 }
 
 // plan is what a rule does to one container: the spec modifiers, the host
@@ -113,7 +94,7 @@ func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, 
 // sets up the binds and silently propagates nothing (platform-facts,
 // "Propagation").
 func propagatePlan(host Host, rule *spec.Rule, bundle string) *plan {
-	binds := &spec.SharedBinds{Resolver: allowlist{host: host, allow: rule.Propagate, bundle: bundle}}
+	binds := &spec.SharedBinds{Resolver: allowlist(host, rule, bundle)}
 	p := &plan{}
 	p.Modifiers = spec.Modifiers{
 		binds,

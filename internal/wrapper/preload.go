@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -187,21 +186,13 @@ func (a allowEntry) String() string {
 // the call in the host namespace, translating a target below a destination to
 // the same place below the host path.
 func preloadAllowlist(s *specs.Spec, rule *spec.Rule, host Host, bundle string) ([]allowEntry, error) {
-	res := allowlist{host: host, allow: rule.Propagate, bundle: bundle}
-	var allow []allowEntry
-	for _, m := range s.Mounts {
-		if !spec.IsBind(&m) {
-			continue
-		}
-		resolved, ok, err := res.ResolveSource(m.Source)
-		if err != nil {
-			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
-		}
-		if ok {
-			// Destinations are container paths; runc takes a relative one
-			// as relative to the root.
-			allow = append(allow, allowEntry{container: path.Join("/", m.Destination), host: resolved})
-		}
+	binds, err := spec.AllowlistedBinds(s, allowlist(host, rule, bundle))
+	if err != nil {
+		return nil, err
+	}
+	allow := make([]allowEntry, 0, len(binds))
+	for _, b := range binds {
+		allow = append(allow, allowEntry{container: b.Destination, host: b.Source})
 	}
 	if len(allow) == 0 {
 		example := config.KubeletDir

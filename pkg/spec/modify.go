@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -54,6 +55,43 @@ func IsBind(m *specs.Mount) bool {
 // allowlisted path but resolves outside the allowlist, for one).
 type SourceResolver interface {
 	ResolveSource(source string) (resolved string, allowlisted bool, err error)
+}
+
+// Bind is a bind mount whose host source a SourceResolver allowlisted.
+type Bind struct {
+	Source      string // the resolved host path
+	Destination string // the path inside the container: absolute, cleaned
+}
+
+func (b Bind) String() string {
+	if b.Source == b.Destination {
+		return b.Source
+	}
+	return b.Source + " (at " + b.Destination + " inside)"
+}
+
+// AllowlistedBinds returns the bind mounts of s whose source r allowlists,
+// in spec order, with the source r resolved it to. The wrapper (preload's
+// allowlist), mount-hook (what to verify) and mounter (how to translate a
+// target) all ask this one question; r's error for an unsafe source stops
+// it. A bind without a destination is skipped: runc refuses it anyway.
+func AllowlistedBinds(s *specs.Spec, r SourceResolver) ([]Bind, error) {
+	var out []Bind
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !IsBind(m) || m.Destination == "" {
+			continue
+		}
+		resolved, ok, err := r.ResolveSource(m.Source)
+		if err != nil {
+			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
+		}
+		if ok {
+			// runc takes a relative destination as relative to the root.
+			out = append(out, Bind{Source: resolved, Destination: path.Clean("/" + m.Destination)})
+		}
+	}
+	return out, nil
 }
 
 // ErrUnsafeSource is wrapped when a bind source cannot be shared safely.

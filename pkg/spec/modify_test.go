@@ -289,3 +289,52 @@ func TestIsBind(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowlistedBinds(t *testing.T) {
+	m := func(src, dst string, typ string, opts ...string) specs.Mount {
+		return specs.Mount{Source: src, Destination: dst, Type: typ, Options: opts}
+	}
+	for _, tc := range []struct {
+		name    string
+		mounts  []specs.Mount
+		want    []Bind
+		wantErr string
+	}{
+		{"none", nil, nil, ""},
+		{"only binds under the prefix, in spec order", []specs.Mount{
+			m("proc", "/proc", "proc"),
+			m("/k/a", "/a", "bind", "rbind"),
+			m("/other", "/o", "bind", "rbind"),
+			m("/k/b", "b/../c/", "", "bind"), // no type, relative destination
+			m("/k", "/k-tmpfs", "tmpfs"),
+			m("/k/d", "", "bind", "rbind"), // no destination: runc refuses it
+		}, []Bind{{Source: "/K/A", Destination: "/a"}, {Source: "/K/B", Destination: "/c"}}, ""},
+		{"an unsafe source stops it and is named", []specs.Mount{
+			m("/k/a", "/a", "bind"),
+			m("/k/evil", "/e", "bind"),
+		}, nil, "bind mount /k/evil -> /e: escapes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &mapResolver{
+				allow: map[string]string{"/k/a": "/K/A", "/k/b": "/K/B", "/k": "/K", "/k/d": "/K/D"},
+				errs:  map[string]error{"/k/evil": errors.New("escapes")},
+			}
+			got, err := AllowlistedBinds(&specs.Spec{Mounts: tc.mounts}, r)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("AllowlistedBinds = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if s := (Bind{Source: "/k", Destination: "/k"}).String(); s != "/k" {
+		t.Errorf("String of a same-path bind = %q", s)
+	}
+	if s := (Bind{Source: "/k", Destination: "/data"}).String(); s != "/k (at /data inside)" {
+		t.Errorf("String = %q", s)
+	}
+}

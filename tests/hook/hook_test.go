@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/registry"
@@ -357,5 +358,43 @@ func TestHookWithoutWrapper(t *testing.T) {
 				t.Errorf("registered: %+v", recs)
 			}
 		})
+	}
+}
+
+// TestSymlinkedAllowlistPath: on some hosts the allowlisted path is a
+// symlink (/var/lib/kubelet -> /data/kubelet). The rule and the engine name
+// the symlink; the wrapper saves the bind source resolved, and mount-hook
+// must still find the rule's bind there, verify it and register the
+// mounter, so that a mount made inside lands on the host.
+func TestSymlinkedAllowlistPath(t *testing.T) {
+	testutil.CheckLeaks(t)
+	dir := testutil.SharedDir(t)
+	link := filepath.Join(testutil.TempDir(t), "kubelet")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, link, "")
+	r := e.wrapper(t)
+	b := mounterBundle(t, testutil.BusyboxRootfs(t), link)
+	r.Up(t, b, "m-link")
+	if got := b.ReadSpec(t).Mounts; !slices.ContainsFunc(got, func(m specs.Mount) bool { return m.Source == dir && m.Destination == "/host" }) {
+		t.Fatalf("the wrapper did not save the bind of %s resolved to %s: %+v", link, dir, got)
+	}
+	if _, err := e.registry().Read("m-link"); err != nil {
+		t.Fatalf("mounter of a symlinked allowlist path not registered: %v\nhook log:\n%s", err, e.hookLog(t))
+	}
+	target := filepath.Join(dir, "t")
+	t.Cleanup(func() {
+		if len(testutil.MountsUnder(t, target)) > 0 {
+			if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+				t.Errorf("cleanup: unmount %s: %v", target, err)
+			}
+		}
+	})
+	if out, errOut, err := r.Exec(t, "m-link", "sh", "-c", "mkdir -p /host/t && mount -t tmpfs rs-link /host/t"); err != nil {
+		t.Fatalf("mount inside: %v: %s %s", err, out, errOut)
+	}
+	if ms := testutil.MountsUnder(t, target); len(ms) == 0 || ms[0].FSType != "tmpfs" {
+		t.Fatalf("the mount made inside did not reach the host at %s: %+v", target, ms)
 	}
 }
