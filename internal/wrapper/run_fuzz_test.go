@@ -222,7 +222,7 @@ func FuzzWrapperRun(f *testing.F) {
 }
 
 // fzTempDir is a temp dir on tmpfs where there is one: every rewrite
-// fsyncs, which costs milliseconds on a disk.
+// creates, writes and renames a file, slower on a disk.
 func fzTempDir(f *testing.F) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if d, err := os.MkdirTemp("/dev/shm", "rs-fuzz-wrapper-"); err == nil {

@@ -11,9 +11,8 @@ import (
 // changed it; an unchanged config.json is never written.
 //
 // The new content goes to a temporary file in the bundle directory (same
-// filesystem, so rename is atomic), is fsynced, given the original mode, and
-// renamed over config.json; then the directory is fsynced so the rename
-// itself survives a crash. A reader (runc, a killed wrapper's successor)
+// filesystem, so rename is atomic), is given the original mode, and is
+// renamed over config.json. A reader (runc, a killed wrapper's successor)
 // therefore sees either the original or the complete rewrite, never a
 // truncated file. It does not protect against another writer racing on the
 // same bundle: engines hand each bundle to one runtime call at a time.
@@ -28,8 +27,18 @@ func (d *Doc) Save() (bool, error) {
 	return true, nil
 }
 
-// WriteFileAtomic replaces path with data through a synced temporary file in
-// the same directory and a rename.
+// WriteFileAtomic replaces path with data through a temporary file in the
+// same directory and a rename: atomic against the death of the writing
+// process at any moment (SIGKILL), which is what runc and the next runtime
+// call see.
+//
+// It does not fsync. What it writes lives for one boot and is read back at
+// once: a bundle's config.json (containerd, Docker and CRI-O keep bundles on
+// /run; Podman writes config.json anew before each start) and registry
+// records (/run/runc-shared; a record that outlived a reboot is stale and
+// pruned anyway). containerd writes config.json without an fsync too. On a
+// disk-backed bundle the two fsyncs (file and directory) cost 0.8 ms of the
+// 1.8 ms a matched create spends before the exec here (ext4 on virtio).
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	prefix := "." + filepath.Base(path) + ".tmp-"
@@ -50,19 +59,11 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	if err = tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
-	}
-	// The rename is durable only once the directory entry is on disk.
-	if df, derr := os.Open(dir); derr == nil {
-		df.Sync()
-		df.Close()
 	}
 	return nil
 }

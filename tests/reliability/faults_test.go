@@ -67,7 +67,7 @@ func TestKillDuringRewrite(t *testing.T) {
 	}
 	sort.Slice(full, func(i, j int) bool { return full[i] < full[j] })
 	// 0-5 ms, widened to a typical whole run (the median, plus a quarter)
-	// where runs take longer, so the fsync, the rename and the exec are hit
+	// where runs take longer, so the write, the rename and the exec are hit
 	// too. The slowest run is an outlier on a busy machine.
 	window := max(5*time.Millisecond, full[len(full)/2]*5/4)
 
