@@ -635,3 +635,78 @@ func BenchmarkLoadTypical(b *testing.B) {
 		}
 	}
 }
+
+// TestUnsafeDirectory: a safe file in a directory that others can write is
+// refused, since they could rename another file over it; a sticky
+// world-writable directory (/tmp) is fine.
+func TestUnsafeDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode // of the file's directory
+		uid  int         // its owner
+		want string      // "" means loads
+	}{
+		{"private", 0o700, 0, ""},
+		{"world-readable", 0o755, 0, ""},
+		{"sticky world-writable, like /tmp", 0o777 | os.ModeSticky, 0, ""},
+		{"world-writable", 0o777, 0, `directory .* \(mode 0777\) lets group or others replace the file: run .chmod go-w `},
+		{"group-writable", 0o775, 0, `\(mode 0775\) lets group or others replace`},
+		{"owned by nobody", 0o755, 65534, `directory .* is owned by uid 65534, not root, who could replace the file`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, rule)
+			dir := filepath.Dir(path)
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(dir, tc.uid, tc.uid); err != nil {
+				t.Fatalf("chown (tests run as root): %v", err)
+			}
+			c, err := Load(path)
+			if tc.want == "" {
+				if err != nil || len(c.Mounters) != 1 {
+					t.Fatalf("Load = %+v, %v", c, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnsafeFile) || !regexp.MustCompile(tc.want).MatchString(err.Error()) {
+				t.Fatalf("Load = %v; want ErrUnsafeFile matching %s", err, tc.want)
+			}
+		})
+	}
+	t.Run("a higher directory counts too", func(t *testing.T) {
+		top := t.TempDir()
+		sub := filepath.Join(top, "etc", "runc-shared")
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(sub, "config.toml")
+		if err := os.WriteFile(path, []byte(rule), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(top, "etc"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path); !errors.Is(err, ErrUnsafeFile) || !strings.Contains(err.Error(), filepath.Join(top, "etc")+" (mode 0777)") {
+			t.Fatalf("Load = %v; want the unsafe %s/etc named", err, top)
+		}
+	})
+	t.Run("a symlink into an unsafe directory", func(t *testing.T) {
+		// The directories checked are those of the file opened, not of
+		// the path given.
+		unsafe := t.TempDir()
+		if err := os.WriteFile(filepath.Join(unsafe, "config.toml"), []byte(rule), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(unsafe, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.Symlink(filepath.Join(unsafe, "config.toml"), link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(link); !errors.Is(err, ErrUnsafeFile) || !strings.Contains(err.Error(), unsafe) {
+			t.Fatalf("Load(symlink) = %v; want %s named as unsafe", err, unsafe)
+		}
+	})
+}

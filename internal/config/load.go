@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
@@ -56,6 +58,9 @@ func (l Loader) Load(path string) (*Config, error) {
 	if err := l.checkFile(path, fi); err != nil {
 		return nil, err
 	}
+	if err := l.checkDirs(path, f); err != nil {
+		return nil, err
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", path, err)
@@ -91,6 +96,46 @@ func (l Loader) checkFile(path string, fi fs.FileInfo) error {
 			path, ErrUnsafeFile, st.Uid, path)
 	}
 	return nil
+}
+
+// checkDirs refuses a file that others could replace: whoever can write a
+// directory on its path can rename another file over it. It checks the
+// directories of the file opened (its canonical path, read back from
+// /proc/self/fd), from the file's up to "/": each must be owned by a
+// trusted user and not writable by group or others, unless it has the
+// sticky bit (/tmp: others cannot rename or remove a file they do not own
+// there). The same rule as OpenSSH's StrictModes and sudo's for sudoers.
+func (l Loader) checkDirs(path string, f *os.File) error {
+	canonical, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil || !filepath.IsAbs(canonical) {
+		if canonical, err = filepath.EvalSymlinks(path); err != nil {
+			return fmt.Errorf("config %s: %w: cannot tell which directories hold it: %w", path, ErrUnsafeFile, err)
+		}
+		if canonical, err = filepath.Abs(canonical); err != nil {
+			return fmt.Errorf("config %s: %w: %w", path, ErrUnsafeFile, err)
+		}
+	}
+	for dir := filepath.Dir(canonical); ; dir = filepath.Dir(dir) {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return fmt.Errorf("config %s: %w: stat %s: %w", path, ErrUnsafeFile, dir, err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("config %s: %w: cannot read the owner of %s", path, ErrUnsafeFile, dir)
+		}
+		if st.Uid != 0 && !l.trusted(st.Uid) {
+			return fmt.Errorf("config %s: %w: directory %s is owned by uid %d, not root, who could replace the file: move the configuration or run `chown root %s`",
+				path, ErrUnsafeFile, dir, st.Uid, dir)
+		}
+		if perm := fi.Mode().Perm(); perm&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("config %s: %w: directory %s (mode %04o) lets group or others replace the file: run `chmod go-w %s`",
+				path, ErrUnsafeFile, dir, perm, dir)
+		}
+		if dir == "/" || dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
 }
 
 func (l Loader) trusted(uid uint32) bool {

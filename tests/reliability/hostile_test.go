@@ -265,6 +265,10 @@ func TestHostileConfigFile(t *testing.T) {
 			`^runc-shared: config .*/config.toml: unsafe configuration file: mode 0664 lets group or others write it`},
 		{"not-owned-by-root", func(p string) error { return os.Chown(p, 65534, 65534) },
 			`^runc-shared: config .*/config.toml: unsafe configuration file: owned by uid 65534, not root, and it decides which containers get host mounts: run .chown root:root `},
+		// A safe file in a directory others can write: they could rename
+		// their own file over it.
+		{"world-writable-directory", func(p string) error { return os.Chmod(filepath.Dir(p), 0o777) },
+			`^runc-shared: config .*/config.toml: unsafe configuration file: directory .* \(mode 0777\) lets group or others replace the file: run .chmod go-w `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSetup(t, "", rule{name: "ann", propagate: []string{h.allow}, annotation: "ann"})
