@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,9 +138,9 @@ func rootfsOf(s *specs.Spec, bundle string) string {
 // each mount below it, e.g. /run/x/rootfs/var/lib/kubelet. After pivot_root
 // (another runtime, a later stage) the same mount is at /var/lib/kubelet.
 type ContainerView struct {
-	mountinfo []byte // /proc/<pid>/mountinfo
-	prefix    string // the rootfs before pivot_root, "" after
-	vfs       securejoin.VFS
+	mounts []*mountinfo.Info // /proc/<pid>/mountinfo, parsed
+	prefix string            // the rootfs before pivot_root, "" after
+	vfs    securejoin.VFS
 }
 
 // OpenContainerView reads the mount table of process pid once.
@@ -154,18 +155,18 @@ func OpenContainerView(pid int, rootfs string) (*ContainerView, error) {
 	return NewContainerView(data, rootfs, prefixVFS(proc+"/root"))
 }
 
-// NewContainerView builds a view from mountinfo text; vfs resolves paths in
-// the container's namespace (nil: as the reading process sees them).
+// NewContainerView builds a view from mountinfo text, parsed once for every
+// MountAt (before pivot_root the container's table still holds a copy of
+// every host mount: thousands on a busy node); vfs resolves paths in the
+// container's namespace (nil: as the reading process sees them).
 func NewContainerView(data []byte, rootfs string, vfs securejoin.VFS) (*ContainerView, error) {
-	v := &ContainerView{mountinfo: data, vfs: vfs}
-	if rootfs != "" && rootfs != "/" {
-		found, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), mountinfo.SingleEntryFilter(rootfs))
-		if err != nil {
-			return nil, fmt.Errorf("read the container's mount table: %w", err)
-		}
-		if len(found) > 0 {
-			v.prefix = rootfs
-		}
+	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
+	if err != nil {
+		return nil, fmt.Errorf("read the container's mount table: %w", err)
+	}
+	v := &ContainerView{mounts: mounts, vfs: vfs}
+	if rootfs != "" && rootfs != "/" && slices.ContainsFunc(mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == rootfs }) {
+		v.prefix = rootfs
 	}
 	return v, nil
 }
@@ -182,7 +183,7 @@ func (v *ContainerView) MountAt(dest string) (*mountinfo.Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s in the container: %w", dest, err)
 	}
-	m, err := hostmount.MountOfReader(bytes.NewReader(v.mountinfo), p)
+	m, err := hostmount.MountOfList(v.mounts, p)
 	if err != nil {
 		return nil, fmt.Errorf("container mount at %s: %w", dest, err)
 	}

@@ -77,6 +77,22 @@ func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
 	return pickVisible(cands, c)
 }
 
+// MountOfList is MountOfReader over entries already parsed, in mountinfo
+// order: a caller that asks about several paths parses the table once.
+func MountOfList(ms []*mountinfo.Info, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	var cands []*mountinfo.Info
+	for _, m := range ms {
+		if Within(c, m.Mountpoint) {
+			cands = append(cands, m)
+		}
+	}
+	return pickVisible(cands, c)
+}
+
 func checkAbs(path string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("mount of %q: %w", path, ErrRelativePath)
