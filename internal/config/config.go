@@ -2,20 +2,22 @@
 // mount-hook and mounter.
 //
 // The wrapper loads it on every runtime call (engines call `state` all the
-// time), so Load does one open, one fstat, one read and one TOML parse, and
-// nothing else: no stat by path, no PATH lookup, no regexp. Work that only a
-// failed load needs (finding the line of a bad key) happens on the error path.
+// time), so Load does one open, one fstat, one read and one TOML parse, plus
+// a readlink and one lstat per directory above the file (about 5 µs), and
+// nothing else: no PATH lookup, no regexp. Work that only a failed load needs
+// (finding the line of a bad key) happens on the error path.
 //
 // A missing file is not an error: it means pure pass-through (Config.Missing).
-// A file that is writable by group or others, or owned by anyone but root (or
-// the user running the binary), is refused: it decides which containers get
-// mounts on the host.
+// A file that is writable by group or others, owned by anyone but root (or
+// the user running the binary), or in a directory that others can write or
+// own, is refused: it decides which containers get mounts on the host.
 package config
 
 import (
 	"os"
 	"path/filepath"
 
+	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -29,7 +31,7 @@ const (
 
 // Defaults of the top-level keys.
 const (
-	DefaultRuntime   = "runc"
+	DefaultRuntime   = runtime.DefaultRuntime
 	DefaultStateDir  = "/run/runc-shared"
 	DefaultLogLevel  = "info"
 	DefaultHostMntns = "/proc/1/ns/mnt"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -51,7 +52,7 @@ func FreezerState(procDir, cgroupDir string, pid int) (string, error) {
 		switch {
 		case id == "0" && ctrls == "":
 			v2, haveV2 = p, true
-		case containsField(ctrls, "freezer"):
+		case slices.Contains(strings.Split(ctrls, ","), "freezer"):
 			v1, haveV1 = p, true
 		}
 	}
@@ -83,13 +84,4 @@ func FreezerState(procDir, cgroupDir string, pid int) (string, error) {
 		}
 	}
 	return "running", nil
-}
-
-func containsField(list, name string) bool {
-	for _, f := range strings.Split(list, ",") {
-		if f == name {
-			return true
-		}
-	}
-	return false
 }

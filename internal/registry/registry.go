@@ -72,7 +72,7 @@ func (r *Registry) Write(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode mounter record %s: %w", rec.ID, err)
 	}
-	return spec.WriteFileAtomic(p, append(data, '\n'), 0o644)
+	return spec.WriteFileDurable(p, append(data, '\n'), 0o644)
 }
 
 // Read returns the record of container id.

@@ -291,3 +291,30 @@ func TestWriteFileAtomicReaders(t *testing.T) {
 		reads++
 	}
 }
+
+// TestWriteFileDurable: the durable variant writes the same file as
+// WriteFileAtomic (content, mode, no temporary file left).
+func TestWriteFileDurable(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{
+		"atomic": WriteFileAtomic, "durable": WriteFileDurable,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "rec.json")
+			if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(p, []byte("new\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(p)
+			fi, _ := os.Stat(p)
+			if err != nil || string(got) != "new\n" || fi.Mode().Perm() != 0o640 {
+				t.Fatalf("after %s write: %q, %v, mode %v", name, got, err, fi.Mode())
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Fatalf("files left in %s: %v", dir, ents)
+			}
+		})
+	}
+}
