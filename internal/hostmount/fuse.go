@@ -51,7 +51,7 @@ func DeadFUSEMounts(under []string) ([]*mountinfo.Info, error) {
 // the daemon answers or the mount goes away. The prefixes themselves are
 // resolved (lstat of each component): they must not lie on a FUSE mount.
 func ScanFUSE(under []string, timeout time.Duration) (*FUSEScan, error) {
-	mounts, err := MountsUnder(expandPrefixes(under), func(m *mountinfo.Info) bool { return IsFUSE(m.FSType) })
+	mounts, err := MountsUnder(ExpandPrefixes(under), func(m *mountinfo.Info) bool { return IsFUSE(m.FSType) })
 	if err != nil {
 		return nil, fmt.Errorf("list the FUSE mounts under %v: %w", under, err)
 	}
@@ -61,7 +61,7 @@ func ScanFUSE(under []string, timeout time.Duration) (*FUSEScan, error) {
 // FUSEMountsFromReader returns the FUSE mounts within one of under from
 // mountinfo text (fixtures, /proc/<pid>/mountinfo), without statting them.
 func FUSEMountsFromReader(r io.Reader, under []string) ([]*mountinfo.Info, error) {
-	return mountinfo.GetMountsFromReader(r, fuseFilter(expandPrefixes(under)))
+	return mountinfo.GetMountsFromReader(r, fuseFilter(ExpandPrefixes(under)))
 }
 
 // IsFUSE reports whether fstype is a FUSE file system type: "fuse",
@@ -80,10 +80,10 @@ func fuseFilter(under []string) mountinfo.FilterFunc {
 	}
 }
 
-// expandPrefixes returns the absolute prefixes cleaned, plus their resolved
+// ExpandPrefixes returns the absolute prefixes cleaned, plus their resolved
 // form where it differs: mountinfo shows /data/kubelet/... on a host where
 // /var/lib/kubelet is a symlink to /data/kubelet.
-func expandPrefixes(under []string) []string {
+func ExpandPrefixes(under []string) []string {
 	out := make([]string, 0, len(under))
 	for _, p := range under {
 		if !filepath.IsAbs(p) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -59,8 +58,9 @@ func ResolveSource(path string, allow []string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("resolve %q: %w (join it with the bundle directory first)", path, ErrRelativePath)
 	}
+	// Each prefix is resolved once, for both checks.
 	resolvedAllow := resolvePrefixes(allow)
-	written := append(slices.Clip(allow), resolvedAllow...)
+	written := append(append(make([]string, 0, 2*len(allow)), allow...), resolvedAllow...)
 	if lexicalEscape(path, written) {
 		return "", fmt.Errorf("resolve %s: %w: its \"..\" segments leave the allowlisted prefix", path, ErrOutsideAllowlist)
 	}

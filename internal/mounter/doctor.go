@@ -189,7 +189,7 @@ func checkPaths(rule *spec.Rule) []Check {
 // host's peer group, so its mounts reach the host.
 func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 	reg := registry.New(cfg.StateDir)
-	recs := checkRecords(reg, fullChecker)
+	recs := fullChecker.Sort(reg)
 	live := recs.Live
 	var out []Check
 	if recs.Err != nil {

@@ -12,9 +12,6 @@ const (
 	ExitUsage   = 1 // incorrect invocation or permissions
 	ExitSystem  = 2 // system error: cannot fork, cannot read the registry
 	ExitFailure = 32
-	// ExitSome is mount -a's "some mounts succeeded"; mounter mounts one
-	// file system per call, so it never returns it.
-	ExitSome = 64
 )
 
 // Error carries the exit code an error should end the process with.

@@ -17,7 +17,6 @@ import (
 // sees it.
 type Route struct {
 	Record    *registry.Record
-	Rule      *spec.Rule
 	Container Container
 	Target    string // host path, absolute and resolved
 	Inner     string // the same path inside the mounter
@@ -36,7 +35,7 @@ type Router struct {
 // the first rule, in configuration order, that has one whose shared binds
 // cover target. Stale records met on the way are removed.
 func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error) {
-	recs := checkRecords(registry.New(r.Config.StateDir), liveChecker)
+	recs := liveChecker.Sort(registry.New(r.Config.StateDir))
 	for _, s := range recs.Stale {
 		r.warn("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
 		if s.RemoveErr != nil {
@@ -69,7 +68,7 @@ func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error)
 		names[i] = fmt.Sprintf("%q", rule.Name)
 	}
 	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", strings.Join(names, " or "), registry.New(r.Config.StateDir).Dir)
-	if p := recs.problems(); p != nil {
+	if p := recs.Problems(); p != nil {
 		why += fmt.Sprintf(" (%v)", p)
 	}
 	return nil, failure("no live mounter for type %s: %s; start the mounter container through runc-shared (its mount-hook registers it) and retry; `mounter doctor` checks the setup",
@@ -96,7 +95,7 @@ func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) 
 	if err != nil {
 		return nil, err
 	}
-	return &Route{Record: rec, Rule: rule, Container: c, Target: target, Inner: inner, Bind: bind}, nil
+	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind}, nil
 }
 
 func (r *Router) warn(format string, args ...any) {

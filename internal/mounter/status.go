@@ -18,9 +18,9 @@ import (
 // Stale records are removed, as a routed mount would.
 func (m *Mounter) status(cfg *config.Config) error {
 	reg := registry.New(cfg.StateDir)
-	recs := checkRecords(reg, liveChecker)
+	recs := liveChecker.Sort(reg)
 	live := recs.Live
-	if p := recs.problems(); p != nil {
+	if p := recs.Problems(); p != nil {
 		m.warnf("%v", p)
 	}
 	for _, s := range recs.Stale {
@@ -99,7 +99,7 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 				prefixes = rule.Propagate
 			}
 		}
-		scopes = append(scopes, scope{id: rec.ID, types: types, prefixes: resolvedPrefixes(prefixes)})
+		scopes = append(scopes, scope{id: rec.ID, types: types, prefixes: hostmount.ExpandPrefixes(prefixes)})
 	}
 	var all []string
 	for _, s := range scopes {

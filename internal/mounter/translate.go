@@ -78,23 +78,6 @@ func resolve(p string) string {
 	return filepath.Clean(p)
 }
 
-// resolvedPrefixes returns the absolute prefixes, each also in its resolved
-// form when that differs (/var/lib/kubelet a symlink to /data/kubelet).
-func resolvedPrefixes(prefixes []string) []string {
-	out := make([]string, 0, len(prefixes))
-	for _, p := range prefixes {
-		if !filepath.IsAbs(p) {
-			continue
-		}
-		c := filepath.Clean(p)
-		out = append(out, c)
-		if r := resolve(c); r != c {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // absTarget makes a target absolute (against the working directory, as
 // mount(8) does) and resolves its symlinks: mountinfo shows resolved paths.
 func absTarget(target string) (string, error) {

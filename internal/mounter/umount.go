@@ -79,7 +79,7 @@ func notMountedHint(err error) string {
 // umountRoute finds the newest live mounter, of any rule, whose shared
 // binds cover target; nil when there is none.
 func (m *Mounter) umountRoute(cfg *config.Config, target string) *Route {
-	live := checkRecords(registry.New(cfg.StateDir), liveChecker).Live
+	live := liveChecker.Sort(registry.New(cfg.StateDir)).Live
 	router := &Router{Config: cfg}
 	for i := len(live) - 1; i >= 0; i-- {
 		rec := live[i]

@@ -22,15 +22,16 @@ const (
 	// Keep the record; do not route to it.
 	Unknown Liveness = iota
 	// Running: the init process is the one recorded and the runtime says
-	// "running". Route mounts to it.
+	// "running" (with Checker.Kernel: its freezer cgroup is not frozen; a
+	// created container counts as running). Route mounts to it.
 	Running
 	// NotRunning: the container exists but does not run (yet): creating,
-	// created (between createRuntime and start) or paused. Keep the record;
-	// do not route to it.
+	// created (between createRuntime and start; the runtime's word only) or
+	// paused. Keep the record; do not route to it.
 	NotRunning
 	// Stale: the mounter is gone. Its init PID is gone, a zombie or reused
 	// by another process, or the runtime says stopped or does not know the
-	// container. Prune removes the record.
+	// container. Sort removes the record.
 	Stale
 )
 
@@ -165,36 +166,50 @@ func (c *Checker) procDir() string {
 	return c.ProcDir
 }
 
-// Prune removes the Stale records of r and returns them. Records it cannot
-// decide on, or cannot read, stay; their problems are in the error.
-func (c *Checker) Prune(r *Registry) ([]*Record, error) {
-	recs, listErr := r.List()
-	var removed []*Record
-	errs := []error{listErr}
-	for _, rec := range recs {
-		v := c.Check(rec)
-		if v.Liveness == Unknown {
-			errs = append(errs, fmt.Errorf("mounter %s: %s", rec.ID, v.Reason))
-		}
-		if v.Liveness != Stale {
-			continue
-		}
-		// A container with the same ID may have registered since List
-		// (engines reuse names): remove only the record that was checked.
-		if cur, err := r.Read(rec.ID); err != nil || !sameRecord(cur, rec) {
-			continue
-		}
-		if err := r.Remove(rec.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, rec)
-	}
-	return removed, errors.Join(errs...)
+// StaleRecord is a record of a mounter that no longer runs.
+type StaleRecord struct {
+	Record    *Record
+	Reason    string
+	RemoveErr error // why it could not be removed, if it could not
 }
 
-// Prune removes the stale records with DefaultChecker.
-func (r *Registry) Prune() ([]*Record, error) { return DefaultChecker.Prune(r) }
+// Records is a registry listing sorted by liveness.
+type Records struct {
+	Live    []*Record     // oldest first
+	Stale   []StaleRecord // removed (unless RemoveErr)
+	Skipped []error       // not running, or undecided: kept, not used
+	Err     error         // unreadable records and the listing error
+}
+
+// Sort lists r, decides each record and removes the stale ones. Removal is
+// safe against a race: another client may remove the same record (Remove
+// tolerates that), and a container that registered under the same ID since
+// the listing (engines reuse names) keeps its record: it is re-read and
+// compared first, and a record that changed is left out of the result.
+func (c *Checker) Sort(r *Registry) Records {
+	recs, err := r.List()
+	out := Records{Err: err}
+	for _, rec := range recs {
+		v := c.Check(rec)
+		switch v.Liveness {
+		case Running:
+			out.Live = append(out.Live, rec)
+		case Stale:
+			if cur, err := r.Read(rec.ID); err != nil || !sameRecord(cur, rec) {
+				continue
+			}
+			out.Stale = append(out.Stale, StaleRecord{Record: rec, Reason: v.Reason, RemoveErr: r.Remove(rec.ID)})
+		default:
+			out.Skipped = append(out.Skipped, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason))
+		}
+	}
+	return out
+}
+
+// Problems joins what kept records from being used, for error messages.
+func (r Records) Problems() error {
+	return errors.Join(append(r.Skipped, r.Err)...)
+}
 
 func sameRecord(a, b *Record) bool {
 	return a.PID == b.PID && a.PIDStart == b.PIDStart && a.Created.Equal(b.Created)

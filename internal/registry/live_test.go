@@ -157,7 +157,7 @@ func TestRuntimeState(t *testing.T) {
 	}
 }
 
-func TestPrune(t *testing.T) {
+func TestSortRemovesStale(t *testing.T) {
 	reg := New(t.TempDir())
 	proc := fakeProc(t, map[int]string{100: statLine(100, 'S', 5000), 101: statLine(101, 'S', 5000)})
 	now := time.Now().UTC().Truncate(time.Second)
@@ -178,13 +178,13 @@ func TestPrune(t *testing.T) {
 		}
 		return "running", nil
 	}}
-	removed, err := c.Prune(reg)
-	if err == nil || !strings.Contains(err.Error(), "undecided") {
-		t.Errorf("Prune error = %v, want one naming the undecided record", err)
+	got := c.Sort(reg)
+	if err := got.Problems(); err == nil || !strings.Contains(err.Error(), "undecided") {
+		t.Errorf("Sort problems = %v, want one naming the undecided record", err)
 	}
 	var ids []string
-	for _, r := range removed {
-		ids = append(ids, r.ID)
+	for _, s := range got.Stale {
+		ids = append(ids, s.Record.ID)
 	}
 	if strings.Join(ids, ",") != "gone,reused" {
 		t.Errorf("removed %v, want gone,reused", ids)
@@ -217,5 +217,61 @@ func TestAliveRealProcess(t *testing.T) {
 	rec.PIDStart = start + 1
 	if ok, err := Alive(rec); ok || err == nil || !strings.Contains(err.Error(), "is stale") {
 		t.Errorf("Alive with another start time = %v, %v; want false, stale", ok, err)
+	}
+}
+
+// TestSortByLiveness: live records are used, stale ones (zombie, PID reused,
+// gone) reported and removed, a paused one skipped and kept.
+func TestSortByLiveness(t *testing.T) {
+	reg := New(t.TempDir())
+	now := time.Now()
+	proc := fakeProc(t, map[int]string{
+		100: statLine(100, 'S', 5000),
+		200: statLine(200, 'Z', 5000),
+		300: statLine(300, 'S', 9999), // reused: recorded start 5000
+		400: statLine(400, 'S', 5000),
+	})
+	recs := []*Record{
+		{ID: "live", Name: "g", PID: 100, PIDStart: 5000, Created: now},
+		{ID: "zombie", Name: "g", PID: 200, PIDStart: 5000, Created: now.Add(time.Second)},
+		{ID: "reused", Name: "g", PID: 300, PIDStart: 5000, Created: now.Add(2 * time.Second)},
+		{ID: "gone", Name: "g", PID: 12345, PIDStart: 5000, Created: now.Add(3 * time.Second)},
+		{ID: "paused", Name: "g", PID: 400, PIDStart: 5000, Created: now.Add(4 * time.Second)},
+	}
+	for _, r := range recs {
+		if err := reg.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Checker{ProcDir: proc, State: func(r *Record) (string, error) {
+		if r.ID == "paused" {
+			return "paused", nil
+		}
+		return "running", nil
+	}}
+	got := c.Sort(reg)
+	if len(got.Live) != 1 || got.Live[0].ID != "live" {
+		t.Errorf("live = %+v, want only the live record", got.Live)
+	}
+	stale := map[string]bool{}
+	for _, s := range got.Stale {
+		stale[s.Record.ID] = true
+		if s.Reason == "" || s.RemoveErr != nil {
+			t.Errorf("stale %s: reason %q, remove error %v", s.Record.ID, s.Reason, s.RemoveErr)
+		}
+		if _, err := reg.Read(s.Record.ID); err == nil {
+			t.Errorf("stale record %s was not removed", s.Record.ID)
+		}
+	}
+	for _, id := range []string{"zombie", "reused", "gone"} {
+		if !stale[id] {
+			t.Errorf("%s is not reported stale (stale: %v)", id, stale)
+		}
+	}
+	if len(got.Skipped) != 1 {
+		t.Errorf("skipped = %v, want the paused mounter", got.Skipped)
+	}
+	if _, err := reg.Read("paused"); err != nil {
+		t.Errorf("the paused mounter's record was removed: %v", err)
 	}
 }
