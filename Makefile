@@ -60,7 +60,7 @@ demo: deps build
 	scripts/demo.sh
 
 # bench measures each scenario of issue 7 against its reference (root, about
-# 15 minutes; not part of `make test`); table in bin/bench/table.md.
+# 8 minutes; not part of `make test`); table in bin/bench/table.md.
 # BENCH_ARGS passes flags to the scenarios (see scripts/bench.sh).
 bench: deps build
 	scripts/deps.sh bench
