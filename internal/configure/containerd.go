@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -34,9 +35,9 @@ func (p *Plan) containerd() {
 		fmt.Sprintf("then: a RuntimeClass with handler %q (deploy/kubernetes/runtimeclass.yaml) and pods with runtimeClassName and the annotation %s: NAME; ctr run takes --runc-binary %s --annotation %s=NAME",
 			o.RuntimeName, spec.AnnotationMounter, o.RuntimePath, spec.AnnotationMounter))
 	if o.customConfig() {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: containerd passes no arguments to a runtime, so runc-shared reads $RUNC_SHARED_CONFIG or %s: "+
-			"install %s there, or set RUNC_SHARED_CONFIG=%s in containerd's environment (a systemd drop-in with Environment=; the shims inherit it)",
-			"/etc/runc-shared/config.toml", o.RuncSharedConfig, o.RuncSharedConfig))
+		p.Notes = append(p.Notes, fmt.Sprintf("warning: containerd passes no arguments to a runtime, so runc-shared reads $%s or %s: "+
+			"install %s there, or set %s=%s in containerd's environment (a systemd drop-in with Environment=; the shims inherit it)",
+			config.EnvVar, config.DefaultPath, o.RuncSharedConfig, config.EnvVar, o.RuncSharedConfig))
 	}
 	if raw, err := os.ReadFile(o.ConfigFile); err == nil {
 		if doc, err := decodeTOML(raw); err == nil {

@@ -2,6 +2,8 @@ package configure
 
 import (
 	"fmt"
+
+	"github.com/runc-shared/runc-shared/internal/config"
 )
 
 // crio is written from CRI-O's documentation (crio.conf(5), "CRIO.RUNTIME.RUNTIMES
@@ -39,6 +41,6 @@ func (p *Plan) crio() {
 		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O reads only %s by default: add %s to hooks_dir in crio.conf", DefaultHooksDir, o.HooksDir))
 	}
 	if o.customConfig() {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O passes no arguments to a runtime, so runc-shared reads $RUNC_SHARED_CONFIG or /etc/runc-shared/config.toml: install %s there", o.RuncSharedConfig))
+		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O passes no arguments to a runtime, so runc-shared reads $%s or %s: install %s there", config.EnvVar, config.DefaultPath, o.RuncSharedConfig))
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"io"
 	"reflect"
 	"strings"
+
+	"github.com/runc-shared/runc-shared/internal/runtime"
+	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 func (p *Plan) docker() {
@@ -19,7 +22,7 @@ func (p *Plan) docker() {
 			Path: o.RuntimePath,
 			// Docker puts runtimeArgs before the runtime's own global
 			// options, where runc-shared looks for this flag.
-			RuntimeArgs: []string{"--runc-shared-config=" + o.configArg()},
+			RuntimeArgs: []string{"--" + runtime.ConfigFlag + "=" + o.configArg()},
 		}},
 	}}
 	if o.Remove {
@@ -28,7 +31,7 @@ func (p *Plan) docker() {
 	}
 	p.Notes = append(p.Notes,
 		"next: reload dockerd (systemctl reload docker, or SIGHUP: daemon.json runtimes are reloadable; runtimes given with dockerd --add-runtime are dropped by a reload, so define them in one place)",
-		fmt.Sprintf("then: docker run --runtime %s --cap-add SYS_ADMIN --device /dev/fuse -e RUNC_SHARED_MOUNTER=NAME ... (Docker before 24 passes no annotations to the runtime; Docker 24 and later also take --annotation runc-shared.io/mounter=NAME)", o.RuntimeName))
+		fmt.Sprintf("then: docker run --runtime %s --cap-add SYS_ADMIN --device /dev/fuse -e %s=NAME ... (Docker before 24 passes no annotations to the runtime; Docker 24 and later also take --annotation %s=NAME)", o.RuntimeName, spec.EnvMounter, spec.AnnotationMounter))
 }
 
 // dockerRuntime is one entry of daemon.json "runtimes".

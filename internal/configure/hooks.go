@@ -34,11 +34,8 @@ func hookTargets(o Options) []Target {
 // stage for containers with the mounter annotation; config, when set, is
 // passed to it with --config.
 func HookFile(hookPath, stage, config string) []byte {
-	args := []string{"mount-hook"}
-	if config != "" {
-		args = append(args, "--config", config)
-	}
-	args = append(args, stage)
+	// The hook entry the wrapper injects, so both ways run the same command.
+	h := spec.InjectHooks{Path: hookPath, Config: config}.Hook(stage)
 	q := tomlString // a JSON string, without HTML escaping
 	qlist := func(ss []string) string {
 		out := make([]string, len(ss))
@@ -54,8 +51,8 @@ func HookFile(hookPath, stage, config string) []byte {
   "hook": {
     "path": %s,
     "args": %s,
-    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    "timeout": 10
+    "env": %s,
+    "timeout": %d
   },
   "when": {
     "annotations": {
@@ -64,7 +61,7 @@ func HookFile(hookPath, stage, config string) []byte {
   },
   "stages": [%s]
 }
-`, q(hookPath), qlist(args), q(key), q(stage))
+`, q(h.Path), qlist(h.Args), qlist(h.Env), *h.Timeout, q(key), q(stage))
 }
 
 // wholeFile is a file runc-shared owns entirely.

@@ -3,6 +3,7 @@ package configure
 import (
 	"fmt"
 
+	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -25,7 +26,7 @@ func (p *Plan) podman() {
 	}
 	run := fmt.Sprintf("then: podman run --runtime %s --annotation %s=NAME --cap-add SYS_ADMIN --device /dev/fuse ...", o.RuntimeName, spec.AnnotationMounter)
 	if o.customConfig() {
-		run += " --runtime-flag runc-shared-config=" + o.RuncSharedConfig + " (containers.conf has no per-runtime arguments)"
+		run += " --runtime-flag " + runtime.ConfigFlag + "=" + o.RuncSharedConfig + " (containers.conf has no per-runtime arguments)"
 	}
 	p.Notes = append(p.Notes, "next: nothing to restart, Podman reads containers.conf and hooks.d on every command", run)
 	if o.HooksDir != DefaultHooksDir && o.HooksDir != "/etc/containers/oci/hooks.d" {

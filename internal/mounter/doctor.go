@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
@@ -126,7 +124,7 @@ func checkRuntime(cfg *config.Config, wrapper string) Check {
 // checkWrapper looks for runc-shared, which engines must run as their runtime.
 func checkWrapper(wrapper string) Check {
 	const name = "runc-shared"
-	if isExec(wrapper) {
+	if runtime.IsExecutable(wrapper) == nil {
 		return pass(name, "%s", wrapper)
 	}
 	if p, err := exec.LookPath("runc-shared"); err == nil {
@@ -140,7 +138,7 @@ func checkWrapper(wrapper string) Check {
 func checkHook(cfg *config.Config, wrapper string) Check {
 	const name = "mount-hook"
 	hook := cfg.HookBinary(wrapper)
-	if isExec(hook) {
+	if runtime.IsExecutable(hook) == nil {
 		return pass(name, "%s", hook)
 	}
 	where := "beside runc-shared"
@@ -287,9 +285,4 @@ func (m *Mounter) sibling(name string) string {
 		self = r
 	}
 	return filepath.Join(filepath.Dir(self), name)
-}
-
-func isExec(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && unix.Access(p, unix.X_OK) == nil
 }

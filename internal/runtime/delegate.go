@@ -45,7 +45,7 @@ func FindRuntime(name, self string) (string, error) {
 			continue
 		}
 		cand := filepath.Join(dir, name)
-		if isExecutable(cand) != nil {
+		if IsExecutable(cand) != nil {
 			continue
 		}
 		if isSelf(cand, self) {
@@ -65,7 +65,7 @@ func checkAbsolute(name, self string) (string, error) {
 	if !filepath.IsAbs(name) {
 		return "", fmt.Errorf("runtime %q: a path must be absolute (the engine's working directory varies): set `runtime` in the runc-shared config to a name on PATH or an absolute path", name)
 	}
-	if err := isExecutable(name); err != nil {
+	if err := IsExecutable(name); err != nil {
 		return "", fmt.Errorf("runtime %q: %w: set `runtime` in the runc-shared config to the real runc", name, err)
 	}
 	if isSelf(name, self) {
@@ -74,8 +74,9 @@ func checkAbsolute(name, self string) (string, error) {
 	return name, nil
 }
 
-// isExecutable checks that path is a regular file we may execute.
-func isExecutable(path string) error {
+// IsExecutable checks that path is a regular file we may execute; the
+// error says which it is not.
+func IsExecutable(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err

@@ -2,11 +2,9 @@ package wrapper
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/runtime"
@@ -49,13 +47,7 @@ func (w *Wrapper) hookModifier(cfg *config.Config, args *runtime.Args, delegate 
 // checkHookBinary fails early, with the fix, where runc would fail the
 // container later with a bare "no such file or directory".
 func checkHookBinary(bin string) error {
-	fi, err := os.Stat(bin)
-	if err == nil && fi.Mode().IsRegular() {
-		err = unix.Access(bin, unix.X_OK)
-	} else if err == nil {
-		err = fmt.Errorf("not a regular file")
-	}
-	if err != nil {
+	if err := runtime.IsExecutable(bin); err != nil {
 		return fmt.Errorf("mount-hook %s: %w; install it beside runc-shared (make install) or set hook-path in the runc-shared config", bin, err)
 	}
 	return nil
