@@ -14,6 +14,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -111,6 +112,26 @@ func (c *Config) HookBinary(self string) string {
 		return c.HookPath
 	}
 	return filepath.Join(filepath.Dir(self), HookName)
+}
+
+// PreloadLibName is the preload shim, libhostmount.so.
+const PreloadLibName = "libhostmount.so"
+
+// PreloadLibrary finds the preload shim for the runc-shared binary self:
+// beside it (the build tree's bin/), then in the installed
+// PREFIX/lib/runc-shared. The wrapper injects this file; doctor checks the
+// same places.
+func PreloadLibrary(self string) (string, error) {
+	dir := filepath.Dir(self)
+	for _, p := range []string{
+		filepath.Join(dir, PreloadLibName),
+		filepath.Join(dir, "..", "lib", "runc-shared", PreloadLibName),
+	} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return filepath.Clean(p), nil
+		}
+	}
+	return "", fmt.Errorf("%s not found beside %s or in ../lib/runc-shared: run `make install` (or `make` in the source tree)", PreloadLibName, self)
 }
 
 // PassThrough reports whether there is no rule at all, so that no container

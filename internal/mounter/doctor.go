@@ -3,7 +3,6 @@ package mounter
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -39,12 +38,6 @@ func fail(name, fix, format string, args ...any) Check {
 	return Check{Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix}
 }
 
-// libName is the preload shim, and libDirs where it is installed
-// (make install puts it in PREFIX/lib/runc-shared).
-const libName = "libhostmount.so"
-
-var libDirs = []string{"/usr/local/lib/runc-shared", "/usr/lib/runc-shared"}
-
 // doctor prints one line per check and fails when any check fails.
 func (m *Mounter) doctor(inv *Invocation) error {
 	checks := m.Diagnose(inv)
@@ -78,7 +71,7 @@ func (m *Mounter) Diagnose(inv *Invocation) []Check {
 	checks = append(checks, m.checkMounters(cfg)...)
 	for i := range cfg.Mounters {
 		if r := &cfg.Mounters[i]; r.Mode == spec.ModePreload {
-			checks = append(checks, m.checkPreload(r))
+			checks = append(checks, checkPreload(r, wrapper))
 		}
 	}
 	return checks
@@ -262,20 +255,15 @@ func checkPropagation(rec *registry.Record, rule *spec.Rule) Check {
 	return pass(name, "mounter %s shares %s with the host", rec.ID, describeBinds(binds))
 }
 
-// checkPreload looks for the shim a preload rule injects.
-func (m *Mounter) checkPreload(rule *spec.Rule) Check {
+// checkPreload looks for the shim a preload rule injects, where the wrapper
+// at path wrapper looks for it.
+func checkPreload(rule *spec.Rule, wrapper string) Check {
 	name := fmt.Sprintf("preload[%s]", rule.Name)
-	dir := filepath.Dir(m.self())
-	cands := []string{filepath.Join(dir, libName), filepath.Join(dir, "..", "lib", "runc-shared", libName)}
-	for _, d := range libDirs {
-		cands = append(cands, filepath.Join(d, libName))
+	lib, err := config.PreloadLibrary(wrapper)
+	if err != nil {
+		return fail(name, "build and install it: make && make install", "rule %q uses mode preload but %v", rule.Name, err)
 	}
-	for _, c := range cands {
-		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
-			return pass(name, "%s", filepath.Clean(c))
-		}
-	}
-	return fail(name, "build and install it: make && make install", "rule %q uses mode preload but %s is in none of %v", rule.Name, libName, cands)
+	return pass(name, "%s", lib)
 }
 
 // sibling is a binary in this binary's directory.

@@ -23,13 +23,12 @@ import (
 // configuration from a compiled-in path (preload/hostmount.c,
 // HOSTMOUNT_CONF), never from the environment, which the image controls.
 const (
-	preloadDir     = "/.runc-shared"
-	preloadLib     = preloadDir + "/libhostmount.so"
-	ldSoPreload    = "/etc/ld.so.preload"
-	bundleSubdir   = "runc-shared"
-	preloadLibName = "libhostmount.so"
-	preloadConf    = "hostmount.conf"
-	preloadList    = "ld.so.preload"
+	preloadDir   = "/.runc-shared"
+	preloadLib   = preloadDir + "/" + config.PreloadLibName
+	ldSoPreload  = "/etc/ld.so.preload"
+	bundleSubdir = "runc-shared"
+	preloadConf  = "hostmount.conf"
+	preloadList  = "ld.so.preload"
 )
 
 // capSysChroot is needed, with CAP_SYS_ADMIN, by setns(CLONE_NEWNS): the
@@ -39,21 +38,6 @@ const capSysChroot = "CAP_SYS_CHROOT"
 // maxImagePreload bounds the image's /etc/ld.so.preload: a real one names a
 // library or two, and the wrapper sits on the container's start path.
 const maxImagePreload = 64 << 10
-
-// preloadLibrary finds libhostmount.so: beside the runc-shared binary (the
-// build tree's bin/), then in the installed PREFIX/lib/runc-shared.
-func preloadLibrary(self string) (string, error) {
-	dir := filepath.Dir(self)
-	for _, p := range []string{
-		filepath.Join(dir, preloadLibName),
-		filepath.Join(dir, "..", "lib", "runc-shared", preloadLibName),
-	} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found beside %s or in ../lib/runc-shared: run `make install` (or `make` in the source tree)", preloadLibName, self)
-}
 
 // preloader is the preload mode of one container: libhostmount.so and its
 // configuration go into BUNDLE/runc-shared and are bind-mounted read-only
@@ -110,7 +94,7 @@ func (pl *preloader) Modify(s *specs.Spec) error {
 	if err != nil {
 		return err
 	}
-	lib, err := preloadLibrary(pl.self)
+	lib, err := config.PreloadLibrary(pl.self)
 	if err != nil {
 		return err
 	}
@@ -238,7 +222,7 @@ func writePreloadFiles(dir, lib string, conf, list []byte) error {
 		data []byte
 		mode os.FileMode
 	}{
-		{preloadLibName, data, 0o555},
+		{config.PreloadLibName, data, 0o555},
 		{preloadConf, conf, 0o444},
 		{preloadList, list, 0o444},
 	} {

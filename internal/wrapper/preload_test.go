@@ -43,7 +43,7 @@ func preloadTestSelf(t *testing.T, noLib bool) string {
 	dir := preloadTestDir(t)
 	files := map[string]string{"runc-shared": "#!/bin/sh\n", "mount-hook": "#!/bin/sh\n"}
 	if !noLib {
-		files[preloadLibName] = "\x7fELF fake library"
+		files[config.PreloadLibName] = "\x7fELF fake library"
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
@@ -371,7 +371,7 @@ func TestPreloadModify(t *testing.T) {
 			if got, want := readBundleFile(t, bundle, preloadList), preloadLib+"\n/lib/libimage.so\n"; got != want {
 				t.Errorf("ld.so.preload %q, want %q", got, want)
 			}
-			if got := readBundleFile(t, bundle, preloadLibName); got != "\x7fELF fake library" {
+			if got := readBundleFile(t, bundle, config.PreloadLibName); got != "\x7fELF fake library" {
 				t.Errorf("library copy holds %q", got)
 			}
 			dir := filepath.Join(bundle, bundleSubdir)
