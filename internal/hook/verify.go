@@ -138,37 +138,80 @@ func rootfsOf(s *specs.Spec, bundle string) string {
 // each mount below it, e.g. /run/x/rootfs/var/lib/kubelet. After pivot_root
 // (another runtime, a later stage) the same mount is at /var/lib/kubelet.
 type ContainerView struct {
-	mounts []*mountinfo.Info // /proc/<pid>/mountinfo, parsed
-	prefix string            // the rootfs before pivot_root, "" after
+	pid    int    // the container's process, 0 for a view of mountinfo text only
+	prefix string // the rootfs before pivot_root, "" after
 	vfs    securejoin.VFS
+
+	mounts []*mountinfo.Info // /proc/<pid>/mountinfo, parsed once if needed
+	loaded bool
 }
 
-// OpenContainerView reads the mount table of process pid once.
+// OpenContainerView looks at the mounts of process pid. It asks statx and
+// statmount(2) in the container's namespace first (hostmount.MountOfInFast):
+// before pivot_root the container's mountinfo still holds a copy of every
+// host mount, and formatting and parsing it costs milliseconds per thousand.
+// Where that cannot answer, it reads and parses the table, once.
 func OpenContainerView(pid int, rootfs string) (*ContainerView, error) {
-	proc := "/proc/" + strconv.Itoa(pid)
-	data, err := os.ReadFile(proc + "/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read the container's mount table: %w", err)
-	}
 	// Symlinks in the destination are resolved in the container's mount
 	// namespace, through the magic link /proc/<pid>/root.
-	return NewContainerView(data, rootfs, prefixVFS(proc+"/root"))
+	v := &ContainerView{pid: pid, vfs: prefixVFS("/proc/" + strconv.Itoa(pid) + "/root")}
+	if rootfs == "" || rootfs == "/" {
+		return v, nil
+	}
+	if m, err := hostmount.MountOfInFast(pid, rootfs); err == nil {
+		if m.Mountpoint == rootfs {
+			v.prefix = rootfs
+		}
+		return v, nil
+	}
+	if err := v.load(); err != nil {
+		return nil, err
+	}
+	v.setPrefix(rootfs)
+	return v, nil
 }
 
 // NewContainerView builds a view from mountinfo text, parsed once for every
-// MountAt (before pivot_root the container's table still holds a copy of
-// every host mount: thousands on a busy node); vfs resolves paths in the
-// container's namespace (nil: as the reading process sees them).
+// MountAt; vfs resolves paths in the container's namespace (nil: as the
+// reading process sees them).
 func NewContainerView(data []byte, rootfs string, vfs securejoin.VFS) (*ContainerView, error) {
-	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
-	if err != nil {
-		return nil, fmt.Errorf("read the container's mount table: %w", err)
+	v := &ContainerView{vfs: vfs}
+	if err := v.parse(data); err != nil {
+		return nil, err
 	}
-	v := &ContainerView{mounts: mounts, vfs: vfs}
-	if rootfs != "" && rootfs != "/" && slices.ContainsFunc(mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == rootfs }) {
-		v.prefix = rootfs
+	if rootfs != "" && rootfs != "/" {
+		v.setPrefix(rootfs)
 	}
 	return v, nil
+}
+
+// setPrefix sets the prefix when rootfs is a mount point in the table: runc
+// binds the rootfs onto itself and pivots into it later.
+func (v *ContainerView) setPrefix(rootfs string) {
+	if slices.ContainsFunc(v.mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == rootfs }) {
+		v.prefix = rootfs
+	}
+}
+
+// load reads and parses /proc/<pid>/mountinfo, once.
+func (v *ContainerView) load() error {
+	if v.loaded || v.pid == 0 {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(v.pid) + "/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read the container's mount table: %w", err)
+	}
+	return v.parse(data)
+}
+
+func (v *ContainerView) parse(data []byte) error {
+	mounts, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
+	if err != nil {
+		return fmt.Errorf("read the container's mount table: %w", err)
+	}
+	v.mounts, v.loaded = mounts, true
+	return nil
 }
 
 // MountAt returns the mount the container sees at dest. The destination is
@@ -182,6 +225,14 @@ func (v *ContainerView) MountAt(dest string) (*mountinfo.Info, error) {
 	p, err := securejoin.SecureJoinVFS(root, dest, v.vfs)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s in the container: %w", dest, err)
+	}
+	if v.pid != 0 && !v.loaded {
+		if m, err := hostmount.MountOfInFast(v.pid, p); err == nil {
+			return m, nil
+		}
+	}
+	if err := v.load(); err != nil {
+		return nil, err
 	}
 	m, err := hostmount.MountOfList(v.mounts, p)
 	if err != nil {

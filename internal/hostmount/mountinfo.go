@@ -48,9 +48,31 @@ func mountOfMountinfo(c string) (*mountinfo.Info, error) {
 	return pickVisible(cands, c)
 }
 
+// MountOfInFast is MountOfIn without the fallback: an error means the fast
+// path cannot answer (kernel before 6.11, a path not in the dentry cache,
+// a symlink on the way) and the caller reads /proc/<pid>/mountinfo, as
+// MountOfIn does. For a caller that asks several paths of one process and
+// parses that table once when it must.
+func MountOfInFast(pid int, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	return mountOfInFast(pid, c)
+}
+
 // MountOfIn is MountOf in the mount namespace and root of process pid: path
-// is the path as that process sees it (read from /proc/<pid>/mountinfo).
+// is the path as that process sees it. Like MountOf it tries statx and
+// statmount first (Linux 6.11+, in pid's namespace), then reads
+// /proc/<pid>/mountinfo.
 func MountOfIn(pid int, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	if m, err := mountOfInFast(pid, c); err == nil {
+		return m, nil
+	}
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("mount of %s in process %d: %w", path, pid, err)

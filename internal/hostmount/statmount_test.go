@@ -116,6 +116,10 @@ func TestStatmountAgreesWithMountinfo(t *testing.T) {
 		if *got != *want {
 			t.Errorf("%s:\n statmount %+v\n mountinfo %+v", p, *got, *want)
 		}
+		// The same through /proc/<pid>/root and the namespace id.
+		if in, err := mountOfInFast(os.Getpid(), p); err != nil || *in != *want {
+			t.Errorf("mountOfInFast(self, %s) = %+v, %v\n mountinfo %+v", p, in, err, *want)
+		}
 	}
 	if m, _ := MountOf(shared + "/tmp/d"); PeerGroup(m) == 0 || m.FSType != "tmpfs" {
 		t.Errorf("MountOf(tmpfs below shared) = %+v", m)
@@ -289,5 +293,65 @@ func TestMountOfHungFUSE(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("MountOf(%s) blocked on a hung FUSE mount", p)
 		}
+	}
+}
+
+// TestMountOfInOtherNamespace: the fast path answers for another process's
+// mount namespace (a child in a new one, made private by unshare, with a
+// tmpfs of its own) exactly as that process's mountinfo does.
+func TestMountOfInOtherNamespace(t *testing.T) {
+	if forceMountinfo {
+		t.Log("fast path forced off in this run; compared in the default run")
+		return
+	}
+	base := privateBase(t)
+	mkdirs(t, base+"/only-inside", base+"/both")
+	mount(t, "both-tmpfs", base+"/both", "tmpfs", 0, "")
+	ready := base + "/ready"
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		"mount -t tmpfs inside-tmpfs "+base+"/only-inside && touch "+ready+" && exec sleep 60")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare: %v (util-linux)", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // our child, by its PID
+		_ = cmd.Wait()
+	})
+	for i := 0; ; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("the child did not mount its tmpfs")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pid := cmd.Process.Pid
+	for _, p := range []string{"/", base, base + "/only-inside", base + "/only-inside/x", base + "/both"} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := MountOfReader(f, p)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := mountOfInFast(pid, p)
+		if strings.HasSuffix(p, "/x") { // missing: not in the dentry cache
+			if err == nil {
+				t.Errorf("fast path answered for a missing path %s", p)
+			}
+			continue
+		}
+		if err != nil || *got != *want {
+			t.Errorf("mountOfInFast(child, %s) = %+v, %v\n its mountinfo %+v", p, got, err, *want)
+		}
+	}
+	if m, err := MountOfIn(pid, base+"/only-inside"); err != nil || m.FSType != "tmpfs" || m.Source != "inside-tmpfs" {
+		t.Errorf("MountOfIn(child) = %+v, %v; want its own tmpfs", m, err)
+	}
+	if m, err := MountOf(base + "/only-inside"); err != nil || m.Source == "inside-tmpfs" {
+		t.Errorf("MountOf(ours) = %+v, %v; the child's tmpfs must not show here", m, err)
 	}
 }
