@@ -466,8 +466,9 @@ func TestInstallScript(t *testing.T) {
 }
 
 // mounterForScript returns what install.sh runs as `mounter`: bin/mounter
-// once it has the configure subcommand, else this test binary, which runs
-// internal/configure (the same code) when asMounterEnv is set.
+// when it is built, else this test binary, which runs internal/configure
+// (the same code) when asMounterEnv is set (`go test ./deploy/...` without
+// `make`).
 func mounterForScript(t *testing.T, bin string) string {
 	t.Helper()
 	if exec.Command(filepath.Join(bin, "mounter"), "configure", "--help").Run() == nil {
@@ -482,7 +483,7 @@ func mounterForScript(t *testing.T, bin string) string {
 	if err := os.WriteFile(shim, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("bin/mounter has no configure subcommand yet: install.sh runs internal/configure through the test binary")
+	t.Logf("no bin/mounter: install.sh runs internal/configure through the test binary")
 	return shim
 }
 

@@ -17,7 +17,9 @@ const MaxStateSize = 1 << 20
 var ErrBadState = errors.New("bad OCI state on stdin")
 
 // State is the OCI state document a runtime or engine writes to a hook's
-// stdin. Only the fields the hook uses are kept; others are ignored.
+// stdin, with the fields the hook reads (ID, PID, Bundle) and two it checks
+// in its tests against the engines' captures (Status, Annotations); others
+// are ignored.
 type State struct {
 	ID     string
 	Status string

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -188,15 +187,4 @@ func MountAt(t testing.TB, path string) *mountinfo.Info {
 
 // PeerGroup returns the shared peer group of m ("shared:N" in mountinfo), or 0
 // when m is not a shared mount.
-func PeerGroup(m *mountinfo.Info) int {
-	if m == nil {
-		return 0
-	}
-	for _, f := range strings.Fields(m.Optional) {
-		if v, ok := strings.CutPrefix(f, "shared:"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
-}
+func PeerGroup(m *mountinfo.Info) int { return hostmount.PeerGroup(m) }

@@ -1,13 +1,14 @@
 package testutil
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // proc identifies one process: a PID plus its start time, so a recycled PID is
@@ -19,24 +20,7 @@ type proc struct {
 
 // procStat returns the state letter and start time (field 22) of pid.
 func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name may hold spaces and parentheses: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
-	}
-	return f[0][0], start, nil
+	return registry.ProcStat("/proc", pid)
 }
 
 // findProc records pid with its start time.
