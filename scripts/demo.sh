@@ -69,18 +69,12 @@ snapshot_mounts() { # the host's mounts outside /tmp (tests of other packages mo
 }
 GLUSTER_BEFORE=$(snapshot_gluster)
 MOUNTS_BEFORE=$(snapshot_mounts)
-CMD_HISTORY=/var/log/glusterfs/cmd_history.log # glusterd appends here whatever its working dir
-CMD_HISTORY_SIZE=$(stat -c %s "$CMD_HISTORY" 2>/dev/null || echo none)
-MISSING_DIRS=()
-for d in /var/run/gluster /var/log/glusterfs /var/log/glusterfs/bricks; do
-	[ -e "$d" ] || MISSING_DIRS+=("$d")
-done
 
 # Short path: glusterd puts unix sockets (at most 108 bytes) below it.
 TMP=$(mktemp -d /tmp/rs-demo.XXXXXX)
 SHARED="$TMP/shared" # stands for /var/lib/kubelet
 TARGET="$SHARED/vol"
-GLUSTERD_PID='' BRICK_PID='' BRICK_SOCK='' BRICK_LOG='' INIT_PID='' SHARED_MOUNTED=''
+GLUSTERD_PID='' BRICK_PID='' INIT_PID='' SHARED_MOUNTED=''
 RUNC_ROOT="$TMP/runc"
 CONFIG="$TMP/config.toml"
 RS=("$BIN/runc-shared" --root "$RUNC_ROOT" --runc-shared-config="$CONFIG")
@@ -112,8 +106,10 @@ leftover_procs() { # processes with $TMP on their command line or as their root
 	done
 }
 
+# The gluster CLI also writes its first-start files (geo-replication/gsyncd_template.conf)
+# below /var/lib/glusterd: it runs in glusterd's mount namespace too.
 gluster_cli() {
-	gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
+	nsenter --target "$GLUSTERD_PID" --mount -- gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
 }
 
 teardown() {
@@ -160,17 +156,6 @@ teardown() {
 		}
 	fi
 	wait 2>/dev/null
-	# glusterd puts the brick's socket and log outside its working dir.
-	case "$BRICK_SOCK" in /var/run/gluster/*.socket) rm -f "$BRICK_SOCK" ;; esac
-	case "$BRICK_LOG" in /var/log/glusterfs/bricks/*.log) rm -f "$BRICK_LOG" ;; esac
-	if [ "$CMD_HISTORY_SIZE" = none ]; then
-		rm -f "$CMD_HISTORY"
-	elif [ -f "$CMD_HISTORY" ]; then
-		truncate -s "$CMD_HISTORY_SIZE" "$CMD_HISTORY" # drop the lines our glusterd appended
-	fi
-	for ((i = ${#MISSING_DIRS[@]} - 1; i >= 0; i--)); do
-		rmdir "${MISSING_DIRS[i]}" 2>/dev/null
-	done
 	if [ -n "$SHARED_MOUNTED" ]; then
 		umount -l "$SHARED"
 	fi
@@ -218,8 +203,10 @@ trap 'exit 130' INT TERM
 # --- 1. glusterd --------------------------------------------------------------
 
 step "start a private glusterd on $SERVER with a one-brick volume"
-say "glusterd gets its own working dir, run dir, CLI socket, pid file and log below $TMP,"
-say "so /var/lib/glusterd and the host's gluster state stay untouched."
+say "glusterd gets its own working dir, run dir, CLI socket, pid file and log below $TMP."
+say "Some paths are compiled into glusterd (the brick's socket and log, its first-start"
+say "set-up: geo-replication, snaps, ss_brick): it runs in a mount namespace of its own"
+say "where an empty tmpfs covers ${GLUSTER_DIRS[*]}, so the host's copies stay untouched."
 mkdir -p "$TMP"/{glusterd,run,log,brick}
 cat >"$TMP/glusterd.vol" <<EOF
 volume management
@@ -236,8 +223,16 @@ volume management
     option max-port 60999
 end-volume
 EOF
-show "glusterd -N -f $TMP/glusterd.vol -p $TMP/run/glusterd.pid -l $TMP/log/glusterd.log &"
-glusterd -N -f "$TMP/glusterd.vol" -p "$TMP/run/glusterd.pid" -l "$TMP/log/glusterd.log" \
+# unshare execs sh, which execs glusterd: $! is glusterd's PID. The namespace and its
+# tmpfs mounts go away with glusterd and its brick; none of them reaches the host
+# (private propagation).
+HIDE=''
+for d in "${GLUSTER_DIRS[@]}"; do
+	[ -d "$d" ] && HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $d &&"
+done
+show "unshare --mount --propagation private sh -c '$HIDE exec glusterd -N -f $TMP/glusterd.vol ...' &"
+unshare --mount --propagation private -- sh -c "$HIDE exec \"\$@\"" glusterd \
+	glusterd -N -f "$TMP/glusterd.vol" -p "$TMP/run/glusterd.pid" -l "$TMP/log/glusterd.log" \
 	</dev/null >"$TMP/log/glusterd.out" 2>&1 &
 GLUSTERD_PID=$!
 for ((i = 0; i < 300; i++)); do
@@ -247,19 +242,12 @@ for ((i = 0; i < 300; i++)); do
 done
 gluster_cli pool list >/dev/null || die "glusterd did not answer within 30 s"
 say "glusterd (pid $GLUSTERD_PID) answers on $TMP/run/glusterd.socket"
-run gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" \
-	volume create "$VOLUME" "$SERVER:$TMP/brick" force
-run gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" \
-	volume start "$VOLUME"
+show "gluster volume create $VOLUME $SERVER:$TMP/brick force   # in glusterd's namespace"
+gluster_cli volume create "$VOLUME" "$SERVER:$TMP/brick" force
+show "gluster volume start $VOLUME"
+gluster_cli volume start "$VOLUME"
 pidfile=$(ls "$TMP/run/vols/$VOLUME/"*.pid)
 BRICK_PID=$(cat "$pidfile")
-read -r -a brick_argv < <(tr '\0' ' ' <"/proc/$BRICK_PID/cmdline"; echo)
-for ((i = 0; i + 1 < ${#brick_argv[@]}; i++)); do
-	case "${brick_argv[i]}" in
-	-S) BRICK_SOCK=${brick_argv[i + 1]} ;;
-	-l) BRICK_LOG=${brick_argv[i + 1]} ;;
-	esac
-done
 say "volume $SERVER:/$VOLUME is served by brick process $BRICK_PID from $TMP/brick"
 
 # --- 2. the mounter -----------------------------------------------------------

@@ -81,8 +81,10 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
 	die "dpkg-query not found, so packages cannot be checked or installed here (this script needs Debian or Ubuntu with apt-get). Missing commands:${miss}. Install the packages ${wanted[*]} by hand."
 fi
 
-# One dpkg-query for all packages: it prints the known ones and fails for the rest.
-installed=" $(dpkg-query -W -f='${Package}=${Status}\n' "${wanted[@]}" 2>/dev/null |
+# One dpkg-query for all packages. It prints the packages it knows and exits 1 when
+# any is unknown, which is every package on a machine that never had them: its
+# status must not stop the script (set -e and pipefail), only its output counts.
+installed=" $( (dpkg-query -W -f='${Package}=${Status}\n' "${wanted[@]}" 2>/dev/null || true) |
 	sed -n 's/=install ok installed$//p' | tr '\n' ' ') "
 missing=()
 for p in "${wanted[@]}"; do
@@ -95,6 +97,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps.sh: installing ${missing[*]}" >&2
 	# needrestart (pulled in elsewhere) would ask about services: keep it quiet.
 	export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+	# docker.io, containerd and glusterfs-server ship init scripts that their postinst
+	# starts through invoke-rc.d; the tests and the demo start their own daemons, so a
+	# policy-rc.d that denies every start (exit 101, Debian's invoke-rc.d interface)
+	# stands for the install unless the machine already has one.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\n# written by runc-shared scripts/deps.sh for one apt-get install\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get update -qq </dev/null || die "apt-get update failed: check the network or the apt sources"
 	apt-get install -y -qq "${missing[@]}" </dev/null ||
 		die "apt-get install ${missing[*]} failed (see above)"
