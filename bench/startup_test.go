@@ -19,10 +19,9 @@ import (
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-// enginesDir holds the config.json files captured from real engines; shared/
-// sits beside the repository.
+// enginesDir holds the config.json files captured from real engines.
 func enginesDir(t testing.TB) string {
-	return filepath.Join(testutil.RepoRoot(t), "..", "shared", "testdata", "engines")
+	return filepath.Join(testutil.RepoRoot(t), "tests", "testdata", "engines")
 }
 
 // goExec is the smallest Go program that does what the wrapper does last:

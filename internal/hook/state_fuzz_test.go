@@ -23,9 +23,9 @@ import (
 //	go test ./internal/hook/ -run '^$' -fuzz '^FuzzParseState$' -fuzztime 30s
 func FuzzParseState(f *testing.F) {
 	for _, name := range []string{"podman-4.3-hook-state-creating.json", "podman-4.3-hook-state-stopped.json"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "engines", name))
+		data, err := os.ReadFile(filepath.Join("..", "..", "tests", "testdata", "engines", name))
 		if err != nil {
-			f.Fatalf("read engine capture %s (shared/ must sit beside the repository): %v", name, err)
+			f.Fatalf("read engine capture %s (tests/testdata/engines): %v", name, err)
 		}
 		f.Add(data)
 	}

@@ -13,7 +13,7 @@ import (
 
 // enginePath names a capture in the repository root's sibling shared/.
 func enginePath(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "testdata", "engines", name)
+	return filepath.Join("..", "..", "tests", "testdata", "engines", name)
 }
 
 func TestParseState(t *testing.T) {

@@ -397,13 +397,13 @@ func FuzzParse(f *testing.F) {
 }
 
 // engineArgv reads the argv lines captured from Docker, containerd and
-// Podman. shared/ sits beside the repository (also in CI).
+// Podman (tests/testdata/engines).
 func engineArgv(t testing.TB) [][]string {
 	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "testdata", "engines", "argv.txt")
+	path := filepath.Join("..", "..", "tests", "testdata", "engines", "argv.txt")
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("open engine argv captures: %v (shared/ must sit beside the repository)", err)
+		t.Fatalf("open engine argv captures: %v (tests/testdata/engines)", err)
 	}
 	defer f.Close()
 	var lines [][]string

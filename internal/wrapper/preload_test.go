@@ -759,7 +759,7 @@ func TestPreloadRunErrors(t *testing.T) {
 
 // preloadEngineSpecs are the parts of the mounter config.json files that
 // Docker 20.10, containerd 1.6 (ctr) and Podman 4.3 wrote on this machine kind
-// (/work/shared/testdata/engines) that the preload mode reads: capabilities,
+// (tests/testdata/engines) that the preload mode reads: capabilities,
 // namespaces, mounts. HOST stands for the host dir bound at /var/lib/kubelet.
 var preloadEngineSpecs = map[string]string{
 	"docker": `{"ociVersion":"1.0.2-dev","process":{"capabilities":{"bounding":["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW","CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT","CAP_KILL","CAP_AUDIT_WRITE","CAP_SYS_ADMIN"]}},

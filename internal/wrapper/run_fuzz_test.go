@@ -99,9 +99,9 @@ func FuzzWrapperRun(f *testing.F) {
 		"docker-20.10-mounter-env.config.json", "docker-20.10-plain.config.json",
 		"containerd-1.6-ctr-mounter-annotation.config.json", "podman-4.3-mounter-annotation.config.json",
 	} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "engines", name))
+		data, err := os.ReadFile(filepath.Join("..", "..", "tests", "testdata", "engines", name))
 		if err != nil {
-			f.Fatalf("read engine capture %s (shared/ must sit beside the repository): %v", name, err)
+			f.Fatalf("read engine capture %s (tests/testdata/engines): %v", name, err)
 		}
 		f.Add(data)
 	}

@@ -34,7 +34,7 @@ const (
 var engineConfigs = []string{engDockerMounter, engDockerPlain, engContainerd, engPodman}
 
 func enginePath(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "testdata", "engines", name)
+	return filepath.Join("..", "..", "tests", "testdata", "engines", name)
 }
 
 func readEngine(t testing.TB, name string) []byte {
