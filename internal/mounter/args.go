@@ -15,6 +15,7 @@ const (
 	CmdUmount  Command = "umount"
 	CmdStatus  Command = "status"
 	CmdDoctor  Command = "doctor"
+	CmdList    Command = "list"
 	CmdHelp    Command = "help"
 	CmdVersion Command = "version"
 )
@@ -52,6 +53,9 @@ type Invocation struct {
 
 	// Lazy is umount -l: detach now, clean up when no longer busy.
 	Lazy bool
+
+	// Quiet is list -q: IDs only.
+	Quiet bool
 }
 
 // Source and Target of a mount: the two positional arguments.
@@ -86,6 +90,7 @@ const Usage = `usage:
   mounter [--config PATH] umount [-l] TARGET
   mounter [--config PATH] status
   mounter [--config PATH] doctor
+  mounter [--config PATH] list [-q]   (registered mounters that still run or are paused; -q: IDs only)
   mounter configure --engine docker|containerd|podman|crio [--dry-run] [--remove] ...   (mounter configure --help)
   mount.TYPE SOURCE TARGET [-o OPTIONS] [-n] [-v] [-s] [-f]   (as a mount(8) helper: ln -s mounter /sbin/mount.TYPE)
 
@@ -126,6 +131,15 @@ func Parse(argv []string) (*Invocation, error) {
 		inv.Command = Command(cmd)
 		if len(args) > 0 {
 			return inv, usage("%s takes no arguments, got %q", cmd, args)
+		}
+		return inv, nil
+	case "list":
+		inv.Command = CmdList
+		for _, a := range args {
+			if a != "-q" && a != "--quiet" {
+				return inv, usage("list takes only -q, got %q", a)
+			}
+			inv.Quiet = true
 		}
 		return inv, nil
 	case "help":

@@ -80,6 +80,8 @@ func (m *Mounter) run(inv *Invocation) error {
 		return m.umount(inv, cfg)
 	case CmdStatus:
 		return m.status(cfg)
+	case CmdList:
+		return m.list(inv, cfg)
 	}
 	return usage("unknown command %q", inv.Command)
 }
