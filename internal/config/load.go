@@ -115,22 +115,51 @@ func (l Loader) checkDirs(path string, f *os.File) error {
 			return fmt.Errorf("config %s: %w: %w", path, ErrUnsafeFile, err)
 		}
 	}
-	for dir := filepath.Dir(canonical); ; dir = filepath.Dir(dir) {
+	bad := l.firstUnsafeDir(filepath.Dir(canonical), false)
+	switch {
+	case bad == nil:
+		return nil
+	case bad.err != nil:
+		return fmt.Errorf("config %s: %w: %w", path, ErrUnsafeFile, bad.err)
+	case bad.owner:
+		return fmt.Errorf("config %s: %w: directory %s is owned by uid %d, not root, who could replace the file: move the configuration or run `chown root %s`",
+			path, ErrUnsafeFile, bad.dir, bad.uid, bad.dir)
+	default:
+		return fmt.Errorf("config %s: %w: directory %s (mode %04o) lets group or others replace the file: run `chmod go-w %s`",
+			path, ErrUnsafeFile, bad.dir, bad.perm, bad.dir)
+	}
+}
+
+// unsafeDir is the first directory that fails the rule of checkDirs.
+type unsafeDir struct {
+	dir   string
+	uid   uint32
+	perm  fs.FileMode
+	owner bool  // owned by an untrusted user; else writable by group or others
+	err   error // it could not be checked
+}
+
+// firstUnsafeDir walks from start up to "/" and returns the first directory
+// that an untrusted user owns or that group or others can write (unless
+// sticky, or, with strictStart, start itself even when sticky), or nil.
+// Every entry met is lstat'ed: a symlink among them counts by its owner, as
+// the kernel's protected_symlinks rule does.
+func (l Loader) firstUnsafeDir(start string, strictStart bool) *unsafeDir {
+	for dir := start; ; dir = filepath.Dir(dir) {
 		fi, err := os.Lstat(dir)
 		if err != nil {
-			return fmt.Errorf("config %s: %w: stat %s: %w", path, ErrUnsafeFile, dir, err)
+			return &unsafeDir{dir: dir, err: fmt.Errorf("stat %s: %w", dir, err)}
 		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
 		if !ok {
-			return fmt.Errorf("config %s: %w: cannot read the owner of %s", path, ErrUnsafeFile, dir)
+			return &unsafeDir{dir: dir, err: fmt.Errorf("cannot read the owner of %s", dir)}
 		}
 		if st.Uid != 0 && !l.trusted(st.Uid) {
-			return fmt.Errorf("config %s: %w: directory %s is owned by uid %d, not root, who could replace the file: move the configuration or run `chown root %s`",
-				path, ErrUnsafeFile, dir, st.Uid, dir)
+			return &unsafeDir{dir: dir, uid: st.Uid, owner: true}
 		}
-		if perm := fi.Mode().Perm(); perm&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-			return fmt.Errorf("config %s: %w: directory %s (mode %04o) lets group or others replace the file: run `chmod go-w %s`",
-				path, ErrUnsafeFile, dir, perm, dir)
+		sticky := fi.Mode()&os.ModeSticky != 0 && !(strictStart && dir == start)
+		if perm := fi.Mode().Perm(); fi.Mode()&os.ModeSymlink == 0 && perm&0o022 != 0 && !sticky {
+			return &unsafeDir{dir: dir, perm: perm}
 		}
 		if dir == "/" || dir == filepath.Dir(dir) {
 			return nil

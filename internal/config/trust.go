@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ErrUnsafeDir is wrapped by the error for a directory that others could
+// write: the state directory holds the registry, whose records name the
+// containers that mounts are run in, and the hook's log.
+var ErrUnsafeDir = errors.New("unsafe directory")
+
+// CheckDir checks dir with the zero Loader.
+func CheckDir(dir string) error {
+	return Loader{}.CheckDir(dir)
+}
+
+// CheckDir refuses a directory whose files others could write, replace or
+// plant, by the rule the configuration file's directories follow (checkDirs):
+// dir and every directory above it must be owned by a trusted user and not
+// writable by group or others; a sticky directory is accepted above dir (no
+// one can rename or remove another's file there) but not as dir itself,
+// where anyone could create the files it is meant to hold.
+//
+// Both the path as written and its symlink-resolved form are checked, so a
+// symlink on the path counts too (by its owner and its directory). A dir
+// that does not exist yet is checked from its nearest existing parent: check
+// it again after creating it.
+func (l Loader) CheckDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("directory %q: %w: not an absolute path", dir, ErrUnsafeDir)
+	}
+	dir = filepath.Clean(dir)
+	existing := dir
+	for {
+		_, err := os.Lstat(existing)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || existing == "/" {
+			return fmt.Errorf("directory %s: %w: %w", dir, ErrUnsafeDir, err)
+		}
+		existing = filepath.Dir(existing)
+	}
+	canonical, err := filepath.EvalSymlinks(existing)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w: cannot tell which directories hold it: %w", dir, ErrUnsafeDir, err)
+	}
+	strict := existing == dir
+	for _, start := range []string{canonical, existing} {
+		if bad := l.firstUnsafeDir(start, strict); bad != nil {
+			return bad.dirError(dir)
+		}
+	}
+	if fi, err := os.Stat(canonical); err != nil || !fi.IsDir() {
+		return fmt.Errorf("directory %s: %w: %s is not a directory", dir, ErrUnsafeDir, canonical)
+	}
+	return nil
+}
+
+func (bad *unsafeDir) dirError(dir string) error {
+	switch {
+	case bad.err != nil:
+		return fmt.Errorf("directory %s: %w: %w", dir, ErrUnsafeDir, bad.err)
+	case bad.owner:
+		return fmt.Errorf("directory %s: %w: %s is owned by uid %d, not root, who could plant or replace files there: run `chown root %s` or choose another directory",
+			dir, ErrUnsafeDir, bad.dir, bad.uid, bad.dir)
+	default:
+		return fmt.Errorf("directory %s: %w: %s (mode %04o) lets group or others plant or replace files there: run `chmod go-w %s` or choose another directory",
+			dir, ErrUnsafeDir, bad.dir, bad.perm, bad.dir)
+	}
+}
+
+// StateDirOf returns the state-dir named in the configuration file at path
+// (DefaultStateDir when it names none) without validating the rest of the
+// file, for the one caller that must find the registry while the
+// configuration does not load: mount-hook's poststop, which cleans up after a
+// mounter that started under a configuration since broken. ok is false when
+// the file cannot be read or is not TOML, or state-dir is not an absolute
+// path. The file may be one Load refuses as unsafe: the caller must check
+// the directory (CheckDir) and trust nothing in it that CheckDir does not
+// cover.
+func StateDirOf(path string) (dir string, ok bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil || len(data) > MaxSize {
+		return "", false
+	}
+	var raw struct {
+		StateDir *string `toml:"state-dir"`
+	}
+	if _, err := toml.Decode(blankComments(data), &raw); err != nil {
+		return "", false
+	}
+	if raw.StateDir == nil {
+		return DefaultStateDir, true
+	}
+	if !filepath.IsAbs(*raw.StateDir) {
+		return "", false
+	}
+	return filepath.Clean(*raw.StateDir), true
+}
