@@ -83,7 +83,7 @@ func TestCheckDir(t *testing.T) {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckDir(link); !errors.Is(err, ErrUnsafeDir) || !regexp.MustCompile(regexp.QuoteMeta(unsafe) + ` \(mode 0777\)`).MatchString(err.Error()) {
+		if err := CheckDir(link); !errors.Is(err, ErrUnsafeDir) || !regexp.MustCompile(regexp.QuoteMeta(unsafe)+` \(mode 0777\)`).MatchString(err.Error()) {
 			t.Fatalf("CheckDir(symlink) = %v; want %s named as unsafe", err, unsafe)
 		}
 	})
