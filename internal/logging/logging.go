@@ -5,10 +5,10 @@
 // shows the last `"level":"error"` line of that file when a runtime call
 // fails, and Docker only says "unable to retrieve OCI runtime error" when the
 // file holds none. So every line goes to the --log file in its --log-format
-// (runc appends its own lines to the same file), and warnings and errors also
-// go to stderr as plain text. stderr stays quiet otherwise: go-runc reads
-// `runc state` with stdout and stderr combined, so chatter there would break
-// the engine.
+// (runc appends its own lines to the same file), and errors also go to stderr
+// as plain text. stderr carries nothing else, warnings included: go-runc reads
+// `runc state` with stdout and stderr combined, so a warning there (a broken
+// config, an unopenable --log) would break the engine on every call.
 package logging
 
 import (
@@ -38,7 +38,7 @@ type Options struct {
 	// Debug is the delegate's --debug global option: it raises the level
 	// to debug.
 	Debug bool
-	// Stderr receives warnings and errors; nil means os.Stderr.
+	// Stderr receives errors; nil means os.Stderr.
 	Stderr io.Writer
 }
 
@@ -51,7 +51,8 @@ func New(o Options) *logrus.Logger {
 
 // Setup returns a logger writing to o's log file and stderr, and a function
 // that closes the log file. It never fails: a log file that cannot be opened
-// or an unknown level or format is reported as a warning on stderr.
+// or an unknown level or format is a warning, written where warnings go (the
+// log file, if one is open).
 func Setup(o Options) (*logrus.Logger, func() error) {
 	stderr := o.Stderr
 	if stderr == nil {
@@ -85,7 +86,7 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 		closeFile = file.Close
 	}
 	if file == nil || !sameFile(file, stderr) {
-		levels := []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
+		levels := []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel}
 		if file == nil && level >= logrus.DebugLevel {
 			// No log file and details were asked for: stderr is the
 			// only place left for them.
