@@ -141,13 +141,34 @@ func sameContent(a, b string) bool {
 	}
 }
 
+// Argv0 returns the program name the delegate at path gets, given the
+// program name runc-shared was called with. runc prints its argv[0] in its
+// messages (`/usr/sbin/runc: "state" requires exactly 1 argument(s)`), so
+// the delegate gets the name its caller would have used had it called the
+// delegate directly: a caller that names runc-shared by a path (engines exec
+// the path they are configured with) names the delegate by its path too; one
+// that uses a bare name looked up in PATH (a shell) uses its bare name.
+func Argv0(called, path string) string {
+	if strings.Contains(called, "/") {
+		return path
+	}
+	return filepath.Base(path)
+}
+
+// ExecAs returns Exec for a runc-shared called as called (its own argv[0]):
+// the delegate's program name is Argv0(called, path).
+func ExecAs(called string) func(path string, argv, env []string) error {
+	return func(path string, argv, env []string) error {
+		return Exec(path, Argv0(called, path), argv, env)
+	}
+}
+
 // Exec replaces the current process with the delegate at path, running it
-// with argv (without program name; argv[0] becomes path's base name, so the
-// delegate sees itself called as "runc") and env. It returns only on
+// with argv0 as its program name, then argv, and env. It returns only on
 // failure. Nothing is written to stdout: it belongs to the delegate.
-func Exec(path string, argv []string, env []string) error {
+func Exec(path, argv0 string, argv, env []string) error {
 	full := make([]string, 0, len(argv)+1)
-	full = append(full, filepath.Base(path))
+	full = append(full, argv0)
 	full = append(full, argv...)
 	if err := unix.Exec(path, full, env); err != nil {
 		return fmt.Errorf("exec runtime %s: %w", path, err)

@@ -17,6 +17,7 @@ import (
 const (
 	envExecChild    = "RUNC_SHARED_TEST_EXEC_CHILD"
 	envFakeDelegate = "RUNC_SHARED_TEST_FAKE_DELEGATE"
+	envExecCalled   = "RUNC_SHARED_TEST_EXEC_CALLED"
 )
 
 func TestMain(m *testing.M) {
@@ -145,6 +146,8 @@ func TestFindRuntimeFallbackPath(t *testing.T) {
 	}
 }
 
+// TestExec runs Exec in a child process: the delegate must get the program
+// name its caller would have used for it, and the argv unchanged.
 func TestExec(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
@@ -156,17 +159,24 @@ func TestExec(t *testing.T) {
 	if err := os.Symlink(self, runc); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, "-test.run=^TestExecChild$")
-	cmd.Env = append(os.Environ(), envExecChild+"="+runc)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("exec child: %v; stderr: %s", err, stderr.String())
-	}
-	want := "runc\n--root\n/r\nstate\nid\n"
-	if string(out) != want {
-		t.Errorf("delegate stdout = %q, want exactly %q", out, want)
+	for _, tc := range []struct{ called, argv0 string }{
+		{"/usr/local/bin/runc-shared", runc}, // an engine: by path
+		{"../bin/runc-shared", runc},
+		{"runc-shared", "runc"}, // a shell: by name
+		{"runc", "runc"},
+	} {
+		cmd := exec.Command(self, "-test.run=^TestExecChild$")
+		cmd.Env = append(os.Environ(), envExecChild+"="+runc, envExecCalled+"="+tc.called)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("exec child: %v; stderr: %s", err, stderr.String())
+		}
+		want := tc.argv0 + "\n--root\n/r\nstate\nid\n"
+		if string(out) != want {
+			t.Errorf("called as %q: delegate stdout = %q, want exactly %q", tc.called, out, want)
+		}
 	}
 }
 
@@ -178,12 +188,12 @@ func TestExecChild(t *testing.T) {
 		return
 	}
 	env := append(os.Environ(), envFakeDelegate+"=1")
-	err := Exec(path, []string{"--root", "/r", "state", "id"}, env)
+	err := ExecAs(os.Getenv(envExecCalled))(path, []string{"--root", "/r", "state", "id"}, env)
 	t.Fatalf("Exec returned: %v", err)
 }
 
 func TestExecError(t *testing.T) {
-	err := Exec("/nonexistent/runc", []string{"state", "id"}, os.Environ())
+	err := Exec("/nonexistent/runc", "runc", []string{"state", "id"}, os.Environ())
 	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "/nonexistent/runc") {
 		t.Errorf("Exec(missing) = %v, want a wrapped ENOENT naming the path", err)
 	}

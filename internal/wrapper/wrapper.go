@@ -23,7 +23,7 @@ import (
 // Main runs the wrapper and returns the process exit code. On success it
 // never returns: the delegate runtime replaces the process.
 func Main(argv []string) int {
-	w := &Wrapper{Stdout: os.Stdout, Stderr: os.Stderr, Exec: runtime.Exec}
+	w := &Wrapper{Stdout: os.Stdout, Stderr: os.Stderr, Exec: runtime.ExecAs(os.Args[0])}
 	if err := w.Run(argv); err != nil {
 		return 1
 	}
