@@ -119,6 +119,10 @@ type Target struct {
 	Path   string
 	What   string // for messages: `runtime "shared"`, `createRuntime hook`
 	Editor Editor
+	// Next, when set, tells the step that makes a change take effect from
+	// what the file holds afterwards (nil: the file is gone). It is printed
+	// after the Notes, when the file changed.
+	Next func(result []byte) string
 }
 
 // Editor knows how runc-shared's entry looks in one file.

@@ -582,3 +582,52 @@ func TestBackupOnceAndModeKept(t *testing.T) {
 		t.Errorf("files besides the config and its backup (a temp file left?): %v", ents)
 	}
 }
+
+// TestDockerRemoveStep: after --remove, the step printed is the one that drops
+// the runtime from a running dockerd: a reload while daemon.json still has a
+// "runtimes" key, else a restart (dockerd keeps its runtimes on a reload of a
+// file without the key). tests/engines checks both against a real dockerd.
+func TestDockerRemoveStep(t *testing.T) {
+	const restart, reload = "next: restart dockerd", "next: reload dockerd"
+	for _, tc := range []struct {
+		name   string
+		before string // daemon.json before configure; "" = no file
+		edit   string // replaces daemon.json between configure and remove; "" = none
+		want   string
+	}{
+		{name: "file created by configure", want: restart},
+		{name: "backup without runtimes", before: `{"debug": true}`, want: restart},
+		{name: "backup with another runtime", before: `{"runtimes": {"other": {"path": "/bin/other"}}}`, want: reload},
+		{name: "edited later, other runtime left",
+			edit: `{"runtimes": {"shared": {"path": "/x"}, "other": {"path": "/bin/other"}}}`, want: reload},
+		{name: "edited later, last runtime", edit: `{"debug": true, "runtimes": {"shared": {"path": "/x"}}}`, want: restart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "daemon.json")
+			if tc.before != "" {
+				if err := os.WriteFile(file, []byte(tc.before), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"--engine", "docker", "--config-file", file, "--runtime-path", testRuntime}
+			if code, out, errOut := run(t, args...); code != 0 {
+				t.Fatalf("configure: exit %d: %s%s", code, out, errOut)
+			}
+			if tc.edit != "" {
+				if err := os.WriteFile(file, []byte(tc.edit), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, out, errOut := run(t, append(args, "--remove")...)
+			if code != 0 {
+				t.Fatalf("remove: exit %d: %s%s", code, out, errOut)
+			}
+			if !strings.Contains(out, tc.want) || strings.Count(out, "next:") != 1 {
+				t.Errorf("remove printed:\n%s\nwant one step, %q", out, tc.want)
+			}
+			if code, out, _ := run(t, append(args, "--remove")...); code != 0 || strings.Contains(out, "next:") {
+				t.Errorf("a second remove (nothing to do) printed a step or failed (exit %d):\n%s", code, out)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/runtime"
@@ -26,12 +27,28 @@ func (p *Plan) docker() {
 		}},
 	}}
 	if o.Remove {
-		p.Notes = append(p.Notes, "next: reload dockerd (systemctl reload docker, or SIGHUP)")
+		p.Targets[0].Next = func(result []byte) string { return dockerRemoveStep(o.RuntimeName, result) }
 		return
 	}
 	p.Notes = append(p.Notes,
 		"next: reload dockerd (systemctl reload docker, or SIGHUP: daemon.json runtimes are reloadable; runtimes given with dockerd --add-runtime are dropped by a reload, so define them in one place)",
 		fmt.Sprintf("then: docker run --runtime %s --cap-add SYS_ADMIN --device /dev/fuse -e %s=NAME ... (Docker before 24 passes no annotations to the runtime; Docker 24 and later also take --annotation %s=NAME)", o.RuntimeName, spec.EnvMounter, spec.AnnotationMounter))
+}
+
+// dockerRemoveStep is the step that drops runtime name from a running dockerd
+// once daemon.json holds result (nil: the file is gone). dockerd reloads its
+// runtimes on SIGHUP only when the file has a "runtimes" key (reloadPlatform
+// in moby's daemon/reload_unix.go tests IsValueSet("runtimes")): without the
+// key a reload keeps every runtime it had, so only a restart drops it.
+func dockerRemoveStep(name string, result []byte) string {
+	if doc, err := parseObject(result); err == nil {
+		if _, ok := doc.vals["runtimes"]; ok {
+			return "next: reload dockerd (systemctl reload docker, or SIGHUP) to drop runtime " + strconv.Quote(name)
+		}
+	}
+	return fmt.Sprintf("next: restart dockerd (systemctl restart docker) to drop runtime %q: daemon.json has no \"runtimes\" key any more, "+
+		"and dockerd reloads runtimes on SIGHUP only when it has one, so a reload keeps %q. "+
+		"Stop the containers of runtime %q first; a restart stops the others too unless live-restore is on", name, name, name)
 }
 
 // dockerRuntime is one entry of daemon.json "runtimes".

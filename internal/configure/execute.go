@@ -66,6 +66,11 @@ func (p *Plan) Execute(stdout io.Writer) error {
 			fmt.Fprintln(stdout, n)
 		}
 	}
+	for _, c := range changes {
+		if c.action != "" && c.t.Next != nil {
+			fmt.Fprintln(stdout, c.t.Next(c.new))
+		}
+	}
 	return nil
 }
 
