@@ -3,9 +3,6 @@
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
-BINDIR   := $(DESTDIR)$(PREFIX)/bin
-LIBDIR   := $(DESTDIR)$(PREFIX)/lib/runc-shared
-HOOKSDIR := $(DESTDIR)$(PREFIX)/share/containers/oci/hooks.d
 
 GO       ?= go
 COMMIT   := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -67,16 +64,12 @@ bench: deps build
 	GO=$(GO) scripts/bench.sh
 
 install: build
-	install -d $(BINDIR) $(LIBDIR) $(HOOKSDIR)
-	install -m 0755 bin/runc-shared bin/mount-hook bin/mounter $(BINDIR)/
-	install -m 0644 bin/libhostmount.so $(LIBDIR)/
-	# hooks.d files name the hook by absolute path: point them at PREFIX.
-	for f in hooks.d/*.json; do sed 's|"/usr/local/bin/mount-hook"|"$(PREFIX)/bin/mount-hook"|' $$f > $(HOOKSDIR)/$${f##*/} && chmod 0644 $(HOOKSDIR)/$${f##*/} || exit 1; done
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install.sh install
 
+# uninstall refuses while registered mounters run or are paused (FORCE=1 skips
+# the check); see scripts/install.sh.
 uninstall:
-	rm -f $(BINDIR)/runc-shared $(BINDIR)/mount-hook $(BINDIR)/mounter
-	rm -rf $(LIBDIR)
-	cd hooks.d && for f in *.json; do rm -f $(HOOKSDIR)/$$f; done
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' FORCE='$(FORCE)' scripts/install.sh uninstall
 
 clean:
 	rm -rf bin
