@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/logging"
 )
 
@@ -56,7 +57,9 @@ func (stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
 }
 
 // lazyFile opens its file for appending on the first write. A file that
-// cannot be opened is reported once on stderr; the hook goes on.
+// cannot be opened, or one in a directory others could write (they could
+// plant a symlink there to have root append to a file of theirs), is
+// reported once on stderr; the hook goes on.
 type lazyFile struct {
 	path   string
 	stderr io.Writer
@@ -66,11 +69,20 @@ type lazyFile struct {
 
 func (l *lazyFile) Write(p []byte) (int, error) {
 	l.once.Do(func() {
-		if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+		dir := filepath.Dir(l.path)
+		if err := config.CheckDir(dir); err != nil {
+			fmt.Fprintf(l.stderr, "%swarning: not logging to %s: %v\n", prefix, l.path, err)
+			return
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			fmt.Fprintf(l.stderr, "%swarning: cannot create the log directory: %v\n", prefix, err)
 			return
 		}
-		f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err := config.CheckDir(dir); err != nil {
+			fmt.Fprintf(l.stderr, "%swarning: not logging to %s: %v\n", prefix, l.path, err)
+			return
+		}
+		f, err := logging.OpenAppend(l.path)
 		if err != nil {
 			fmt.Fprintf(l.stderr, "%swarning: cannot open the log file: %v\n", prefix, err)
 			return

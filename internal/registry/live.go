@@ -74,16 +74,21 @@ type Checker struct {
 	CgroupDir string
 	// State returns the status the runtime reports for the record's
 	// container ("running", "created", ...), or ErrNoContainer when the
-	// runtime does not know it. nil runs `<runtime> [--root R] state <id>`.
+	// runtime does not know it. nil runs `<Runtime> [--root R] state <id>`.
 	State func(rec *Record) (string, error)
+	// Runtime is the runtime binary that State nil runs: the configured
+	// one, resolved. A record names its runtime too, but a record is not
+	// trusted to choose a program that root runs.
+	Runtime string
 }
 
 // ErrNoContainer is returned by a state function when the runtime does not
 // know the container.
 var ErrNoContainer = errors.New("the runtime does not know the container")
 
-// DefaultChecker checks the real host.
-var DefaultChecker = &Checker{}
+// DefaultChecker checks the real host, with the runtime "runc" on PATH
+// when the kernel cannot tell.
+var DefaultChecker = &Checker{Runtime: "runc"}
 
 // Check decides the liveness of rec with DefaultChecker.
 func Check(rec *Record) Verdict { return DefaultChecker.Check(rec) }
@@ -135,7 +140,7 @@ func (c *Checker) Check(rec *Record) Verdict {
 		}
 	}
 	if stateFn == nil {
-		stateFn = RuntimeState
+		stateFn = func(rec *Record) (string, error) { return RuntimeState(c.Runtime, rec) }
 	}
 	status, err := stateFn(rec)
 	switch {
@@ -146,9 +151,9 @@ func (c *Checker) Check(rec *Record) Verdict {
 	case status == "running":
 		return Verdict{Running, ""}
 	case status == "stopped":
-		return Verdict{Stale, fmt.Sprintf("%s reports it stopped", rec.Runtime)}
+		return Verdict{Stale, "the runtime reports it stopped"}
 	default:
-		return Verdict{NotRunning, fmt.Sprintf("%s reports it %s", rec.Runtime, status)}
+		return Verdict{NotRunning, fmt.Sprintf("the runtime reports it %s", status)}
 	}
 }
 
@@ -256,12 +261,13 @@ func ProcStart(pid int) (uint64, error) {
 	return start, err
 }
 
-// RuntimeState runs `<runtime> [--root R] state <id>` and returns the status
-// it prints. A runtime that does not know the container (runc: "container
-// does not exist") gives ErrNoContainer.
-func RuntimeState(rec *Record) (string, error) {
-	if rec.Runtime == "" {
-		return "", fmt.Errorf("mounter %s: the record names no runtime", rec.ID)
+// RuntimeState runs `<runtime> [--root R] state <id>` with R the record's
+// runtime root, and returns the status it prints. A runtime that does not
+// know the container (runc: "container does not exist") gives
+// ErrNoContainer.
+func RuntimeState(runtime string, rec *Record) (string, error) {
+	if runtime == "" {
+		return "", fmt.Errorf("mounter %s: no runtime to ask for its state", rec.ID)
 	}
 	args := []string{}
 	if rec.RuntimeRoot != "" {
@@ -270,11 +276,11 @@ func RuntimeState(rec *Record) (string, error) {
 	args = append(args, "state", rec.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultStateTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rec.Runtime, args...)
+	cmd := exec.CommandContext(ctx, runtime, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	what := rec.Runtime + " " + strings.Join(args, " ")
+	what := runtime + " " + strings.Join(args, " ")
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		var exit *exec.ExitError

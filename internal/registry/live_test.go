@@ -84,9 +84,9 @@ func TestCheck(t *testing.T) {
 		{"no pid", Record{}, calledState, Stale, "no init PID"},
 		{"zombie", Record{PID: 101, PIDStart: 5000}, calledState, Stale, "has exited"},
 		{"pid reused", Record{PID: 102, PIDStart: 5000}, calledState, Stale, "now belongs to another process"},
-		{"runtime says stopped", Record{PID: 100, PIDStart: 5000, Runtime: "/usr/sbin/runc"}, state("stopped", nil), Stale, "/usr/sbin/runc reports it stopped"},
+		{"runtime says stopped", Record{PID: 100, PIDStart: 5000, Runtime: "/usr/sbin/runc"}, state("stopped", nil), Stale, "the runtime reports it stopped"},
 		{"runtime does not know it", Record{PID: 100, PIDStart: 5000}, state("", fmt.Errorf("runc state m: %w", ErrNoContainer)), Stale, "does not know"},
-		{"created, not started yet", Record{PID: 100, PIDStart: 5000, Runtime: "runc"}, state("created", nil), NotRunning, "runc reports it created"},
+		{"created, not started yet", Record{PID: 100, PIDStart: 5000, Runtime: "runc"}, state("created", nil), NotRunning, "the runtime reports it created"},
 		{"paused", Record{PID: 100, PIDStart: 5000, Runtime: "runc"}, state("paused", nil), NotRunning, "paused"},
 		{"runtime fails", Record{PID: 100, PIDStart: 5000}, state("", errors.New("exec: runc: not found")), Unknown, "not found"},
 	} {
@@ -130,8 +130,8 @@ func TestRuntimeState(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			os.Remove(argsFile)
-			rec := &Record{ID: "m", Runtime: fakeRuntime(t, tc.script), RuntimeRoot: tc.root}
-			got, err := RuntimeState(rec)
+			rec := &Record{ID: "m", Runtime: "/nonexistent/forged-runtime", RuntimeRoot: tc.root}
+			got, err := RuntimeState(fakeRuntime(t, tc.script), rec)
 			switch {
 			case tc.err != nil:
 				if !errors.Is(err, tc.err) {
@@ -152,8 +152,8 @@ func TestRuntimeState(t *testing.T) {
 			}
 		})
 	}
-	if _, err := RuntimeState(&Record{ID: "m"}); err == nil {
-		t.Error("a record without runtime: no error")
+	if _, err := RuntimeState("", &Record{ID: "m"}); err == nil {
+		t.Error("no runtime: no error")
 	}
 }
 
@@ -204,19 +204,26 @@ func TestSortRemovesStale(t *testing.T) {
 
 // TestAliveRealProcess checks a record of this very test process through a
 // fake runtime: the cheap checks pass on real /proc, then the runtime decides.
+// The runtime is the checker's (the configuration's): the program a record
+// names is never run.
 func TestAliveRealProcess(t *testing.T) {
 	start, err := ProcStart(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	running := fakeRuntime(t, `echo '{"status":"running"}'`)
-	rec := &Record{ID: "self", Name: "r", PID: os.Getpid(), PIDStart: start, Runtime: running}
-	if ok, err := Alive(rec); !ok || err != nil {
-		t.Errorf("Alive = %v, %v; want true", ok, err)
+	ran := filepath.Join(t.TempDir(), "forged-runtime-ran")
+	forged := fakeRuntime(t, `touch `+ran+`; echo '{"status":"running"}'`)
+	c := &Checker{Runtime: fakeRuntime(t, `echo '{"status":"running"}'`)}
+	rec := &Record{ID: "self", Name: "r", PID: os.Getpid(), PIDStart: start, Runtime: forged}
+	if v := c.Check(rec); v.Liveness != Running {
+		t.Errorf("Check = %v %q; want running", v.Liveness, v.Reason)
+	}
+	if _, err := os.Stat(ran); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the runtime named in the record ran: %v", err)
 	}
 	rec.PIDStart = start + 1
-	if ok, err := Alive(rec); ok || err == nil || !strings.Contains(err.Error(), "is stale") {
-		t.Errorf("Alive with another start time = %v, %v; want false, stale", ok, err)
+	if v := c.Check(rec); v.Liveness != Stale {
+		t.Errorf("Check with another start time = %v %q; want stale", v.Liveness, v.Reason)
 	}
 }
 

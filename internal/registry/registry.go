@@ -9,12 +9,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -38,6 +43,15 @@ type Record struct {
 }
 
 // Registry is the directory of records.
+//
+// Its records decide which container `mounter` runs mount(8) in, as root,
+// so the registry is trusted only as far as the directory it lives in: the
+// state directory and every directory above it must pass the configuration
+// file's rule (config.CheckDir), and each record must be a regular file (no
+// symlink followed) owned by root or this process's user, writable by its
+// owner only. A record never chooses a program to run: readers take the
+// runtime and the propagated paths from the configuration's rule the record
+// names.
 type Registry struct {
 	Dir string
 }
@@ -50,6 +64,30 @@ func New(stateDir string) *Registry {
 // ErrNotFound is returned for a container with no record.
 var ErrNotFound = errors.New("no mounter record")
 
+// ErrUnreadable is wrapped by the error for a registry that cannot be used
+// at all: its directory cannot be listed, or others could write it.
+var ErrUnreadable = errors.New("the registry cannot be read")
+
+// ErrBadRecord is wrapped by the error for one record that is refused: not a
+// regular file, writable or owned by others, or not a record.
+var ErrBadRecord = errors.New("refused mounter record")
+
+// MaxRecordSize bounds a record file; a real one is a few hundred bytes.
+const MaxRecordSize = 64 << 10
+
+// Check refuses a registry in a directory that others could write: they
+// could plant records there.
+// The state directory itself must not be writable by others even with the
+// sticky bit: mount-hook's log lives there too.
+func (r *Registry) Check() error {
+	for _, dir := range []string{filepath.Dir(r.Dir), r.Dir} {
+		if err := config.CheckDir(dir); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnreadable, err)
+		}
+	}
+	return nil
+}
+
 func (r *Registry) path(id string) (string, error) {
 	// Container IDs come from engines; refuse anything that is not a plain
 	// file name so a hostile ID cannot write outside the registry.
@@ -59,14 +97,21 @@ func (r *Registry) path(id string) (string, error) {
 	return filepath.Join(r.Dir, id+".json"), nil
 }
 
-// Write stores rec atomically.
+// Write stores rec atomically, in a registry directory it has checked
+// before and after creating it.
 func (r *Registry) Write(rec *Record) error {
 	p, err := r.path(rec.ID)
 	if err != nil {
 		return err
 	}
+	if err := r.Check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return fmt.Errorf("create registry %s: %w", r.Dir, err)
+	}
+	if err := r.Check(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -81,16 +126,59 @@ func (r *Registry) Read(id string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w for container %s", ErrNotFound, id)
+	if err := r.Check(); err != nil {
+		return nil, err
 	}
+	return readRecord(p, id)
+}
+
+// readRecord opens the record at p without following a symlink and refuses
+// anything but a regular file that only a trusted user could have written.
+func readRecord(p, id string) (*Record, error) {
+	// O_NONBLOCK: a FIFO planted there must not hang the reader; the fstat
+	// below refuses it.
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w for container %s", ErrNotFound, id)
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%w %s: it is a symlink: remove it", ErrBadRecord, p)
+	case err != nil:
+		return nil, fmt.Errorf("read mounter record: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("read mounter record: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%w %s: not a regular file (%s): remove it", ErrBadRecord, p, fi.Mode().Type())
+	case st == nil:
+		return nil, fmt.Errorf("%w %s: cannot read its owner", ErrBadRecord, p)
+	case st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		return nil, fmt.Errorf("%w %s: owned by uid %d, not root: mount-hook never wrote it; remove it", ErrBadRecord, p, st.Uid)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("%w %s: mode %04o lets group or others write it: mount-hook never wrote it; remove it", ErrBadRecord, p, fi.Mode().Perm())
+	case fi.Size() > MaxRecordSize:
+		return nil, fmt.Errorf("%w %s: larger than %d bytes: remove it", ErrBadRecord, p, MaxRecordSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxRecordSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read mounter record %s: %w", p, err)
 	}
 	var rec Record
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("decode mounter record %s: %w", p, err)
+	}
+	if rec.ID != id {
+		return nil, fmt.Errorf("%w %s: it is the record of container %q: remove it", ErrBadRecord, p, rec.ID)
+	}
+	for _, f := range []struct{ name, value string }{{"bundle", rec.Bundle}, {"runtime-root", rec.RuntimeRoot}} {
+		if f.value != "" && (!filepath.IsAbs(f.value) || filepath.Clean(f.value) != f.value) {
+			return nil, fmt.Errorf("%w %s: %s %q is not a clean absolute path: remove it", ErrBadRecord, p, f.name, f.value)
+		}
 	}
 	return &rec, nil
 }
@@ -109,14 +197,18 @@ func (r *Registry) Remove(id string) error {
 }
 
 // List returns every readable record, oldest first. Unreadable records are
-// reported in the error but do not hide the others.
+// reported in the error but do not hide the others; a registry that cannot
+// be used at all (ErrUnreadable) gives no record.
 func (r *Registry) List() ([]*Record, error) {
+	if err := r.Check(); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir(r.Dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list registry %s: %w", r.Dir, err)
+		return nil, fmt.Errorf("%w: list %s: %w", ErrUnreadable, r.Dir, err)
 	}
 	var recs []*Record
 	var errs []error
@@ -125,7 +217,13 @@ func (r *Registry) List() ([]*Record, error) {
 		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		rec, err := r.Read(strings.TrimSuffix(name, ".json"))
+		id := strings.TrimSuffix(name, ".json")
+		p, err := r.path(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rec, err := readRecord(p, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
