@@ -9,43 +9,8 @@ import (
 // Matches reports whether s meets every condition of the rule's match.
 // Labels never reach the runtime (Docker and Podman keep them), so only
 // annotations, process.env and the engine's container-name annotation count.
-func (r *Rule) Matches(s *specs.Spec) bool {
-	m := r.Match
-	if m.Empty() || IsSandbox(s) {
-		return false
-	}
-	for k, v := range m.Annotations {
-		if got, ok := s.Annotations[k]; !ok || got != v {
-			return false
-		}
-	}
-	for k, v := range m.Env {
-		if got, ok := EnvValue(s, k); !ok || got != v {
-			return false
-		}
-	}
-	for k, v := range m.AnnotationOrEnv {
-		if got, ok := s.Annotations[k]; ok && got == v {
-			continue
-		}
-		if got, ok := EnvValue(s, k); ok && got == v {
-			continue
-		}
-		return false
-	}
-	if m.ContainerName != "" {
-		name, ok := ContainerName(s)
-		// An "if recorded" name alone would match every container of an
-		// engine that records none.
-		if !ok && (!m.ContainerNameIfRecorded || len(m.Annotations)+len(m.Env)+len(m.AnnotationOrEnv) == 0) {
-			return false
-		}
-		if ok && name != m.ContainerName {
-			return false
-		}
-	}
-	return true
-}
+// Mismatch holds the conditions.
+func (r *Rule) Matches(s *specs.Spec) bool { return r.Mismatch(s) == nil }
 
 // sandboxAnnotations mark a Kubernetes pod's sandbox (pause) container, by
 // engine. CRI engines copy the pod's annotations onto the sandbox too, so an
