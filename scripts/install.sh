@@ -100,8 +100,10 @@ refuse_while_mounters_run() {
 		echo "Their engine runs runc-shared and mount-hook to stop and delete them; without those binaries the"
 		echo "containers cannot be removed and their FUSE mounts die with nothing to clean them up."
 		echo "Stop each mounter with the engine that started it, by the MOUNTER ID above:"
-		echo "  docker stop ID && docker rm ID | podman stop ID | ctr -n NAMESPACE task kill ID"
-		echo "  Kubernetes: delete the mounter DaemonSet or drain the node (the pods go, their poststop hooks run)"
+		echo "  docker stop ID && docker rm ID | podman stop ID && podman rm ID"
+		echo "  ctr -n NAMESPACE task kill ID && ctr -n NAMESPACE task delete ID && ctr -n NAMESPACE container delete ID"
+		echo "  Kubernetes: delete the mounter DaemonSet, or keep its pod off this node (a nodeSelector);"
+		echo "  kubectl drain leaves DaemonSet pods in place"
 		echo "  runc (ROOT as listed): runc --root ROOT kill ID KILL && runc --root ROOT delete ID"
 		echo "then check with \`mounter list\` and run \`make uninstall\` again."
 	} >&2
