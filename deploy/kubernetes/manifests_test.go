@@ -26,16 +26,21 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/configure"
+	"github.com/runc-shared/runc-shared/internal/mounter"
+	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-// asMounterEnv makes the test binary stand in for `mounter configure` when
-// bin/mounter does not have the subcommand (see mounterForScript).
-const asMounterEnv = "RSTEST_AS_MOUNTER_CONFIGURE"
+// asMounterEnv makes the test binary stand in for `mounter` when bin/mounter
+// lacks the subcommands install.sh uses (see mounterForScript).
+const asMounterEnv = "RSTEST_AS_MOUNTER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asMounterEnv) == "1" {
-		os.Exit(configure.Run(os.Args[1:], os.Stdout, os.Stderr))
+		if len(os.Args) > 1 && os.Args[1] == "configure" {
+			os.Exit(configure.Run(os.Args[2:], os.Stdout, os.Stderr))
+		}
+		os.Exit(mounter.Main(append([]string{"mounter"}, os.Args[1:]...)))
 	}
 	os.Exit(m.Run())
 }
@@ -346,7 +351,8 @@ func TestPiecesFit(t *testing.T) {
 
 // criSpec is a spec with the pod's annotations plus the CRI's own.
 func criSpec(pod, cri map[string]string) *specs.Spec {
-	s := &specs.Spec{Annotations: map[string]string{}, Process: &specs.Process{}}
+	s := &specs.Spec{Annotations: map[string]string{}, Process: &specs.Process{},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}}}
 	for k, v := range pod {
 		s.Annotations[k] = v
 	}
@@ -466,13 +472,16 @@ func TestInstallScript(t *testing.T) {
 }
 
 // mounterForScript returns what install.sh runs as `mounter`: bin/mounter
-// when it is built, else this test binary, which runs internal/configure
-// (the same code) when asMounterEnv is set (`go test ./deploy/...` without
-// `make`).
+// when it is built with the subcommands the script uses, else this test
+// binary, which runs internal/configure and internal/mounter (the same code)
+// when asMounterEnv is set (`go test ./deploy/...` without `make`).
 func mounterForScript(t *testing.T, bin string) string {
 	t.Helper()
-	if exec.Command(filepath.Join(bin, "mounter"), "configure", "--help").Run() == nil {
-		return filepath.Join(bin, "mounter")
+	built := filepath.Join(bin, "mounter")
+	if exec.Command(built, "configure", "--help").Run() == nil {
+		if help, err := exec.Command(built, "help").Output(); err == nil && bytes.Contains(help, []byte(" list [-q]")) {
+			return built
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -483,7 +492,7 @@ func mounterForScript(t *testing.T, bin string) string {
 	if err := os.WriteFile(shim, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("no bin/mounter: install.sh runs internal/configure through the test binary")
+	t.Logf("no bin/mounter with configure and list: install.sh runs internal/configure and internal/mounter through the test binary")
 	return shim
 }
 

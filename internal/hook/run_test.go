@@ -62,6 +62,7 @@ func (f *fixture) writeSpec(t *testing.T, mounter, privileged bool) {
 		Process:     &specs.Process{Args: []string{"sleep", "1000"}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL"}}},
 		Mounts:      []specs.Mount{{Source: f.allow, Destination: "/var/lib/kubelet", Type: "bind", Options: []string{"rbind", "rshared"}}},
 		Annotations: map[string]string{"other": "x"},
+		Linux:       &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}},
 	}
 	if mounter {
 		s.Annotations[spec.AnnotationMounter] = "glusterfs"

@@ -236,20 +236,20 @@ func TestEncodeReadsBackAsTyped(t *testing.T) {
 		doc  string
 	}{
 		{"rootfsPropagation case variant",
-			`{"ociVersion":"1.0.2","linux":{"rootfsPropagation":"private","rootfspropagation":"slave"}}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfspropagation":"slave"}}`},
 		{"namespaces case variant",
 			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount","path":"/proc/1/ns/mnt"}],"Namespaces":[{"type":"network"},{"type":"mount"}]}}`},
 		{"mount options case variant",
-			`{"ociVersion":"1.0.2","mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["ro","x"],"Options":["rbind","rprivate"]}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["ro","x"],"Options":["rbind","rprivate"]}]}`},
 		{"mounts case variant",
-			`{"ociVersion":"1.0.2","mounts":[{"destination":"/","type":"bind","source":"/","options":["rbind","rprivate"]}],"Mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"]}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/","type":"bind","source":"/","options":["rbind","rprivate"]}],"Mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"]}]}`},
 		// encoding/json decodes a repeated list into the same elements, so
 		// the typed mount merges both entries while a map keeps the last.
 		{"mounts repeated",
-			`{"ociVersion":"1.0.2","mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind"]}],"mounts":[{"destination":"/x"}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind"]}],"mounts":[{"destination":"/x"}]}`},
 		// Repeated scalars decode consistently (last wins in both views).
 		{"scalar repeated",
-			`{"ociVersion":"1.0.2","linux":{"rootfsPropagation":"private","rootfsPropagation":"slave"}}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfsPropagation":"slave"}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

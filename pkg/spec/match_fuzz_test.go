@@ -194,12 +194,17 @@ func checkPolicy(t *testing.T, r *spec.Rule, s *specs.Spec) {
 		}
 		return
 	}
+	ownMountNS := false
 	if s.Linux != nil {
 		for _, ns := range s.Linux.Namespaces {
 			if ns.Type == specs.MountNamespace && ns.Path != "" {
 				t.Fatalf("rule %q accepted a container joining mount namespace %q", r.Name, ns.Path)
 			}
+			ownMountNS = ownMountNS || ns.Type == specs.MountNamespace
 		}
+	}
+	if !ownMountNS {
+		t.Fatalf("rule %q accepted a container without a mount namespace of its own", r.Name)
 	}
 	if r.RequirePrivileged && (s.Process == nil || s.Process.Capabilities == nil ||
 		!slices.Contains(s.Process.Capabilities.Bounding, spec.CapSysAdmin)) {

@@ -35,15 +35,27 @@ func CheckPolicy(r *Rule, s *specs.Spec) error {
 	refuse := func(format string, a ...any) error {
 		return &PolicyError{Rule: r.Name, Reason: fmt.Sprintf(format, a...)}
 	}
+	ownMountNS := false
 	if s.Linux != nil {
 		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != specs.MountNamespace {
+				continue
+			}
 			// runc joins a namespace given by path and still runs its whole
 			// rootfs setup, pivot_root included, in it: on the host's
 			// namespace that moves the host onto the container's rootfs.
-			if ns.Type == specs.MountNamespace && ns.Path != "" {
+			if ns.Path != "" {
 				return refuse("it joins the mount namespace %s by path; a mounter must get a new mount namespace", ns.Path)
 			}
+			ownMountNS = true
 		}
+	}
+	if !ownMountNS {
+		// Without a mount namespace runc sets the container up in the
+		// runtime's own one: the rewrite's rshared root propagation would
+		// apply to the host's /, and runc's mounts (/proc, /dev, ...) would
+		// stay on the host.
+		return refuse(`it has no mount namespace of its own; a mounter must get a new mount namespace (add {"type": "mount"} to linux.namespaces)`)
 	}
 	if r.RequirePrivileged {
 		if s.Process == nil || s.Process.Capabilities == nil || !slices.Contains(s.Process.Capabilities.Bounding, CapSysAdmin) {

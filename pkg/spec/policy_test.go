@@ -14,6 +14,7 @@ const (
 	reMntPath = reRefused + `it joins the mount namespace /proc/1/ns/mnt by path; a mounter must get a new mount namespace$`
 	reNoNS    = reRefused + `the rule allows only Kubernetes namespaces \[kube-system storage\] and the container carries no namespace annotation$`
 	reWrongNS = reRefused + `Kubernetes namespace "default" is not in the rule's namespaces \[kube-system storage\]$`
+	reNoMntNS = reRefused + `it has no mount namespace of its own; a mounter must get a new mount namespace \(add \{"type": "mount"\} to linux.namespaces\)$`
 )
 
 func TestCheckPolicy(t *testing.T) {
@@ -49,6 +50,9 @@ func TestCheckPolicy(t *testing.T) {
 	}
 	secondMountNS := func(s *specs.Spec) {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.MountNamespace, Path: "/proc/1/ns/mnt"})
+	}
+	noMountNS := func(s *specs.Spec) {
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.MountNamespace })
 	}
 	kube := []string{"kube-system", "storage"}
 
@@ -88,7 +92,10 @@ func TestCheckPolicy(t *testing.T) {
 		{"mount ns by path, plain docker not required", engDockerPlain, false, nil, joinMountNS, reMntPath},
 		{"second mount ns entry with path", engContainerd, true, nil, secondMountNS, reMntPath},
 		{"mount ns by path, allowed namespace", engPodman, true, kube, func(s *specs.Spec) { joinMountNS(s); annotate(nsCRI, "kube-system")(s) }, reMntPath},
-		{"nil linux", engPodman, true, nil, func(s *specs.Spec) { s.Linux = nil }, ""},
+		{"nil linux", engPodman, true, nil, func(s *specs.Spec) { s.Linux = nil }, reNoMntNS},
+		{"no mount namespace entry", engPodman, true, nil, noMountNS, reNoMntNS},
+		{"no mount namespace entry, not required", engDockerPlain, false, nil, noMountNS, reNoMntNS},
+		{"no namespaces at all", engContainerd, true, nil, func(s *specs.Spec) { s.Linux.Namespaces = nil }, reNoMntNS},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
