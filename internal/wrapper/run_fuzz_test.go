@@ -180,12 +180,13 @@ func FuzzWrapperRun(f *testing.F) {
 		}
 		before, err := spec.Parse(data)
 		if err != nil {
-			// The wrapper decodes only annotations and env until a rule
-			// matches: a document broken elsewhere that matches no rule goes
-			// to runc unchanged, and runc reports it.
-			peek, perr := (&spec.File{Data: data}).Peek()
-			if perr != nil || spec.FindRule(cfg.Mounters, peek) != nil {
-				t.Fatalf("an unparsable config.json (%v) was executed", err)
+			// The wrapper decodes only annotations and env of the first
+			// JSON value (what runc's json.Decoder reads) until a rule
+			// matches: a document broken elsewhere, or that runc cannot
+			// read either, that matches no rule goes to runc unchanged, and
+			// runc reports it.
+			if peek := fzPeekFirst(data); peek != nil && spec.FindRule(cfg.Mounters, peek) != nil {
+				t.Fatalf("an unparsable config.json (%v) that matches a rule was executed", err)
 			}
 			if !bytes.Equal(after, data) || !slices.Equal(execd[1:], wantPassArgv) {
 				t.Fatalf("an unparsable, non-matching config.json was changed or its argv was: %q", execd[1:])
@@ -219,6 +220,20 @@ func FuzzWrapperRun(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fzPeekFirst is what the rules see of data as runc reads it: the first
+// JSON value, decoded as spec.File.Peek does; nil when runc cannot read it.
+func fzPeekFirst(data []byte) *specs.Spec {
+	var first json.RawMessage
+	if json.NewDecoder(bytes.NewReader(data)).Decode(&first) != nil {
+		return nil
+	}
+	peek, err := (&spec.File{Data: first}).Peek()
+	if err != nil {
+		return nil
+	}
+	return peek
 }
 
 // fzTempDir is a temp dir on tmpfs where there is one: every rewrite

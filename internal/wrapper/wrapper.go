@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
@@ -79,6 +78,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		return w.exec(delegate, args.ExecArgv())
 	}
 	if !args.MayRewrite() || len(cfg.Mounters) == 0 {
+		w.logPassThrough(cfg, args)
 		return w.exec(delegate, args.ExecArgv())
 	}
 
@@ -86,15 +86,11 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	file, err := spec.Read(filepath.Join(bundle, "config.json"))
+	file, err := w.examine(cfg, args, bundle)
 	if err != nil {
-		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
+		return err
 	}
-	peek, err := file.Peek()
-	if err != nil {
-		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
-	}
-	if spec.FindRule(cfg.Mounters, peek) == nil {
+	if file == nil {
 		return w.exec(delegate, args.ExecArgv())
 	}
 	doc, err := file.Doc()

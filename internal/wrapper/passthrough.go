@@ -1,0 +1,135 @@
+package wrapper
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/runtime"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// The wrapper must be invisible to every container no rule matches: such a
+// call goes to the delegate untouched, and whatever is wrong with its bundle
+// is the delegate's to report, in its own words. So what the wrapper cannot
+// read only refuses a call when a rule could have matched it. runc reads
+// config.json with a json.Decoder (loadSpec in runc's spec.go): the first
+// JSON value counts, whatever its size, and anything after it is ignored.
+// The wrapper matches on the same value; it rewrites only a config.json that
+// is one JSON object and nothing else, within spec.MaxConfigSize.
+
+// examine reads the bundle's config.json as far as matching needs. It
+// returns the file when a rule matches what the delegate will read, nil when
+// the call passes through untouched (the reason is logged at debug level),
+// or an error when a rule matches a file the wrapper will not rewrite.
+func (w *Wrapper) examine(cfg *config.Config, args *runtime.Args, bundle string) (*spec.File, error) {
+	path := filepath.Join(bundle, "config.json")
+	file, err := spec.Read(path)
+	if errors.Is(err, spec.ErrTooLarge) {
+		return nil, w.examineLarge(cfg, args, path, err)
+	}
+	if err != nil {
+		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
+		return nil, nil
+	}
+	peek, err := file.Peek()
+	if err == nil {
+		if spec.FindRule(cfg.Mounters, peek) == nil {
+			w.logNoMatch(cfg, args, peek, "")
+			return nil, nil
+		}
+		return file, nil
+	}
+	first, ferr := peekFirst(bytes.NewReader(file.Data), path)
+	if ferr != nil {
+		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, ferr, cfg.Runtime)
+		return nil, nil
+	}
+	if rule := spec.FindRule(cfg.Mounters, first); rule != nil {
+		return nil, fmt.Errorf("container %s matches mounter rule %q, but %w: runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it",
+			args.ContainerID, rule.Name, err)
+	}
+	w.logNoMatch(cfg, args, first, " (config.json has data after its JSON object, which runc ignores)")
+	return nil, nil
+}
+
+// examineLarge matches a config.json above spec.MaxConfigSize on its first
+// JSON value, read as runc reads it: a rule that matches it refuses the call
+// (tooLarge says why), any other container passes through.
+func (w *Wrapper) examineLarge(cfg *config.Config, args *runtime.Args, path string, tooLarge error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
+		return nil
+	}
+	defer f.Close()
+	peek, err := peekFirst(f, path)
+	if err != nil {
+		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
+		return nil
+	}
+	if rule := spec.FindRule(cfg.Mounters, peek); rule != nil {
+		return fmt.Errorf("container %s matches mounter rule %q, but %w; runc-shared does not rewrite it: a mounter's spec is a few kilobytes, check the engine that wrote it",
+			args.ContainerID, rule.Name, tooLarge)
+	}
+	w.logNoMatch(cfg, args, peek, fmt.Sprintf(" (config.json is larger than %d bytes)", spec.MaxConfigSize))
+	return nil
+}
+
+// peekFirst decodes what rules match on from the first JSON value of r, as
+// runc's json.Decoder reads it.
+func peekFirst(r io.Reader, path string) (*specs.Spec, error) {
+	var first json.RawMessage
+	if err := json.NewDecoder(r).Decode(&first); err != nil {
+		return nil, fmt.Errorf("%s: decode runtime spec: %w", path, err)
+	}
+	return (&spec.File{Path: path, Data: first}).Peek()
+}
+
+// logNoMatch logs, at debug level, why a create matched no rule: for each
+// rule, the first condition the container does not meet. It costs nothing
+// at other levels.
+func (w *Wrapper) logNoMatch(cfg *config.Config, args *runtime.Args, peek *specs.Spec, note string) {
+	if !w.log.IsLevelEnabled(logrus.DebugLevel) {
+		return
+	}
+	why := make([]string, 0, len(cfg.Mounters))
+	for i := range cfg.Mounters {
+		if m := cfg.Mounters[i].Mismatch(peek); m != nil {
+			why = append(why, m.String())
+		}
+	}
+	w.log.Debugf("container %s matches no mounter rule%s, passed through: %s", args.ContainerID, note, strings.Join(why, "; "))
+}
+
+// logPassThrough logs, at debug level, why a create, run or restore is not
+// examined at all.
+func (w *Wrapper) logPassThrough(cfg *config.Config, args *runtime.Args) {
+	if !w.log.IsLevelEnabled(logrus.DebugLevel) {
+		return
+	}
+	switch args.Command {
+	case "create", "run", "restore":
+	default:
+		return
+	}
+	switch {
+	case args.Help || args.Version:
+		// runc prints and runs nothing.
+	case !args.MayRewrite():
+		// The parse error is logged already.
+	case cfg.Missing:
+		w.log.Debugf("container %s passed through: no configuration file", args.ContainerID)
+	case len(cfg.Mounters) == 0:
+		w.log.Debugf("container %s passed through: %s has no mounter rule", args.ContainerID, cfg.Path)
+	}
+}
