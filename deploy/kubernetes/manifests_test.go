@@ -26,21 +26,16 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/configure"
-	"github.com/runc-shared/runc-shared/internal/mounter"
-	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-// asMounterEnv makes the test binary stand in for `mounter` when bin/mounter
-// lacks the subcommands install.sh uses (see mounterForScript).
-const asMounterEnv = "RSTEST_AS_MOUNTER"
+// asMounterEnv makes the test binary stand in for `mounter configure` when
+// bin/mounter does not have the subcommand (see mounterForScript).
+const asMounterEnv = "RSTEST_AS_MOUNTER_CONFIGURE"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asMounterEnv) == "1" {
-		if len(os.Args) > 1 && os.Args[1] == "configure" {
-			os.Exit(configure.Run(os.Args[2:], os.Stdout, os.Stderr))
-		}
-		os.Exit(mounter.Main(append([]string{"mounter"}, os.Args[1:]...)))
+		os.Exit(configure.Run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -472,16 +467,13 @@ func TestInstallScript(t *testing.T) {
 }
 
 // mounterForScript returns what install.sh runs as `mounter`: bin/mounter
-// when it is built with the subcommands the script uses, else this test
-// binary, which runs internal/configure and internal/mounter (the same code)
-// when asMounterEnv is set (`go test ./deploy/...` without `make`).
+// when it is built, else this test binary, which runs internal/configure
+// (the same code) when asMounterEnv is set (`go test ./deploy/...` without
+// `make`).
 func mounterForScript(t *testing.T, bin string) string {
 	t.Helper()
-	built := filepath.Join(bin, "mounter")
-	if exec.Command(built, "configure", "--help").Run() == nil {
-		if help, err := exec.Command(built, "help").Output(); err == nil && bytes.Contains(help, []byte(" list [-q]")) {
-			return built
-		}
+	if exec.Command(filepath.Join(bin, "mounter"), "configure", "--help").Run() == nil {
+		return filepath.Join(bin, "mounter")
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -492,7 +484,7 @@ func mounterForScript(t *testing.T, bin string) string {
 	if err := os.WriteFile(shim, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("no bin/mounter with configure and list: install.sh runs internal/configure and internal/mounter through the test binary")
+	t.Logf("no bin/mounter: install.sh runs internal/configure through the test binary")
 	return shim
 }
 
