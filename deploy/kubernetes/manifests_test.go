@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	appsv1 "k8s.io/api/apps/v1"
@@ -26,16 +27,21 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/configure"
+	"github.com/runc-shared/runc-shared/internal/mounter"
+	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-// asMounterEnv makes the test binary stand in for `mounter configure` when
-// bin/mounter does not have the subcommand (see mounterForScript).
-const asMounterEnv = "RSTEST_AS_MOUNTER_CONFIGURE"
+// asMounterEnv makes the test binary stand in for `mounter` when bin/mounter
+// lacks the subcommands install.sh uses (see mounterForScript).
+const asMounterEnv = "RSTEST_AS_MOUNTER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asMounterEnv) == "1" {
-		os.Exit(configure.Run(os.Args[1:], os.Stdout, os.Stderr))
+		if len(os.Args) > 1 && os.Args[1] == "configure" {
+			os.Exit(configure.Run(os.Args[2:], os.Stdout, os.Stderr))
+		}
+		os.Exit(mounter.Main(append([]string{"mounter"}, os.Args[1:]...)))
 	}
 	os.Exit(m.Run())
 }
@@ -336,6 +342,14 @@ func TestPiecesFit(t *testing.T) {
 		if !reflect.DeepEqual(c.Command, []string{"/bin/sh", "/scripts/install.sh", "install"}) {
 			t.Errorf("command %v", c.Command)
 		}
+		// uninstall asks `mounter list`, which reads the registry below the
+		// configuration's state-dir and the node's /proc.
+		if !pod.HostPID {
+			t.Errorf("installer without hostPID: uninstall cannot see whether mounters run")
+		}
+		if vm := mountOf(c.VolumeMounts, volumeFor(pod.Volumes, cfg.StateDir)); vm == nil || vm.MountPath != cfg.StateDir {
+			t.Errorf("state dir %s: mounted at %+v, want the node path", cfg.StateDir, vm)
+		}
 		// The runtime the handler names is where the script puts it, and
 		// mount-hook lands beside it, where runc-shared looks for it.
 		if cfg.HookPath != "" {
@@ -392,7 +406,9 @@ func mountOf(vms []corev1.VolumeMount, vol string) *corev1.VolumeMount {
 
 // TestInstallScript runs install.sh from the ConfigMap against a temporary
 // node root that holds a real `containerd config default`: install, again
-// (nothing changes), uninstall (the original config back, byte for byte).
+// (nothing changes), uninstall while a registered mounter runs (refused,
+// nothing removed), uninstall once it is gone (the original config back,
+// byte for byte). The configuration's state-dir points at a temp dir.
 func TestInstallScript(t *testing.T) {
 	m := load(t)
 	root := findRepoRoot(t)
@@ -401,8 +417,14 @@ func TestInstallScript(t *testing.T) {
 	if err := os.WriteFile(script, []byte(m.configMap(t, "runc-shared-installer", "install.sh")), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	cfgText := m.configMap(t, "runc-shared-config", "config.toml")
+	const stateLine = `state-dir = "/run/runc-shared"`
+	if !strings.Contains(cfgText, stateLine) {
+		t.Fatalf("config.toml lacks %s, which the installer mounts", stateLine)
+	}
 	cfgSrc := filepath.Join(t.TempDir(), "config.toml")
-	if err := os.WriteFile(cfgSrc, []byte(m.configMap(t, "runc-shared-config", "config.toml")), 0o644); err != nil {
+	if err := os.WriteFile(cfgSrc, []byte(strings.Replace(cfgText, stateLine, fmt.Sprintf("state-dir = %q", stateDir), 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	def, err := exec.Command("containerd", "config", "default").Output()
@@ -423,15 +445,20 @@ func TestInstallScript(t *testing.T) {
 		}
 	}
 	env := append(os.Environ(), "HOST_ROOT="+node, "SRC_DIR="+bin, "CONFIG_SRC="+cfgSrc, "MOUNTER="+mounterForScript(t, bin))
-	sh := func(action string) string {
+	try := func(action string) (string, error) {
 		t.Helper()
 		cmd := exec.Command("/bin/sh", script, action)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	sh := func(action string) string {
+		t.Helper()
+		out, err := try(action)
 		if err != nil {
 			t.Fatalf("install.sh %s: %v\n%s", action, err, out)
 		}
-		return string(out)
+		return out
 	}
 
 	out := sh("install")
@@ -457,6 +484,38 @@ func TestInstallScript(t *testing.T) {
 	if out := sh("install"); strings.Contains(out, "restart containerd") || !strings.Contains(out, "unchanged") {
 		t.Errorf("second install changed the containerd config:\n%s", out)
 	}
+
+	// A registered mounter whose process runs: a child of this test.
+	sleep := exec.Command("sleep", "1000")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleep.Process.Kill(); _ = sleep.Wait() })
+	start, err := registry.ProcStart(sleep.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &registry.Record{ID: "rstest-mounter", Name: "glusterfs", PID: sleep.Process.Pid, PIDStart: start,
+		Runtime: "runc", FSTypes: []string{"glusterfs"}, Propagate: []string{"/var/lib/kubelet"}, Created: time.Now()}
+	if err := registry.New(stateDir).Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	installedConfig, _ := os.ReadFile(containerdConfig)
+	out, err = try("uninstall")
+	if err == nil || !strings.Contains(out, "refusing to uninstall") || !strings.Contains(out, rec.ID) || !strings.Contains(out, "kubectl delete") {
+		t.Errorf("uninstall with mounter %s running: err %v, want a refusal that names it and says how to stop it:\n%s", rec.ID, err, out)
+	}
+	if now, _ := os.ReadFile(containerdConfig); !bytes.Equal(now, installedConfig) {
+		t.Errorf("the refused uninstall changed the containerd config")
+	}
+	for _, f := range []string{"runc-shared", "mount-hook", "mounter", "libhostmount.so"} {
+		if _, err := os.Stat(filepath.Join(node, "opt/runc-shared/bin", f)); err != nil {
+			t.Errorf("the refused uninstall removed %s: %v", f, err)
+		}
+	}
+	_ = sleep.Process.Kill()
+	_ = sleep.Wait()
+
 	sh("uninstall")
 	if after, _ := os.ReadFile(containerdConfig); !bytes.Equal(after, def) {
 		t.Errorf("uninstall did not restore the containerd config")
@@ -467,13 +526,16 @@ func TestInstallScript(t *testing.T) {
 }
 
 // mounterForScript returns what install.sh runs as `mounter`: bin/mounter
-// when it is built, else this test binary, which runs internal/configure
-// (the same code) when asMounterEnv is set (`go test ./deploy/...` without
-// `make`).
+// when it is built with the subcommands the script uses, else this test
+// binary, which runs internal/configure and internal/mounter (the same code)
+// when asMounterEnv is set (`go test ./deploy/...` without `make`).
 func mounterForScript(t *testing.T, bin string) string {
 	t.Helper()
-	if exec.Command(filepath.Join(bin, "mounter"), "configure", "--help").Run() == nil {
-		return filepath.Join(bin, "mounter")
+	built := filepath.Join(bin, "mounter")
+	if exec.Command(built, "configure", "--help").Run() == nil {
+		if help, err := exec.Command(built, "help").Output(); err == nil && bytes.Contains(help, []byte(" list [-q]")) {
+			return built
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -484,7 +546,7 @@ func mounterForScript(t *testing.T, bin string) string {
 	if err := os.WriteFile(shim, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("no bin/mounter: install.sh runs internal/configure through the test binary")
+	t.Logf("no bin/mounter with configure and list: install.sh runs internal/configure and internal/mounter through the test binary")
 	return shim
 }
 
