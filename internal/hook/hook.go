@@ -60,13 +60,18 @@ type Options struct {
 	ConfigSet bool   // --config was given (an empty value means no file)
 	Runtime   string // --runtime: the delegate runtime binary
 	Root      string // --root: the delegate's state directory
-	Stage     Stage
+	// StateDir (--state-dir) is where poststop looks for the registry when
+	// the configuration cannot be loaded; the configuration's state-dir
+	// wins whenever it loads.
+	StateDir string
+	Stage    Stage
 }
 
-const usage = `usage: mount-hook [--config PATH] [--runtime PATH] [--root DIR] STAGE
+const usage = `usage: mount-hook [--config PATH] [--runtime PATH] [--root DIR] [--state-dir DIR] STAGE
 
 An OCI hook for runc-shared mounter containers. STAGE is createRuntime (or
-prestart) or poststop; the container state comes on stdin.`
+prestart) or poststop; the container state comes on stdin. --state-dir is
+where poststop finds the registry when the configuration cannot be loaded.`
 
 // ParseArgs parses the hook's arguments (without the program name).
 func ParseArgs(argv []string, stderr io.Writer) (*Options, error) {
@@ -76,6 +81,7 @@ func ParseArgs(argv []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&o.Config, "config", "", "configuration file (default $"+config.EnvVar+", else "+config.DefaultPath+")")
 	fs.StringVar(&o.Runtime, "runtime", "", "the delegate runtime binary, for the registry")
 	fs.StringVar(&o.Root, "root", "", "the delegate runtime's --root, for the registry")
+	fs.StringVar(&o.StateDir, "state-dir", "", "the registry's state directory, for a poststop whose configuration cannot be loaded")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(argv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -102,7 +108,7 @@ func ParseArgs(argv []string, stderr io.Writer) (*Options, error) {
 	for _, f := range []struct {
 		name, value string
 		bareOK      bool
-	}{{"--config", o.Config, false}, {"--runtime", o.Runtime, true}, {"--root", o.Root, false}} {
+	}{{"--config", o.Config, false}, {"--runtime", o.Runtime, true}, {"--root", o.Root, false}, {"--state-dir", o.StateDir, false}} {
 		if f.value == "" || filepath.IsAbs(f.value) || f.bareOK && !strings.Contains(f.value, "/") {
 			continue
 		}
@@ -143,12 +149,33 @@ func (h *Hook) Run(argv []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("%s: %w", opts.Stage, err)
 	}
-	cfg, err := config.Load(config.Path(opts.Config, opts.ConfigSet))
+	path := config.Path(opts.Config, opts.ConfigSet)
+	cfg, err := config.Load(path)
 	if err != nil {
-		return fmt.Errorf("%s of container %s: %w", opts.Stage, state.ID, err)
+		err = fmt.Errorf("%s of container %s: %w", opts.Stage, state.ID, err)
+		if opts.Stage == Poststop {
+			// The configuration broke while the mounter ran: clean up
+			// after it from its registry record. Its log goes to that
+			// record's state directory, where the error lands too.
+			var dirs []string
+			if dir, ok := config.StateDirOf(path); ok {
+				dirs = append(dirs, dir)
+			}
+			log = h.poststopWithoutConfig(opts, state, dirs, "the configuration cannot be loaded")
+		}
+		return err
 	}
 	if cfg.PassThrough() {
-		return nil // no rule: no container is a mounter
+		// No rule: no container is a mounter, unless one started before
+		// the file was removed or emptied.
+		if opts.Stage == Poststop {
+			var dirs []string
+			if !cfg.Missing {
+				dirs = append(dirs, cfg.StateDir)
+			}
+			h.poststopWithoutConfig(opts, state, dirs, "the configuration names no rule")
+		}
+		return nil
 	}
 	log = newLogger(filepath.Join(cfg.StateDir, LogName), cfg.LogLevel, h.Stderr)
 	r := &run{Hook: h, opts: opts, cfg: cfg, state: state,

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -24,21 +27,13 @@ func (r *run) poststop() {
 		return // not a mounter
 	}
 	if rec != nil {
-		// A restarted container with the same ID registers again; a late
-		// poststop of the previous instance must not remove that record.
-		if st.PID > 0 && rec.PID != st.PID {
-			r.log.Infof("record is of pid %d, not %d: left in place", rec.PID, st.PID)
-		} else if err := reg.Remove(st.ID); err != nil {
-			r.log.Warnf("%v", err)
-		} else {
-			r.log.Infof("unregistered mounter of rule %q", rec.Name)
-		}
+		r.removeRecord(reg, rec)
 	}
 	if rule == nil {
 		r.log.Warnf("rule %q is no longer in %s: not looking for dead FUSE mounts", rec.Name, r.cfg.Path)
 		return
 	}
-	r.detachDead(rule)
+	r.detachDead(rule.Propagate)
 }
 
 // poststopRule finds the rule from the bundle's config.json, or from the
@@ -58,12 +53,12 @@ func (r *run) poststopRule(rec *registry.Record) *spec.Rule {
 	return nil
 }
 
-// detachDead detaches the dead FUSE mounts within the rule's propagate paths.
+// detachDead detaches the dead FUSE mounts within the propagated paths.
 // Live ones (another mounter's, or a daemon that outlived the container) and
 // hung ones (their daemon may still answer) are left alone, and nothing
 // outside the allowlist is ever looked at.
-func (r *run) detachDead(rule *spec.Rule) {
-	scan, err := hostmount.ScanFUSE(rule.Propagate, hostmount.DefaultStatTimeout)
+func (r *run) detachDead(propagate []string) {
+	scan, err := hostmount.ScanFUSE(propagate, hostmount.DefaultStatTimeout)
 	if err != nil {
 		r.log.Warnf("%v", err)
 		return
@@ -78,5 +73,83 @@ func (r *run) detachDead(rule *spec.Rule) {
 	for _, m := range scan.Hung {
 		r.log.Warnf("FUSE mount %s did not answer within %v: left in place, check its daemon", m.Mountpoint, hostmount.DefaultStatTimeout)
 	}
-	r.log.Debugf("FUSE mounts under %v: %d dead, %d hung, %d live", rule.Propagate, len(scan.Dead), len(scan.Hung), len(scan.Live))
+	r.log.Debugf("FUSE mounts under %v: %d dead, %d hung, %d live", propagate, len(scan.Dead), len(scan.Hung), len(scan.Live))
+}
+
+// poststopWithoutConfig cleans up after a mounter whose configuration broke
+// or lost its rules while it ran (why says which): it finds the mounter's
+// registry record in the first of dirs, the state directory the hook was
+// given (--state-dir) and the default that holds one, removes it, and
+// detaches the dead FUSE mounts below the paths the record says the mounter
+// propagated. A container without a record is no mounter: nothing is
+// logged.
+//
+// This is the one place a record's paths are used: only a record from a
+// state directory that passes the configuration file's trust rule, and only
+// to detach FUSE mounts whose daemon is gone, which fail every access
+// anyway. It returns the logger of the state directory it used (stderr only
+// when none).
+func (h *Hook) poststopWithoutConfig(opts *Options, st *State, dirs []string, why string) *logrus.Logger {
+	log := newLogger("", "", h.Stderr)
+	if opts.StateDir != "" {
+		dirs = append(dirs, filepath.Clean(opts.StateDir))
+	}
+	dirs = append(dirs, config.DefaultStateDir)
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		reg := registry.New(dir)
+		rec, err := reg.Read(st.ID)
+		if errors.Is(err, registry.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			log.Warnf("poststop of container %s: %v", st.ID, err)
+			continue
+		}
+		log = newLogger(filepath.Join(dir, LogName), config.DefaultLogLevel, h.Stderr)
+		r := &run{Hook: h, opts: opts, state: st,
+			log: log.WithFields(logrus.Fields{"id": shortID(st.ID), "stage": string(opts.Stage)})}
+		r.log.Warnf("%s, so this poststop works from the registry record in %s: it removes the record and detaches dead FUSE mounts below the paths the record names %v",
+			why, reg.Dir, rec.Propagate)
+		r.cleanupRecord(reg, rec)
+		return log
+	}
+	return log
+}
+
+// cleanupRecord is poststop from a record alone: remove it unless a newer
+// instance of the container wrote it, then detach the dead FUSE mounts
+// below its paths.
+func (r *run) cleanupRecord(reg *registry.Registry, rec *registry.Record) {
+	r.removeRecord(reg, rec)
+	var paths []string
+	for _, p := range rec.Propagate {
+		// The configuration never allows these; a record that holds them
+		// was not written by mount-hook.
+		if filepath.IsAbs(p) && filepath.Clean(p) != "/" {
+			paths = append(paths, filepath.Clean(p))
+		}
+	}
+	if len(paths) == 0 {
+		r.log.Warnf("the record names no propagated path: not looking for dead FUSE mounts")
+		return
+	}
+	r.detachDead(paths)
+}
+
+// removeRecord removes the mounter's record. A restarted container with the
+// same ID registers again; a late poststop of the previous instance must not
+// remove that record.
+func (r *run) removeRecord(reg *registry.Registry, rec *registry.Record) {
+	if st := r.state; st.PID > 0 && rec.PID != st.PID {
+		r.log.Infof("record is of pid %d, not %d: left in place", rec.PID, st.PID)
+	} else if err := reg.Remove(st.ID); err != nil {
+		r.log.Warnf("%v", err)
+	} else {
+		r.log.Infof("unregistered mounter of rule %q", rec.Name)
+	}
 }

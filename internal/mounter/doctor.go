@@ -20,12 +20,18 @@ type Check struct {
 	OK     bool
 	Name   string
 	Detail string
-	Fix    string // what to do; shown for a failed check
+	Fix    string // what to do; shown for a failed check or a warning
+	// Warn marks a problem that may not apply to this host (doctor cannot
+	// tell for sure): shown with its fix, but it does not fail doctor.
+	Warn bool
 }
 
 func (c Check) String() string {
-	if c.OK {
+	switch {
+	case c.OK:
 		return fmt.Sprintf("ok %s: %s", c.Name, c.Detail)
+	case c.Warn:
+		return fmt.Sprintf("WARN %s: %s (fix: %s)", c.Name, c.Detail, c.Fix)
 	}
 	return fmt.Sprintf("FAIL %s: %s (fix: %s)", c.Name, c.Detail, c.Fix)
 }
@@ -38,13 +44,17 @@ func fail(name, fix, format string, args ...any) Check {
 	return Check{Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix}
 }
 
+func warn(name, fix, format string, args ...any) Check {
+	return Check{Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix, Warn: true}
+}
+
 // doctor prints one line per check and fails when any check fails.
 func (m *Mounter) doctor(inv *Invocation) error {
 	checks := m.Diagnose(inv)
 	failed := 0
 	for _, c := range checks {
 		fmt.Fprintln(m.Stdout, c)
-		if !c.OK {
+		if !c.OK && !c.Warn {
 			failed++
 		}
 	}
@@ -65,10 +75,17 @@ func (m *Mounter) Diagnose(inv *Invocation) []Check {
 	}
 	wrapper := m.sibling("runc-shared")
 	checks = append(checks, checkRuntime(cfg, wrapper), checkWrapper(wrapper), checkHook(cfg, wrapper))
+	engines := m.dockerRuntimes(wrapper)
 	for i := range cfg.Mounters {
 		checks = append(checks, checkPaths(&cfg.Mounters[i])...)
+		if c, ok := checkMatch(&cfg.Mounters[i], engines); ok {
+			checks = append(checks, c)
+		}
 	}
 	checks = append(checks, m.checkMounters(cfg)...)
+	for i := range cfg.Mounters {
+		checks = append(checks, checkDeadMounts(&cfg.Mounters[i]))
+	}
 	for i := range cfg.Mounters {
 		if r := &cfg.Mounters[i]; r.Mode == spec.ModePreload {
 			checks = append(checks, checkPreload(r, wrapper))
@@ -180,11 +197,15 @@ func checkPaths(rule *spec.Rule) []Check {
 // host's peer group, so its mounts reach the host.
 func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 	reg := registry.New(cfg.StateDir)
-	recs := fullChecker.Sort(reg)
+	recs, err := mounters(cfg, fullChecker(cfg))
+	if err != nil {
+		return []Check{fail("registry", fmt.Sprintf("make %s and the directories above it owned by root and writable by root only, or set state-dir to such a directory; then restart the mounters", cfg.StateDir),
+			"%v", err)}
+	}
 	live := recs.Live
 	var out []Check
 	if recs.Err != nil {
-		out = append(out, fail("registry", fmt.Sprintf("remove the unreadable files from %s", reg.Dir), "%v", recs.Err))
+		out = append(out, fail("registry", fmt.Sprintf("remove the refused files from %s", reg.Dir), "%v", recs.Err))
 	}
 	for _, err := range recs.Skipped {
 		out = append(out, fail("registry", "wait for the mounter to start, or resume it", "%v", err))
@@ -223,10 +244,7 @@ func checkPropagation(rec *registry.Record, rule *spec.Rule) Check {
 	if err != nil {
 		return fail(name, "restart the mounter; its registry record points at a missing bundle", "%v", err)
 	}
-	propagate := rec.Propagate
-	if len(propagate) == 0 {
-		propagate = rule.Propagate
-	}
+	propagate := rule.Propagate
 	binds := SharedBinds(doc.Spec, rec.Bundle, propagate)
 	if len(binds) == 0 {
 		return fail(name, fmt.Sprintf("bind one of %v into the mounter", propagate),

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 )
@@ -104,15 +105,13 @@ func readAll(f *os.File) string {
 	return string(b)
 }
 
-// containerOf returns the container a record names, with its runtime
-// resolved: the record's runtime (what the engine's runc-shared delegated to),
-// else the configured one.
-func containerOf(rec *registry.Record, configured string) (Container, error) {
-	name := rec.Runtime
-	if name == "" {
-		name = configured
-	}
-	bin, err := runtime.FindRuntime(name, "")
+// containerOf returns the container a record names, run by the configured
+// runtime (the record names one too, but a record does not choose the
+// program root runs) with the record's runtime root (the --root the engine
+// gave the runtime, which the configuration cannot know; mounters checks
+// that it is a trusted directory holding the container).
+func containerOf(rec *registry.Record, cfg *config.Config) (Container, error) {
+	bin, err := runtime.FindRuntime(cfg.Runtime, "")
 	if err != nil {
 		return Container{}, system("mounter %s: %w", rec.ID, err)
 	}

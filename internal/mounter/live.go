@@ -1,6 +1,15 @@
 package mounter
 
-import "github.com/runc-shared/runc-shared/internal/registry"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/internal/runtime"
+)
 
 // A registry record outlives its container when the poststop hook never ran
 // (the mounter was killed with SIGKILL and its engine died too, the node
@@ -18,6 +27,48 @@ import "github.com/runc-shared/runc-shared/internal/registry"
 // `mounter status` paid once per mounter.
 var liveChecker = &registry.Checker{Kernel: true}
 
-// fullChecker also asks the runtime, for doctor, which reports created
-// containers as such.
-var fullChecker = registry.DefaultChecker
+// fullChecker also asks the configured runtime, for doctor, which reports
+// created containers as such.
+func fullChecker(cfg *config.Config) *registry.Checker {
+	bin, err := runtime.FindRuntime(cfg.Runtime, "")
+	if err != nil {
+		bin = "" // every record is then undecided, with this reason
+	}
+	return &registry.Checker{Runtime: bin}
+}
+
+// mounters lists the registry of cfg by liveness, removing stale records.
+// A record is used only as far as the configuration backs it: a running
+// mounter whose rule is no longer configured, or whose runtime root is not a
+// trusted directory holding its container, is held, not routed to. A
+// registry that cannot be read at all is a system error (exit 2).
+func mounters(cfg *config.Config, c *registry.Checker) (registry.Records, error) {
+	reg := registry.New(cfg.StateDir)
+	recs := c.Sort(reg)
+	if errors.Is(recs.Err, registry.ErrUnreadable) {
+		return recs, system("%w; mount-hook registers mounters there, so nothing can be routed until it is fixed", recs.Err)
+	}
+	for _, rec := range append([]*registry.Record(nil), recs.Live...) {
+		if reason := unbacked(cfg, rec); reason != "" {
+			recs.Hold(rec, registry.Verdict{Liveness: registry.Unknown, Reason: reason, State: "running"})
+		}
+	}
+	return recs, nil
+}
+
+// unbacked says why a live record must not be used, or "".
+func unbacked(cfg *config.Config, rec *registry.Record) string {
+	if cfg.Rule(rec.Name) == nil {
+		return fmt.Sprintf("its rule %q is not in %s: restart it under a configured rule, or restore the rule", rec.Name, configName(cfg))
+	}
+	if rec.RuntimeRoot == "" {
+		return ""
+	}
+	if err := config.CheckDir(rec.RuntimeRoot); err != nil {
+		return fmt.Sprintf("its runtime root is not trusted: %v", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(rec.RuntimeRoot, rec.ID)); err != nil || !fi.IsDir() {
+		return fmt.Sprintf("its runtime root %s holds no container %s", rec.RuntimeRoot, rec.ID)
+	}
+	return ""
+}

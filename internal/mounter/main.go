@@ -26,6 +26,11 @@ type Mounter struct {
 	// Self is this binary, for finding its siblings (runc-shared,
 	// mount-hook, libhostmount.so); "" means os.Executable.
 	Self string
+	// DockerConfig is dockerd's default configuration file, for doctor;
+	// "" means DefaultDockerConfig.
+	DockerConfig string
+	// ProcDir is where doctor looks for running engines; "" means /proc.
+	ProcDir string
 
 	prog string
 }

@@ -42,7 +42,7 @@ func newFixture(t *testing.T, withMounter bool) *fixture {
 	f := &fixture{dir: t.TempDir(), exec: &fakeExec{}}
 	f.shared = filepath.Join(f.dir, "shared")
 	f.state = filepath.Join(f.dir, "state")
-	for _, d := range []string{filepath.Join(f.shared, "k", "vol"), filepath.Join(f.dir, "bundle"), filepath.Join(f.dir, "out")} {
+	for _, d := range []string{filepath.Join(f.shared, "k", "vol"), filepath.Join(f.dir, "bundle"), filepath.Join(f.dir, "out"), filepath.Join(f.dir, "runtime-root", "m1")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ annotations = { "runc-shared.io/mounter" = "glusterfs" }
 			t.Fatal(err)
 		}
 		rec := &registry.Record{ID: "m1", Name: "glusterfs", PID: os.Getpid(), PIDStart: start,
-			Bundle: filepath.Join(f.dir, "bundle"), Runtime: "/bin/true", RuntimeRoot: "/run/x",
+			Bundle: filepath.Join(f.dir, "bundle"), Runtime: "/bin/true", RuntimeRoot: filepath.Join(f.dir, "runtime-root"),
 			FSTypes: []string{"glusterfs"}, Propagate: []string{f.shared}, Created: time.Now()}
 		if err := registry.New(f.state).Write(rec); err != nil {
 			t.Fatal(err)

@@ -35,7 +35,10 @@ type Router struct {
 // the first rule, in configuration order, that has one whose shared binds
 // cover target. Stale records met on the way are removed.
 func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error) {
-	recs := liveChecker.Sort(registry.New(r.Config.StateDir))
+	recs, err := mounters(r.Config, liveChecker)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range recs.Stale {
 		r.warn("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
 		if s.RemoveErr != nil {
@@ -82,16 +85,14 @@ func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) 
 	if err != nil {
 		return nil, failure("mounter %s (rule %q): %w; the registry record points at bundle %s", rec.ID, rule.Name, err, rec.Bundle)
 	}
-	propagate := rec.Propagate
-	if len(propagate) == 0 {
-		propagate = rule.Propagate
-	}
-	binds := SharedBinds(doc.Spec, rec.Bundle, propagate)
+	// The configuration's paths, not the record's: a record does not
+	// widen what a rule propagates.
+	binds := SharedBinds(doc.Spec, rec.Bundle, rule.Propagate)
 	inner, bind, ok := Translate(target, binds)
 	if !ok {
 		return nil, noBindError(target, rec.ID, rule.Name, binds)
 	}
-	c, err := containerOf(rec, r.Config.Runtime)
+	c, err := containerOf(rec, r.Config)
 	if err != nil {
 		return nil, err
 	}

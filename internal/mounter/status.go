@@ -11,48 +11,106 @@ import (
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/internal/runtime"
 )
 
-// status prints the live mounters and, for each, the routed mounts it
-// serves on the host: mounts of its types below its propagated paths.
-// Stale records are removed, as a routed mount would.
+// status prints the registered mounters (running, paused, or held back and
+// why), the routed mounts each serves on the host (mounts of its rule's
+// types below its rule's paths), and the dead FUSE mounts below any rule's
+// paths, which are never listed as served. Stale records are removed, as a
+// routed mount would. A registry that cannot be read is exit 2.
 func (m *Mounter) status(cfg *config.Config) error {
 	reg := registry.New(cfg.StateDir)
-	recs := liveChecker.Sort(reg)
-	live := recs.Live
-	if p := recs.Problems(); p != nil {
-		m.warnf("%v", p)
+	recs, err := mounters(cfg, liveChecker)
+	if err != nil {
+		return err
 	}
+	if recs.Err != nil {
+		m.warnf("%v", recs.Err)
+	}
+	live := recs.Live
 	for _, s := range recs.Stale {
 		fmt.Fprintf(m.Stdout, "removed the stale record of mounter %s (rule %q): %s\n", s.Record.ID, s.Record.Name, s.Reason)
 	}
-	if len(live) == 0 {
+	if len(live)+len(recs.Held) == 0 {
 		fmt.Fprintf(m.Stdout, "no live mounter is registered in %s\n", reg.Dir)
-	} else {
-		w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "MOUNTER\tRULE\tPID\tRUNTIME\tROOT\tAGE")
-		for _, rec := range live {
-			root := rec.RuntimeRoot
-			if root == "" {
-				root = "(default)"
-			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, rec.Runtime, root, age(m.now(), rec.Created))
-		}
-		if err := w.Flush(); err != nil {
-			return system("write status: %w", err)
-		}
+	} else if err := m.mounterTable(cfg, recs); err != nil {
+		return err
 	}
 	for _, rule := range cfg.Mounters {
-		if !slices.ContainsFunc(live, func(r *registry.Record) bool { return r.Name == rule.Name }) {
-			fmt.Fprintf(m.Stdout, "rule %q (%v): no live mounter; mounts of these types fail until one starts\n", rule.Name, rule.FSTypes)
+		if slices.ContainsFunc(live, func(r *registry.Record) bool { return r.Name == rule.Name }) {
+			continue
+		}
+		if i := slices.IndexFunc(recs.Held, func(h registry.HeldRecord) bool {
+			return h.Record.Name == rule.Name && h.Verdict.State == "paused"
+		}); i >= 0 {
+			fmt.Fprintf(m.Stdout, "rule %q (%v): its mounter %s is paused; mounts of these types fail until it is resumed\n", rule.Name, rule.FSTypes, recs.Held[i].Record.ID)
+			continue
+		}
+		fmt.Fprintf(m.Stdout, "rule %q (%v): no live mounter; mounts of these types fail until one starts\n", rule.Name, rule.FSTypes)
+	}
+	fuse, err := hostmount.ScanFUSE(rulePaths(cfg), hostmount.DefaultStatTimeout)
+	if err != nil {
+		return system("%w", err)
+	}
+	if len(live) > 0 {
+		if err := m.routedTable(cfg, live, fuse); err != nil {
+			return err
 		}
 	}
-	if len(live) == 0 {
-		return nil
+	return m.deadTable(fuse)
+}
+
+// mounterTable lists the registered mounters with their state, and says
+// below it why each one that is not running is not used.
+func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error {
+	bin, err := runtime.FindRuntime(cfg.Runtime, "")
+	if err != nil {
+		bin = cfg.Runtime
 	}
+	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
+	row := func(rec *registry.Record, state string) {
+		root := rec.RuntimeRoot
+		if root == "" {
+			root = "(default)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, root, age(m.now(), rec.Created))
+	}
+	for _, rec := range recs.Live {
+		row(rec, "running")
+	}
+	for _, h := range recs.Held {
+		state := h.Verdict.State
+		if state == "" || h.Verdict.Liveness == registry.Unknown {
+			state = "not used"
+		}
+		row(h.Record, state)
+	}
+	if err := w.Flush(); err != nil {
+		return system("write status: %w", err)
+	}
+	for _, h := range recs.Held {
+		rec := h.Record
+		if h.Verdict.State == "paused" {
+			fmt.Fprintf(m.Stdout, "mounter %s (rule %q) is paused (%s): resume it (docker unpause, or runc resume %s); no mount is routed to it until then\n",
+				rec.ID, rec.Name, h.Verdict.Reason, rec.ID)
+			continue
+		}
+		fmt.Fprintf(m.Stdout, "mounter %s (rule %q) is not used: %s\n", rec.ID, rec.Name, h.Verdict.Reason)
+	}
+	return nil
+}
+
+// routedTable lists the live FUSE and other mounts that live mounters serve.
+func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse *hostmount.FUSEScan) error {
 	served, err := servedMounts(live, cfg)
 	if err != nil {
 		return system("%w", err)
+	}
+	notLive := map[string]bool{}
+	for _, mi := range append(slices.Clone(fuse.Dead), fuse.Hung...) {
+		notLive[mi.Mountpoint] = true
 	}
 	fmt.Fprintln(m.Stdout)
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
@@ -60,6 +118,9 @@ func (m *Mounter) status(cfg *config.Config) error {
 	n := 0
 	for _, rec := range live {
 		for _, rm := range served[rec.ID] {
+			if hostmount.IsFUSE(rm.FSType) && notLive[rm.Mountpoint] {
+				continue
+			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", rm.Mountpoint, rm.FSType, rm.Source, rec.ID)
 			n++
 		}
@@ -73,13 +134,49 @@ func (m *Mounter) status(cfg *config.Config) error {
 	return nil
 }
 
+// deadTable lists the FUSE mounts below the rules' paths whose daemon is
+// gone or does not answer, with what to do.
+func (m *Mounter) deadTable(fuse *hostmount.FUSEScan) error {
+	if len(fuse.Dead)+len(fuse.Hung) == 0 {
+		return nil
+	}
+	fmt.Fprintln(m.Stdout)
+	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
+	for _, mi := range fuse.Dead {
+		fmt.Fprintf(w, "%s\t%s\t%s\tdead\tumount -l %s\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)
+	}
+	for _, mi := range fuse.Hung {
+		fmt.Fprintf(w, "%s\t%s\t%s\tnot answering\tcheck its daemon; umount -l %s if it is gone\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)
+	}
+	if err := w.Flush(); err != nil {
+		return system("write status: %w", err)
+	}
+	fmt.Fprintln(m.Stdout, deadMountAdvice)
+	return nil
+}
+
+// deadMountAdvice explains a dead FUSE mount, in status and doctor.
+const deadMountAdvice = "a dead FUSE mount has lost its daemon (the mounter that served it stopped): every access fails with " +
+	"\"Transport endpoint is not connected\" and a new mount on it fails. Detach it with `umount -l PATH`, " +
+	"or restart its mounter (mount-hook detaches dead mounts below the rule's paths when a mounter stops), then mount again."
+
+// rulePaths are the propagated paths of every rule.
+func rulePaths(cfg *config.Config) []string {
+	var out []string
+	for _, r := range cfg.Mounters {
+		out = append(out, r.Propagate...)
+	}
+	return out
+}
+
 // routedMount is a host mount that a mounter serves.
 type routedMount struct {
 	Mountpoint, FSType, Source string
 }
 
 // servedMounts lists the host's mounts that some live mounter serves (of
-// its types, below its paths) and groups them by mounter (the newest mounter
+// its rule's types, below its rule's paths) and groups them by mounter (the newest mounter
 // of overlapping ones).
 func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]routedMount, error) {
 	type scope struct {
@@ -90,16 +187,11 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 	scopes := make([]scope, 0, len(live))
 	for i := len(live) - 1; i >= 0; i-- { // newest first
 		rec := live[i]
-		types, prefixes := rec.FSTypes, rec.Propagate
-		if rule := cfg.Rule(rec.Name); rule != nil {
-			if len(types) == 0 {
-				types = rule.FSTypes
-			}
-			if len(prefixes) == 0 {
-				prefixes = rule.Propagate
-			}
+		rule := cfg.Rule(rec.Name) // mounters holds back records without one
+		if rule == nil {
+			continue
 		}
-		scopes = append(scopes, scope{id: rec.ID, types: types, prefixes: hostmount.ExpandPrefixes(prefixes)})
+		scopes = append(scopes, scope{id: rec.ID, types: rule.FSTypes, prefixes: hostmount.ExpandPrefixes(rule.Propagate)})
 	}
 	var all []string
 	for _, s := range scopes {

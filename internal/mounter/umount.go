@@ -10,8 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
-	"github.com/runc-shared/runc-shared/internal/registry"
-	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // umount unmounts target on the host. A routed mount propagates both ways,
@@ -35,7 +33,10 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 	if errors.Is(hostErr, unix.EPERM) {
 		return usage("umount %s: %v: run as root", target, hostErr)
 	}
-	route := m.umountRoute(cfg, target)
+	route, err := m.umountRoute(cfg, target)
+	if err != nil {
+		return system("umount %s: %v; looking for a mounter that holds it: %w", target, hostErr, err)
+	}
 	if route == nil {
 		return failure("umount %s: %v%s", target, hostErr, notMountedHint(hostErr))
 	}
@@ -77,19 +78,20 @@ func notMountedHint(err error) string {
 }
 
 // umountRoute finds the newest live mounter, of any rule, whose shared
-// binds cover target; nil when there is none.
-func (m *Mounter) umountRoute(cfg *config.Config, target string) *Route {
-	live := liveChecker.Sort(registry.New(cfg.StateDir)).Live
+// binds cover target; nil when there is none, an error when the registry
+// cannot be read.
+func (m *Mounter) umountRoute(cfg *config.Config, target string) (*Route, error) {
+	recs, err := mounters(cfg, liveChecker)
+	if err != nil {
+		return nil, err
+	}
+	live := recs.Live
 	router := &Router{Config: cfg}
 	for i := len(live) - 1; i >= 0; i-- {
 		rec := live[i]
-		rule := cfg.Rule(rec.Name)
-		if rule == nil {
-			rule = &spec.Rule{Name: rec.Name, FSTypes: rec.FSTypes, Propagate: rec.Propagate}
-		}
-		if route, err := router.routeVia(rec, rule, target); err == nil {
-			return route
+		if route, err := router.routeVia(rec, cfg.Rule(rec.Name), target); err == nil {
+			return route, nil
 		}
 	}
-	return nil
+	return nil, nil
 }

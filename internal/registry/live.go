@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,6 +53,10 @@ func (l Liveness) String() string {
 type Verdict struct {
 	Liveness Liveness
 	Reason   string
+	// State is the container's state where the check learnt it: "running",
+	// "paused" (its freezer cgroup is frozen, or the runtime says so),
+	// "created", ...; "" when unknown or stale.
+	State string
 }
 
 // DefaultStateTimeout bounds one `<runtime> state` call.
@@ -112,31 +117,31 @@ func Alive(rec *Record) (bool, error) {
 // read of its freezer cgroup).
 func (c *Checker) Check(rec *Record) Verdict {
 	if rec.PID <= 0 {
-		return Verdict{Stale, "the record has no init PID"}
+		return Verdict{Liveness: Stale, Reason: "the record has no init PID"}
 	}
 	state, start, err := ProcStat(c.procDir(), rec.PID)
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoProcess):
-		return Verdict{Stale, fmt.Sprintf("its init process %d is gone", rec.PID)}
+		return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
 	case err != nil:
-		return Verdict{Unknown, err.Error()}
+		return Verdict{Liveness: Unknown, Reason: err.Error()}
 	case state == 'Z' || state == 'X':
-		return Verdict{Stale, fmt.Sprintf("its init process %d has exited", rec.PID)}
+		return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d has exited", rec.PID)}
 	case rec.PIDStart != 0 && start != rec.PIDStart:
-		return Verdict{Stale, fmt.Sprintf("its init PID %d now belongs to another process (started at tick %d, not %d)", rec.PID, start, rec.PIDStart)}
+		return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init PID %d now belongs to another process (started at tick %d, not %d)", rec.PID, start, rec.PIDStart)}
 	}
 	stateFn := c.State
 	if stateFn == nil && c.Kernel {
 		switch status, err := FreezerState(c.procDir(), c.cgroupDir(), rec.PID); {
 		case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 			// It exited between the two reads of /proc.
-			return Verdict{Stale, fmt.Sprintf("its init process %d is gone", rec.PID)}
+			return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
 		case err != nil:
-			return Verdict{Unknown, err.Error()}
+			return Verdict{Liveness: Unknown, Reason: err.Error()}
 		case status == "paused":
-			return Verdict{NotRunning, "its freezer cgroup is frozen (paused)"}
+			return Verdict{Liveness: NotRunning, Reason: "its freezer cgroup is frozen (paused)", State: "paused"}
 		default:
-			return Verdict{Running, ""}
+			return Verdict{Liveness: Running, State: "running"}
 		}
 	}
 	if stateFn == nil {
@@ -145,15 +150,15 @@ func (c *Checker) Check(rec *Record) Verdict {
 	status, err := stateFn(rec)
 	switch {
 	case errors.Is(err, ErrNoContainer):
-		return Verdict{Stale, err.Error()}
+		return Verdict{Liveness: Stale, Reason: err.Error()}
 	case err != nil:
-		return Verdict{Unknown, err.Error()}
+		return Verdict{Liveness: Unknown, Reason: err.Error()}
 	case status == "running":
-		return Verdict{Running, ""}
+		return Verdict{Liveness: Running, State: status}
 	case status == "stopped":
-		return Verdict{Stale, "the runtime reports it stopped"}
+		return Verdict{Liveness: Stale, Reason: "the runtime reports it stopped"}
 	default:
-		return Verdict{NotRunning, fmt.Sprintf("the runtime reports it %s", status)}
+		return Verdict{Liveness: NotRunning, Reason: fmt.Sprintf("the runtime reports it %s", status), State: status}
 	}
 }
 
@@ -178,12 +183,30 @@ type StaleRecord struct {
 	RemoveErr error // why it could not be removed, if it could not
 }
 
+// HeldRecord is a record kept but not used: its mounter is not running
+// (paused, created) or its liveness is undecided.
+type HeldRecord struct {
+	Record  *Record
+	Verdict Verdict
+}
+
 // Records is a registry listing sorted by liveness.
 type Records struct {
 	Live    []*Record     // oldest first
 	Stale   []StaleRecord // removed (unless RemoveErr)
-	Skipped []error       // not running, or undecided: kept, not used
-	Err     error         // unreadable records and the listing error
+	Held    []HeldRecord  // not running, or undecided: kept, not used
+	Skipped []error       // why each of Held is not used
+	// Err holds the refused records and, wrapping ErrUnreadable, why the
+	// registry could not be read at all.
+	Err error
+}
+
+// Hold moves a record out of Live, saying why; callers use it for what the
+// registry cannot judge (the record's rule is no longer configured).
+func (r *Records) Hold(rec *Record, v Verdict) {
+	r.Live = slices.DeleteFunc(r.Live, func(x *Record) bool { return x == rec })
+	r.Held = append(r.Held, HeldRecord{Record: rec, Verdict: v})
+	r.Skipped = append(r.Skipped, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason))
 }
 
 // Sort lists r, decides each record and removes the stale ones. Removal is
@@ -205,6 +228,7 @@ func (c *Checker) Sort(r *Registry) Records {
 			}
 			out.Stale = append(out.Stale, StaleRecord{Record: rec, Reason: v.Reason, RemoveErr: r.Remove(rec.ID)})
 		default:
+			out.Held = append(out.Held, HeldRecord{Record: rec, Verdict: v})
 			out.Skipped = append(out.Skipped, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason))
 		}
 	}

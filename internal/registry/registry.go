@@ -66,7 +66,7 @@ var ErrNotFound = errors.New("no mounter record")
 
 // ErrUnreadable is wrapped by the error for a registry that cannot be used
 // at all: its directory cannot be listed, or others could write it.
-var ErrUnreadable = errors.New("the registry cannot be read")
+var ErrUnreadable = errors.New("the registry cannot be used")
 
 // ErrBadRecord is wrapped by the error for one record that is refused: not a
 // regular file, writable or owned by others, or not a record.

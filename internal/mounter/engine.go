@@ -1,0 +1,169 @@
+package mounter
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// DefaultDockerConfig is dockerd's configuration file when it is given no
+// --config-file.
+const DefaultDockerConfig = "/etc/docker/daemon.json"
+
+// dockerRuntime is a runtime of dockerd that runs runc-shared.
+type dockerRuntime struct {
+	Name  string // the runtime's name: docker run --runtime NAME
+	Where string // the daemon.json or the dockerd command line that defines it
+}
+
+// dockerRuntimes finds the Docker runtimes that run runc-shared: those in
+// the default daemon.json and in the daemon.json of every running dockerd
+// (its --config-file), and those given with dockerd --add-runtime. A runtime
+// runs runc-shared when its path is the wrapper or is named runc-shared.
+func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
+	isWrapper := func(path string) bool {
+		if filepath.Base(path) == "runc-shared" {
+			return true
+		}
+		a, errA := os.Stat(path)
+		b, errB := os.Stat(wrapper)
+		return errA == nil && errB == nil && os.SameFile(a, b)
+	}
+	configs := []string{m.DockerConfig}
+	if m.DockerConfig == "" {
+		configs[0] = DefaultDockerConfig
+	}
+	var out []dockerRuntime
+	for _, argv := range m.processes("dockerd") {
+		for i := 0; i < len(argv); i++ {
+			flag, value, inline := strings.Cut(argv[i], "=")
+			if !inline && i+1 < len(argv) {
+				value = argv[i+1]
+			}
+			switch flag {
+			case "--config-file":
+				configs = append(configs, value)
+			case "--add-runtime":
+				if name, path, ok := strings.Cut(value, "="); ok && isWrapper(path) {
+					out = append(out, dockerRuntime{Name: name, Where: "dockerd --add-runtime"})
+				}
+			}
+		}
+	}
+	slices.Sort(configs)
+	for _, c := range slices.Compact(configs) {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			continue
+		}
+		var dj struct {
+			Runtimes map[string]struct {
+				Path string `json:"path"`
+			} `json:"runtimes"`
+		}
+		if json.Unmarshal(data, &dj) != nil {
+			continue
+		}
+		names := make([]string, 0, len(dj.Runtimes))
+		for name, r := range dj.Runtimes {
+			if isWrapper(r.Path) {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			out = append(out, dockerRuntime{Name: name, Where: c})
+		}
+	}
+	return out
+}
+
+// processes returns the argv of every process whose command name is comm.
+func (m *Mounter) processes(comm string) [][]string {
+	proc := m.ProcDir
+	if proc == "" {
+		proc = "/proc"
+	}
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		return nil
+	}
+	var out [][]string
+	for _, e := range entries {
+		if strings.Trim(e.Name(), "0123456789") != "" {
+			continue
+		}
+		c, err := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		out = append(out, strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"))
+	}
+	return out
+}
+
+// needsAnnotations reports whether rule can only match a container whose
+// spec carries annotations: every match condition must hold, and a
+// container name is read from an engine's annotation too.
+func needsAnnotations(rule *spec.Rule) bool {
+	m := rule.Match
+	return len(m.Annotations) > 0 || (m.ContainerName != "" && !m.ContainerNameIfRecorded)
+}
+
+// checkMatch warns about a rule that Docker's containers can never match:
+// Docker before 24 (Debian 12 ships 20.10) passes no annotation to the
+// runtime (no --annotation; labels never reach config.json), while -e does
+// reach process.env. ok is false when there is nothing to say.
+func checkMatch(rule *spec.Rule, docker []dockerRuntime) (c Check, ok bool) {
+	if !needsAnnotations(rule) || len(docker) == 0 {
+		return Check{}, false
+	}
+	var where []string
+	for _, d := range docker {
+		where = append(where, fmt.Sprintf("runtime %q in %s", d.Name, d.Where))
+	}
+	value := rule.Name
+	if v, ok := rule.Match.Annotations[spec.AnnotationMounter]; ok {
+		value = v
+	}
+	return warn(fmt.Sprintf("match[%s]", rule.Name),
+		fmt.Sprintf("match on env as well: a second [[mounter]] rule with [mounter.match] env = { %s = %q }, and start the Docker mounter with -e %s=%s",
+			spec.EnvMounter, value, spec.EnvMounter, value),
+		"rule %q matches only containers with annotations, and dockerd runs runc-shared (%s): Docker before 24 never passes annotations to the runtime, so a Docker mounter never matches and its mounts stay inside it",
+		rule.Name, strings.Join(where, ", ")), true
+}
+
+// checkDeadMounts reports the FUSE mounts below the rule's paths whose
+// daemon is gone: they fail every access and every new mount on them.
+func checkDeadMounts(rule *spec.Rule) Check {
+	name := fmt.Sprintf("mounts[%s]", rule.Name)
+	scan, err := hostmount.ScanFUSE(rule.Propagate, hostmount.DefaultStatTimeout)
+	if err != nil {
+		return fail(name, "check /proc/self/mountinfo", "%v", err)
+	}
+	var bad, fix []string
+	for _, mi := range scan.Dead {
+		bad = append(bad, fmt.Sprintf("%s (%s %s) is dead: Transport endpoint is not connected", mi.Mountpoint, mi.FSType, mi.Source))
+		fix = append(fix, "umount -l "+mi.Mountpoint)
+	}
+	for _, mi := range scan.Hung {
+		bad = append(bad, fmt.Sprintf("%s (%s %s) does not answer within %v", mi.Mountpoint, mi.FSType, mi.Source, hostmount.DefaultStatTimeout))
+		fix = append(fix, "check its daemon, or umount -l "+mi.Mountpoint)
+	}
+	if len(bad) > 0 {
+		return fail(name, strings.Join(fix, "; ")+", or restart the mounter (its mount-hook detaches dead mounts when it stops); then mount again",
+			"%s", strings.Join(bad, "; "))
+	}
+	return pass(name, "no dead FUSE mount below %v (%d live)", rule.Propagate, len(scan.Live))
+}
