@@ -1,0 +1,208 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/logging"
+)
+
+// Exit codes, as the rest of mounter's.
+const (
+	exitUsage  = 1
+	exitSystem = 2
+)
+
+// StopTimeout bounds the wait for calls in flight at SIGTERM: a helper that
+// hangs on an unreachable server must not keep the pod from stopping.
+const StopTimeout = 30 * time.Second
+
+// Usage is the help of `mounter csi`.
+const Usage = `usage: mounter csi --endpoint unix:///PATH --driver-name NAME --node-id ID
+                   [--config PATH] [--rule NAME] [--registration-dir DIR] [--kubelet-endpoint PATH]
+
+Serves the CSI Identity, Node and Controller services on the unix socket PATH and
+mounts with the helpers installed where it runs (mount -t TYPE): run it as the
+mounter container's main process. The [[mounter]] rule (--rule, else the only rule,
+else the first whose fstypes hold the volume's type) gives the allowed types and
+the paths staging and target paths must lie under.
+With --registration-dir (kubelet's /var/lib/kubelet/plugins_registry) it also serves
+kubelet's plugin registration on DIR/NAME-reg.sock, naming --kubelet-endpoint (default:
+the --endpoint path) as the CSI socket, so no node-driver-registrar sidecar is needed.
+Volume context and StorageClass parameters: fstype, source, options; StorageClass
+also onDelete (delete or retain). SIGTERM finishes the calls in flight and stops.
+`
+
+// Options are the command line of `mounter csi`.
+type Options struct {
+	Endpoint, Driver, NodeID string
+	ConfigPath               string
+	ConfigSet                bool
+	Rule                     string
+	RegistrationDir          string
+	KubeletEndpoint          string
+}
+
+// ParseArgs reads the arguments after `csi`.
+func ParseArgs(args []string) (*Options, error) {
+	o := &Options{}
+	fs := flag.NewFlagSet("mounter csi", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.Endpoint, "endpoint", "", "")
+	fs.StringVar(&o.Driver, "driver-name", "", "")
+	fs.StringVar(&o.NodeID, "node-id", "", "")
+	fs.StringVar(&o.ConfigPath, "config", "", "")
+	fs.StringVar(&o.Rule, "rule", "", "")
+	fs.StringVar(&o.RegistrationDir, "registration-dir", "", "")
+	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	fs.Visit(func(f *flag.Flag) { o.ConfigSet = o.ConfigSet || f.Name == "config" })
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, m := range []struct{ name, v string }{{"--endpoint", o.Endpoint}, {"--driver-name", o.Driver}, {"--node-id", o.NodeID}} {
+		if m.v == "" {
+			return nil, fmt.Errorf("%s is required", m.name)
+		}
+	}
+	if _, err := socketPath(o.Endpoint); err != nil {
+		return nil, err
+	}
+	if o.KubeletEndpoint == "" {
+		o.KubeletEndpoint, _ = socketPath(o.Endpoint)
+	} else if p, err := socketPath(o.KubeletEndpoint); err == nil {
+		o.KubeletEndpoint = p
+	}
+	return o, nil
+}
+
+// Main runs `mounter csi` with args (after "csi") until SIGTERM or SIGINT,
+// and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+		fmt.Fprint(stdout, Usage)
+		return 0
+	}
+	o, err := ParseArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "mounter csi: %v\n%s", err, Usage)
+		return exitUsage
+	}
+	cfg, err := config.Load(config.Path(o.ConfigPath, o.ConfigSet))
+	if err != nil {
+		fmt.Fprintf(stderr, "mounter csi: %v\n", err)
+		return exitUsage
+	}
+	log := NewLogger(stderr, cfg.LogLevel)
+	s, err := NewServer(o.Driver, o.NodeID, cfg, o.Rule, SystemMounter{}, log)
+	if err != nil {
+		log.Error(err.Error())
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := Serve(ctx, s, o); err != nil {
+		log.Error(err.Error())
+		return exitSystem
+	}
+	return 0
+}
+
+// NewLogger writes one text line per entry on w, at the configuration's
+// level: the container's log, which kubectl logs shows.
+func NewLogger(w io.Writer, level string) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	l, err := logrus.ParseLevel(level)
+	if err != nil {
+		l = logrus.InfoLevel
+	}
+	log.SetLevel(l)
+	log.AddHook(logging.NewWriterHook(w, &logrus.TextFormatter{DisableColors: true, FullTimestamp: true}, logrus.AllLevels...))
+	return log
+}
+
+// Serve serves s on o's endpoint (and kubelet's registration socket) until
+// ctx ends, then stops: calls in flight finish (for at most StopTimeout),
+// the sockets are removed, the controller's mount point released.
+func Serve(ctx context.Context, s *Server, o *Options) (err error) {
+	l, sock, err := Listen(o.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, removeSocket(sock)) }()
+	g := s.NewGRPC()
+	s.Register(g)
+	servers := []*grpc.Server{g}
+	errs := make(chan error, 2)
+	go func() { errs <- g.Serve(l) }()
+
+	if o.RegistrationDir != "" {
+		regSock := RegistrationSocket(o.RegistrationDir, o.Driver)
+		rl, _, err := Listen("unix://" + regSock)
+		if err != nil {
+			g.Stop()
+			return fmt.Errorf("kubelet registration: %w", err)
+		}
+		defer func() { err = errors.Join(err, removeSocket(regSock)) }()
+		rg := grpc.NewServer()
+		registerapi.RegisterRegistrationServer(rg, &Registration{Driver: o.Driver, Endpoint: o.KubeletEndpoint, Log: s.Log})
+		servers = append(servers, rg)
+		go func() { errs <- rg.Serve(rl) }()
+		s.Log.WithField("socket", regSock).Infof("serving kubelet plugin registration (CSI endpoint for kubelet: %s)", o.KubeletEndpoint)
+	}
+	s.Log.WithFields(logrus.Fields{"socket": sock, "node": o.NodeID, "config": s.Config.Path}).Infof("serving CSI driver %s", o.Driver)
+
+	select {
+	case <-ctx.Done():
+		s.Log.Info("stopping: finishing the calls in flight")
+	case err = <-errs:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	for _, srv := range servers {
+		gracefulStop(srv, StopTimeout)
+	}
+	if cerr := s.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("release the controller's mount point: %w", cerr))
+	}
+	s.Log.Info("stopped")
+	return err
+}
+
+// gracefulStop waits for the calls in flight, then cuts the rest.
+func gracefulStop(g *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		g.Stop()
+	}
+}
+
+// removeSocket removes the socket file a server listened on, if it still is
+// a socket.
+func removeSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the socket %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,560 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// NodeGetInfo names the node; the driver declares no topology and no
+// volume limit.
+func (s *Server) NodeGetInfo(context.Context, *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
+	return &csipb.NodeGetInfoResponse{NodeId: s.NodeID}, nil
+}
+
+// NodeGetCapabilities: staging (one helper mount per volume per node,
+// however many pods use it), volume stats and volume health.
+func (s *Server) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
+	var caps []*csipb.NodeServiceCapability
+	for _, t := range []csipb.NodeServiceCapability_RPC_Type{
+		csipb.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csipb.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csipb.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+	} {
+		caps = append(caps, &csipb.NodeServiceCapability{Type: &csipb.NodeServiceCapability_Rpc{Rpc: &csipb.NodeServiceCapability_RPC{Type: t}}})
+	}
+	return &csipb.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// checkCapability refuses a missing capability, block access and a missing
+// access mode, and returns the mount's fs_type and flags and whether the
+// mode only reads.
+func checkCapability(c *csipb.VolumeCapability) (fstype string, flags []string, readOnly bool, err error) {
+	if c == nil {
+		return "", nil, false, invalid("no volume capability")
+	}
+	m := c.GetMount()
+	if m == nil {
+		return "", nil, false, invalid("only the filesystem access type is served (no block volumes)")
+	}
+	switch mode := c.GetAccessMode().GetMode(); mode {
+	case csipb.VolumeCapability_AccessMode_UNKNOWN:
+		return "", nil, false, invalid("no access mode in the volume capability")
+	case csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, csipb.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		readOnly = true
+	}
+	for _, f := range m.GetMountFlags() {
+		if err := checkOption(f); err != nil {
+			return "", nil, false, err
+		}
+	}
+	return m.GetFsType(), m.GetMountFlags(), readOnly, nil
+}
+
+// nodeVolume reads the volume of a node call: the volume context, else
+// (for a volume this controller created, whose PV lost its attributes) the
+// volume id.
+func nodeVolume(id string, vctx map[string]string, fstype string, flags []string) (Volume, error) {
+	if vctx[KeySource] == "" {
+		if c, ok := parseID(id); ok {
+			v := c.Volume()
+			v.Options = mergeOptions(v.Options, flags)
+			return v, v.validate()
+		}
+	}
+	return volumeFromContext(vctx, fstype, flags)
+}
+
+// allowAll is the allowlist of every rule the server may use: for calls
+// that name a path but no file system type.
+func (s *Server) allowAll() []string {
+	if s.RuleName != "" {
+		return s.Config.Rule(s.RuleName).Propagate
+	}
+	var out []string
+	for _, r := range s.Config.Mounters {
+		out = append(out, r.Propagate...)
+	}
+	return out
+}
+
+// allowOf is the allowlist of the rule a record names, else allowAll.
+func (s *Server) allowOf(rec *Record) []string {
+	if rec != nil {
+		if r := s.Config.Rule(rec.Rule); r != nil {
+			return r.Propagate
+		}
+	}
+	return s.allowAll()
+}
+
+// NodeStageVolume mounts the volume at the staging path with its helper.
+func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (*csipb.NodeStageVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, invalid("no volume id")
+	}
+	if req.GetStagingTargetPath() == "" {
+		return nil, invalid("no staging target path")
+	}
+	fstype, flags, _, err := checkCapability(req.GetVolumeCapability())
+	if err != nil {
+		return nil, err
+	}
+	v, err := nodeVolume(id, req.GetVolumeContext(), fstype, flags)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := s.ruleFor(v.FSType)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	staging, err := makeDir("staging target path", req.GetStagingTargetPath(), rule.Propagate)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	if done, err := s.staged(rec, v, staging); done || err != nil {
+		return &csipb.NodeStageVolumeResponse{}, err
+	}
+	if err := isDir(staging); err != nil {
+		return nil, err
+	}
+	base := v
+	base.Subdir = ""
+	if err := s.mountHelper(ctx, base, staging); err != nil {
+		return nil, err
+	}
+	if v.Subdir != "" {
+		if err := s.checkSubdir(staging, v.Subdir, rule.Propagate); err != nil {
+			return nil, errors.Join(err, unmountAll(s.Mounter, staging))
+		}
+	}
+	rec = s.newRecord(id, rule, v)
+	rec.Staging = staging
+	if err := s.records.write(rec); err != nil {
+		return nil, errors.Join(err, unmountAll(s.Mounter, staging))
+	}
+	return &csipb.NodeStageVolumeResponse{}, nil
+}
+
+// staged decides what an existing mount at the staging path means: the
+// same volume staged and alive is done; the same volume with a dead FUSE
+// daemon (its mounter restarted) is unmounted to be mounted again; anything
+// else is another volume's mount: AlreadyExists.
+func (s *Server) staged(rec *Record, v Volume, staging string) (bool, error) {
+	ms, err := s.Mounter.MountsAt(staging)
+	if err != nil || len(ms) == 0 {
+		return false, err
+	}
+	if rec == nil || rec.Staging != staging || !rec.Volume().Equal(v) {
+		top := ms[len(ms)-1]
+		return false, status.Errorf(codes.AlreadyExists, "staging path %s already holds a mount of %s (%s) that is not this volume staged with these parameters", staging, top.Source, top.FSType)
+	}
+	if err := statfsTimeout(staging, hostmount.DefaultStatTimeout); err == nil || !deadMount(err) {
+		return true, nil
+	}
+	s.Log.WithField("volume", rec.VolumeID).Warnf("staging path %s holds a dead mount (its FUSE daemon is gone): mounting it again", staging)
+	return false, unmountAll(s.Mounter, staging)
+}
+
+// checkSubdir makes sure the volume's directory below the mounted base is
+// a directory inside the mount, not a symlink that leads elsewhere.
+func (s *Server) checkSubdir(base, subdir string, allow []string) error {
+	p, err := resolvePath("volume directory", filepath.Join(base, subdir), allow)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return status.Errorf(codes.NotFound, "the volume's directory %s does not exist on %s", subdir, base)
+		}
+		return err
+	}
+	if !hostmount.Within(p, base) || p == filepath.Clean(base) {
+		return invalid("the volume's directory %s/%s resolves to %s, outside the volume", base, subdir, p)
+	}
+	return isDir(p)
+}
+
+func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
+	return &Record{VolumeID: id, Driver: s.Driver, Node: s.NodeID, Rule: rule.Name, FSType: v.FSType,
+		Source: v.Source, Options: v.Options, Subdir: v.Subdir, PID: os.Getpid(), Created: time.Now().UTC()}
+}
+
+// mountHelper runs the helper and checks that a mount is there afterwards
+// (a helper that exits 0 without mounting is a failure).
+func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error {
+	if err := s.Mounter.Mount(ctx, v, target); err != nil {
+		return status.Errorf(codes.Internal, "mount %s (%s) on %s: %v", v.Source, v.FSType, target, err)
+	}
+	ms, err := s.Mounter.MountsAt(target)
+	if err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return status.Errorf(codes.Internal, "the %s helper exited 0 but nothing is mounted on %s", v.FSType, target)
+	}
+	return nil
+}
+
+// NodeUnstageVolume unmounts the staging path. A path that does not exist
+// or holds no mount is unstaged already.
+func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, invalid("no volume id")
+	}
+	if req.GetStagingTargetPath() == "" {
+		return nil, invalid("no staging target path")
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	staging, err := resolvePath("staging target path", req.GetStagingTargetPath(), s.allowOf(rec))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err == nil {
+		if err := unmountAll(s.Mounter, staging); err != nil {
+			return nil, err
+		}
+	}
+	if rec != nil && (rec.Staging == staging || staging == "") {
+		if err := s.records.remove(id); err != nil {
+			return nil, err
+		}
+	}
+	return &csipb.NodeUnstageVolumeResponse{}, nil
+}
+
+// NodePublishVolume binds the staged volume (or its directory) at the
+// target path, read-only when asked. Without a staging path (a CSI inline
+// volume, which kubelet does not stage) the helper mounts at the target.
+func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, invalid("no volume id")
+	}
+	if req.GetTargetPath() == "" {
+		return nil, invalid("no target path")
+	}
+	fstype, flags, roMode, err := checkCapability(req.GetVolumeCapability())
+	if err != nil {
+		return nil, err
+	}
+	ro := req.GetReadonly() || roMode
+	if req.GetStagingTargetPath() == "" {
+		return s.publishInline(ctx, req, fstype, flags, ro)
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || rec.Staging == "" {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged on this node: NodeStageVolume first", id)
+	}
+	allow := s.allowOf(rec)
+	staging, err := resolvePath("staging target path", req.GetStagingTargetPath(), allow)
+	if err != nil {
+		return nil, err
+	}
+	if staging != rec.Staging {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is staged at %s, not at %s", id, rec.Staging, staging)
+	}
+	if ms, err := s.Mounter.MountsAt(staging); err != nil || len(ms) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s: nothing is mounted at its staging path %s (%v): stage it again", id, staging, err)
+	}
+	src := staging
+	if rec.Subdir != "" {
+		if err := s.checkSubdir(staging, rec.Subdir, allow); err != nil {
+			return nil, err
+		}
+		src = filepath.Join(staging, rec.Subdir)
+	}
+	target, err := makeDir("target path", req.GetTargetPath(), allow)
+	if err != nil {
+		return nil, err
+	}
+	if ms, err := s.Mounter.MountsAt(target); err != nil {
+		return nil, err
+	} else if len(ms) > 0 {
+		if i := rec.target(target); i >= 0 && rec.Targets[i].ReadOnly == ro {
+			return &csipb.NodePublishVolumeResponse{}, nil
+		}
+		return nil, status.Errorf(codes.AlreadyExists, "target path %s already holds a mount (%s) that is not this volume published with readonly=%v", target, ms[len(ms)-1].Source, ro)
+	}
+	if err := s.Mounter.Bind(src, target, ro); err != nil {
+		return nil, err
+	}
+	if i := rec.target(target); i >= 0 {
+		rec.Targets[i].ReadOnly = ro
+	} else {
+		rec.Targets = append(rec.Targets, Target{Path: target, ReadOnly: ro})
+	}
+	if err := s.records.write(rec); err != nil {
+		return nil, errors.Join(err, unmountAll(s.Mounter, target))
+	}
+	return &csipb.NodePublishVolumeResponse{}, nil
+}
+
+// publishInline mounts an inline volume straight at its target: kubelet
+// stages no ephemeral volume, and the volume lives as long as the pod.
+func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolumeRequest, fstype string, flags []string, ro bool) (*csipb.NodePublishVolumeResponse, error) {
+	id := req.GetVolumeId()
+	v, err := nodeVolume(id, req.GetVolumeContext(), fstype, flags)
+	if err != nil {
+		return nil, err
+	}
+	if v.Subdir != "" {
+		return nil, invalid("an unstaged (inline) volume cannot have a %s: name the directory in its %s", KeySubdir, KeySource)
+	}
+	if ro {
+		v.Options = mergeOptions(v.Options, []string{"ro"})
+	}
+	rule, err := s.ruleFor(v.FSType)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	target, err := makeDir("target path", req.GetTargetPath(), rule.Propagate)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	if ms, err := s.Mounter.MountsAt(target); err != nil {
+		return nil, err
+	} else if len(ms) > 0 {
+		if rec != nil && rec.Staging == "" && rec.target(target) >= 0 && rec.Volume().Equal(v) {
+			return &csipb.NodePublishVolumeResponse{}, nil
+		}
+		return nil, status.Errorf(codes.AlreadyExists, "target path %s already holds a mount (%s) that is not this volume", target, ms[len(ms)-1].Source)
+	}
+	if err := s.mountHelper(ctx, v, target); err != nil {
+		return nil, err
+	}
+	rec = s.newRecord(id, rule, v)
+	rec.Targets = []Target{{Path: target, ReadOnly: ro}}
+	if err := s.records.write(rec); err != nil {
+		return nil, errors.Join(err, unmountAll(s.Mounter, target))
+	}
+	return &csipb.NodePublishVolumeResponse{}, nil
+}
+
+// NodeUnpublishVolume unmounts the target and removes the directory
+// NodePublishVolume made there, as the CSI spec asks of the plugin.
+func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, invalid("no volume id")
+	}
+	if req.GetTargetPath() == "" {
+		return nil, invalid("no target path")
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	target, err := resolvePath("target path", req.GetTargetPath(), s.allowOf(rec))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		target = ""
+	case err != nil:
+		return nil, err
+	default:
+		if err := unmountAll(s.Mounter, target); err != nil {
+			return nil, err
+		}
+		// Remove, not RemoveAll: with nothing mounted, files left there
+		// are someone's data on the node's disk, not ours to delete.
+		if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove the target directory %s after unmounting it: %w", target, err)
+		}
+	}
+	if rec == nil {
+		return &csipb.NodeUnpublishVolumeResponse{}, nil
+	}
+	if target == "" {
+		target = filepath.Clean(req.GetTargetPath())
+	}
+	if i := rec.target(target); i >= 0 {
+		rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
+		if rec.Staging == "" {
+			err = s.records.remove(id)
+		} else {
+			err = s.records.write(rec)
+		}
+	}
+	return &csipb.NodeUnpublishVolumeResponse{}, err
+}
+
+// NodeGetVolumeStats reports the file system's usage at the volume path. A
+// volume whose FUSE daemon is gone has no usage: Unavailable, and
+// NodeGetVolumeHealth says why.
+func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("no volume id")
+	}
+	if req.GetVolumePath() == "" {
+		return nil, invalid("no volume path")
+	}
+	if !filepath.IsAbs(req.GetVolumePath()) {
+		return nil, status.Errorf(codes.NotFound, "volume path %q: no volume is published at a relative path", req.GetVolumePath())
+	}
+	p, err := resolvePath("volume path", req.GetVolumePath(), s.allowAll())
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	err = statfsInto(p, &st, hostmount.DefaultStatTimeout)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, status.Errorf(codes.NotFound, "volume path %s does not exist", p)
+	case deadMount(err), errors.Is(err, errStatTimeout):
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	case err != nil:
+		return nil, fmt.Errorf("statfs %s: %w", p, err)
+	}
+	bs := st.Bsize
+	return &csipb.NodeGetVolumeStatsResponse{Usage: []*csipb.VolumeUsage{
+		{Unit: csipb.VolumeUsage_BYTES, Total: int64(st.Blocks) * bs, Available: int64(st.Bavail) * bs, Used: int64(st.Blocks-st.Bfree) * bs},
+		{Unit: csipb.VolumeUsage_INODES, Total: int64(st.Files), Available: int64(st.Ffree), Used: int64(st.Files - st.Ffree)},
+	}}, nil
+}
+
+// Reasons NodeGetVolumeHealth gives.
+const (
+	ReasonDaemonGone    = "FUSEDaemonGone"
+	ReasonNotResponding = "NotResponding"
+	ReasonNotMounted    = "NotMounted"
+)
+
+// NodeGetVolumeHealth looks at the volume's staging mount and publish
+// targets (those of the request, else the recorded ones): a mount whose
+// FUSE daemon is gone (its mounter stopped) is INACCESSIBLE, one that does
+// not answer statfs in time DEGRADED, a missing mount INACCESSIBLE.
+func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csipb.NodeGetVolumeHealthRequest) (*csipb.NodeGetVolumeHealthResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, invalid("no volume id")
+	}
+	rec, err := s.records.read(id)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, p := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 && rec != nil {
+		if rec.Staging != "" {
+			paths = append(paths, rec.Staging)
+		}
+		for _, t := range rec.Targets {
+			paths = append(paths, t.Path)
+		}
+	}
+	if len(paths) == 0 {
+		return nil, status.Errorf(codes.NotFound, "volume %s is neither staged nor published on this node", id)
+	}
+	h := &csipb.VolumeHealth{VolumeId: id}
+	for _, p := range paths {
+		if e := s.pathHealth(p, s.allowOf(rec)); e != nil {
+			h.HealthStatuses = append(h.HealthStatuses, e)
+		}
+	}
+	return &csipb.NodeGetVolumeHealthResponse{VolumeHealth: h}, nil
+}
+
+// pathHealth is the health entry of one mount point, nil when it is fine.
+func (s *Server) pathHealth(path string, allow []string) *csipb.VolumeHealth_VolumeHealthEntry {
+	entry := func(st csipb.VolumeHealthErrorType, reason, format string, args ...any) *csipb.VolumeHealth_VolumeHealthEntry {
+		return &csipb.VolumeHealth_VolumeHealthEntry{Status: st, Reason: reason, Message: fmt.Sprintf(format, args...)}
+	}
+	p, err := resolvePath("volume path", path, allow)
+	if err != nil {
+		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted, "%v", err)
+	}
+	if ms, err := s.Mounter.MountsAt(p); err == nil && len(ms) == 0 {
+		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted, "nothing is mounted at %s", p)
+	}
+	err = statfsTimeout(p, hostmount.DefaultStatTimeout)
+	switch {
+	case deadMount(err):
+		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonDaemonGone,
+			"%s: %v: the FUSE daemon of the volume is gone (its mounter stopped); restart the pods that use it, or unstage and stage it again", p, err)
+	case errors.Is(err, errStatTimeout):
+		return entry(csipb.VolumeHealthErrorType_DEGRADED, ReasonNotResponding, "%s: %v", p, err)
+	case err != nil:
+		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted, "%s: %v", p, err)
+	}
+	return nil
+}
+
+var errStatTimeout = errors.New("the file system did not answer statfs in time (its daemon hangs)")
+
+// statfsInto is statfs(2) that gives up after timeout: a hung FUSE daemon
+// would block the call, and the goroutine, until it answers.
+func statfsInto(path string, st *unix.Statfs_t, timeout time.Duration) error {
+	done := make(chan error, 1)
+	var local unix.Statfs_t
+	go func() { done <- unix.Statfs(path, &local) }()
+	select {
+	case err := <-done:
+		*st = local
+		if err != nil {
+			return &fs.PathError{Op: "statfs", Path: path, Err: err}
+		}
+		return nil
+	case <-time.After(timeout):
+		return errStatTimeout
+	}
+}
+
+func statfsTimeout(path string, timeout time.Duration) error {
+	var st unix.Statfs_t
+	return statfsInto(path, &st, timeout)
+}

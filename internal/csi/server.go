@@ -1,0 +1,235 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// Server is one `mounter csi`: the Identity, Node and Controller services
+// on one unix socket, and kubelet's registration service on another.
+type Server struct {
+	Driver string
+	NodeID string
+	Config *config.Config
+	// RuleName fixes the rule (--rule); "" picks it per volume type.
+	RuleName string
+	Mounter  Mounter
+	Log      *logrus.Logger
+
+	locks   keyLocks
+	records records
+	// work is the controller's private mount point: a base volume is
+	// mounted below it for one call and seen by nobody else.
+	work     string
+	workOnce sync.Once
+	workErr  error
+
+	csipb.UnimplementedIdentityServer
+	csipb.UnimplementedNodeServer
+	csipb.UnimplementedControllerServer
+}
+
+// NewServer checks the configuration for what the driver needs.
+func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter, log *logrus.Logger) (*Server, error) {
+	if driver == "" || nodeID == "" {
+		return nil, errors.New("the driver name and the node id must not be empty")
+	}
+	if err := checkDriverName(driver); err != nil {
+		return nil, err
+	}
+	if len(cfg.Mounters) == 0 {
+		return nil, fmt.Errorf("%s has no [[mounter]] rule: mounter csi mounts only the types and paths a rule allows; add one", configName(cfg))
+	}
+	if rule != "" && cfg.Rule(rule) == nil {
+		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, configName(cfg))
+	}
+	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
+	s.records = records{dir: RecordsDir(cfg.StateDir, driver)}
+	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
+	return s, nil
+}
+
+func configName(cfg *config.Config) string {
+	if cfg.Path == "" {
+		return "the configuration (none found)"
+	}
+	return cfg.Path
+}
+
+// checkDriverName applies CSI's rule for plugin names (a domain name, at
+// most 63 characters) loosely: it becomes a directory name.
+func checkDriverName(name string) error {
+	if len(name) > 63 || strings.ContainsAny(name, "/ \t\n") || name == "." || name == ".." {
+		return fmt.Errorf("driver name %q: use a domain name of at most 63 characters, such as glusterfs.runc-shared.io", name)
+	}
+	return nil
+}
+
+// ruleFor returns the rule that serves fstype: --rule when given (its
+// types must hold fstype), else the only rule, else the first rule whose
+// types hold it.
+func (s *Server) ruleFor(fstype string) (*spec.Rule, error) {
+	var r *spec.Rule
+	switch {
+	case s.RuleName != "":
+		r = s.Config.Rule(s.RuleName)
+	case len(s.Config.Mounters) == 1:
+		r = &s.Config.Mounters[0]
+	default:
+		if rs := s.Config.RulesFor(fstype); len(rs) > 0 {
+			r = rs[0]
+		}
+	}
+	if r == nil {
+		return nil, invalid("no [[mounter]] rule of %s serves file system type %q", configName(s.Config), fstype)
+	}
+	if !r.Routes(fstype) {
+		return nil, invalid("file system type %q is not among the types %v of rule %q", fstype, r.FSTypes, r.Name)
+	}
+	return r, nil
+}
+
+// Register adds the CSI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	csipb.RegisterIdentityServer(g, s)
+	csipb.RegisterNodeServer(g, s)
+	csipb.RegisterControllerServer(g, s)
+}
+
+// lockVolume serializes the calls for one volume id.
+func (s *Server) lockVolume(ctx context.Context, id string) (func(), error) {
+	unlock, err := s.locks.lock(ctx, id)
+	if err != nil {
+		return nil, status.Errorf(codes.Aborted, "volume %s: another call for it is still running: %v", id, err)
+	}
+	return unlock, nil
+}
+
+// grpcError maps the package's errors to gRPC codes; an error that already
+// is a status keeps its code.
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, errInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, fs.ErrNotExist):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// logCall is the interceptor that writes one line per call: the method, the
+// volume, the code and the time taken; the error's message when it failed.
+func (s *Server) logCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	err = grpcError(err)
+	fields := logrus.Fields{"took": time.Since(start).Round(time.Microsecond).String(), "code": status.Code(err).String()}
+	if v, ok := req.(interface{ GetVolumeId() string }); ok && v.GetVolumeId() != "" {
+		fields["volume"] = v.GetVolumeId()
+	}
+	if n, ok := req.(interface{ GetName() string }); ok && n.GetName() != "" {
+		fields["name"] = n.GetName()
+	}
+	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	e := s.Log.WithFields(fields)
+	switch status.Code(err) {
+	case codes.OK:
+		e.Info(method)
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
+		e.Warnf("%s: %s", method, status.Convert(err).Message())
+	default:
+		e.Errorf("%s: %s", method, status.Convert(err).Message())
+	}
+	return resp, err
+}
+
+// Listen opens the unix socket of endpoint ("unix:///path" or
+// "unix:/path"), replacing a stale socket file left by a killed server.
+func Listen(endpoint string) (net.Listener, string, error) {
+	path, err := socketPath(endpoint)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, "", fmt.Errorf("create the directory of %s: %w", path, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, "", fmt.Errorf("%s exists and is not a socket: choose another endpoint or remove it", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			_ = c.Close()
+			return nil, "", fmt.Errorf("%s: another server answers there: stop it first", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, "", fmt.Errorf("remove the stale socket %s: %w", path, err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return l, path, nil
+}
+
+// socketPath reads a unix endpoint.
+func socketPath(endpoint string) (string, error) {
+	p, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok {
+		p, ok = strings.CutPrefix(endpoint, "unix:")
+	}
+	if !ok || !filepath.IsAbs(p) {
+		return "", fmt.Errorf("endpoint %q: use unix:///ABSOLUTE/PATH", endpoint)
+	}
+	return filepath.Clean(p), nil
+}
+
+// NewGRPC returns a gRPC server that logs each call through s.
+func (s *Server) NewGRPC() *grpc.Server {
+	return grpc.NewServer(grpc.UnaryInterceptor(s.logCall))
+}
+
+// Close releases the controller's private mount point.
+func (s *Server) Close() error {
+	if s.work == "" {
+		return nil
+	}
+	// Detached with whatever a cancelled call left mounted below it.
+	if ms, err := s.Mounter.MountsAt(s.work); err == nil && len(ms) > 0 {
+		if err := hostmount.Detach(s.work); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(s.work); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
