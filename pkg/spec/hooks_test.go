@@ -63,6 +63,39 @@ func TestInjectHooks(t *testing.T) {
 		{"legacy prestart counts for createRuntime", &specs.Hooks{Prestart: []specs.Hook{podmans}}, &specs.Hooks{
 			Prestart: []specs.Hook{podmans},
 		}},
+		// Only our binary with a command line mount-hook runs as the stage
+		// is our hook: anything else named mount-hook verifies nothing.
+		{"a mount-hook at another path is not ours", &specs.Hooks{
+			CreateRuntime: []specs.Hook{hook("/tmp/x/mount-hook", "mount-hook", "createRuntime")},
+			Poststop:      []specs.Hook{hook("/opt/x/mount-hook", "mount-hook", "poststop")},
+		}, &specs.Hooks{
+			CreateRuntime: []specs.Hook{hook("/tmp/x/mount-hook", "mount-hook", "createRuntime"), want("createRuntime")},
+			Poststop:      []specs.Hook{hook("/opt/x/mount-hook", "mount-hook", "poststop"), want("poststop")},
+		}},
+		{"our path with a command line that does not run the stage", &specs.Hooks{CreateRuntime: []specs.Hook{
+			hook("/usr/local/bin/mount-hook"),
+			hook("/usr/local/bin/mount-hook", "mount-hook", "--version", "createRuntime"),
+			hook("/usr/local/bin/mount-hook", "mount-hook", "createRuntime", "extra"),
+			hook("/usr/local/bin/mount-hook", "mount-hook", "--bogus", "createRuntime"),
+			hook("/usr/local/bin/mount-hook", "mount-hook", "poststop"),
+			hook("/usr/local/bin/mount-hook", "mount-hook", "--config", "/etc/other.toml", "createRuntime"),
+		}}, &specs.Hooks{
+			CreateRuntime: []specs.Hook{
+				hook("/usr/local/bin/mount-hook"),
+				hook("/usr/local/bin/mount-hook", "mount-hook", "--version", "createRuntime"),
+				hook("/usr/local/bin/mount-hook", "mount-hook", "createRuntime", "extra"),
+				hook("/usr/local/bin/mount-hook", "mount-hook", "--bogus", "createRuntime"),
+				hook("/usr/local/bin/mount-hook", "mount-hook", "poststop"),
+				hook("/usr/local/bin/mount-hook", "mount-hook", "--config", "/etc/other.toml", "createRuntime"),
+				want("createRuntime"),
+			},
+			Poststop: []specs.Hook{want("poststop")},
+		}},
+		{"our hook in another spelling", &specs.Hooks{CreateRuntime: []specs.Hook{
+			hook("/usr/local//bin/mount-hook", "hook", "--config=/etc/runc-shared/config.toml", "-runtime", "/usr/sbin/runc", "create-runtime"),
+		}}, &specs.Hooks{CreateRuntime: []specs.Hook{
+			hook("/usr/local//bin/mount-hook", "hook", "--config=/etc/runc-shared/config.toml", "-runtime", "/usr/sbin/runc", "create-runtime"),
+		}}},
 		{"only the base name counts", &specs.Hooks{
 			CreateRuntime:  []specs.Hook{hook("/opt/mount-hook-old/runner"), hook("/opt/bin/mount-hook.sh")},
 			StartContainer: []specs.Hook{hook("/usr/bin/mount-hook")},
