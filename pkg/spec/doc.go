@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -157,11 +158,11 @@ func (d *Doc) encode() (data []byte, changed bool, err error) {
 // patched applies the change from the loaded typed view to cur onto the
 // original document.
 func (d *Doc) patched(cur []byte) ([]byte, error) {
-	var raw, old, now any
+	var old, now any
 	for _, x := range []struct {
 		b []byte
 		v *any
-	}{{d.raw, &raw}, {d.orig, &old}, {cur, &now}} {
+	}{{d.orig, &old}, {cur, &now}} {
 		dec := json.NewDecoder(bytes.NewReader(x.b))
 		dec.UseNumber()
 		if err := dec.Decode(x.v); err != nil {
@@ -169,15 +170,14 @@ func (d *Doc) patched(cur []byte) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(patch(raw, old, now)); err != nil {
+	if err := patch(&buf, bytes.TrimSpace(d.raw), old, now); err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
+	buf.WriteByte('\n')
 	// encoding/json (runc's decoder too) matches keys case-insensitively and
-	// lets a repeated key fill the same value twice; a generic map keeps one
-	// of them. Such a document could read back as a spec other than the one
-	// that was checked, so insist that it reads back exactly.
+	// lets a repeated key fill the same value twice. Such a document could
+	// read back as a spec other than the one that was checked, so insist
+	// that it reads back exactly.
 	var back specs.Spec
 	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
 		return nil, fmt.Errorf("decode rewritten runtime spec: %w", err)
@@ -192,70 +192,296 @@ func (d *Doc) patched(cur []byte) ([]byte, error) {
 // not decode to the typed view that was checked and modified.
 var ErrAmbiguous = errors.New("ambiguous config.json")
 
-// patch returns raw with the change from old to now applied. old and now are
-// the typed view before and after the modifiers; raw is the original
-// document, a superset of old.
-func patch(raw, old, now any) any {
-	if reflect.DeepEqual(old, now) {
-		return raw
+// patch writes raw with the change from old to now applied. old and now
+// are the typed view before and after the modifiers, decoded generically;
+// raw is the original JSON of the same value, a superset of old. A value
+// the modifiers did not change is copied as it was read, byte for byte: a
+// generic decode would turn invalid UTF-8 into U+FFFD and lose the order
+// and repetitions of keys. Objects are merged key by key, lists element by
+// element, where each element of now is paired with the element of old it
+// came from (see pairElements), so an unknown field stays on its element
+// when a modifier removes, moves or appends elements.
+func patch(w *bytes.Buffer, raw []byte, old, now any) error {
+	if len(raw) > 0 && reflect.DeepEqual(old, now) {
+		w.Write(raw)
+		return nil
 	}
 	switch n := now.(type) {
 	case map[string]any:
-		o, ok1 := old.(map[string]any)
-		r, ok2 := raw.(map[string]any)
-		if !ok1 || !ok2 {
-			return now
+		o, ok := old.(map[string]any)
+		members, err := splitObject(raw)
+		if !ok || err != nil {
+			return writeValue(w, now)
 		}
-		out := make(map[string]any, len(r)+len(n))
-		for k, v := range r {
-			out[k] = v
-		}
-		for k, v := range n {
-			rk := k
-			if _, ok := r[k]; !ok {
-				// encoding/json (runc's decoder too) matches keys without
-				// regard to case: a raw key spelled unlike the typed view's
-				// would also be read, before or after ours. One such key is
-				// the field: take it as the base and write the canonical
-				// key only. Several are left to Encode's read-back check.
-				var variants []string
-				for x := range r {
-					if strings.EqualFold(x, k) {
-						variants = append(variants, x)
-					}
-				}
-				if len(variants) == 1 {
-					rk = variants[0]
-					delete(out, rk)
-				}
-			}
-			out[k] = patch(r[rk], o[k], v)
-		}
-		for k := range o {
-			if _, ok := n[k]; !ok {
-				delete(out, k)
-			}
-		}
-		return out
+		return patchObject(w, members, o, n)
 	case []any:
-		o, ok1 := old.([]any)
-		r, ok2 := raw.([]any)
-		// Element-wise only when the list was changed in place or appended
-		// to; a removal or reordering replaces the list (no modifier does
-		// that to a list with unknown fields).
-		if !ok1 || !ok2 || len(o) != len(r) || len(n) < len(o) {
-			return now
+		o, ok := old.([]any)
+		elems, err := splitArray(raw)
+		// A list that decoded to another length than it has (a repeated key
+		// filled it twice) is replaced; Encode's read-back check decides.
+		if !ok || err != nil || len(elems) != len(o) {
+			return writeValue(w, now)
 		}
-		out := make([]any, len(n))
-		for i := range n {
-			if i < len(o) {
-				out[i] = patch(r[i], o[i], n[i])
+		w.WriteByte('[')
+		for j, i := range pairElements(o, n) {
+			if j > 0 {
+				w.WriteByte(',')
+			}
+			var err error
+			if i < 0 {
+				err = writeValue(w, n[j])
 			} else {
-				out[i] = n[i]
+				err = patch(w, elems[i], o[i], n[j])
+			}
+			if err != nil {
+				return err
 			}
 		}
-		return out
+		w.WriteByte(']')
+		return nil
 	default:
-		return now
+		return writeValue(w, now)
 	}
 }
+
+// patchObject writes an object's members in their original order, each
+// field of the typed view patched in place, then the fields the modifiers
+// added.
+func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) error {
+	// encoding/json (runc's decoder too) matches a key to a field without
+	// regard to case, an exact match first. The member that holds a field
+	// is its last exact key, else its only case variant; with several
+	// variants and no exact key none is chosen, and Encode's read-back
+	// check refuses what cannot read back as the typed view.
+	chosen := map[string]int{} // typed key -> member index
+	fields := make([]string, 0, len(now)+len(old))
+	for k := range now {
+		fields = append(fields, k)
+	}
+	for k := range old {
+		if _, ok := now[k]; !ok {
+			fields = append(fields, k)
+		}
+	}
+	slices.Sort(fields)
+	owner := make([]string, len(members)) // member index -> typed key it folds to
+	for _, k := range fields {
+		exact, variants := -1, []int(nil)
+		for i, m := range members {
+			if m.key == k {
+				exact = i
+			}
+			if strings.EqualFold(m.key, k) {
+				variants = append(variants, i)
+				owner[i] = k
+			}
+		}
+		switch {
+		case exact >= 0:
+			chosen[k] = exact
+		case len(variants) == 1:
+			chosen[k] = variants[0]
+		}
+	}
+	w.WriteByte('{')
+	first := true
+	sep := func() {
+		if !first {
+			w.WriteByte(',')
+		}
+		first = false
+	}
+	for i, m := range members {
+		k := owner[i]
+		_, inNow := now[k]
+		switch {
+		case k == "":
+			// A field unknown to runtime-spec: kept as written.
+			sep()
+			w.Write(m.rawKey)
+			w.WriteByte(':')
+			w.Write(m.value)
+		case chosen[k] == i && inNow:
+			sep()
+			if m.key == k {
+				w.Write(m.rawKey)
+			} else {
+				// A case variant becomes the canonical key, so that no
+				// other spelling can be read before or after it.
+				writeValue(w, k)
+			}
+			w.WriteByte(':')
+			if err := patch(w, m.value, old[k], now[k]); err != nil {
+				return err
+			}
+		case !inNow:
+			// A field the modifiers removed goes in every spelling.
+			if _, inOld := old[k]; !inOld {
+				sep()
+				w.Write(m.rawKey)
+				w.WriteByte(':')
+				w.Write(m.value)
+			}
+		default:
+			// Another spelling of a field whose chosen member is written
+			// above: kept, for the read-back check to judge.
+			sep()
+			w.Write(m.rawKey)
+			w.WriteByte(':')
+			w.Write(m.value)
+		}
+	}
+	for _, k := range fields {
+		if _, ok := chosen[k]; ok {
+			continue
+		}
+		v, ok := now[k]
+		if !ok {
+			continue
+		}
+		sep()
+		writeValue(w, k)
+		w.WriteByte(':')
+		if err := writeValue(w, v); err != nil {
+			return err
+		}
+	}
+	w.WriteByte('}')
+	return nil
+}
+
+// pairElements returns, for each element of now, the index of the element
+// of old it came from, or -1 for an element a modifier added. Unchanged
+// elements pair with an equal one; changed ones with the element of the
+// same identity (identity); the remaining elements that have no identity
+// pair in order when as many are left on both sides, which is a list
+// changed in place. Pairs keep the order of equal elements, so duplicates
+// keep their unknown fields in the order they were written.
+func pairElements(old, now []any) []int {
+	pair := make([]int, len(now))
+	used := make([]bool, len(old))
+	for j := range now {
+		pair[j] = -1
+		for i := range old {
+			if !used[i] && reflect.DeepEqual(old[i], now[j]) {
+				pair[j], used[i] = i, true
+				break
+			}
+		}
+	}
+	var restOld, restNow []int
+	for j := range now {
+		if pair[j] >= 0 {
+			continue
+		}
+		id, ok := identity(now[j])
+		if !ok {
+			restNow = append(restNow, j)
+			continue
+		}
+		for i := range old {
+			if oid, ok := identity(old[i]); ok && !used[i] && oid == id {
+				pair[j], used[i] = i, true
+				break
+			}
+		}
+	}
+	for i := range old {
+		if _, ok := identity(old[i]); !ok && !used[i] {
+			restOld = append(restOld, i)
+		}
+	}
+	if len(restOld) == len(restNow) {
+		for x, j := range restNow {
+			pair[j] = restOld[x]
+		}
+	}
+	return pair
+}
+
+// identity names a list element for pairing: a mount by its destination, a
+// hook by its path and arguments (a device by its path). Other elements
+// have none.
+func identity(v any) (string, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	var key []any
+	if d, ok := m["destination"]; ok {
+		key = []any{"destination", d}
+	} else if p, ok := m["path"]; ok {
+		key = []any{"path", p, m["args"]}
+	} else {
+		return "", false
+	}
+	b, err := json.Marshal(key)
+	return string(b), err == nil
+}
+
+// writeValue writes v as JSON the way the typed view encodes it, with no
+// HTML escaping and no trailing newline.
+func writeValue(w *bytes.Buffer, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return nil
+}
+
+// member is one key and value of a JSON object, both as written.
+type member struct {
+	key    string // decoded
+	rawKey []byte
+	value  []byte
+}
+
+// splitObject splits the JSON object b into its members, in order, repeated
+// keys included.
+func splitObject(b []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errNotContainer
+	}
+	var out []member
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, errNotContainer
+		}
+		rawKey := bytes.TrimLeft(b[start:dec.InputOffset()], " \t\r\n,")
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, member{key: key, rawKey: rawKey, value: v})
+	}
+	return out, nil
+}
+
+// splitArray splits the JSON array b into its elements as written.
+func splitArray(b []byte) ([][]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, errNotContainer
+	}
+	var out [][]byte
+	for dec.More() {
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+var errNotContainer = errors.New("not a JSON object or array")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -223,33 +224,33 @@ func TestEncodeGoldenRich(t *testing.T) {
 // TestEncodeReadsBackAsTyped: what runc decodes from the rewrite must be the
 // typed view the policy checked and the modifiers changed. Go's decoder
 // matches keys case-insensitively and decodes repeated keys in document
-// order, a repeated list into the same elements; a map keeps one value.
-//
-// BUG (fails today): patch merges the change into the raw value of the
-// exact key while the typed view came from a case variant, and the encoder
-// writes keys sorted, so the rewrite can read back differently; in the worst
-// case runc joins a mount namespace by path that CheckPolicy never saw.
-// Encode must refuse (error) or produce a document that reads back as typed.
+// order, a repeated list into the same elements. Encode either writes a
+// document that reads back as typed or refuses it with ErrAmbiguous; which
+// one each case gets is pinned here.
 func TestEncodeReadsBackAsTyped(t *testing.T) {
 	tests := []struct {
-		name string
-		doc  string
+		name   string
+		doc    string
+		refuse bool
 	}{
+		// The variant "slave" would be read after the rewritten field.
 		{"rootfsPropagation case variant",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfspropagation":"slave"}}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfspropagation":"slave"}}`, true},
+		// Untouched by the rewrite: both spellings kept, read back alike.
 		{"namespaces case variant",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount","path":"/proc/1/ns/mnt"}],"Namespaces":[{"type":"network"},{"type":"mount"}]}}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount","path":"/proc/1/ns/mnt"}],"Namespaces":[{"type":"network"},{"type":"mount"}]}}`, false},
 		{"mount options case variant",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["ro","x"],"Options":["rbind","rprivate"]}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["ro","x"],"Options":["rbind","rprivate"]}]}`, true},
 		{"mounts case variant",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/","type":"bind","source":"/","options":["rbind","rprivate"]}],"Mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"]}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/","type":"bind","source":"/","options":["rbind","rprivate"]}],"Mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"]}]}`, true},
 		// encoding/json decodes a repeated list into the same elements, so
-		// the typed mount merges both entries while a map keeps the last.
+		// the typed mount merges both entries; the rewrite of the last one
+		// carries the merged fields and reads back as typed.
 		{"mounts repeated",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind"]}],"mounts":[{"destination":"/x"}]}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}]},"mounts":[{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind"]}],"mounts":[{"destination":"/x"}]}`, false},
 		// Repeated scalars decode consistently (last wins in both views).
 		{"scalar repeated",
-			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfsPropagation":"slave"}}`},
+			`{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"}],"rootfsPropagation":"private","rootfsPropagation":"slave"}}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,8 +260,14 @@ func TestEncodeReadsBackAsTyped(t *testing.T) {
 			}
 			rewrite(t, d, prefixResolver("/var/lib/example"))
 			out, err := d.Encode()
+			if tt.refuse {
+				if !errors.Is(err, ErrAmbiguous) {
+					t.Fatalf("Encode = %q, %v; want ErrAmbiguous", out, err)
+				}
+				return
+			}
 			if err != nil {
-				return // refusing an ambiguous document is fine
+				t.Fatalf("Encode: %v", err)
 			}
 			back := parseBytes(t, out)
 			if got, want := typedJSON(t, back.Spec), typedJSON(t, d.Spec); got != want {
@@ -378,5 +385,144 @@ func TestParseTopLevelNull(t *testing.T) {
 	var s specs.Spec
 	if err := json.Unmarshal(out, &s); err != nil || s.Linux == nil || s.Linux.RootfsPropagation != "rshared" {
 		t.Errorf("rewrite of null: %s, %v", out, err)
+	}
+}
+
+// reshape is a modifier that changes the shape of the mount list the way
+// the preload mode and the nested-bind handling do: it drops the mounts at
+// drop, moves the mounts at move to the end, and appends add.
+func reshape(drop, move []string, add ...specs.Mount) Modifier {
+	return ModifierFunc(func(s *specs.Spec) error {
+		var kept, moved []specs.Mount
+		for _, m := range s.Mounts {
+			switch {
+			case slices.Contains(drop, m.Destination):
+			case slices.Contains(move, m.Destination):
+				moved = append(moved, m)
+			default:
+				kept = append(kept, m)
+			}
+		}
+		s.Mounts = append(append(kept, moved...), add...)
+		return nil
+	})
+}
+
+// TestEncodeReshapedListKeepsFieldsWithTheirElement: unknown fields stay
+// with the element they were written on when a modifier removes, moves or
+// appends list elements, even when the list keeps its length.
+func TestEncodeReshapedListKeepsFieldsWithTheirElement(t *testing.T) {
+	const doc = `{"ociVersion":"1.0.2","mounts":[` +
+		`{"destination":"/a","type":"tmpfs","source":"tmpfs","futureA":"a"},` +
+		`{"destination":"/etc/ld.so.preload","type":"bind","source":"/old/ld.so.preload","options":["rbind","ro"],"futureOld":"old"},` +
+		`{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"],"futureK":"k"},` +
+		`{"destination":"/c","type":"bind","source":"/srv/c","options":["rbind"],"futureC":"c"}],` +
+		`"hooks":{"poststop":[{"path":"/usr/bin/other","futureHook":"h"}]}}`
+	preload := specs.Mount{Destination: "/etc/ld.so.preload", Type: "bind", Source: "/bundle/ld.so.preload", Options: []string{"rbind", "ro"}}
+	tests := []struct {
+		name   string
+		modify Modifier
+		// want maps a mount destination to the unknown field it must carry
+		// ("" for none); a destination missing here must be gone.
+		want map[string]string
+	}{
+		{"one removed, one appended (preload)",
+			reshape([]string{"/etc/ld.so.preload"}, nil, specs.Mount{Destination: "/.runc-shared", Type: "bind", Source: "/bundle"}),
+			map[string]string{"/a": "futureA", "/k": "futureK", "/c": "futureC", "/.runc-shared": ""}},
+		{"removed and appended again",
+			reshape([]string{"/etc/ld.so.preload"}, nil, preload),
+			map[string]string{"/a": "futureA", "/k": "futureK", "/c": "futureC", "/etc/ld.so.preload": "futureOld"}},
+		{"allowlisted bind moved to the end",
+			Modifiers{&SharedBinds{Resolver: prefixResolver(hostSource)}, reshape(nil, []string{"/k"})},
+			map[string]string{"/a": "futureA", "/etc/ld.so.preload": "futureOld", "/k": "futureK", "/c": "futureC"}},
+		{"first removed, hook added",
+			Modifiers{reshape([]string{"/a"}, nil), InjectHooks{Path: "/usr/local/bin/mount-hook"}},
+			map[string]string{"/etc/ld.so.preload": "futureOld", "/k": "futureK", "/c": "futureC"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := parseBytes(t, []byte(doc))
+			if err := tt.modify.Modify(d.Spec); err != nil {
+				t.Fatal(err)
+			}
+			out := encode(t, d)
+			var back struct {
+				Mounts []map[string]json.RawMessage `json:"mounts"`
+				Hooks  struct {
+					Poststop []map[string]json.RawMessage `json:"poststop"`
+				} `json:"hooks"`
+			}
+			if err := json.Unmarshal(out, &back); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, m := range back.Mounts {
+				var dest string
+				if err := json.Unmarshal(m["destination"], &dest); err != nil {
+					t.Fatal(err)
+				}
+				seen[dest] = true
+				want, ok := tt.want[dest]
+				if !ok {
+					t.Errorf("mount %s should be gone", dest)
+				}
+				for k, v := range m {
+					if strings.HasPrefix(k, "future") && k != want {
+						t.Errorf("mount %s carries %s=%s, which belongs to another mount", dest, k, v)
+					}
+				}
+				if want != "" && m[want] == nil {
+					t.Errorf("mount %s lost its %s", dest, want)
+				}
+			}
+			for dest := range tt.want {
+				if !seen[dest] {
+					t.Errorf("mount %s is missing", dest)
+				}
+			}
+			if len(back.Hooks.Poststop) == 0 || string(back.Hooks.Poststop[0]["futureHook"]) != `"h"` {
+				t.Errorf("poststop hooks %v: the first lost its unknown field", back.Hooks.Poststop)
+			}
+			for _, h := range back.Hooks.Poststop[1:] {
+				if h["futureHook"] != nil {
+					t.Errorf("an added hook took the unknown field of another: %v", h)
+				}
+			}
+			if typedJSON(t, parseBytes(t, out).Spec) != typedJSON(t, d.Spec) {
+				t.Error("the rewrite reads back as another typed view")
+			}
+		})
+	}
+}
+
+// TestEncodeKeepsRawBytes: values the rewrite does not change are written
+// as they were read, byte for byte: invalid UTF-8 (which encoding/json turns
+// into U+FFFD), escapes, number literals and the order of keys.
+func TestEncodeKeepsRawBytes(t *testing.T) {
+	untouched := []string{
+		`"futureBytes":"a` + "\xff\xfe" + `b"`,
+		`"futureEscapes":"\u0041\/\u00e9"`,
+		`"futureNumbers":[1.50,1e3,-0]`,
+		`"zzz":{"b":1,"a":2}`,
+		`"futureMount":"` + "\xc3\x28" + `"`,
+	}
+	raw := []byte(`{"ociVersion":"1.0.2",` + untouched[0] + `,` + untouched[1] + `,"mounts":[` +
+		`{"destination":"/proc","type":"proc","source":"proc",` + untouched[2] + `},` +
+		`{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind"],` + untouched[4] + `}],` +
+		untouched[3] + `,"linux":{"namespaces":[{"type":"mount"}]}}`)
+	d := parseBytes(t, raw)
+	rewrite(t, d, prefixResolver(hostSource))
+	out := encode(t, d)
+	for _, u := range untouched {
+		if !bytes.Contains(out, []byte(u)) {
+			t.Errorf("the rewrite lost the bytes %q:\n%q", u, out)
+		}
+	}
+	if !bytes.Contains(out, []byte(`"options":["rbind","rshared"]`)) || !bytes.Contains(out, []byte(`"rootfsPropagation":"rshared"`)) {
+		t.Errorf("the rewrite is missing:\n%q", out)
+	}
+	// Keys keep the order they were written in.
+	if i, j := bytes.Index(out, []byte(`"futureEscapes"`)), bytes.Index(out, []byte(`"mounts"`)); i < 0 || j < i {
+		t.Errorf("keys reordered:\n%q", out)
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 var update = flag.Bool("update", false, "regenerate the golden files in testdata/")
 
-// The captured engine configs live in the repository root's sibling shared/.
+// The captured engine configs live in tests/testdata/engines.
 const (
 	engDockerMounter = "docker-20.10-mounter-env.config.json"
 	engDockerPlain   = "docker-20.10-plain.config.json"
