@@ -17,13 +17,15 @@ import (
 
 // fakeExec records the commands and answers with err.
 type fakeExec struct {
-	calls [][]string
-	res   ExecResult
-	err   error
+	calls      [][]string
+	containers []Container
+	res        ExecResult
+	err        error
 }
 
 func (f *fakeExec) Exec(_ context.Context, c Container, argv []string) (ExecResult, error) {
 	f.calls = append(f.calls, append([]string{c.ID}, argv...))
+	f.containers = append(f.containers, c)
 	return f.res, f.err
 }
 
