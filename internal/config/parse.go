@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -529,6 +530,9 @@ func (d *decoder) propagate(p keyPath, v any) []string {
 	out := make([]string, 0, len(list))
 	for _, s := range list {
 		c, why := cleanAbs(s)
+		if why == "" {
+			why = checkResolved(c)
+		}
 		if why != "" {
 			d.fail(p, "%s", why)
 			return nil
@@ -536,6 +540,41 @@ func (d *decoder) propagate(p keyPath, v any) []string {
 		out = append(out, c)
 	}
 	return out
+}
+
+// checkResolved checks a propagate path, cleaned, as its symlinks resolve on
+// this host: the wrapper and the hook follow them (hostmount resolves the
+// allowlisted prefixes), so a path refused as written is refused as a
+// symlink's target too, like a symlink to /. A path that does not exist yet
+// is checked as far as it exists. It returns why the path is refused, or "".
+func checkResolved(path string) string {
+	resolved, err := resolveExisting(path)
+	if err != nil {
+		return fmt.Sprintf("%q cannot be resolved: %v; fix the path or its symlinks", path, err)
+	}
+	if resolved == path {
+		return ""
+	}
+	if _, why := cleanAbs(resolved); why != "" {
+		return fmt.Sprintf("%q resolves through symlinks to %q, refused: %s", path, resolved, why)
+	}
+	return ""
+}
+
+// resolveExisting resolves the symlinks of path's longest existing prefix
+// and appends the rest unchanged.
+func resolveExisting(path string) (string, error) {
+	var rest []string
+	for p := path; ; p = filepath.Dir(p) {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || p == "/" {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+	}
 }
 
 func (d *decoder) match(p keyPath, t map[string]any) spec.Match {
@@ -593,6 +632,10 @@ func (d *decoder) seed(p keyPath, v any, names map[string]bool) []spec.Rule {
 		r, err := SeedRule(s)
 		if err != nil {
 			d.fail(p, "%v", err)
+			continue
+		}
+		if why := checkResolved(KubeletDir); why != "" {
+			d.fail(p, "entry %q propagates %s: %s", s, KubeletDir, why)
 			continue
 		}
 		if names[r.Name] {
