@@ -418,15 +418,16 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 	if target == "" {
 		target = filepath.Clean(req.GetTargetPath())
 	}
+	var werr error
 	if i := rec.target(target); i >= 0 {
 		rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
 		if rec.Staging == "" {
-			err = s.records.remove(id)
+			werr = s.records.remove(id)
 		} else {
-			err = s.records.write(rec)
+			werr = s.records.write(rec)
 		}
 	}
-	return &csipb.NodeUnpublishVolumeResponse{}, err
+	return &csipb.NodeUnpublishVolumeResponse{}, werr
 }
 
 // NodeGetVolumeStats reports the file system's usage at the volume path. A

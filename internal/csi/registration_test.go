@@ -1,0 +1,127 @@
+package csi
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+)
+
+// syncBuffer is a log sink read after the server stopped.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func dial(t *testing.T, sock string) *grpc.ClientConn {
+	t.Helper()
+	c, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestKubeletRegistration acts as kubelet's plugin watcher: it waits for a
+// socket in the registration directory, asks it GetInfo, checks the answer
+// as kubelet does (type CSIPlugin, a supported version, an endpoint that
+// serves CSI), reports the registration, and stops the server.
+func TestKubeletRegistration(t *testing.T) {
+	e := newNodeEnv(t)
+	var logs syncBuffer
+	e.S.Log = NewLogger(&logs, "info")
+	dir := t.TempDir()
+	regDir := filepath.Join(dir, "plugins_registry")
+	endpoint := filepath.Join(dir, "plugins", e.S.Driver, "csi.sock")
+	o := &Options{Endpoint: "unix://" + endpoint, Driver: e.S.Driver, NodeID: "node-1", RegistrationDir: regDir, KubeletEndpoint: endpoint}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, e.S, o) }()
+	t.Cleanup(cancel)
+
+	// The plugin watcher: a new socket file in the registration directory.
+	var sock string
+	deadline := time.Now().Add(10 * time.Second)
+	for sock == "" {
+		ents, _ := os.ReadDir(regDir)
+		for _, de := range ents {
+			if de.Type()&os.ModeSocket != 0 && !strings.HasPrefix(de.Name(), ".") {
+				sock = filepath.Join(regDir, de.Name())
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no socket appeared in %s", regDir)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if want := RegistrationSocket(regDir, e.S.Driver); sock != want {
+		t.Errorf("registration socket %s, want %s", sock, want)
+	}
+	reg := registerapi.NewRegistrationClient(dial(t, sock))
+	info, err := reg.GetInfo(ctx, &registerapi.InfoRequest{})
+	if err != nil {
+		t.Fatalf("GetInfo: %v", err)
+	}
+	if info.GetType() != registerapi.CSIPlugin || info.GetName() != e.S.Driver || info.GetEndpoint() != endpoint {
+		t.Fatalf("GetInfo = %+v, want type %s, name %s, endpoint %s", info, registerapi.CSIPlugin, e.S.Driver, endpoint)
+	}
+	// kubelet's CSI plugin handler accepts versions it can parse with a 1.x major.
+	if len(info.GetSupportedVersions()) == 0 || !strings.HasPrefix(info.GetSupportedVersions()[0], "1.") {
+		t.Fatalf("supported versions %q, want a 1.x version", info.GetSupportedVersions())
+	}
+	// kubelet then calls the driver at the endpoint it was given.
+	pi, err := csipb.NewIdentityClient(dial(t, info.GetEndpoint())).GetPluginInfo(ctx, &csipb.GetPluginInfoRequest{})
+	if err != nil || pi.GetName() != e.S.Driver {
+		t.Fatalf("GetPluginInfo at the registered endpoint: %+v, %v", pi, err)
+	}
+	if _, err := reg.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{PluginRegistered: true}); err != nil {
+		t.Fatalf("NotifyRegistrationStatus: %v", err)
+	}
+	if _, err := reg.NotifyRegistrationStatus(ctx, &registerapi.RegistrationStatus{Error: "version 9 unsupported"}); err != nil {
+		t.Fatalf("NotifyRegistrationStatus: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(StopTimeout + 5*time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	for _, p := range []string{sock, endpoint} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("socket %s left after stop: %v", p, err)
+		}
+	}
+	out := logs.String()
+	for _, want := range []string{"kubelet registered CSI driver " + e.S.Driver, "kubelet refused to register", "version 9 unsupported", "msg=GetPluginInfo", "msg=stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
