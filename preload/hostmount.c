@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/openat2.h>
+
 #ifndef FSOPEN_CLOEXEC
 #error "libhostmount needs <sys/mount.h> with the new mount API (glibc >= 2.36)"
 #endif
@@ -610,13 +612,25 @@ static const struct hm_allow *hm_match(const struct hm_conf *c,
 }
 
 /*
- * hm_host_path translates a container path into the host's view.
+ * Where a path of a redirected call lies on the host: below an allowlisted
+ * host prefix from the configuration. The child in the host namespace opens
+ * rest beneath prefix with openat2(2) and acts on that fd (hm_open_loc),
+ * never on path, which is kept for log lines and the length check only.
+ */
+struct hm_loc {
+	const char *prefix;  /* the allow entry's host path */
+	const char *rest;    /* relative to prefix, inside path; "" for prefix */
+	char path[PATH_MAX]; /* prefix/rest */
+};
+
+/*
+ * hm_host_path translates a resolved container path into the host's view.
  * Returns 1 when translated, 0 when path is not allowlisted and -1 when it
  * is but the host path would be too long (the call then fails with
  * ENAMETOOLONG: an allowlisted call never falls back to the container).
  */
 static int hm_host_path(const struct hm_conf *c, const char *path,
-			char out[PATH_MAX])
+			struct hm_loc *l)
 {
 	const struct hm_allow *a = hm_match(c, path);
 	const char *rest;
@@ -626,34 +640,42 @@ static int hm_host_path(const struct hm_conf *c, const char *path,
 		return 0;
 	rest = a->clen == 1 ? (path[1] ? path : "") : path + a->clen;
 	if (a->hlen == 1)
-		n = snprintf(out, PATH_MAX, "%s", rest[0] ? rest : "/");
+		n = snprintf(l->path, PATH_MAX, "%s", rest[0] ? rest : "/");
 	else
-		n = snprintf(out, PATH_MAX, "%s%s", a->hpath, rest);
-	return n >= 0 && n < PATH_MAX ? 1 : -1;
+		n = snprintf(l->path, PATH_MAX, "%s%s", a->hpath, rest);
+	if (n < 0 || n >= PATH_MAX)
+		return -1;
+	l->prefix = a->hpath;
+	/* path is clean (realpath, or the kernel's own d_path): one '/'
+	 * after the prefix at most. */
+	l->rest = l->path + (a->hlen == 1 ? 0 : a->hlen);
+	if (l->rest[0] == '/')
+		l->rest++;
+	return 1;
 }
 
 /* hm_target resolves a target relative to dirfd and translates it, with
  * hm_host_path's results. An unresolvable path is not allowlisted: the real
  * call reports the kernel's error for it. */
 static int hm_target(const struct hm_conf *c, int dirfd, const char *path,
-		     int follow, char host[PATH_MAX])
+		     int follow, struct hm_loc *l)
 {
 	char resolved[PATH_MAX];
 
 	if (hm_resolve(dirfd, path, follow, resolved) < 0)
 		return 0;
-	return hm_host_path(c, resolved, host);
+	return hm_host_path(c, resolved, l);
 }
 
 /* hm_fd_target does the same for the mount an fd refers to when that mount
  * is attached in this namespace; 0 for detached or foreign mounts. */
-static int hm_fd_target(const struct hm_conf *c, int fd, char host[PATH_MAX])
+static int hm_fd_target(const struct hm_conf *c, int fd, struct hm_loc *l)
 {
 	char path[PATH_MAX];
 
 	if (hm_fd_attached_here(fd) != 1 || hm_fd_path(fd, path) < 0)
 		return 0;
-	return hm_host_path(c, path, host);
+	return hm_host_path(c, path, l);
 }
 
 static int hm_too_long(const char *op, const char *path)
@@ -821,26 +843,147 @@ static int hm_rec_get(int fd, int kind, struct hm_rec *out)
 
 /* ---- the host call ---------------------------------------------------- */
 
+enum hm_call { HM_CALL_MOUNT, HM_CALL_UMOUNT, HM_CALL_MOVE_MOUNT, HM_CALL_SETATTR };
+
+/*
+ * One call to make in the host namespace. Paths below the allowlist travel
+ * as locations (to, from), which the child opens there beneath their prefix;
+ * the call then names the opened fds, never a path, so that a symlink planted
+ * below the allowlist after the shim resolved the path cannot send it
+ * elsewhere (hm_open_loc).
+ */
 struct hm_job {
-	const char *op;     /* for the log line */
-	const char *target; /* for the log line */
-	long nr;            /* system call number */
-	long arg[5];
+	const char *op;           /* for the log line */
+	enum hm_call call;
+	const struct hm_loc *to;   /* target; NULL: fd (mount_setattr) */
+	const struct hm_loc *from; /* allowlisted source; NULL: src or fd */
+	const char *src;           /* mount(2) source that is no location */
+	const char *fstype;        /* mount(2) */
+	unsigned long flags;       /* of the call, path flags removed */
+	const void *data;          /* mount(2) data, mount_setattr attr */
+	size_t size;               /* mount_setattr */
+	int fd;                    /* move_mount source, mount_setattr target */
 };
 
-enum { HM_STAGE_CALL, HM_STAGE_OPEN, HM_STAGE_SETNS };
+enum { HM_STAGE_CALL, HM_STAGE_OPEN, HM_STAGE_SETNS, HM_STAGE_BENEATH,
+       HM_STAGE_PROC };
 
 struct hm_result {
 	int stage;
 	int err;
+	int which; /* HM_STAGE_BENEATH: 0 target, 1 source */
 };
 
+/*
+ * hm_open_loc opens l in the current (host) namespace: the prefix (from the
+ * configuration, trusted) with open(2), rest beneath it with openat2(2)
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS. Any symlink below the prefix
+ * fails with ELOOP, a way out with EXDEV; mount points below it are crossed,
+ * as a path walk does. The shim resolved every symlink in the container
+ * already, so a symlink here appeared since: the call is refused. The fd
+ * (O_PATH) pins the mount and dentry the call acts on.
+ *
+ * With parent set, rest must not be empty: it opens the directory that holds
+ * the last component and sets *name to that component; buf holds the
+ * directory part. Async-signal-safe (the forked child).
+ */
+static int hm_open_loc(const struct hm_loc *l, int parent, const char **name,
+		       char buf[PATH_MAX])
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS,
+	};
+	const char *rest = l->rest;
+	int pfd;
+
+	if (parent) {
+		const char *slash = strrchr(rest, '/');
+
+		*name = rest;
+		rest = "";
+		if (slash) {
+			memcpy(buf, l->rest, (size_t)(slash - l->rest));
+			buf[slash - l->rest] = '\0';
+			*name = slash + 1;
+			rest = buf;
+		}
+		how.flags |= O_DIRECTORY;
+	}
+	pfd = open(l->prefix, O_PATH | O_CLOEXEC | (rest[0] ? O_DIRECTORY : 0));
+	if (pfd < 0 || !rest[0])
+		return pfd;
+	return (int)syscall(SYS_openat2, pfd, rest, &how, sizeof(how));
+}
+
+/* hm_fd_link writes "/proc/self/fd/N" (async-signal-safe). The magic link
+ * resolves to exactly what fd refers to: mount(2), which has no fd form,
+ * reaches the opened target through it. */
+static void hm_fd_link(char out[32], int fd)
+{
+	static const char pre[] = "/proc/self/fd/";
+	char digits[12];
+	int n = 0;
+
+	memcpy(out, pre, sizeof(pre) - 1);
+	do
+		digits[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) > 0);
+	for (int i = 0; i < n; i++)
+		out[sizeof(pre) - 1 + i] = digits[n - 1 - i];
+	out[sizeof(pre) - 1 + n] = '\0';
+}
+
+/* hm_do_call makes j's call in the host namespace with its locations opened
+ * as tfd and sfd; name is the last component for umount. */
+static long hm_do_call(const struct hm_job *j, int tfd, int sfd,
+		       const char *name)
+{
+	char tl[32], sl[32];
+
+	switch (j->call) {
+	case HM_CALL_MOUNT:
+		hm_fd_link(tl, tfd);
+		if (j->from)
+			hm_fd_link(sl, sfd);
+		return syscall(SYS_mount, j->from ? sl : j->src, tl, j->fstype,
+			       j->flags, j->data);
+	case HM_CALL_UMOUNT:
+		/*
+		 * Not through /proc/self/fd: an fd's own reference to the mount
+		 * makes a plain umount EBUSY. The name is looked up in the
+		 * opened parent, and UMOUNT_NOFOLLOW keeps it from following a
+		 * symlink there. The prefix itself (no name, nothing opened)
+		 * comes from the configuration.
+		 */
+		if (!name)
+			return syscall(SYS_umount2, j->to->path,
+				       j->flags | UMOUNT_NOFOLLOW);
+		if (fchdir(tfd) < 0)
+			return -1;
+		return syscall(SYS_umount2, name, j->flags | UMOUNT_NOFOLLOW);
+	case HM_CALL_MOVE_MOUNT:
+		return syscall(SYS_move_mount, j->from ? sfd : j->fd, "", tfd, "",
+			       j->flags | MOVE_MOUNT_F_EMPTY_PATH |
+				       MOVE_MOUNT_T_EMPTY_PATH);
+	case HM_CALL_SETATTR:
+		return syscall(SYS_mount_setattr, j->to ? tfd : j->fd, "",
+			       j->flags | AT_EMPTY_PATH, j->data, j->size);
+	}
+	errno = EINVAL;
+	return -1;
+}
+
 /* hm_child runs in the forked child of a possibly multi-threaded process:
- * async-signal-safe calls only (open, setns, syscall, write, _exit). */
+ * async-signal-safe calls only (open, setns, openat2, readlink, fchdir,
+ * syscall, write, _exit). */
 static _Noreturn void hm_child(const char *ns, const struct hm_job *j, int wfd)
 {
-	struct hm_result r = { HM_STAGE_OPEN, 0 };
-	int fd = open(ns, O_RDONLY | O_CLOEXEC);
+	struct hm_result r = { HM_STAGE_OPEN, 0, 0 };
+	char buf[PATH_MAX], link[32];
+	const char *name = NULL;
+	int fd = open(ns, O_RDONLY | O_CLOEXEC), tfd = -1, sfd = -1;
 
 	if (fd < 0) {
 		r.err = errno;
@@ -849,20 +992,89 @@ static _Noreturn void hm_child(const char *ns, const struct hm_job *j, int wfd)
 	r.stage = HM_STAGE_SETNS;
 	if (setns(fd, CLONE_NEWNS) < 0) {
 		r.err = errno;
-	} else {
-		/* setns also moved root and cwd to the host's root: every path
-		 * in the job is absolute. Inherited fds (FUSE fd=N, detached
-		 * mount fds) are still valid. */
-		r.stage = HM_STAGE_CALL;
-		if (syscall(j->nr, j->arg[0], j->arg[1], j->arg[2], j->arg[3],
-			    j->arg[4]) < 0)
-			r.err = errno;
+		goto out;
 	}
+	/* setns also moved root and cwd to the host's root. Inherited fds
+	 * (FUSE fd=N, detached mount fds) are still valid. */
+	r.stage = HM_STAGE_BENEATH;
+	if (j->to && (j->call != HM_CALL_UMOUNT || j->to->rest[0])) {
+		tfd = hm_open_loc(j->to, j->call == HM_CALL_UMOUNT, &name, buf);
+		if (tfd < 0) {
+			r.err = errno;
+			goto out;
+		}
+	}
+	if (j->from && (sfd = hm_open_loc(j->from, 0, NULL, NULL)) < 0) {
+		r.err = errno;
+		r.which = 1;
+		goto out;
+	}
+	/* mount(2) reaches the fds through the host's /proc: make sure it
+	 * shows this process, rather than fail with a misleading ENOENT. */
+	r.stage = HM_STAGE_PROC;
+	if (j->call == HM_CALL_MOUNT) {
+		hm_fd_link(link, tfd);
+		if (readlink(link, buf, sizeof(buf)) < 0) {
+			r.err = errno;
+			goto out;
+		}
+	}
+	r.stage = HM_STAGE_CALL;
+	if (hm_do_call(j, tfd, sfd, name) < 0)
+		r.err = errno;
 out:
 	if (write(wfd, &r, sizeof(r)) < 0) {
 		/* the parent sees EOF */
 	}
 	_exit(r.err & 0xff);
+}
+
+/* hm_job_target names j's target for log lines. */
+static const char *hm_job_target(const struct hm_job *j)
+{
+	return j->to ? j->to->path : "(fd)";
+}
+
+/* hm_log_failure logs a failure of the shim's own (not the kernel's answer
+ * to the call). ENOENT and ENOTDIR while opening a location are what the
+ * call itself would have said for a missing target: not logged. */
+static void hm_log_failure(const struct hm_conf *c, const struct hm_job *j,
+			   const struct hm_result *r)
+{
+	const struct hm_loc *l = r->which ? j->from : j->to;
+	char eb[128];
+
+	switch (r->stage) {
+	case HM_STAGE_OPEN:
+	case HM_STAGE_SETNS:
+		hm_log("%s %s: %s host mount namespace %s: %s; nothing done "
+		       "(never inside the container)",
+		       j->op, hm_job_target(j),
+		       r->stage == HM_STAGE_OPEN ? "cannot open" : "cannot enter",
+		       c->mntns, hm_strerror(r->err, eb, sizeof(eb)));
+		break;
+	case HM_STAGE_BENEATH:
+		if (r->err == ENOENT || r->err == ENOTDIR)
+			break;
+		hm_log("%s %s: cannot open %s%s on the host beneath %s without "
+		       "following symlinks: %s; nothing done%s",
+		       j->op, hm_job_target(j), r->which ? "the source " : "it",
+		       r->which ? l->path : "", l->prefix,
+		       hm_strerror(r->err, eb, sizeof(eb)),
+		       r->err == ENOSYS ? " (openat2 needs Linux 5.6 or later)"
+		       : r->err == ELOOP || r->err == EXDEV
+			       ? " (a path below the allowlist is a symlink on "
+				 "the host, or became one after the shim "
+				 "resolved it in the container)"
+			       : "");
+		break;
+	case HM_STAGE_PROC:
+		hm_log("%s %s: the host's /proc does not show this process's "
+		       "fds: %s; nothing done (mount procfs at /proc on the host)",
+		       j->op, hm_job_target(j),
+		       hm_strerror(r->err, eb, sizeof(eb)));
+		break;
+	}
 }
 
 /*
@@ -885,13 +1097,13 @@ static int hm_host_call(const struct hm_conf *c, const struct hm_job *j)
 	if (!c->mntns) {
 		hm_log("%s %s: %s has no mntns line; refusing to %s inside the "
 		       "container",
-		       j->op, j->target, HOSTMOUNT_CONF, j->op);
+		       j->op, hm_job_target(j), HOSTMOUNT_CONF, j->op);
 		errno = EINVAL;
 		return -1;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		err = errno;
-		hm_log("%s %s: pipe: %s", j->op, j->target,
+		hm_log("%s %s: pipe: %s", j->op, hm_job_target(j),
 		       hm_strerror(err, eb, sizeof(eb)));
 		errno = err;
 		return -1;
@@ -907,7 +1119,7 @@ static int hm_host_call(const struct hm_conf *c, const struct hm_job *j)
 	close(p[1]);
 	if (pid < 0) {
 		close(p[0]);
-		hm_log("%s %s: fork: %s", j->op, j->target,
+		hm_log("%s %s: fork: %s", j->op, hm_job_target(j),
 		       hm_strerror(err, eb, sizeof(eb)));
 		errno = err;
 		return -1;
@@ -920,19 +1132,12 @@ static int hm_host_call(const struct hm_conf *c, const struct hm_job *j)
 		;
 	if (n != (ssize_t)sizeof(r)) {
 		hm_log("%s %s: the child that enters %s died without an answer",
-		       j->op, j->target, c->mntns);
+		       j->op, hm_job_target(j), c->mntns);
 		errno = EIO;
 		return -1;
 	}
-	if (r.stage != HM_STAGE_CALL) {
-		hm_log("%s %s: %s host mount namespace %s: %s; nothing done "
-		       "(never inside the container)",
-		       j->op, j->target,
-		       r.stage == HM_STAGE_OPEN ? "cannot open" : "cannot enter",
-		       c->mntns, hm_strerror(r.err, eb, sizeof(eb)));
-		errno = r.err;
-		return -1;
-	}
+	if (r.stage != HM_STAGE_CALL)
+		hm_log_failure(c, j, &r);
 	if (r.err) {
 		errno = r.err;
 		return -1;
@@ -944,25 +1149,15 @@ static int hm_host_call(const struct hm_conf *c, const struct hm_job *j)
 
 #define HM_PROPAGATION (MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)
 
-static int hm_mount_host(const struct hm_conf *c, const char *src,
-			 const char *tgt, const char *fstype,
-			 unsigned long flags, const void *data)
-{
-	struct hm_job j = { "mount", tgt, SYS_mount,
-			    { (long)src, (long)tgt, (long)fstype, (long)flags,
-			      (long)data } };
-
-	return hm_host_call(c, &j);
-}
-
 /* hm_bind_in copies the container's source tree (open_tree OPEN_TREE_CLONE,
  * still in this namespace) and attaches the copy at the host target: a
  * detached mount may be attached in any namespace (move_mount(2)). */
 static int hm_bind_in(const struct hm_conf *c, const char *source,
-		      const char *htgt, unsigned long flags)
+		      const struct hm_loc *to, unsigned long flags)
 {
 	unsigned oflags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC;
-	struct hm_job j = { "mount --bind", htgt, SYS_move_mount, { 0 } };
+	struct hm_job j = { .op = "mount --bind", .call = HM_CALL_MOVE_MOUNT,
+			    .to = to };
 	int fd, rc, err;
 
 	if (flags & MS_REC)
@@ -970,11 +1165,7 @@ static int hm_bind_in(const struct hm_conf *c, const char *source,
 	fd = (int)syscall(SYS_open_tree, AT_FDCWD, source, oflags);
 	if (fd < 0)
 		return -1;
-	j.arg[0] = fd;
-	j.arg[1] = (long)"";
-	j.arg[2] = AT_FDCWD;
-	j.arg[3] = (long)htgt;
-	j.arg[4] = MOVE_MOUNT_F_EMPTY_PATH;
+	j.fd = fd;
 	rc = hm_host_call(c, &j);
 	err = errno;
 	close(fd);
@@ -1016,7 +1207,10 @@ HM_EXPORT int hostmount_mount(const char *source, const char *target,
 			      const void *data)
 {
 	const struct hm_conf *c = hm_conf();
-	char htgt[PATH_MAX], hsrc[PATH_MAX];
+	struct hm_loc to, from;
+	struct hm_job j = { .op = "mount", .call = HM_CALL_MOUNT, .to = &to,
+			    .src = source, .fstype = fstype, .flags = flags,
+			    .data = data };
 	enum hm_kind kind = hm_mount_kind(flags);
 	int t, s;
 
@@ -1024,38 +1218,40 @@ HM_EXPORT int hostmount_mount(const char *source, const char *target,
 		goto real;
 	if (kind == HM_NEW && !hm_fstype_wanted(c, fstype))
 		goto real;
-	t = hm_target(c, AT_FDCWD, target, 1, htgt);
+	t = hm_target(c, AT_FDCWD, target, 1, &to);
 	if (t == 0)
 		goto real;
 	if (t < 0)
 		return hm_too_long("mount", target);
 	if (kind != HM_BIND && kind != HM_MOVE)
-		return hm_mount_host(c, source, htgt, fstype, flags, data);
+		return hm_host_call(c, &j);
 	if (!source)
 		goto real;
-	s = hm_target(c, AT_FDCWD, source, 1, hsrc);
+	s = hm_target(c, AT_FDCWD, source, 1, &from);
 	if (s < 0)
 		return hm_too_long("mount", source);
-	if (s > 0)
-		return hm_mount_host(c, hsrc, htgt, fstype, flags, data);
+	if (s > 0) {
+		j.from = &from;
+		return hm_host_call(c, &j);
+	}
 	if (kind == HM_BIND)
-		return hm_bind_in(c, source, htgt, flags);
+		return hm_bind_in(c, source, &to, flags);
 real:
 	return hm_real_mount(source, target, fstype, flags, data);
 }
 
 /* ---- umount(2), umount2(2) ------------------------------------------- */
 
-/* hm_umount_host serves umount and umount2. The host path is resolved
- * already: UMOUNT_NOFOLLOW keeps a symlink planted there in the meantime
- * from sending the host's umount elsewhere. */
+/* hm_umount_host serves umount and umount2: the host's umount2 looks the
+ * last component up in its parent opened beneath the prefix, without
+ * following it (hm_do_call). */
 static int hm_umount_host(const struct hm_conf *c, const char *target,
 			  int follow, int flags, int (*real)(const char *, int))
 {
-	char htgt[PATH_MAX];
-	struct hm_job j = { "umount", htgt, SYS_umount2,
-			    { (long)htgt, flags | UMOUNT_NOFOLLOW, 0, 0, 0 } };
-	int t = c->active ? hm_target(c, AT_FDCWD, target, follow, htgt) : 0;
+	struct hm_loc to;
+	struct hm_job j = { .op = "umount", .call = HM_CALL_UMOUNT, .to = &to,
+			    .flags = (unsigned)flags };
+	int t = c->active ? hm_target(c, AT_FDCWD, target, follow, &to) : 0;
 
 	if (t < 0)
 		return hm_too_long("umount", target);
@@ -1140,20 +1336,20 @@ HM_EXPORT int hostmount_move_mount(int from_dfd, const char *from_path,
 				   unsigned int flags)
 {
 	const struct hm_conf *c = hm_conf();
-	char htgt[PATH_MAX], hsrc[PATH_MAX];
-	struct hm_job j = { "move_mount", htgt, SYS_move_mount,
-			    { AT_FDCWD, (long)hsrc, AT_FDCWD, (long)htgt,
-			      flags & ~(HM_MOVE_F_PATH | HM_MOVE_T_PATH) } };
+	struct hm_loc to, from;
+	struct hm_job j = { .op = "move_mount", .call = HM_CALL_MOVE_MOUNT,
+			    .to = &to,
+			    .flags = flags & ~(HM_MOVE_F_PATH | HM_MOVE_T_PATH) };
 	struct hm_rec r;
 	int t, s, rc;
 
 	if (!c->active || (flags & MOVE_MOUNT_SET_GROUP))
 		goto real;
 	if ((flags & MOVE_MOUNT_T_EMPTY_PATH) && hm_empty(to_path))
-		t = hm_fd_target(c, to_dfd, htgt);
+		t = hm_fd_target(c, to_dfd, &to);
 	else
 		t = hm_target(c, to_dfd, to_path,
-			      !!(flags & MOVE_MOUNT_T_SYMLINKS), htgt);
+			      !!(flags & MOVE_MOUNT_T_SYMLINKS), &to);
 	if (t < 0)
 		return hm_too_long("move_mount", to_path);
 	if (t == 0)
@@ -1165,9 +1361,7 @@ HM_EXPORT int hostmount_move_mount(int from_dfd, const char *from_path,
 			    hm_rec_get(from_dfd, HM_REC_DETACHED, &r) &&
 			    !hm_fstype_wanted(c, r.fstype))
 				goto real;
-			j.arg[0] = from_dfd;
-			j.arg[1] = (long)"";
-			j.arg[4] |= MOVE_MOUNT_F_EMPTY_PATH;
+			j.fd = from_dfd;
 			rc = hm_host_call(c, &j);
 			if (rc == 0) {
 				int err = errno;
@@ -1177,15 +1371,17 @@ HM_EXPORT int hostmount_move_mount(int from_dfd, const char *from_path,
 			}
 			return rc;
 		}
-		s = hm_fd_target(c, from_dfd, hsrc);
+		s = hm_fd_target(c, from_dfd, &from);
 	} else {
 		s = hm_target(c, from_dfd, from_path,
-			      !!(flags & MOVE_MOUNT_F_SYMLINKS), hsrc);
+			      !!(flags & MOVE_MOUNT_F_SYMLINKS), &from);
 	}
 	if (s < 0)
 		return hm_too_long("move_mount", from_path);
-	if (s > 0)
+	if (s > 0) {
+		j.from = &from;
 		return hm_host_call(c, &j);
+	}
 real:
 	return hm_real_move_mount(from_dfd, from_path, to_dfd, to_path, flags);
 }
@@ -1202,10 +1398,11 @@ HM_EXPORT int hostmount_mount_setattr(int dfd, const char *path,
 				      struct mount_attr *attr, size_t size)
 {
 	const struct hm_conf *c = hm_conf();
-	char htgt[PATH_MAX];
-	struct hm_job j = { "mount_setattr", htgt, SYS_mount_setattr,
-			    { AT_FDCWD, (long)htgt, flags & ~AT_EMPTY_PATH,
-			      (long)attr, (long)size } };
+	struct hm_loc to;
+	struct hm_job j = { .op = "mount_setattr", .call = HM_CALL_SETATTR,
+			    .to = &to,
+			    .flags = flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW),
+			    .data = attr, .size = size };
 	struct hm_rec r;
 	int t;
 
@@ -1213,16 +1410,14 @@ HM_EXPORT int hostmount_mount_setattr(int dfd, const char *path,
 		goto real;
 	if ((flags & AT_EMPTY_PATH) && hm_empty(path)) {
 		if (hm_rec_get(dfd, HM_REC_HOST, &r)) {
-			if (hm_fd_path(dfd, htgt) < 0)
-				snprintf(htgt, sizeof(htgt), "fd %d", dfd);
-			j.arg[0] = dfd;
-			j.arg[1] = (long)"";
-			j.arg[2] = flags;
+			/* the fd is the mount on the host itself */
+			j.to = NULL;
+			j.fd = dfd;
 			return hm_host_call(c, &j);
 		}
-		t = hm_fd_target(c, dfd, htgt);
+		t = hm_fd_target(c, dfd, &to);
 	} else {
-		t = hm_target(c, dfd, path, !(flags & AT_SYMLINK_NOFOLLOW), htgt);
+		t = hm_target(c, dfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &to);
 	}
 	if (t < 0)
 		return hm_too_long("mount_setattr", path);

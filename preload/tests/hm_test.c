@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,13 +129,14 @@ struct mi {
 	char optional[256];
 };
 
-/* find returns the topmost mount at HM_TEST_DIR/root/<rel> in the mount
- * namespace of pid (0: this process). */
-static struct mi find(pid_t pid, const char *rel)
+/* mi_scan reads the mount table of pid (0: this process) and calls fn for
+ * every line whose mount point is HM_TEST_DIR/root/<rel> (with below: or
+ * lies below it), split into fields; dash is the index of "-". */
+static void mi_scan(pid_t pid, const char *rel, int below,
+		    void (*fn)(char **fld, int dash, void *arg), void *arg)
 {
-	struct mi m = { 0 };
 	char path[64], *line = NULL, want[PATH_MAX * 4], *w = want;
-	size_t cap = 0;
+	size_t cap = 0, wlen;
 	FILE *f;
 
 	/* mountinfo escapes space, tab, newline and backslash as \ooo */
@@ -144,6 +146,7 @@ static struct mi find(pid_t pid, const char *rel)
 		else
 			*w++ = *p;
 	*w = '\0';
+	wlen = strlen(want);
 
 	if (pid)
 		snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
@@ -151,7 +154,7 @@ static struct mi find(pid_t pid, const char *rel)
 		snprintf(path, sizeof(path), "/proc/self/mountinfo");
 	f = fopen(path, "re");
 	if (!f)
-		return m;
+		return;
 	while (getline(&line, &cap, f) > 0) {
 		char *save = NULL, *fld[32];
 		int n = 0, dash = -1;
@@ -162,22 +165,57 @@ static struct mi find(pid_t pid, const char *rel)
 				dash = n;
 			fld[n++] = t;
 		}
-		if (n < 7 || dash < 6 || dash + 1 >= n ||
-		    strcmp(fld[4], want) != 0)
+		if (n < 7 || dash < 6 || dash + 1 >= n)
 			continue;
-		m.found = 1;
-		snprintf(m.opts, sizeof(m.opts), "%s", fld[5]);
-		snprintf(m.fstype, sizeof(m.fstype), "%s", fld[dash + 1]);
-		m.optional[0] = '\0';
-		for (int k = 6; k < dash; k++) {
-			strncat(m.optional, fld[k],
-				sizeof(m.optional) - strlen(m.optional) - 2);
-			strcat(m.optional, " ");
-		}
+		if (strcmp(fld[4], want) != 0 &&
+		    !(below && strncmp(fld[4], want, wlen) == 0 &&
+		      fld[4][wlen] == '/'))
+			continue;
+		fn(fld, dash, arg);
 	}
 	free(line);
 	fclose(f);
+}
+
+static void mi_top(char **fld, int dash, void *arg)
+{
+	struct mi *m = arg;
+
+	m->found = 1;
+	snprintf(m->opts, sizeof(m->opts), "%s", fld[5]);
+	snprintf(m->fstype, sizeof(m->fstype), "%s", fld[dash + 1]);
+	m->optional[0] = '\0';
+	for (int k = 6; k < dash; k++) {
+		strncat(m->optional, fld[k],
+			sizeof(m->optional) - strlen(m->optional) - 2);
+		strcat(m->optional, " ");
+	}
+}
+
+/* find returns the topmost mount at HM_TEST_DIR/root/<rel> in the mount
+ * namespace of pid (0: this process). */
+static struct mi find(pid_t pid, const char *rel)
+{
+	struct mi m = { 0 };
+
+	mi_scan(pid, rel, 0, mi_top, &m);
 	return m;
+}
+
+static void mi_count(char **fld, int dash, void *arg)
+{
+	(void)fld, (void)dash;
+	(*(int *)arg)++;
+}
+
+/* count returns how many mounts lie at or below HM_TEST_DIR/root/<rel> in
+ * the mount namespace of pid (0: this process). */
+static int count(pid_t pid, const char *rel)
+{
+	int k = 0;
+
+	mi_scan(pid, rel, 1, mi_count, &k);
+	return k;
 }
 
 static int on_host(const char *rel)
@@ -573,6 +611,16 @@ static void case_new_api(void)
 	      ename(r.rc), m.optional);
 }
 
+/* The allowlisted prefix itself is a mount on the host (pfx, see main):
+ * umount2 of it, not lazy, removes it. */
+static void case_umount_prefix(void)
+{
+	struct res r;
+
+	r = call("umount2", P("pfx"), "-");
+	expect(&r, 0, "pfx", 0, 1, "umount2 of the allowlisted prefix itself");
+}
+
 static void case_prop_fd(void)
 {
 	struct res r;
@@ -588,6 +636,207 @@ static void case_prop_fd(void)
 	      ename(r.rc), m.optional);
 	check(!strstr(find(0, "prop").optional, "shared:"),
 	      "... and the container's copy is unchanged");
+}
+
+/*
+ * The host's view of an allowlisted path is not the one the shim resolved:
+ * in the container (allow cview2 hview2) x and d are directories, on the
+ * host hview2/x and hview2/d are symlinks to directories outside the
+ * allowlist, as they are for a moment when a process that can write below
+ * the allowlist swaps them. Every call must refuse with ELOOP and leave the
+ * outside alone: other/hd/y is a host mount there that nothing may touch.
+ */
+static void case_host_symlink(void)
+{
+	struct res r;
+	struct mi m;
+
+	mk("other/tsrc2");
+	if (mount("tmpfs", P("other/tsrc2"), "tmpfs", 0, NULL) < 0)
+		perror("mount other/tsrc2");
+	r = call("mount", "tmpfs", P("cview2/x"), "tmpfs", "-", "-");
+	expect(&r, ELOOP, "other/hx", 0, 0, "mount on a target that is a symlink on the host");
+	check(r.lines == 1, "... one log line (%d): %s", r.lines, r.err);
+	r = call("mount", "tmpfs", P("cview2/d/y"), "tmpfs", "-", "-");
+	check(r.rc == ELOOP && count(hostpid, "other/hd") == 1,
+	      "mount below a directory that is a symlink on the host: errno %s "
+	      "(want ELOOP), %d host mounts at other/hd (want 1)",
+	      ename(r.rc), count(hostpid, "other/hd"));
+	r = call("fsmount", "tmpfs", P("cview2/x"));
+	expect(&r, ELOOP, "other/hx", 0, 0, "fsmount + move_mount to it");
+	r = call("treebind", P("other/tsrc2"), P("cview2/x"));
+	expect(&r, ELOOP, "other/hx", 0, 0, "open_tree clone + move_mount to it");
+	r = call("mount", P("other/tsrc2"), P("cview2/x"), "-", "bind", "-");
+	expect(&r, ELOOP, "other/hx", 0, 0, "MS_BIND of a container path to it");
+	r = call("mount", P("cview2/d/y"), P("cview2/ok"), "-", "bind", "-");
+	expect(&r, ELOOP, "hview2/ok", 0, 0,
+	       "MS_BIND from an allowlisted source that is a symlink on the host");
+	r = call("mount", P("cview2/d/y"), P("cview2/ok"), "-", "move", "-");
+	check(r.rc == ELOOP && !on_host("hview2/ok") && on_host("other/hd/y"),
+	      "MS_MOVE from it: errno %s (want ELOOP), the outside mount stays",
+	      ename(r.rc));
+	r = call("movemount", P("cview2/d/y"), P("cview2/ok"));
+	check(r.rc == ELOOP && !on_host("hview2/ok") && on_host("other/hd/y"),
+	      "move_mount by path from it: errno %s (want ELOOP), the outside "
+	      "mount stays",
+	      ename(r.rc));
+	r = call("mount", "-", P("cview2/d/y"), "-", "remount,rdonly", "-");
+	m = find(hostpid, "other/hd/y");
+	check(r.rc == ELOOP && strncmp(m.opts, "rw", 2) == 0,
+	      "MS_REMOUNT through it: errno %s (want ELOOP), outside options '%s'",
+	      ename(r.rc), m.opts);
+	r = call("mount", "-", P("cview2/d/y"), "-", "shared", "-");
+	m = find(hostpid, "other/hd/y");
+	check(r.rc == ELOOP && !strstr(m.optional, "shared:"),
+	      "MS_SHARED through it: errno %s (want ELOOP), outside optional "
+	      "fields '%s'",
+	      ename(r.rc), m.optional);
+	r = call("setattr", P("cview2/d/y"), "shared");
+	m = find(hostpid, "other/hd/y");
+	check(r.rc == ELOOP && !strstr(m.optional, "shared:"),
+	      "mount_setattr through it: errno %s (want ELOOP), outside optional "
+	      "fields '%s'",
+	      ename(r.rc), m.optional);
+	r = call("umount2", P("cview2/d/y"), "-");
+	check(r.rc == ELOOP && on_host("other/hd/y"),
+	      "umount2 through it: errno %s (want ELOOP), the outside mount stays",
+	      ename(r.rc));
+	r = call("umount", P("cview2/d/y"));
+	check(r.rc == ELOOP && on_host("other/hd/y"),
+	      "umount through it: errno %s (want ELOOP), the outside mount stays",
+	      ename(r.rc));
+	/* the same configuration still serves a path that is the same on both
+	 * sides */
+	r = call("mount", "tmpfs", P("cview2/ok2"), "tmpfs", "-", "-");
+	expect(&r, 0, "hview2/ok2", 1, 0, "a plain directory on both sides");
+	r = call("umount2", P("cview2/ok2"), "-");
+	expect(&r, 0, "hview2/ok2", 0, 0, "... and its umount2");
+}
+
+/* flipper swaps kube/<name> (a directory) and kube/.<name>-other (a symlink
+ * to a directory outside the allowlist) until it is killed: each name always
+ * exists, now the directory, now the symlink. It runs in the "host"
+ * namespace, as a process that can write below the allowlist on the host
+ * does. A directory that is a mount point there cannot be renamed (EBUSY):
+ * with clear set, it then detaches what is mounted at either name and counts
+ * it in *cleared, so that the race goes on at the target itself. */
+static pid_t flipper(const char *name, int clear, int *cleared)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	pid_t pid;
+
+	snprintf(a, sizeof(a), "%s/kube/%s", P(""), name);
+	snprintf(b, sizeof(b), "%s/kube/.%s-other", P(""), name);
+	pid = fork();
+	if (pid == 0) {
+		if (setns(hostfd, CLONE_NEWNS) < 0)
+			_exit(errno);
+		for (;;) {
+			if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0) {
+				usleep(20);
+				continue;
+			}
+			if (errno != EBUSY || !clear)
+				_exit(errno);
+			while (umount2(a, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 ||
+			       umount2(b, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+				__atomic_add_fetch(cleared, 1, __ATOMIC_SEQ_CST);
+		}
+	}
+	return pid;
+}
+
+/* stop_flipper kills it and leaves kube/<name> the directory. */
+static void stop_flipper(pid_t pid, const char *name)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	struct stat st;
+	int status;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	check(WIFSIGNALED(status),
+	      "the flipper of %s ran until it was stopped (it exited with %s)",
+	      name, WIFEXITED(status) ? ename(WEXITSTATUS(status)) : "-");
+	snprintf(a, sizeof(a), "%s/kube/%s", P(""), name);
+	snprintf(b, sizeof(b), "%s/kube/.%s-other", P(""), name);
+	if (lstat(a, &st) == 0 && S_ISLNK(st.st_mode))
+		renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+}
+
+struct tally {
+	int ok, loop, other;
+};
+
+static void tally(struct tally *t, const struct res *r, int also)
+{
+	if (r->rc == 0)
+		t->ok++;
+	else if (r->rc == ELOOP || (also && r->rc == also))
+		t->loop++;
+	else if (t->other++ == 0)
+		printf("    unexpected errno %s: %s\n", ename(r->rc), r->err);
+}
+
+/*
+ * The flipper race. While kube/flip turns into a symlink to ../other/fout
+ * and back, the container mounts at kube/flip again and again; while
+ * kube/flip2 does the same with ../other/fout2, it mounts at kube/flip2/sub
+ * and unmounts kube/flip2/sub2, where the host has a mount at the real
+ * directory and one outside, at other/fout2/sub2, that must survive. No call
+ * may act outside the allowlist on the host, what is refused is refused with
+ * ELOOP, and mounts at the real directories still land on the host.
+ */
+enum { FLIP_CALLS = 200 };
+
+static void case_flipper(void)
+{
+	struct tally m1 = { 0 }, m2 = { 0 }, u = { 0 };
+	int *cleared = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int before;
+	struct res r;
+	pid_t fl;
+
+	if (cleared == MAP_FAILED)
+		exit(3);
+	*cleared = 0;
+	fl = flipper("flip", 1, cleared);
+	for (int i = 0; i < FLIP_CALLS; i++) {
+		r = call("mount", "tmpfs", P("kube/flip"), "tmpfs", "-", "size=64k");
+		tally(&m1, &r, 0);
+	}
+	stop_flipper(fl, "flip");
+	fl = flipper("flip2", 0, NULL);
+	for (int i = 0; i < FLIP_CALLS; i++) {
+		r = call("mount", "tmpfs", P("kube/flip2/sub"), "tmpfs", "-",
+			 "size=64k");
+		tally(&m2, &r, 0);
+		r = call("umount2", P("kube/flip2/sub2"), "-");
+		tally(&u, &r, EINVAL);
+	}
+	stop_flipper(fl, "flip2");
+	printf("    mount kube/flip: %d done, %d ELOOP, %d found on the real "
+	       "directory by the flipper; mount kube/flip2/sub: %d done, %d "
+	       "ELOOP; umount2 kube/flip2/sub2: %d done, %d ELOOP or EINVAL\n",
+	       m1.ok, m1.loop, *cleared, m2.ok, m2.loop, u.ok, u.loop);
+	check(count(hostpid, "other/fout") == 0,
+	      "flipper at the target: nothing mounted outside the allowlist on "
+	      "the host (%d mounts at or below other/fout)",
+	      count(hostpid, "other/fout"));
+	check(count(hostpid, "other/fout2") == 1 && on_host("other/fout2/sub2"),
+	      "flipper at a parent: nothing mounted or unmounted outside the "
+	      "allowlist on the host (%d mounts at or below other/fout2, want "
+	      "only the outside sub2)",
+	      count(hostpid, "other/fout2"));
+	check(m1.other == 0 && m2.other == 0 && u.other == 0,
+	      "flipper: every call returns 0 or ELOOP (umount2 also EINVAL)");
+	check(*cleared > 0 && count(hostpid, "kube/flip2/sub") > 0,
+	      "flipper: mounts at the real directories still land on the host");
+	before = count(hostpid, "kube/flip2/sub");
+	r = call("mount", "tmpfs", P("kube/flip2/sub"), "tmpfs", "-", "-");
+	check(r.rc == 0 && count(hostpid, "kube/flip2/sub") == before + 1,
+	      "after the flipper: a mount at kube/flip2/sub lands on the host");
 }
 
 static void case_fstype(void)
@@ -799,8 +1048,44 @@ int main(void)
 	mk("cview");
 	mk("hview");
 	mk("prop");
+	mk("pfx");
 	if (symlink("kube", P("kubelink")) < 0 ||
+	    mount("tmpfs", P("pfx"), "tmpfs", 0, "size=64k") < 0 ||
 	    mount(P("prop"), P("prop"), NULL, MS_BIND, NULL) < 0) {
+		perror("hm_test: setup");
+		return 3;
+	}
+
+	/* the host's view differs from the container's (case_host_symlink) */
+	mk("cview2");
+	mk("cview2/x");
+	mk("cview2/d");
+	mk("cview2/d/y");
+	mk("cview2/ok");
+	mk("cview2/ok2");
+	mk("hview2");
+	mk("hview2/ok");
+	mk("hview2/ok2");
+	mk("other/hx");
+	mk("other/hd");
+	mk("other/hd/y");
+	/* the flippers' directories, their symlinks and the outside
+	 * (case_flipper) */
+	mk("kube/flip");
+	mk("kube/flip2");
+	mk("kube/flip2/sub");
+	mk("kube/flip2/sub2");
+	mk("other/fout");
+	mk("other/fout2");
+	mk("other/fout2/sub");
+	mk("other/fout2/sub2");
+	if (symlink("../other/hx", P("hview2/x")) < 0 ||
+	    symlink("../other/hd", P("hview2/d")) < 0 ||
+	    symlink("../other/fout", P("kube/.flip-other")) < 0 ||
+	    symlink("../other/fout2", P("kube/.flip2-other")) < 0 ||
+	    mount("tmpfs", P("other/hd/y"), "tmpfs", 0, "size=64k") < 0 ||
+	    mount("tmpfs", P("other/fout2/sub2"), "tmpfs", 0, "size=64k") < 0 ||
+	    mount("tmpfs", P("kube/flip2/sub2"), "tmpfs", 0, "size=64k") < 0) {
 		perror("hm_test: setup");
 		return 3;
 	}
@@ -822,6 +1107,19 @@ int main(void)
 		 case_util_linux);
 	run_case("MS_REMOUNT, propagation, MS_BIND, MS_MOVE", conf, case_flags);
 	run_case("new mount API", conf, case_new_api);
+	free(conf);
+
+	if (asprintf(&conf, "mntns %s\nallow %s %s\n", mntns, P("cview2"),
+		     P("hview2")) < 0)
+		return 3;
+	run_case("a symlink on the host where the container has a directory: "
+		 "refused",
+		 conf, case_host_symlink);
+	free(conf);
+	conf = conf_std(NULL);
+	run_case("flipper: a directory below the allowlist swapped with a "
+		 "symlink to outside",
+		 conf, case_flipper);
 	free(conf);
 
 	conf = conf_std("fstype glusterfs\nfstype other\n");
@@ -872,6 +1170,11 @@ int main(void)
 		     mntns, P("kube"), P("hview"), 0, 1, 2) < 0)
 		return 3;
 	run_case("host path too long", conf, case_toolong);
+	free(conf);
+
+	if (asprintf(&conf, "mntns %s\nallow %s\n", mntns, P("pfx")) < 0)
+		return 3;
+	run_case("umount of the allowlisted prefix", conf, case_umount_prefix);
 	free(conf);
 
 	/* last: it makes the host's prop mount shared */
