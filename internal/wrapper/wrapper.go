@@ -114,7 +114,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err := plan.Prepare(w.log); err != nil {
 		return err
 	}
-	if err := spec.ValidateRewrite(doc.Spec); err != nil {
+	if err := doc.ValidateChanges(); err != nil {
 		return fmt.Errorf("rewritten spec of %s is invalid (a runc-shared bug, please report it): %w", doc.Path, err)
 	}
 	if _, err := doc.Save(); err != nil {

@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -12,44 +14,143 @@ import (
 // (libcontainer/specconv: mountPropagationMapping).
 var rootfsPropagations = []string{"", "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable"}
 
-// ValidateRewrite checks what the rewrite touches, the way runc's specconv
-// and validator would, so a broken rewrite fails here with a clear message
-// rather than inside runc. libcontainer's specconv and validate (runc
-// 1.1.15) were measured for this instead: they need cgo, their package init
-// alone costs about 0.8 ms of CPU on every invocation (state included), and
-// converting plus validating a Docker config.json took 2.7 ms against 0.8 ms
-// for an empty Go program (hyperfine, 300 runs). The wrapper's budget is
-// about 1 ms, so it checks only the fields it writes.
+// ValidateRewrite checks every value of s that a rewrite can write, the way
+// runc's specconv and validator would, so that a broken rewrite fails with a
+// clear message rather than inside runc: linux.rootfsPropagation, each mount
+// (an absolute destination, no second propagation option beside rshared)
+// and each hook (an absolute path). It takes every value of s as written by
+// runc-shared, so it suits a spec the project built; for an engine's spec,
+// Doc.ValidateChanges applies the same checks to what the modifiers wrote
+// and leaves the engine's own values to runc (which accepts a relative
+// mount destination, for one).
+//
+// The checks are written here rather than taken from libcontainer's
+// specconv and validate: those need cgo and their package init runs on every
+// invocation of the wrapper, pass-through included.
 func ValidateRewrite(s *specs.Spec) error {
-	if s.Linux != nil && !slices.Contains(rootfsPropagations, s.Linux.RootfsPropagation) {
-		return fmt.Errorf("invalid linux.rootfsPropagation %q", s.Linux.RootfsPropagation)
+	if s.Linux != nil {
+		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
+			return err
+		}
 	}
-	for _, m := range s.Mounts {
-		if !filepath.IsAbs(m.Destination) {
-			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
+	for i := range s.Mounts {
+		if err := checkDestination(&s.Mounts[i]); err != nil {
+			return err
 		}
-		if !IsBind(&m) {
-			continue
-		}
-		if !filepath.IsAbs(m.Source) {
-			// runc resolves a relative bind source against the bundle; the
-			// rewrite only ever writes absolute sources.
-			continue
-		}
-		n := 0
-		for _, o := range m.Options {
-			if slices.Contains(propagationOptions, o) {
-				n++
-			}
-		}
-		if n > 1 && slices.Contains(m.Options, "rshared") {
-			return fmt.Errorf("mount %s has conflicting propagation options %v", m.Destination, m.Options)
+		if err := checkPropagation(&s.Mounts[i]); err != nil {
+			return err
 		}
 	}
 	for _, h := range allHooks(s) {
-		if !filepath.IsAbs(h.Path) {
-			return fmt.Errorf("hook path %q is not absolute", h.Path)
+		if err := checkHookPath(h); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ValidateChanges applies ValidateRewrite's checks to the values the
+// modifiers changed since the document was loaded, and to nothing else:
+// linux.rootfsPropagation when it changed; a mount the modifiers added (no
+// loaded mount at its destination) in full; a loaded mount they changed
+// (moved ones included) for its propagation options; a hook they added, for
+// its path. A value the engine wrote and the rewrite left alone is runc's
+// to judge, so an error here is a fault of the rewrite.
+func (d *Doc) ValidateChanges() error {
+	var before struct {
+		Mounts []specs.Mount `json:"mounts"`
+		Hooks  *specs.Hooks  `json:"hooks"`
+		Linux  *struct {
+			RootfsPropagation string `json:"rootfsPropagation"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(d.orig, &before); err != nil {
+		return fmt.Errorf("decode runtime spec: %w", err)
+	}
+	s := d.Spec
+	if s.Linux != nil && (before.Linux == nil || before.Linux.RootfsPropagation != s.Linux.RootfsPropagation) {
+		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
+			return err
+		}
+	}
+	used := make([]bool, len(before.Mounts))
+	unused := func(same func(specs.Mount) bool) bool {
+		for k := range before.Mounts {
+			if !used[k] && same(before.Mounts[k]) {
+				used[k] = true
+				return true
+			}
+		}
+		return false
+	}
+	var changed []*specs.Mount
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !unused(func(b specs.Mount) bool { return reflect.DeepEqual(b, *m) }) {
+			changed = append(changed, m)
+		}
+	}
+	for _, m := range changed {
+		if !unused(func(b specs.Mount) bool { return b.Destination == m.Destination }) {
+			if err := checkDestination(m); err != nil {
+				return err
+			}
+		}
+		if err := checkPropagation(m); err != nil {
+			return err
+		}
+	}
+	var loaded []specs.Hook
+	if before.Hooks != nil {
+		loaded = allHooks(&specs.Spec{Hooks: before.Hooks})
+	}
+	for _, h := range allHooks(s) {
+		if j := slices.IndexFunc(loaded, func(b specs.Hook) bool { return reflect.DeepEqual(b, h) }); j >= 0 {
+			loaded = slices.Delete(loaded, j, j+1)
+			continue
+		}
+		if err := checkHookPath(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkRootfsPropagation(p string) error {
+	if !slices.Contains(rootfsPropagations, p) {
+		return fmt.Errorf("invalid linux.rootfsPropagation %q", p)
+	}
+	return nil
+}
+
+func checkDestination(m *specs.Mount) error {
+	if !filepath.IsAbs(m.Destination) {
+		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
+	}
+	return nil
+}
+
+// checkPropagation refuses a bind that carries rshared and another
+// propagation option: runc applies them in turn, so the last one wins.
+func checkPropagation(m *specs.Mount) error {
+	if !IsBind(m) || !slices.Contains(m.Options, "rshared") {
+		return nil
+	}
+	n := 0
+	for _, o := range m.Options {
+		if slices.Contains(propagationOptions, o) {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("mount %s has conflicting propagation options %v", m.Destination, m.Options)
+	}
+	return nil
+}
+
+func checkHookPath(h specs.Hook) error {
+	if !filepath.IsAbs(h.Path) {
+		return fmt.Errorf("hook path %q is not absolute", h.Path)
 	}
 	return nil
 }

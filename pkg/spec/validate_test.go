@@ -3,6 +3,7 @@
 package spec
 
 import (
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -32,9 +33,9 @@ func TestValidateRewrite(t *testing.T) {
 		{"single rshared", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, bind("/data", "/srv/data", "rbind", "rshared"))
 		}, ""},
-		{"relative bind source is runc's business", func(s *specs.Spec) {
+		{"conflicting propagation on a relative bind source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, bind("/data", "data", "rbind", "rprivate", "rshared"))
-		}, ""},
+		}, `^mount /data has conflicting propagation options \[rbind rprivate rshared\]$`},
 		{"relative mount destination", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, bind("data", "/srv/data", "rbind"))
 		}, `^mount destination "data" is not absolute$`},
@@ -72,5 +73,72 @@ func TestValidateRewriteEngineConfigs(t *testing.T) {
 		if err := ValidateRewrite(d.Spec); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestValidateChanges: what the engine wrote and the rewrite left alone is
+// runc's to judge (runc takes a relative mount destination relative to the
+// root, for one); what the modifiers wrote is checked.
+func TestValidateChanges(t *testing.T) {
+	const base = `{"ociVersion":"1.0.2","mounts":[` +
+		`{"destination":"/proc","type":"proc","source":"proc"},` +
+		`{"destination":"/k","type":"bind","source":"/var/lib/example/host","options":["rbind","rprivate"]}` +
+		`ENGINE_MOUNTS],"hooks":{"poststop":[ENGINE_HOOKS]},"linux":{"namespaces":[{"type":"mount"}]ENGINE_LINUX}}`
+	doc := func(mounts, hooks, linux string) string {
+		return strings.NewReplacer("ENGINE_MOUNTS", mounts, "ENGINE_HOOKS", hooks, "ENGINE_LINUX", linux).Replace(base)
+	}
+	full := Modifiers{&SharedBinds{Resolver: prefixResolver("/var/lib/example")}, RootfsPropagation("rshared"),
+		InjectHooks{Path: "/usr/local/bin/mount-hook"}}
+	appendMount := func(m specs.Mount) Modifier {
+		return ModifierFunc(func(s *specs.Spec) error { s.Mounts = append(s.Mounts, m); return nil })
+	}
+	tests := []struct {
+		name    string
+		doc     string
+		modify  Modifier
+		pattern string // "" means valid
+	}{
+		{"engine's relative destination, untouched",
+			doc(`,{"destination":"data","type":"tmpfs","source":"tmpfs"}`, "", ""), full, ""},
+		{"engine's relative destination of an allowlisted bind, rewritten",
+			doc(`,{"destination":"kubelet","type":"bind","source":"/var/lib/example/x","options":["rbind"]}`, "", ""), full, ""},
+		{"engine's relative hook path, untouched",
+			doc("", `{"path":"bin/hook"}`, ""), full, ""},
+		{"engine's conflicting propagation on a bind it owns",
+			doc(`,{"destination":"/x","type":"bind","source":"/srv/x","options":["rbind","rprivate","rshared"]}`, "", ""), full, ""},
+		{"engine's invalid rootfsPropagation, rewritten",
+			doc("", "", `,"rootfsPropagation":"bogus"`), full, ""},
+		{"engine's invalid rootfsPropagation, untouched",
+			doc("", "", `,"rootfsPropagation":"bogus"`), InjectHooks{Path: "/usr/local/bin/mount-hook"}, ""},
+		{"two equal engine mounts",
+			doc(`,{"destination":"d","type":"tmpfs"},{"destination":"d","type":"tmpfs"}`, "", ""), full, ""},
+		{"added mount with a relative destination",
+			doc("", "", ""), Modifiers{full, appendMount(specs.Mount{Destination: "etc/ld.so.preload", Type: "bind", Source: "/b", Options: []string{"rbind"}})},
+			`^mount destination "etc/ld\.so\.preload" is not absolute$`},
+		{"added mount at a destination the engine also mounts",
+			doc(`,{"destination":"data","type":"tmpfs"}`, "", ""), Modifiers{full, appendMount(specs.Mount{Destination: "data", Type: "tmpfs", Options: []string{"ro"}})},
+			`^mount destination "data" is not absolute$`},
+		{"rewritten mount with conflicting propagation",
+			doc("", "", ""), Modifiers{full, ModifierFunc(func(s *specs.Spec) error {
+				for i := range s.Mounts {
+					if s.Mounts[i].Destination == "/k" {
+						s.Mounts[i].Options = append(s.Mounts[i].Options, "rslave")
+					}
+				}
+				return nil
+			})}, `^mount /k has conflicting propagation options \[rbind rshared rslave\]$`},
+		{"added hook with a relative path",
+			doc("", "", ""), InjectHooks{Path: "mount-hook"}, `^hook path "mount-hook" is not absolute$`},
+		{"invalid rootfsPropagation written",
+			doc("", "", ""), RootfsPropagation("rshared,rbind"), `^invalid linux\.rootfsPropagation "rshared,rbind"$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := parseBytes(t, []byte(strings.Replace(tt.doc, `"poststop":[]`, `"poststop":null`, 1)))
+			if err := tt.modify.Modify(d.Spec); err != nil {
+				t.Fatal(err)
+			}
+			wantErr(t, d.ValidateChanges(), tt.pattern)
+		})
 	}
 }
