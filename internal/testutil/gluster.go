@@ -29,12 +29,17 @@ type Gluster struct {
 	Sock    string        // glusterd's CLI socket (gluster --glusterd-sock)
 	Startup time.Duration // from starting glusterd to the volume being started
 
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	brick    proc
-	brickSck string // the brick's -S socket, which glusterd puts in /var/run/gluster
-	brickLog string // the brick's -l log, which glusterd puts in /var/log/glusterfs/bricks
+	cmd    *exec.Cmd
+	exited chan struct{}
+	brick  proc
 }
+
+// HostGlusterDirs are the directories compiled into glusterd and its CLI that
+// no option moves: the brick's socket and log, cmd_history.log, the first
+// start's set-up (geo-replication, snaps, ss_brick, gfproxy). Glusterd runs
+// glusterd and the CLI in a mount namespace of their own where an empty tmpfs
+// covers each of them, so the host's copies stay as they were.
+var HostGlusterDirs = []string{"/var/lib/glusterd", "/var/log/glusterfs", "/var/run/gluster"}
 
 // glusterd listens on a fixed port, so one runs at a time per test binary; Glusterd
 // waits for one from elsewhere to go away.
@@ -61,11 +66,12 @@ end-volume
 
 // Glusterd starts `glusterd -N` bound to 127.0.0.2 (glusterd refuses 127.0.0.1 and
 // localhost for bricks) with its working dir, run dir, CLI socket and logs in a
-// temp dir, then creates and starts volume v0 with one brick. It takes about 1.6 s
-// (glusterd's init runs gsyncd for a second); if another glusterd holds
-// 127.0.0.2:24007 it waits up to a minute for it to go. Cleanup stops and deletes
-// the volume and stops glusterd and the brick process by the PIDs recorded at
-// start. One per test at a time: a second call in the same test deadlocks.
+// temp dir, then creates and starts volume v0 with one brick. glusterd, its brick
+// and every CLI call run in a mount namespace of their own with a tmpfs over each
+// of HostGlusterDirs (see hideHostDirs). If another glusterd holds 127.0.0.2:24007
+// it waits up to a minute for it to go. Cleanup stops and deletes the volume and
+// stops glusterd and the brick process by the PIDs recorded at start. One per test
+// at a time: a second call in the same test deadlocks.
 func Glusterd(t testing.TB) *Gluster {
 	t.Helper()
 	RequireRoot(t)
@@ -101,8 +107,11 @@ func Glusterd(t testing.TB) *Gluster {
 	defer out.Close()
 
 	start := time.Now()
-	g.cmd = exec.Command("glusterd", "-N", "-f", vol, "-p", filepath.Join(dir, "run", "glusterd.pid"),
-		"-l", filepath.Join(dir, "log", "glusterd.log"))
+	// unshare execs sh, which execs glusterd: the PID is glusterd's. The
+	// namespace and its tmpfs mounts go when glusterd and its brick exit;
+	// private propagation keeps them off the host.
+	g.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", hideHostDirs(HostGlusterDirs)+`exec "$@"`, "sh",
+		"glusterd", "-N", "-f", vol, "-p", filepath.Join(dir, "run", "glusterd.pid"), "-l", filepath.Join(dir, "log", "glusterd.log"))
 	g.cmd.Stdout, g.cmd.Stderr = out, out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatalf("start glusterd: %v", err)
@@ -136,6 +145,31 @@ func Glusterd(t testing.TB) *Gluster {
 	return g
 }
 
+// hideHostDirs returns the shell commands that cover each of dirs with an empty
+// tmpfs in the current mount namespace. A directory the host lacks
+// would be created on the host's file system by glusterd (a mkdir reaches the
+// file system whatever the namespace), so the tmpfs then covers its nearest
+// existing parent, and the directory is made inside that tmpfs.
+func hideHostDirs(dirs []string) string {
+	var b strings.Builder
+	for _, d := range dirs {
+		if r, err := filepath.EvalSymlinks(d); err == nil {
+			fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && ", r)
+			continue
+		}
+		parent := filepath.Dir(d)
+		for {
+			if r, err := filepath.EvalSymlinks(parent); err == nil {
+				parent = r
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+		fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && mkdir -p %s && ", parent, d)
+	}
+	return b.String()
+}
+
 // waitReady waits until glusterd answers on its CLI socket.
 func (g *Gluster) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -166,7 +200,8 @@ func (g *Gluster) logTail() string {
 	return "glusterd.log tail:\n" + string(b)
 }
 
-// CLI runs `gluster --mode=script ARGS` against this glusterd.
+// CLI runs `gluster --mode=script ARGS` against this glusterd, in its mount
+// namespace: the CLI writes below /var/lib/glusterd and /var/log/glusterfs too.
 func (g *Gluster) CLI(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	return g.cli(time.Minute, args...)
@@ -175,9 +210,9 @@ func (g *Gluster) CLI(t testing.TB, args ...string) (string, error) {
 func (g *Gluster) cli(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	argv := append([]string{"--mode=script", "--glusterd-sock=" + g.Sock,
+	argv := append([]string{"--target", strconv.Itoa(g.cmd.Process.Pid), "--mount", "--", "gluster", "--mode=script", "--glusterd-sock=" + g.Sock,
 		"--log-file=" + filepath.Join(g.Dir, "log", "cli.log"), "--timeout=" + strconv.Itoa(int(timeout.Seconds()))}, args...)
-	out, err := exec.CommandContext(ctx, "gluster", argv...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "nsenter", argv...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("gluster %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
@@ -198,26 +233,15 @@ func (g *Gluster) findBrick() error {
 	if err != nil {
 		return fmt.Errorf("brick pid file %s: %w", files[0], err)
 	}
-	argv := cmdline(pid)
-	if !slices.Contains(argv, g.Brick) {
+	if argv := cmdline(pid); !slices.Contains(argv, g.Brick) {
 		return fmt.Errorf("pid %d from %s is not our brick process: %q", pid, files[0], argv)
 	}
-	if g.brick, err = findProc(pid); err != nil {
-		return err
-	}
-	for i := 0; i+1 < len(argv); i++ {
-		switch argv[i] {
-		case "-S":
-			g.brickSck = argv[i+1]
-		case "-l":
-			g.brickLog = argv[i+1]
-		}
-	}
-	return nil
+	g.brick, err = findProc(pid)
+	return err
 }
 
 // stop tears down in order: volume, brick, glusterd, anything else started with our
-// dir on its command line, then the files glusterd left outside our dir.
+// dir on its command line.
 func (g *Gluster) stop(t testing.TB) {
 	t.Helper()
 	select {
@@ -245,12 +269,6 @@ func (g *Gluster) stop(t testing.TB) {
 	for _, p := range findProcs(func(argv []string) bool { return strings.Contains(strings.Join(argv, " "), g.Dir+"/") }) {
 		t.Errorf("process %d %q from our glusterd outlived it; stopping it", p.pid, cmdline(p.pid))
 		p.stop(5 * time.Second)
-	}
-	if strings.HasPrefix(g.brickSck, "/var/run/gluster/") && strings.HasSuffix(g.brickSck, ".socket") {
-		_ = os.Remove(g.brickSck)
-	}
-	if name := strings.ReplaceAll(strings.TrimPrefix(g.Brick, "/"), "/", "-") + ".log"; g.brickLog == filepath.Join("/var/log/glusterfs/bricks", name) {
-		_ = os.Remove(g.brickLog)
 	}
 }
 
