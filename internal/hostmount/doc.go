@@ -1,5 +1,5 @@
 // Package hostmount is the one place in runc-shared that does mount work on the
-// host and answers questions from mountinfo.
+// host and answers questions about the mount table.
 //
 // It offers:
 //
@@ -9,7 +9,7 @@
 //     (ResolveSource, OpenResolved, ResolveAndOpen), with the sentinels
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
-//   - mountinfo queries (MountOf, MountOfIn, MountOfReader, MountsAt,
+//   - mount table queries (MountOf, MountOfIn, MountOfReader, MountsAt,
 //     MountsUnder, PeerGroup, Master, IsShared, RequireShared, IsMountPoint);
 //   - making a host path a shared mount once, under a file lock, however many
 //     processes ask at the same time (EnsureShared);
@@ -19,34 +19,34 @@
 // The package logs nothing: it returns what it did (EnsureShared's changed) or
 // found, and the caller logs.
 //
-// # Cost of a mountinfo query
+// # How a query reaches the mount table
 //
-// Every query reads /proc/<pid>/mountinfo once, from the start, and filters each
-// entry as it is parsed (mountinfo.FilterFunc), so time is O(n) in the number of
-// mounts of the namespace and memory is O(k) in the entries that pass the
-// filter (a handful: the ancestors of a path, or the FUSE mounts under a
-// prefix). With 5,000 mounts (about 550 kB of text) one query takes about
-// 2.5 ms on a 2-core VM (BenchmarkMountOfReader5000). Nothing here caches:
-// the mount table changes under us.
+// A query asks the kernel about the mounts it needs where it can, and reads
+// /proc/<pid>/mountinfo only where it cannot; docs/benchmarks.md has what
+// each way costs on the CI machine and the benchmarks that measure it.
 //
 // MountOf (and so IsShared, RequireShared, EnsureShared) first tries
-// statx(STATX_MNT_ID_UNIQUE) and statmount(2) (Linux 6.8+), about 5 µs
-// whatever the number of mounts (BenchmarkMountOfHost), and reads mountinfo
-// only when that fails: an older kernel, a missing path, a path not in the
-// dentry cache, a symlink on the way. MountOfIn keeps reading
-// /proc/<pid>/mountinfo: statmount answers for the caller's namespace only.
-// MountsAt (the stack of mounts on one mount point) works the same way.
+// statx(STATX_MNT_ID_UNIQUE) and statmount(2) (Linux 6.8+), whose cost does
+// not grow with the number of mounts, and reads mountinfo only when that
+// fails: an older kernel, a missing path, a path not in the dentry cache, a
+// symlink on the way. MountOfIn keeps reading /proc/<pid>/mountinfo:
+// statmount answers for the caller's namespace only. MountsAt (the stack of
+// mounts on one mount point) works the same way.
 //
 // MountsUnder (and so ScanFUSE, DeadFUSEMounts) lists the mounts below each
 // path with listmount(2) and statmounts each, when every path is a mount
-// point other than "/" (ensure-shared makes a rule path one when it is not
-// on a shared mount yet; on a systemd host, where / is shared, it is left
-// alone and often is not one): 18 µs for a few mounts under the path, 75 µs
-// warm (350–760 µs on a process's first call) with 5,000 unrelated mounts on
-// the host, against 6 ms for mountinfo (BenchmarkMountsUnder, this VM).
-// Otherwise it reads mountinfo once: a path that is not a mount point has its
-// mounts hanging off the containing mount among all that mount's other
-// children, each of which would cost a statmount.
+// point other than "/" (ensure-shared makes a rule path one). listmount
+// still walks every mount of the namespace in the kernel, so its cost grows
+// with them, but far more slowly than reading mountinfo. Otherwise it reads
+// mountinfo once: a path that is not a mount point has its mounts hanging off
+// the containing mount among all that mount's other children, each of which
+// would cost a statmount.
+//
+// A mountinfo read parses /proc/<pid>/mountinfo once, from the start, and
+// filters each entry as it is parsed (mountinfo.FilterFunc): time is O(n) in
+// the mounts of the namespace, memory O(k) in the entries that pass the
+// filter (a handful: the ancestors of a path, or the FUSE mounts under a
+// prefix). Nothing here caches: the mount table changes under us.
 //
 // # When not to read mountinfo
 //

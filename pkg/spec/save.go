@@ -36,8 +36,8 @@ func (d *Doc) Save() (bool, error) {
 // needed after a crash of the machine (containerd, Docker and CRI-O write a
 // new bundle for every task they start; Podman writes config.json anew
 // before each start, checked with Podman 4.3). On a disk-backed bundle the
-// two fsyncs (file and directory) cost 0.8 ms of the 1.8 ms a matched create
-// spent before the exec here (ext4 on virtio). WriteFileDurable is for files
+// two fsyncs (file and directory) were a large share of a matched create's
+// time before the exec (docs/benchmarks.md). WriteFileDurable is for files
 // that must survive a power loss.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return replaceFile(path, data, mode, false)
@@ -94,8 +94,7 @@ func replaceFile(path string, data []byte, mode os.FileMode, durable bool) (err 
 }
 
 // removeStale removes the temporary files of earlier writes that were killed
-// between CreateTemp and Rename (SIGKILL of the wrapper: about one random
-// kill in six leaves one). Engines hand a bundle to one runtime call at a
+// between CreateTemp and Rename (a SIGKILL of the wrapper at that moment). Engines hand a bundle to one runtime call at a
 // time, so a temporary file that exists now is such a leftover.
 func removeStale(dir, prefix string) {
 	ents, err := os.ReadDir(dir)
