@@ -56,8 +56,9 @@ test: deps lint unit fuzz e2e
 demo: deps build
 	scripts/demo.sh
 
-# bench measures each scenario of issue 7 against its reference (root, about
-# 8 minutes; not part of `make test`); table in bin/bench/table.md.
+# bench measures each scenario against its reference (root, about
+# 8 minutes; not part of `make test`); table in bin/bench/table.md, method and
+# latest results in docs/benchmarks.md.
 # BENCH_ARGS passes flags to the scenarios (see scripts/bench.sh).
 bench: deps build
 	scripts/deps.sh bench
