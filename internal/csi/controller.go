@@ -197,6 +197,9 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 		if err := os.Remove(metaFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove the volume's record on %s: %w", c.Base.Source, err)
 		}
+		// The last volume gone takes the driver's directory with it (it
+		// stays while it holds other records: ENOTEMPTY).
+		_ = os.Remove(filepath.Dir(metaFile))
 		return nil
 	})
 	if err != nil {
