@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
-	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -46,20 +45,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := testutil.TempDir(t)
 	e := &env{Dir: dir, Shared: testutil.SharedDir(t), StateDir: filepath.Join(dir, "state"), Config: filepath.Join(dir, "config.toml")}
-	cfg := fmt.Sprintf(`runtime = "runc"
-state-dir = %q
-
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-
-[mounter.match]
-annotations = { %q = %q }
-`, e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue)
-	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeEnvConfig(t, e)
 	return e
 }
 
