@@ -8,6 +8,7 @@ package install_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -218,7 +219,7 @@ exit $rc
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 	s.stdout, s.stderr, s.exit = stdout.String(), stderr.String(), 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		s.exit = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("unshare: %v", err)
