@@ -315,3 +315,17 @@ func createdFromParams(name string, params map[string]string, capFSType string, 
 	}
 	return c, nil
 }
+
+// CheckParameters validates StorageClass parameters as CreateVolume reads
+// them (for manifests checked before they reach a cluster).
+func CheckParameters(params map[string]string) error {
+	_, err := createdFromParams("volume", params, "", nil)
+	return err
+}
+
+// CheckVolumeContext validates a volume context (PV volumeAttributes, an
+// inline volume's attributes) as NodeStageVolume reads it.
+func CheckVolumeContext(vctx map[string]string) error {
+	_, err := volumeFromContext(vctx, "", nil)
+	return err
+}
