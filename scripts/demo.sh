@@ -226,9 +226,17 @@ EOF
 # unshare execs sh, which execs glusterd: $! is glusterd's PID. The namespace and its
 # tmpfs mounts go away with glusterd and its brick; none of them reaches the host
 # (private propagation).
+# A directory the host lacks is made inside a tmpfs over its nearest existing parent,
+# so glusterd cannot create it on the host either.
 HIDE=''
 for d in "${GLUSTER_DIRS[@]}"; do
-	[ -d "$d" ] && HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $d &&"
+	if [ -d "$d" ]; then
+		HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$d") &&"
+		continue
+	fi
+	p=$(dirname "$d")
+	until [ -d "$p" ]; do p=$(dirname "$p"); done
+	HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$p") && mkdir -p $d &&"
 done
 show "unshare --mount --propagation private sh -c '$HIDE exec glusterd -N -f $TMP/glusterd.vol ...' &"
 unshare --mount --propagation private -- sh -c "$HIDE exec \"\$@\"" glusterd \
