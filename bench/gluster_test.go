@@ -82,6 +82,7 @@ func testGluster(t *testing.T) {
 	group(t, "io", "4 I/O through a routed mount", func(t *testing.T) { testIO(t, env) })
 	group(t, "scale", "5 scale", func(t *testing.T) { testScale(t, env) })
 	group(t, "preload", "6 preload", func(t *testing.T) { testPreload(t, env) })
+	group(t, "csi", "7 CSI driver", func(t *testing.T) { testCSI(t, env) })
 }
 
 func newGlusterEnv(t *testing.T, g *testutil.Gluster) *glusterEnv {
