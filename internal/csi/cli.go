@@ -43,6 +43,9 @@ kubelet's plugin registration on DIR/NAME-reg.sock, naming --kubelet-endpoint (d
 the --endpoint path) as the CSI socket, so no node-driver-registrar sidecar is needed.
 Volume context and StorageClass parameters: fstype, source, options; StorageClass
 also onDelete (delete or retain). SIGTERM finishes the calls in flight and stops.
+
+mounter csi call --endpoint unix:///PATH METHOD [REQUEST-JSON] calls one method of a
+running driver (mounter csi call --help).
 `
 
 // Options are the command line of `mounter csi`.
@@ -96,6 +99,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
 		fmt.Fprint(stdout, Usage)
 		return 0
+	}
+	if len(args) > 0 && args[0] == "call" {
+		return Call(args[1:], stdout, stderr)
 	}
 	o, err := ParseArgs(args)
 	if err != nil {
