@@ -56,6 +56,12 @@ test: deps lint unit fuzz e2e
 demo: deps build
 	scripts/demo.sh
 
+# demo-csi: a GlusterFS volume created, staged, published and deleted through
+# `mounter csi` running in a mounter container.
+.PHONY: demo-csi
+demo-csi: deps build
+	scripts/demo-csi.sh
+
 # bench measures each scenario against its reference (root, about
 # 8 minutes; not part of `make test`); table in bin/bench/table.md, method and
 # latest results in docs/benchmarks.md.

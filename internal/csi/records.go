@@ -34,7 +34,9 @@ type Record struct {
 	Staging string   `json:"staging,omitempty"`
 	Targets []Target `json:"targets,omitempty"`
 	// PID is the `mounter csi` process whose helpers hold the mount (the
-	// FUSE daemons are its children).
+	// FUSE daemons are its children), as it sees itself: 1 when it is the
+	// main process of a mounter with a PID namespace of its own. The rule
+	// names the mounter in the registry.
 	PID     int       `json:"pid"`
 	Created time.Time `json:"created"`
 }

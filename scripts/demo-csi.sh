@@ -1,0 +1,411 @@
+#!/usr/bin/env bash
+# demo-csi.sh: a GlusterFS volume created and used through CSI, on this host.
+#
+# `mounter csi` runs as the main process of a mounter container started through
+# runc-shared, where mount.glusterfs is. Driven as the external-provisioner and kubelet
+# would drive it (here with `mounter csi call`), it creates a volume (a directory on
+# the GlusterFS volume), stages it at kubelet's staging path and publishes it at a
+# pod's volume path, both below a shared directory that stands for /var/lib/kubelet:
+# the mounts, made inside the container, are on the host. A file written on the host
+# lands on the brick. Then unpublish, unstage, delete, and SIGTERM.
+#
+# Needs root, `make deps` and `make build`. Everything lives in one temp dir; only
+# PIDs started here are stopped; the host is left as found (the last step checks it).
+# Exit status: 0 when every step passed.
+set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN="$REPO/bin"
+SERVER=127.0.0.2 # glusterd refuses 127.0.0.1 and localhost for bricks
+VOLUME=demo
+ID=glusterfs-csi
+DRIVER=glusterfs.csi.runc-shared.io
+STEP="checking prerequisites"
+
+# --- transcript helpers ------------------------------------------------------
+
+bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
+[ -t 1 ] || bold='' dim='' reset=''
+
+step() { # step TITLE: a numbered heading
+	STEP=$1
+	STEPNO=$((${STEPNO:-0} + 1))
+	printf '\n%s==> %d. %s%s\n' "$bold" "$STEPNO" "$1" "$reset"
+}
+say() { printf '%s    %s%s\n' "$dim" "$*" "$reset"; } # an explanation
+show() { printf '%s$ %s%s\n' "$bold" "$*" "$reset"; } # a command, before it runs
+run() { # run CMD...: show it, run it
+	show "$*"
+	"$@"
+}
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
+
+# --- prerequisites -----------------------------------------------------------
+
+[ "$(id -u)" = 0 ] || die "run as root (it mounts, runs runc and glusterd): sudo make demo"
+for b in runc-shared mount-hook mounter; do
+	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make first"
+done
+for c in runc jq glusterd gluster mount.glusterfs findmnt; do
+	command -v "$c" >/dev/null || die "$c not found: run make deps (scripts/deps.sh base gluster)"
+done
+[ "$(readlink /bin)" = usr/bin ] || die "the mounter rootfs borrows the host's /usr: this needs a merged-usr host (/bin -> usr/bin), as Debian 12 is"
+if (exec 3<>"/dev/tcp/$SERVER/24007") 2>/dev/null; then
+	die "$SERVER:24007 is taken: another glusterd runs; stop it first (this demo starts its own)"
+fi
+
+# What the host looks like before, to check at the end that it is unchanged.
+GLUSTER_DIRS=(/var/run/gluster /var/log/glusterfs /var/lib/glusterd)
+snapshot_gluster() { find "${GLUSTER_DIRS[@]}" -printf '%p %y %s\n' 2>/dev/null | sort; }
+snapshot_mounts() { # the host's mounts outside /tmp (tests of other packages mount there)
+	awk '$5 !~ "^/tmp/" { print $5, $9, $10 }' /proc/self/mountinfo | sort
+}
+GLUSTER_BEFORE=$(snapshot_gluster)
+MOUNTS_BEFORE=$(snapshot_mounts)
+
+# Short path: glusterd puts unix sockets (at most 108 bytes) below it.
+TMP=$(mktemp -d /tmp/rs-demo.XXXXXX)
+SHARED="$TMP/shared" # stands for /var/lib/kubelet
+TARGET="$SHARED/vol"
+CSI="$TMP/csi" # socket, the server's configuration and the state dir; /run/csi inside
+SOCK="$CSI/csi.sock"
+GLUSTERD_PID='' BRICK_PID='' INIT_PID='' SHARED_MOUNTED=''
+RUNC_ROOT="$TMP/runc"
+CONFIG="$TMP/config.toml"
+RS=("$BIN/runc-shared" --root "$RUNC_ROOT" --runc-shared-config="$CONFIG")
+
+# --- teardown, also on failure ------------------------------------------------
+
+alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null; }
+
+wait_gone() { # wait_gone PID SECONDS
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		alive "$1" || return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+mounts_below() { # mount points below $1, deepest first
+	awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-
+}
+
+leftover_procs() { # processes with $TMP on their command line or as their root
+	local p cmd root
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" = $$ ] && continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		root=$(readlink "$p/root" 2>/dev/null) || root=''
+		case "$cmd $root" in *"$TMP"*) alive "${p#/proc/}" && echo "${p#/proc/} $cmd" ;; esac
+	done
+}
+
+# The gluster CLI also writes its first-start files (geo-replication/gsyncd_template.conf)
+# below /var/lib/glusterd: it runs in glusterd's mount namespace too.
+gluster_cli() {
+	nsenter --target "$GLUSTERD_PID" --mount -- gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
+}
+
+teardown() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	if [ "$rc" != 0 ]; then
+		printf '\n%sdemo FAILED (exit %d) during: %s%s\n' "$bold" "$rc" "$STEP" "$reset" >&2
+		[ -n "$FAILED_CMD" ] && printf 'failed command: %s\n' "$FAILED_CMD" >&2
+		for f in "$TMP/log/glusterd.log" "$TMP/bundle/log.json" "$CSI/state/mount-hook.log" "$BUNDLE/init.out"; do
+			[ -s "$f" ] && { echo "--- last lines of $f" >&2; tail -n 8 "$f" >&2; }
+		done
+	fi
+	printf '\n%s==> teardown%s\n' "$bold" "$reset"
+	# FUSE mounts first: their daemons live in the mounter.
+	for m in $(mounts_below "$SHARED"); do
+		say "unmounting $m"
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	if [ -n "$INIT_PID" ] || [ -d "$RUNC_ROOT/$ID" ]; then
+		say "stopping the mounter container (its poststop hook removes the registry record)"
+		"${RS[@]}" kill "$ID" KILL >/dev/null 2>&1
+		wait_gone "$INIT_PID" 10
+		"${RS[@]}" delete --force "$ID" >/dev/null 2>&1 || runc --root "$RUNC_ROOT" delete --force "$ID" >/dev/null 2>&1
+		if alive "$INIT_PID"; then
+			kill -KILL "$INIT_PID" 2>/dev/null
+			wait_gone "$INIT_PID" 5
+		fi
+	fi
+	if [ -n "$GLUSTERD_PID" ] && alive "$GLUSTERD_PID"; then
+		say "stopping volume $VOLUME, its brick (pid ${BRICK_PID:-?}) and glusterd (pid $GLUSTERD_PID)"
+		gluster_cli volume stop "$VOLUME" force >/dev/null 2>&1
+		gluster_cli volume delete "$VOLUME" >/dev/null 2>&1
+	fi
+	if alive "$BRICK_PID" && tr '\0' ' ' <"/proc/$BRICK_PID/cmdline" | grep -qF "$TMP/brick"; then
+		kill -TERM "$BRICK_PID"
+		wait_gone "$BRICK_PID" 5 || kill -KILL "$BRICK_PID"
+	fi
+	if alive "$GLUSTERD_PID"; then
+		kill -TERM "$GLUSTERD_PID"
+		wait_gone "$GLUSTERD_PID" 10 || {
+			kill -KILL "$GLUSTERD_PID"
+			wait_gone "$GLUSTERD_PID" 5
+		}
+	fi
+	wait 2>/dev/null
+	if [ -n "$SHARED_MOUNTED" ]; then
+		umount -l "$SHARED"
+	fi
+	# What runc-shared set up below its state dir for the mounter.
+	for m in $(mounts_below "$CSI"); do
+		umount -l "$m" 2>/dev/null
+	done
+	local left
+	left=$(leftover_procs)
+	if [ -n "$left" ]; then
+		echo "demo: processes started by the demo are still running (not killed: check them):" >&2
+		echo "$left" >&2
+	fi
+	if [ -z "$(mounts_below "$TMP")" ] && ! awk -v p="$TMP" '$5 == p' /proc/self/mountinfo | grep -q .; then
+		rm -rf "$TMP"
+	else
+		echo "demo: leaving $TMP in place, something is still mounted below it:" >&2
+		mounts_below "$TMP" >&2
+		rc=1
+	fi
+	printf '\n%s==> host check%s\n' "$bold" "$reset"
+	local bad=0
+	[ -z "$left" ] || bad=1
+	if [ "$(snapshot_gluster)" != "$GLUSTER_BEFORE" ]; then
+		echo "FAIL: ${GLUSTER_DIRS[*]} changed:" >&2
+		diff <(echo "$GLUSTER_BEFORE") <(snapshot_gluster) >&2
+		bad=1
+	fi
+	if [ "$(snapshot_mounts)" != "$MOUNTS_BEFORE" ]; then
+		echo "FAIL: the host's mount table changed:" >&2
+		diff <(echo "$MOUNTS_BEFORE") <(snapshot_mounts) >&2
+		bad=1
+	fi
+	if [ "$bad" = 0 ]; then
+		say "the host is as it was: same mounts outside /tmp, ${GLUSTER_DIRS[*]} unchanged, no process left"
+	elif [ "$rc" = 0 ]; then
+		rc=1
+	fi
+	if [ "$rc" = 0 ]; then
+		printf '\n%sdemo passed%s\n' "$bold" "$reset"
+	fi
+	exit "$rc"
+}
+FAILED_CMD=''
+trap 'FAILED_CMD=$BASH_COMMAND' ERR
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. glusterd --------------------------------------------------------------
+
+step "start a private glusterd on $SERVER with a one-brick volume"
+say "glusterd gets its own working dir, run dir, CLI socket, pid file and log below $TMP."
+say "Some paths are compiled into glusterd (the brick's socket and log, its first-start"
+say "set-up: geo-replication, snaps, ss_brick): it runs in a mount namespace of its own"
+say "where an empty tmpfs covers ${GLUSTER_DIRS[*]}, so the host's copies stay untouched."
+mkdir -p "$TMP"/{glusterd,run,log,brick}
+cat >"$TMP/glusterd.vol" <<EOF
+volume management
+    type mgmt/glusterd
+    option working-directory $TMP/glusterd
+    option run-directory $TMP/run
+    option glusterd-sockfile $TMP/run/glusterd.socket
+    option transport-type socket
+    option transport.socket.bind-address $SERVER
+    option transport.socket.listen-port 24007
+    option transport.socket.read-fail-log off
+    option ping-timeout 0
+    option event-threads 1
+    option max-port 60999
+end-volume
+EOF
+# unshare execs sh, which execs glusterd: $! is glusterd's PID. The namespace and its
+# tmpfs mounts go away with glusterd and its brick; none of them reaches the host
+# (private propagation).
+# A directory the host lacks is made inside a tmpfs over its nearest existing parent,
+# so glusterd cannot create it on the host either.
+HIDE=''
+for d in "${GLUSTER_DIRS[@]}"; do
+	if [ -d "$d" ]; then
+		HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$d") &&"
+		continue
+	fi
+	p=$(dirname "$d")
+	until [ -d "$p" ]; do p=$(dirname "$p"); done
+	HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$p") && mkdir -p $d &&"
+done
+show "unshare --mount --propagation private sh -c '$HIDE exec glusterd -N -f $TMP/glusterd.vol ...' &"
+unshare --mount --propagation private -- sh -c "$HIDE exec \"\$@\"" glusterd \
+	glusterd -N -f "$TMP/glusterd.vol" -p "$TMP/run/glusterd.pid" -l "$TMP/log/glusterd.log" \
+	</dev/null >"$TMP/log/glusterd.out" 2>&1 &
+GLUSTERD_PID=$!
+for ((i = 0; i < 300; i++)); do
+	alive "$GLUSTERD_PID" || die "glusterd exited during startup (see $TMP/log/glusterd.log)"
+	gluster_cli pool list >/dev/null 2>&1 && break
+	sleep 0.1
+done
+gluster_cli pool list >/dev/null || die "glusterd did not answer within 30 s"
+say "glusterd (pid $GLUSTERD_PID) answers on $TMP/run/glusterd.socket"
+show "gluster volume create $VOLUME $SERVER:$TMP/brick force   # in glusterd's namespace"
+gluster_cli volume create "$VOLUME" "$SERVER:$TMP/brick" force
+show "gluster volume start $VOLUME"
+gluster_cli volume start "$VOLUME"
+pidfile=$(ls "$TMP/run/vols/$VOLUME/"*.pid)
+BRICK_PID=$(cat "$pidfile")
+say "volume $SERVER:/$VOLUME is served by brick process $BRICK_PID from $TMP/brick"
+
+# --- 2. the mounter -----------------------------------------------------------
+
+step "start the mounter container through runc-shared, with mounter csi as its main process"
+say "The host side: $SHARED stands for /var/lib/kubelet, a shared mount point"
+say "(this host's / is private, so the demo makes its own)."
+mkdir -p "$SHARED" "$TARGET"
+run mount --bind "$SHARED" "$SHARED"
+SHARED_MOUNTED=1
+run mount --make-rshared "$SHARED"
+
+say "The configuration: one rule routes glusterfs to the container annotated"
+say "runc-shared.io/mounter=glusterfs and propagates $SHARED."
+cat >"$CONFIG" <<EOF
+runtime = "runc"
+state-dir = "$CSI/state"
+
+[[mounter]]
+name = "glusterfs"
+fstypes = ["glusterfs"]
+propagate = ["$SHARED"]
+
+[mounter.match]
+annotations = { "runc-shared.io/mounter" = "glusterfs" }
+EOF
+chmod 0644 "$CONFIG"
+run cat "$CONFIG"
+say "The server inside reads the same rule with the state dir as it sees it (/run/csi)."
+mkdir -p "$CSI"
+sed 's|^state-dir = .*|state-dir = "/run/csi/state"|' "$CONFIG" >"$CSI/config.toml"
+chmod 0644 "$CSI/config.toml"
+
+say "The rootfs borrows the host's /usr read-only (a bind mount in config.json, so"
+say "nothing is mounted on the host): mount.glusterfs and glusterfs exist inside."
+ROOTFS="$TMP/rootfs"
+mkdir -p "$ROOTFS"/{etc,usr,proc,sys,dev,tmp,root,run/gluster,var/log/glusterfs,var/lib/glusterd,var/tmp}
+chmod 1777 "$ROOTFS/tmp" "$ROOTFS/var/tmp"
+for l in bin sbin lib lib64; do ln -s "usr/$l" "$ROOTFS/$l"; done
+ln -s ../run "$ROOTFS/var/run"
+ln -s ../proc/self/mounts "$ROOTFS/etc/mtab"
+for f in passwd group nsswitch.conf hosts ld.so.cache; do
+	[ -e "/etc/$f" ] && cp "/etc/$f" "$ROOTFS/etc/$f"
+done
+BUNDLE="$TMP/bundle"
+mkdir -p "$BUNDLE"
+runc spec --bundle "$BUNDLE"
+say "The spec: host network (to reach $SERVER), /dev/fuse, CAP_SYS_ADMIN, a bind of"
+say "$SHARED, and only the match annotation: runc-shared does the rest."
+show "jq '...' $BUNDLE/config.json   # edits below"
+jq --arg rootfs "$ROOTFS" --arg shared "$SHARED" --arg bin "$BIN" --arg csi "$CSI" --arg driver "$DRIVER" '
+	.root = {path: $rootfs, readonly: false}
+	| .process.terminal = false
+	| .process.args = ["/mnt/mounter", "csi", "--endpoint", "unix:///run/csi/csi.sock", "--driver-name", $driver,
+		"--node-id", "demo-node", "--config", "/run/csi/config.toml", "--registration-dir", ($shared + "/plugins_registry")]
+	| reduce ("bounding", "effective", "permitted") as $set (.; .process.capabilities[$set] += ["CAP_SYS_ADMIN"])
+	| .linux.namespaces |= map(select(.type != "network"))
+	| .linux.devices += [{path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 438, uid: 0, gid: 0}]
+	| .linux.resources.devices += [{allow: true, type: "c", major: 10, minor: 229, access: "rwm"}]
+	| .mounts += [
+		{destination: "/usr", type: "bind", source: "/usr", options: ["rbind", "ro"]},
+		{destination: $shared, type: "bind", source: $shared, options: ["rbind"]},
+		{destination: "/mnt", type: "bind", source: $bin, options: ["rbind", "ro"]},
+		{destination: "/run/csi", type: "bind", source: $csi, options: ["rbind"]}]
+	| .annotations = {"runc-shared.io/mounter": "glusterfs"}
+' "$BUNDLE/config.json" >"$BUNDLE/config.json.new"
+mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
+jq -c '{annotations, mounts: [.mounts[] | select(.type == "bind")], namespaces: [.linux.namespaces[].type], rootfsPropagation: .linux.rootfsPropagation}' "$BUNDLE/config.json"
+
+say "Created as an engine does it (containerd-shim: create, then start). The container's"
+say "stdio goes to a file, so nothing holds this terminal."
+show "${RS[*]} --log $BUNDLE/log.json --log-format json create --bundle $BUNDLE --pid-file $BUNDLE/init.pid $ID"
+"${RS[@]}" --log "$BUNDLE/log.json" --log-format json create --bundle "$BUNDLE" --pid-file "$BUNDLE/init.pid" "$ID" \
+	</dev/null >"$BUNDLE/init.out" 2>&1 || {
+	cat "$BUNDLE/init.out" >&2
+	die "runc-shared create failed"
+}
+INIT_PID=$(cat "$BUNDLE/init.pid")
+run "${RS[@]}" start "$ID"
+say "mount-hook checked that propagation is live and registered the mounter:"
+run cat "$CSI/state/mounters/$ID.json"
+for ((i = 0; i < 100; i++)); do
+	[ -S "$SOCK" ] && break
+	alive "$INIT_PID" || die "mounter csi exited: $(cat "$BUNDLE/init.out")"
+	sleep 0.05
+done
+[ -S "$SOCK" ] || die "mounter csi did not serve on $SOCK"
+say "mounter csi serves CSI on $SOCK (/run/csi/csi.sock inside) and kubelet's plugin"
+say "registration on $SHARED/plugins_registry/$DRIVER-reg.sock:"
+run sed -n 1,3p "$BUNDLE/init.out"
+call() { run "$BIN/mounter" csi call --endpoint "unix://$SOCK" "$@"; }
+callq() { # callq METHOD JSON: show the call, print and return its answer
+	show "$BIN/mounter csi call --endpoint unix://$SOCK $*" >&2
+	"$BIN/mounter" csi call --endpoint "unix://$SOCK" "$@"
+}
+
+# --- 3. provisioning ---------------------------------------------------------------
+
+step "CreateVolume, as the external-provisioner calls it for a PVC"
+CAP='{"access_mode": {"mode": "MULTI_NODE_MULTI_WRITER"}, "mount": {}}'
+PV=pvc-6f1d2c3b-demo
+OUT=$(callq CreateVolume "{\"name\": \"$PV\", \"volume_capabilities\": [$CAP], \"parameters\": {\"fstype\": \"glusterfs\", \"source\": \"$SERVER:/$VOLUME\"}}")
+echo "$OUT"
+VOLUME_ID=$(echo "$OUT" | jq -r .volume.volume_id)
+VCTX=$(echo "$OUT" | jq -c .volume.volume_context)
+say "The volume is a directory on the GlusterFS volume; its id says how to find it again:"
+run ls -la "$TMP/brick"
+[ -d "$TMP/brick/$PV" ] || die "no directory $PV on the brick"
+
+# --- 4. stage and publish ------------------------------------------------------------
+
+STAGING="$SHARED/plugins/kubernetes.io/csi/$DRIVER/0a1b2c3d/globalmount"
+POD_TARGET="$SHARED/pods/6a1e2f3c-demo/volumes/kubernetes.io~csi/$PV/mount"
+mkdir -p "$STAGING" "$(dirname "$POD_TARGET")"
+step "NodeStageVolume at kubelet's staging path, NodePublishVolume at the pod's path"
+say "The helper mount runs inside the mounter container; runc-shared made $SHARED"
+say "an rshared bind there, so the mount lands on the host."
+call NodeStageVolume "{\"volume_id\": \"$VOLUME_ID\", \"staging_target_path\": \"$STAGING\", \"volume_capability\": $CAP, \"volume_context\": $VCTX}"
+call NodePublishVolume "{\"volume_id\": \"$VOLUME_ID\", \"staging_target_path\": \"$STAGING\", \"target_path\": \"$POD_TARGET\", \"volume_capability\": $CAP, \"volume_context\": $VCTX}"
+run findmnt -o TARGET,FSTYPE,SOURCE,PROPAGATION -R "$SHARED"
+[ "$(findmnt -n -o FSTYPE "$POD_TARGET")" = fuse.glusterfs ] || die "$POD_TARGET is not a fuse.glusterfs mount on the host"
+
+step "write a file at the pod's path on the host and find it on the brick"
+show "echo 'hello through CSI' > $POD_TARGET/hello.txt"
+echo 'hello through CSI' >"$POD_TARGET/hello.txt"
+run cat "$TMP/brick/$PV/hello.txt"
+[ "$(cat "$TMP/brick/$PV/hello.txt")" = 'hello through CSI' ] || die "the brick does not hold the write"
+say "The node's record of the volume (what mounter status reads) and its health:"
+run cat "$CSI/state/csi/$DRIVER/volumes/"*.json
+call NodeGetVolumeHealth "{\"volume_id\": \"$VOLUME_ID\"}"
+call NodeGetVolumeStats "{\"volume_id\": \"$VOLUME_ID\", \"volume_path\": \"$POD_TARGET\"}"
+
+# --- 5. teardown through CSI -------------------------------------------------------------
+
+step "NodeUnpublishVolume, NodeUnstageVolume, DeleteVolume"
+call NodeUnpublishVolume "{\"volume_id\": \"$VOLUME_ID\", \"target_path\": \"$POD_TARGET\"}"
+call NodeUnstageVolume "{\"volume_id\": \"$VOLUME_ID\", \"staging_target_path\": \"$STAGING\"}"
+call DeleteVolume "{\"volume_id\": \"$VOLUME_ID\"}"
+[ -z "$(mounts_below "$SHARED")" ] || die "mounts left below $SHARED: $(mounts_below "$SHARED")"
+[ ! -e "$POD_TARGET" ] || die "$POD_TARGET is still there"
+[ ! -e "$TMP/brick/$PV" ] || die "$PV is still on the brick"
+! ls "$CSI/state/csi/$DRIVER/volumes/"*.json >/dev/null 2>&1 || die "records left in $CSI/state/csi"
+say "no mount, no directory, no record left; the brick holds no $PV"
+
+step "SIGTERM: mounter csi finishes its calls, removes its sockets and exits"
+run "${RS[@]}" kill "$ID" TERM
+wait_gone "$INIT_PID" 40 || die "mounter csi did not stop on SIGTERM"
+run tail -n 2 "$BUNDLE/init.out"
+[ ! -e "$SOCK" ] || die "$SOCK is still there"
+STEP="teardown"
