@@ -14,7 +14,9 @@ func TestCall(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "csi.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, e.S, &Options{Endpoint: "unix://" + sock, Driver: e.S.Driver, NodeID: "node-1"}) }()
+	go func() {
+		done <- Serve(ctx, e.S, &Options{Endpoint: "unix://" + sock, Driver: e.S.Driver, NodeID: "node-1"})
+	}()
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		var out bytes.Buffer

@@ -26,9 +26,6 @@ const (
 // create metadata); they are not the driver's and never refused.
 const kubernetesPrefix = "csi.storage.k8s.io/"
 
-// keyEphemeral is set by kubelet on the context of an inline volume.
-const keyEphemeral = kubernetesPrefix + "ephemeral"
-
 // OnDelete values.
 const (
 	OnDeleteDelete = "delete"
