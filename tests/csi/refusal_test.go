@@ -1,11 +1,14 @@
 package csi_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -106,5 +109,64 @@ func TestDeadVolume(t *testing.T) {
 	}
 	if _, err := os.Lstat(target); !os.IsNotExist(err) {
 		t.Fatalf("target left after unpublish: %v", err)
+	}
+}
+
+// TestReadOnlyPublish stages a tmpfs through the real server and publishes
+// it twice, read-only and read-write: the read-only target refuses writes
+// on the host, the other takes them, and both show the same files.
+func TestReadOnlyPublish(t *testing.T) {
+	testutil.CheckLeaks(t)
+	e := newEnv(t)
+	cfg, err := os.ReadFile(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.Config, []byte(strings.Replace(string(cfg), `fstypes = ["glusterfs"]`, `fstypes = ["glusterfs", "tmpfs"]`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, e)
+	c := connect(t, srv.Socket)
+	ctx := ctxT(t)
+	staging := filepath.Join(e.Shared, "staging")
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vctx := map[string]string{csi.KeyFSType: "tmpfs", csi.KeySource: "rstest-csi", csi.KeyOptions: "size=1m"}
+	if _, err := c.Node.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: "t1", StagingTargetPath: staging, VolumeCapability: rwCap, VolumeContext: vctx}); err != nil {
+		t.Fatalf("stage: %v\n%s", err, srv.Log())
+	}
+	ro, rw := filepath.Join(e.Shared, "ro"), filepath.Join(e.Shared, "rw")
+	for _, p := range []struct {
+		target string
+		ro     bool
+	}{{ro, true}, {rw, false}} {
+		if _, err := c.Node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: "t1", StagingTargetPath: staging, TargetPath: p.target,
+			VolumeCapability: rwCap, VolumeContext: vctx, Readonly: p.ro}); err != nil {
+			t.Fatalf("publish %s: %v", p.target, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(ro, "x"), []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
+		t.Errorf("write to the read-only publish: %v, want EROFS", err)
+	}
+	if err := os.WriteFile(filepath.Join(rw, "y"), []byte("y"), 0o644); err != nil {
+		t.Errorf("write to the read-write publish: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(ro, "y")); err != nil || string(b) != "y" {
+		t.Errorf("the read-only publish does not show the volume's file: %q, %v", b, err)
+	}
+	if m := testutil.MountAt(t, ro); m == nil || !strings.Contains(","+m.Options+",", ",ro,") {
+		t.Errorf("read-only publish mount: %+v", m)
+	}
+	for _, target := range []string{ro, rw} {
+		if _, err := c.Node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "t1", TargetPath: target}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Node.NodeUnstageVolume(ctx, &csipb.NodeUnstageVolumeRequest{VolumeId: "t1", StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+	if ms := mountsUnder(t, e.Shared); len(ms) != 0 {
+		t.Errorf("mounts left: %v", ms)
 	}
 }
