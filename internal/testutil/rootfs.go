@@ -102,7 +102,7 @@ func buildBusybox(dir string) (string, error) {
 			return "", err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
 		return "", err
 	}
 	if err := copyFile(bb, filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
@@ -180,7 +180,7 @@ func buildHostUsr(dir string) (string, error) {
 		}
 	}
 	for _, d := range []string{"tmp", "var/tmp"} {
-		if err := os.Chmod(filepath.Join(dir, d), 0o1777); err != nil {
+		if err := os.Chmod(filepath.Join(dir, d), os.ModeSticky|0o777); err != nil {
 			return "", err
 		}
 	}
