@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -213,9 +215,9 @@ func TestRouted(t *testing.T) {
 		}
 	})
 
-	t.Run("PausedMounterIsNotUsed", func(t *testing.T) {
+	t.Run("PausedMounterShownPaused", func(t *testing.T) {
 		// status and routed mounts read the freezer cgroup, not `runc
-		// state`: a paused mounter is listed as not running and skipped.
+		// state`: a paused mounter is listed as paused and skipped.
 		if _, stderr, err := s.Runc.Run(t, "pause", box.ID); err != nil {
 			t.Fatalf("pause: %v: %s", err, stderr)
 		}
@@ -230,9 +232,9 @@ func TestRouted(t *testing.T) {
 		}
 		t.Cleanup(resume)
 		r := s.mounter(t, "status")
-		if r.Code != 0 || contains(r.Stdout, "MOUNTER") || !contains(r.Stderr, "mounter-a") || !contains(r.Stderr, "paused") ||
-			!contains(r.Stdout, `rule "glusterfs"`) {
-			t.Fatalf("status of a paused mounter: %v; want no live mounter, a warning naming mounter-a paused", r)
+		if r.Code != 0 || !regexp.MustCompile(`(?m)^mounter-a +glusterfs +paused +`+fmt.Sprint(box.PID)+` `).MatchString(r.Stdout) ||
+			!contains(r.Stdout, `rule "glusterfs" ([glusterfs]): its mounter mounter-a is paused`) || contains(r.Stdout, "no live mounter") {
+			t.Fatalf("status of a paused mounter: %v; want mounter-a listed as paused", r)
 		}
 		target := mkdir(t, kube, "paused")
 		cleanupMount(t, target)
@@ -244,8 +246,73 @@ func TestRouted(t *testing.T) {
 			t.Fatal("the paused mounter's record was removed")
 		}
 		resume()
-		if r := s.mounter(t, "status"); r.Code != 0 || !contains(r.Stdout, "mounter-a") || contains(r.Stderr, "paused") {
-			t.Fatalf("status after resume: %v; want mounter-a live", r)
+		if r := s.mounter(t, "status"); r.Code != 0 || !regexp.MustCompile(`(?m)^mounter-a +glusterfs +running `).MatchString(r.Stdout) || contains(r.Stdout, "paused") {
+			t.Fatalf("status after resume: %v; want mounter-a running", r)
+		}
+	})
+
+	t.Run("RecordDoesNotChooseRuntime", func(t *testing.T) {
+		// A record rewritten to name another program: routing still runs
+		// the configured runc, and never that program.
+		reg := registry.New(s.StateDir)
+		orig, err := reg.Read(box.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { writeRecord(t, s.StateDir, orig) })
+		ran := filepath.Join(testutil.TempDir(t), "ran")
+		evil := filepath.Join(testutil.TempDir(t), "evil-runc")
+		if err := os.WriteFile(evil, []byte("#!/bin/sh\necho \"$@\" > "+ran+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		forged := *orig
+		forged.Runtime = evil
+		writeRecord(t, s.StateDir, &forged)
+		target := mkdir(t, kube, "forged-runtime")
+		cleanupMount(t, target)
+		if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
+			t.Fatalf("mount with a record naming another runtime: %v", r)
+		}
+		if m := hostMount(t, target); m == nil || m.FSType != "fuse.glusterfs" {
+			t.Fatalf("host mount at %s = %+v, want fuse.glusterfs", target, m)
+		}
+		if b, err := os.ReadFile(ran); err == nil {
+			t.Fatalf("the runtime named in the record ran as root: %q", b)
+		}
+	})
+
+	t.Run("DeadMountReportedNotRouted", func(t *testing.T) {
+		// The FUSE daemon of a routed mount dies (as when its mounter
+		// stops): status and doctor call the mount dead, with the fix, and
+		// never list it as a routed mount.
+		target := mkdir(t, kube, "dead")
+		cleanupMount(t, target)
+		if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
+			t.Fatalf("mount: %v", r)
+		}
+		killFUSEDaemon(t, target)
+		r := s.mounter(t, "status")
+		t.Logf("mounter status:\n%s", r.Stdout)
+		if r.Code != 0 {
+			t.Fatalf("status: %v", r)
+		}
+		routed, dead, _ := strings.Cut(r.Stdout, "DEAD MOUNT")
+		if !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(target)+` +fuse\.glusterfs +\S+ +dead +umount -l `+regexp.QuoteMeta(target)+`$`).MatchString(dead) {
+			t.Errorf("status does not list %s as dead with the fix:\n%s", target, r.Stdout)
+		}
+		if contains(routed, target+" ") {
+			t.Errorf("status lists the dead mount %s as a routed mount:\n%s", target, r.Stdout)
+		}
+		r = s.mounter(t, "doctor")
+		t.Logf("mounter doctor:\n%s", r.Stdout)
+		if r.Code == 0 || !regexp.MustCompile(`(?m)^FAIL mounts\[glusterfs\]: `+regexp.QuoteMeta(target)+` \(fuse\.glusterfs .*\) is dead: Transport endpoint is not connected \(fix: umount -l `+regexp.QuoteMeta(target)).MatchString(r.Stdout) {
+			t.Fatalf("doctor with a dead mount: %v; want FAIL mounts[glusterfs] naming it with the fix", r)
+		}
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		if r := s.mounter(t, "status"); r.Code != 0 || contains(r.Stdout, "DEAD MOUNT") {
+			t.Fatalf("status after umount -l: %v; want no dead mount", r)
 		}
 	})
 
@@ -467,5 +534,46 @@ func testPropagationNotLive(t *testing.T, g *testutil.Gluster) {
 	t.Logf("mounter doctor:\n%s", d.Stdout)
 	if d.Code == 0 || !contains(d.Stdout, "FAIL propagation[glusterfs]: mounts in mounter mounter-private do not reach the host") {
 		t.Errorf("doctor does not report the broken propagation: %v", d)
+	}
+}
+
+// killFUSEDaemon kills the FUSE daemon (glusterfs, started by the test's own
+// mounter) that serves target, and waits until the host sees the mount dead.
+func killFUSEDaemon(t *testing.T, target string) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(argv) < 2 || filepath.Base(argv[0]) != "glusterfs" || argv[len(argv)-1] != target {
+			continue
+		}
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+			t.Fatalf("kill glusterfs %d: %v", pid, err)
+		}
+		killed++
+	}
+	if killed == 0 {
+		t.Fatalf("no glusterfs process serves %s", target)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(target, &st); errors.Is(err, unix.ENOTCONN) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not dead 10s after its daemon was killed", target)
+		}
 	}
 }
