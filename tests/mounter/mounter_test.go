@@ -297,7 +297,7 @@ func TestRouted(t *testing.T) {
 			t.Fatalf("status: %v", r)
 		}
 		routed, dead, _ := strings.Cut(r.Stdout, "DEAD MOUNT")
-		if !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(target)+` +fuse\.glusterfs +\S+ +dead +umount -l `+regexp.QuoteMeta(target)+`$`).MatchString(dead) {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(target) + ` +fuse\.glusterfs +\S+ +dead +umount -l ` + regexp.QuoteMeta(target) + `$`).MatchString(dead) {
 			t.Errorf("status does not list %s as dead with the fix:\n%s", target, r.Stdout)
 		}
 		if contains(routed, target+" ") {
