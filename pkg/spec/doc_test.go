@@ -97,7 +97,7 @@ func TestEncodeRewriteChangesOnlyThat(t *testing.T) {
 
 			allowed := []string{"linux.rootfsPropagation"}
 			if tt.bindDest != "" {
-				i := mountIndex(t, d.Spec, tt.bindDest)
+				i := mountIndex(t, parseBytes(t, raw).Spec, tt.bindDest)
 				allowed = append(allowed, fmt.Sprintf("mounts[%d].options", i))
 				if tt.resolved != hostSource {
 					allowed = append(allowed, fmt.Sprintf("mounts[%d].source", i))
@@ -106,7 +106,7 @@ func TestEncodeRewriteChangesOnlyThat(t *testing.T) {
 					t.Errorf("Sources = %q", sb.Sources)
 				}
 			}
-			assertOnlyChanged(t, raw, out, allowed...)
+			assertOnlyChanged(t, raw, inSpecOrder(t, raw, out), allowed...)
 
 			// What runc reads back is what the modifiers produced.
 			back := parseBytes(t, out)
@@ -146,8 +146,8 @@ func TestEncodeKeepsUnknownFields(t *testing.T) {
 	d := parseBytes(t, raw)
 	rewrite(t, d, prefixResolver(hostSource))
 	out := encode(t, d)
-	i := mountIndex(t, d.Spec, "/var/lib/kubelet")
-	assertOnlyChanged(t, raw, out, "linux.rootfsPropagation", fmt.Sprintf("mounts[%d].options", i))
+	i := mountIndex(t, parseBytes(t, raw).Spec, "/var/lib/kubelet")
+	assertOnlyChanged(t, raw, inSpecOrder(t, raw, out), "linux.rootfsPropagation", fmt.Sprintf("mounts[%d].options", i))
 
 	// Numbers survive as written, not through float64.
 	doc := decodeGeneric(t, out).(map[string]any)
@@ -216,8 +216,8 @@ func TestEncodeGoldenRich(t *testing.T) {
 	}
 	assertJSONEq(t, want, out)
 
-	i := mountIndex(t, d.Spec, "/var/lib/kubelet")
-	assertOnlyChanged(t, raw, out, "linux.rootfsPropagation",
+	i := mountIndex(t, parseBytes(t, raw).Spec, "/var/lib/kubelet")
+	assertOnlyChanged(t, raw, inSpecOrder(t, raw, out), "linux.rootfsPropagation",
 		fmt.Sprintf("mounts[%d].options", i), fmt.Sprintf("mounts[%d].source", i))
 }
 

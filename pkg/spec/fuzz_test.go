@@ -8,7 +8,6 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -91,20 +90,7 @@ func FuzzRewrite(f *testing.F) {
 				t.Fatalf("%s changed:\n %s\n %s", c.what, b, a)
 			}
 		}
-		if len(after.Spec.Mounts) != len(before.Spec.Mounts) {
-			t.Fatalf("%d mounts became %d", len(before.Spec.Mounts), len(after.Spec.Mounts))
-		}
-		for i := range before.Spec.Mounts {
-			want := before.Spec.Mounts[i]
-			if _, ok, _ := res.ResolveSource(want.Source); ok && IsBind(&want) {
-				want.Options = append(slices.DeleteFunc(slices.Clone(want.Options), func(o string) bool {
-					return slices.Contains(propagationOptions, o)
-				}), "rshared")
-			}
-			if b, a := typedJSON(t, want), typedJSON(t, after.Spec.Mounts[i]); b != a {
-				t.Fatalf("mount %d: want %s, got %s", i, b, a)
-			}
-		}
+		checkRewrittenMounts(t, before.Spec.Mounts, after.Spec.Mounts, res)
 		if after.Spec.Linux == nil || after.Spec.Linux.RootfsPropagation != "rshared" {
 			t.Fatal("rootfsPropagation is not rshared")
 		}

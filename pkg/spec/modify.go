@@ -1,10 +1,12 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -61,6 +63,9 @@ type SourceResolver interface {
 type Bind struct {
 	Source      string // the resolved host path
 	Destination string // the path inside the container: absolute, cleaned
+	// Staged is the staging path runc binds in place of Source (see
+	// StagedBinds), "" when the spec binds Source itself.
+	Staged string
 }
 
 func (b Bind) String() string {
@@ -74,44 +79,86 @@ func (b Bind) String() string {
 // in spec order, with the source r resolved it to. The wrapper (preload's
 // allowlist), mount-hook (what to verify) and mounter (how to translate a
 // target) all ask this one question; r's error for an unsafe source stops
-// it. A bind without a destination is skipped: runc refuses it anyway.
+// it. A bind without a destination is skipped: runc refuses it anyway. A
+// bind of a staging path (see StagedBinds) stands for the host path it was
+// staged from, which is what r is asked about.
 func AllowlistedBinds(s *specs.Spec, r SourceResolver) ([]Bind, error) {
+	staged := StagedSources(s)
 	var out []Bind
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
 		if !IsBind(m) || m.Destination == "" {
 			continue
 		}
-		resolved, ok, err := r.ResolveSource(m.Source)
+		source, stagedAt := m.Source, ""
+		if orig, ok := staged[m.Source]; ok {
+			source, stagedAt = orig, m.Source
+		}
+		resolved, ok, err := r.ResolveSource(source)
 		if err != nil {
-			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
+			return nil, fmt.Errorf("bind mount %s -> %s: %w", source, m.Destination, err)
 		}
 		if ok {
-			// runc takes a relative destination as relative to the root.
-			out = append(out, Bind{Source: resolved, Destination: path.Clean("/" + m.Destination)})
+			out = append(out, Bind{Source: resolved, Destination: cleanDest(m.Destination), Staged: stagedAt})
 		}
 	}
 	return out, nil
 }
 
-// ErrUnsafeSource is wrapped when a bind source cannot be shared safely.
-var ErrUnsafeSource = errors.New("unsafe bind source")
+// cleanDest returns a mount destination absolute and cleaned: runc takes a
+// relative destination as relative to the root.
+func cleanDest(dest string) string { return path.Clean("/" + dest) }
+
+var (
+	// ErrUnsafeSource is wrapped when a bind source cannot be shared safely.
+	ErrUnsafeSource = errors.New("unsafe bind source")
+	// ErrBelowSharedBind is wrapped when the spec has runc mount something
+	// at or below the destination of an allowlisted bind. runc makes its
+	// mounts in spec order and then the masked and read-only paths; below a
+	// bind that is already rshared each of them propagates to the host, on
+	// every start of the container.
+	ErrBelowSharedBind = errors.New("runc would mount below a shared bind")
+)
 
 // SharedBinds gives every allowlisted bind mount rshared propagation, so a
-// mount made below it inside the container reaches the host's peer group.
+// mount made below it inside the container reaches the host's peer group,
+// and makes sure that none of runc's own set-up mounts lands there:
+//
+//   - the allowlisted binds move to the end of the mount list, in spec order,
+//     so runc makes every other mount of the spec before any shared bind
+//     exists (a later mount whose destination leads into one through a
+//     symlink of the image would otherwise land on the host);
+//   - an allowlisted bind at or below another one's destination that shows
+//     what the outer (recursive) bind already shows there, with the same
+//     options, is dropped: engines and CSI DaemonSets bind /var/lib/kubelet
+//     and /var/lib/kubelet/plugins that way;
+//   - any other mount at or below an allowlisted bind's destination, a
+//     maskedPaths or readonlyPaths entry there, and an allowlisted bind at or
+//     below /dev (where runc makes devices and the console after the spec's
+//     mounts) are refused with ErrBelowSharedBind.
+//
 // The source is replaced by its resolved path: the path checked is the path
-// runc mounts. Sources records the resolved host paths it changed, for the
-// host-side preparation (making them shared).
+// runc mounts. Sources records the resolved host paths of the kept binds,
+// each once, for the host-side preparation.
 type SharedBinds struct {
 	Resolver SourceResolver
 	Sources  []string
 }
 
+// allowlisted is an allowlisted bind of the spec being rewritten.
+type allowlisted struct {
+	m        specs.Mount
+	resolved string
+	dest     string
+}
+
 // Modify implements Modifier.
 func (sb *SharedBinds) Modify(s *specs.Spec) error {
-	for i := range s.Mounts {
-		m := &s.Mounts[i]
-		if !IsBind(m) {
+	var binds []allowlisted
+	var others []specs.Mount
+	for _, m := range s.Mounts {
+		if !IsBind(&m) {
+			others = append(others, m)
 			continue
 		}
 		resolved, ok, err := sb.Resolver.ResolveSource(m.Source)
@@ -119,19 +166,226 @@ func (sb *SharedBinds) Modify(s *specs.Spec) error {
 			return fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
 		}
 		if !ok {
+			others = append(others, m)
 			continue
 		}
+		binds = append(binds, allowlisted{m: m, resolved: resolved, dest: cleanDest(m.Destination)})
+	}
+	if len(binds) == 0 {
+		return nil
+	}
+	kept, err := withoutNested(binds)
+	if err != nil {
+		return err
+	}
+	if err := checkBelow(s, kept, others); err != nil {
+		return err
+	}
+	s.Mounts = others
+	for _, b := range kept {
+		m := b.m
 		opts := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
 			return slices.Contains(propagationOptions, o)
 		})
 		m.Options = append(opts, "rshared")
-		m.Source = resolved
-		if !slices.Contains(sb.Sources, resolved) {
-			sb.Sources = append(sb.Sources, resolved)
+		m.Source = b.resolved
+		s.Mounts = append(s.Mounts, m)
+		if !slices.Contains(sb.Sources, b.resolved) {
+			sb.Sources = append(sb.Sources, b.resolved)
 		}
 	}
 	return nil
 }
+
+// withoutNested returns the allowlisted binds in spec order without those
+// that repeat what an outer one shows, or refuses a nested one that does not.
+func withoutNested(binds []allowlisted) ([]allowlisted, error) {
+	// Outer binds first: by depth of the destination, spec order within.
+	order := make([]int, len(binds))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return strings.Count(binds[a].dest, "/") - strings.Count(binds[b].dest, "/")
+	})
+	drop := make([]bool, len(binds))
+	for n, i := range order {
+		b := binds[i]
+		for _, j := range order[:n] {
+			o := binds[j]
+			if drop[j] || !within(b.dest, o.dest) {
+				continue
+			}
+			rel := strings.TrimPrefix(strings.TrimPrefix(b.dest, o.dest), "/")
+			switch {
+			case b.resolved != path.Join(o.resolved, rel):
+				return nil, fmt.Errorf("bind mount %s -> %s: %w %s -> %s and shows another directory there; runc would make it on the host, on every start: bind it outside %s",
+					b.m.Source, b.dest, ErrBelowSharedBind, o.m.Source, o.dest, o.dest)
+			case !slices.Contains(o.m.Options, "rbind"):
+				return nil, fmt.Errorf("bind mount %s -> %s: %w %s -> %s, which is not recursive; make the outer bind rbind and drop this one",
+					b.m.Source, b.dest, ErrBelowSharedBind, o.m.Source, o.dest)
+			case !slices.Equal(plainOptions(b.m), plainOptions(o.m)):
+				return nil, fmt.Errorf("bind mount %s -> %s: %w %s -> %s with other options (%v, not %v); runc would make it on the host, on every start: give it the outer bind's options or bind it elsewhere",
+					b.m.Source, b.dest, ErrBelowSharedBind, o.m.Source, o.dest, plainOptions(b.m), plainOptions(o.m))
+			}
+			drop[i] = true // the outer rbind shows the same directory
+			break
+		}
+	}
+	var kept []allowlisted
+	for i, b := range binds {
+		if !drop[i] {
+			kept = append(kept, b)
+		}
+	}
+	return kept, nil
+}
+
+// checkBelow refuses any other mount, masked path or read-only path at or
+// below the destination of an allowlisted bind.
+func checkBelow(s *specs.Spec, binds []allowlisted, others []specs.Mount) error {
+	under := func(p string) *allowlisted {
+		for i := range binds {
+			if within(p, binds[i].dest) {
+				return &binds[i]
+			}
+		}
+		return nil
+	}
+	devices := slices.Clone(runcDevicePaths)
+	if s.Linux != nil {
+		for _, d := range s.Linux.Devices {
+			devices = append(devices, cleanDest(d.Path))
+		}
+	}
+	for _, d := range devices {
+		if b := under(d); b != nil {
+			return fmt.Errorf("bind mount %s -> %s: %w: runc makes %s there after the spec's mounts; bind the allowlisted path elsewhere",
+				b.m.Source, b.dest, ErrBelowSharedBind, d)
+		}
+	}
+	for _, m := range others {
+		if b := under(cleanDest(m.Destination)); b != nil {
+			return fmt.Errorf("mount %s (%s) at %s: %w %s -> %s; runc would make it on the host, on every start: mount it elsewhere",
+				m.Source, m.Type, m.Destination, ErrBelowSharedBind, b.m.Source, b.dest)
+		}
+	}
+	if s.Linux == nil {
+		return nil
+	}
+	for _, l := range []struct {
+		field string
+		paths []string
+	}{{"maskedPaths", s.Linux.MaskedPaths}, {"readonlyPaths", s.Linux.ReadonlyPaths}} {
+		for _, p := range l.paths {
+			if b := under(cleanDest(p)); b != nil {
+				return fmt.Errorf("linux.%s entry %s: %w %s -> %s; runc would mount over it on the host: remove the entry",
+					l.field, p, ErrBelowSharedBind, b.m.Source, b.dest)
+			}
+		}
+	}
+	return nil
+}
+
+// runcDevicePaths are where runc 1.1 may mount after the spec's mounts when
+// it sets up /dev (libcontainer/rootfs_linux.go): the console (a bind of the
+// pty when process.terminal is set) and the default devices (bind mounts
+// from the host in a user namespace). linux.devices are added to them.
+var runcDevicePaths = []string{"/dev/console", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
+
+// plainOptions returns a bind's options other than bind, rbind, rw and the
+// propagation options, sorted: what makes two binds of one directory differ.
+func plainOptions(m specs.Mount) []string {
+	var out []string
+	for _, o := range m.Options {
+		if o != "bind" && o != "rbind" && o != "rw" && !slices.Contains(propagationOptions, o) && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// within reports whether the clean absolute path p is dir or lies below it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// UnlistedPropagation gives every mount that carries no propagation option
+// this one ("rslave"). Under the rshared root of a mounter, runc keeps a
+// bind of a shared host mount in the host's peer group when the bind says
+// nothing: the engines' cgroup v1 mount (runc binds each hierarchy from the
+// host) would join the host's cgroupfs peer groups, and a mount below it in
+// the container would land in the host's cgroupfs. rslave keeps it one-way.
+// Run it after SharedBinds, whose binds all carry rshared.
+type UnlistedPropagation string
+
+// Modify implements Modifier.
+func (p UnlistedPropagation) Modify(s *specs.Spec) error {
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !slices.ContainsFunc(m.Options, func(o string) bool { return slices.Contains(propagationOptions, o) }) {
+			m.Options = append(slices.Clone(m.Options), string(p))
+		}
+	}
+	return nil
+}
+
+// AnnotationStagedSources is the annotation in which the wrapper records,
+// as a JSON object, the host path each staging path stands for.
+const AnnotationStagedSources = "runc-shared.io/staged-sources"
+
+// StagedBinds points the allowlisted binds at the staging paths the wrapper
+// bound their sources to (resolved source -> staging path), so runc binds
+// the directory that was opened and checked, whatever the source's name
+// leads to by then, and records the mapping in AnnotationStagedSources.
+// Run it after SharedBinds, whose sources are resolved.
+type StagedBinds map[string]string
+
+// Modify implements Modifier.
+func (sb StagedBinds) Modify(s *specs.Spec) error {
+	back := map[string]string{}
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if p, ok := sb[m.Source]; ok && IsBind(m) {
+			back[p] = m.Source
+			m.Source = p
+		}
+	}
+	if len(back) == 0 {
+		return nil
+	}
+	data, err := json.Marshal(back)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", AnnotationStagedSources, err)
+	}
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[AnnotationStagedSources] = string(data)
+	return nil
+}
+
+// StagedSources returns the staging paths of s and the host paths they
+// stand for (AnnotationStagedSources), or nil.
+func StagedSources(s *specs.Spec) map[string]string {
+	v, ok := s.Annotations[AnnotationStagedSources]
+	if !ok {
+		return nil
+	}
+	var m map[string]string
+	if json.Unmarshal([]byte(v), &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// WithoutStagedSources removes AnnotationStagedSources: only the wrapper's
+// own staging may set it, never the engine or the workload's author.
+var WithoutStagedSources = ModifierFunc(func(s *specs.Spec) error {
+	delete(s.Annotations, AnnotationStagedSources)
+	return nil
+})
 
 // RootfsPropagation sets linux.rootfsPropagation. With runc's default
 // (rslave on /) a mount below a shared bind stays in the container: the
