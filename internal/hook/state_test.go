@@ -142,6 +142,8 @@ func TestParseArgs(t *testing.T) {
 		{"relative config", []string{"--config", "c.toml", "poststop"}, nil, "relative path"},
 		{"relative runtime", []string{"--runtime", "bin/runc", "poststop"}, nil, "relative path"},
 		{"runtime name on PATH", []string{"--runtime", "runc", "poststop"}, &Options{Runtime: "runc", Stage: Poststop}, ""},
+		{"state dir", []string{"--state-dir", "/run/rs", "poststop"}, &Options{StateDir: "/run/rs", Stage: Poststop}, ""},
+		{"relative state dir", []string{"--state-dir", "run/rs", "poststop"}, nil, "relative path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseArgs(tc.argv, io.Discard)
