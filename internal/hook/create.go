@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -29,6 +30,22 @@ func (r *run) createRuntime() error {
 	// before the registry routes mounts to it.
 	if err := spec.CheckPolicy(rule, doc.Spec); err != nil {
 		return err
+	}
+	// The wrapper bound each source at a staging path for runc; runc has
+	// made its copies in the container's namespace, so the host's are
+	// detached now, whatever the outcome: a refused container leaves
+	// nothing on the host.
+	staging := filepath.Join(r.cfg.StateDir, "staging", st.ID)
+	defer func() {
+		if err := hostmount.Unstage(staging); err != nil {
+			r.log.Warnf("%v", err)
+		}
+	}()
+	for p := range spec.StagedSources(doc.Spec) {
+		if filepath.Dir(p) != staging {
+			return fmt.Errorf("container %s: bind source %s is not staged in %s: the annotation %s was not written by runc-shared",
+				st.ID, p, staging, spec.AnnotationStagedSources)
+		}
 	}
 	if rule.Mode != spec.ModePreload {
 		if err := VerifyPropagation(st.PID, st.Bundle, doc.Spec, rule); err != nil {

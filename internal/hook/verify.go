@@ -44,6 +44,11 @@ func VerifyPropagation(pid int, bundle string, s *specs.Spec, rule *spec.Rule) e
 		return err
 	}
 	for _, b := range binds {
+		if b.Staged != "" {
+			// runc bound the staging path: its host mount is the pinned
+			// source, whatever the source's name leads to by now.
+			b.Source = b.Staged
+		}
 		host, err := hostmount.MountOf(b.Source)
 		if err != nil {
 			return fmt.Errorf("host mount of %s: %w", b.Source, err)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -24,7 +26,7 @@ import (
 // fzHost stands in for the host: allowlisting is lexical (the fixtures'
 // paths do not exist here), a source that reaches the allowlist only through
 // ".." is refused as hostmount refuses it, and every path counts as shared.
-type fzHost struct{ ensured []string }
+type fzHost struct{ ensured, staged []string }
 
 func (h *fzHost) ResolveSource(source string, allow []string) (string, error) {
 	if !filepath.IsAbs(source) {
@@ -46,6 +48,19 @@ func (h *fzHost) EnsureShared(path string) (bool, error) {
 }
 
 func (h *fzHost) IsShared(string) (bool, error) { return true, nil }
+
+func (h *fzHost) PrepareStaging(string) (bool, error) { return false, nil }
+
+// Stage records the target; nothing is mounted.
+func (h *fzHost) Stage(root, source, target string) error {
+	if !hostmount.Within(source, root) {
+		return fmt.Errorf("stage %s outside %s", source, root)
+	}
+	h.staged = append(h.staged, target)
+	return nil
+}
+
+func (h *fzHost) Unstage(dir string) error { return os.RemoveAll(dir) }
 
 // fzConfig has the contract's rule shapes; the seed rule propagates
 // /var/lib/kubelet, the others the engine captures' /var/lib/example.
@@ -272,36 +287,58 @@ func fzCheckRewrite(t *testing.T, rule *spec.Rule, before, after *specs.Spec) {
 		{"namespaces", fzNamespaces(before), fzNamespaces(after)},
 		{"process", fzProcessNoCaps(before), fzProcessNoCaps(after)},
 		{"root", before.Root, after.Root},
-		{"annotations", before.Annotations, after.Annotations},
+		{"annotations", fzWithout(before.Annotations, spec.AnnotationStagedSources), fzWithout(after.Annotations, spec.AnnotationStagedSources)},
 	} {
 		if b, a := fzJSON(t, c.b), fzJSON(t, c.a); b != a {
 			t.Fatalf("%s changed:\n %s\n %s", c.what, b, a)
 		}
 	}
-	if len(before.Mounts) != len(after.Mounts) {
+	// The mounts not allowlisted come first, in order, unchanged but for
+	// rslave where they had no propagation option; then the allowlisted
+	// binds, rshared, each bound from its staging path, in order, but for
+	// those an outer bind's destination covers.
+	staged := spec.StagedSources(after)
+	var others, binds []specs.Mount
+	for _, b := range before.Mounts {
+		_, allowlisted := hostmount.WithinAny(filepath.Clean(b.Source), rule.Propagate)
+		if spec.IsBind(&b) && filepath.IsAbs(b.Source) && allowlisted {
+			binds = append(binds, b)
+		} else {
+			others = append(others, b)
+		}
+	}
+	if len(after.Mounts) < len(others) {
 		t.Fatalf("%d mounts became %d", len(before.Mounts), len(after.Mounts))
 	}
-	for i := range before.Mounts {
-		b, a := before.Mounts[i], after.Mounts[i]
-		if fzJSON(t, b) == fzJSON(t, a) {
-			continue
-		}
-		_, allowlisted := hostmount.WithinAny(filepath.Clean(b.Source), rule.Propagate)
-		if spec.IsBind(&b) && !allowlisted && fzPinned(b, a) {
-			continue
-		}
-		if !spec.IsBind(&b) || !filepath.IsAbs(b.Source) || !allowlisted {
+	for i, b := range others {
+		if a := after.Mounts[i]; fzJSON(t, b) != fzJSON(t, a) && !fzPinned(b, a) {
 			t.Fatalf("mount %d changed but is not an allowlisted bind:\n %s\n %s", i, fzJSON(t, b), fzJSON(t, a))
 		}
-		if a.Source != filepath.Clean(b.Source) || a.Destination != b.Destination || a.Type != b.Type ||
-			!slices.Contains(a.Options, "rshared") {
-			t.Fatalf("allowlisted bind %d rewritten wrongly:\n %s\n %s", i, fzJSON(t, b), fzJSON(t, a))
-		}
-		for _, o := range a.Options {
-			if o != "rshared" && !slices.Contains(b.Options, o) {
-				t.Fatalf("bind %d gained option %q", i, o)
+	}
+	kept := after.Mounts[len(others):]
+	j := 0
+	for _, b := range binds {
+		if j < len(kept) && kept[j].Destination == b.Destination {
+			a := kept[j]
+			j++
+			if staged[a.Source] != filepath.Clean(b.Source) || a.Type != b.Type || !slices.Contains(a.Options, "rshared") {
+				t.Fatalf("allowlisted bind rewritten wrongly:\n %s\n %s (staged from %q)", fzJSON(t, b), fzJSON(t, a), staged[a.Source])
 			}
+			for _, o := range a.Options {
+				if o != "rshared" && !slices.Contains(b.Options, o) {
+					t.Fatalf("bind %s gained option %q", b.Destination, o)
+				}
+			}
+			continue
 		}
+		if !slices.ContainsFunc(kept, func(k specs.Mount) bool {
+			return hostmount.Within(path.Clean("/"+b.Destination), path.Clean("/"+k.Destination))
+		}) {
+			t.Fatalf("allowlisted bind %s dropped, and no kept bind covers its destination", fzJSON(t, b))
+		}
+	}
+	if j != len(kept) {
+		t.Fatalf("the mounts after those not allowlisted are not the allowlisted binds: %s", fzJSON(t, kept))
 	}
 	if after.Linux == nil || after.Linux.RootfsPropagation != "rshared" {
 		t.Fatal("rootfsPropagation is not rshared")
@@ -309,8 +346,8 @@ func fzCheckRewrite(t *testing.T, rule *spec.Rule, before, after *specs.Spec) {
 	fzCheckHooks(t, before.Hooks, after.Hooks)
 }
 
-// fzPinned reports whether a is b with "rslave" appended to a bind that had
-// no propagation option: the one change a wrapper may make to a bind outside
+// fzPinned reports whether a is b with "rslave" appended to a mount that had
+// no propagation option: the one change a wrapper may make to a mount outside
 // the allowlist, so that the rshared root does not make it two-way.
 func fzPinned(b, a specs.Mount) bool {
 	for _, o := range b.Options {
@@ -350,6 +387,15 @@ func fzCheckHooks(t *testing.T, before, after *specs.Hooks) {
 			}
 		}
 	}
+}
+
+func fzWithout(m map[string]string, key string) map[string]string {
+	out := maps.Clone(m)
+	delete(out, key)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func fzJSON(t *testing.T, v any) string {

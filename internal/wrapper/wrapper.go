@@ -77,6 +77,9 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		fmt.Fprintf(w.Stdout, "runc-shared version %s\ncommit: %s\n", version.Version, version.Commit)
 		return w.exec(delegate, args.ExecArgv())
 	}
+	if args.Command == "delete" && len(cfg.Mounters) > 0 {
+		w.removeStaging(cfg, args.ContainerID)
+	}
 	if !args.MayRewrite() || len(cfg.Mounters) == 0 {
 		w.logPassThrough(cfg, args)
 		return w.exec(delegate, args.ExecArgv())
@@ -114,6 +117,15 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err := plan.Prepare(w.log); err != nil {
 		return err
 	}
+	// A refused create leaves nothing staged on the host.
+	defer func() {
+		if err != nil && plan.undo != nil {
+			plan.undo()
+		}
+	}()
+	if err := plan.prepared.Modify(doc.Spec); err != nil {
+		return fmt.Errorf("rewrite %s for rule %q: %w", doc.Path, rule.Name, err)
+	}
 	if err := doc.ValidateChanges(); err != nil {
 		return fmt.Errorf("rewritten spec of %s is invalid (a runc-shared bug, please report it): %w", doc.Path, err)
 	}
@@ -128,6 +140,24 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		}
 	}
 	return w.exec(delegate, execArgv)
+}
+
+// removeStaging detaches what a create of container id staged and mount-hook
+// did not get to detach (runc failed before createRuntime). One lstat when
+// there is nothing, which is every delete but those.
+func (w *Wrapper) removeStaging(cfg *config.Config, id string) {
+	dir, err := stagingDir(cfg, id)
+	if err != nil {
+		return
+	}
+	if _, err := os.Lstat(dir); err != nil {
+		return
+	}
+	if err := w.host(cfg).Unstage(dir); err != nil {
+		w.log.Warnf("container %s: %v", id, err)
+		return
+	}
+	w.log.Infof("container %s: removed its staged binds in %s", id, dir)
 }
 
 // loadConfig loads the configuration. A broken configuration refuses only
