@@ -173,12 +173,25 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 	}
 	s.Log.WithFields(logrus.Fields{"socket": sock, "node": o.NodeID, "config": s.Config.Path}).Infof("serving CSI driver %s", o.Driver)
 
+	// Recovery runs beside the calls: a call for a volume waits for that
+	// volume's recovery (the volume lock), the others are served at once.
+	recoverCtx, stopRecovery := context.WithCancel(ctx)
+	recovered := make(chan struct{})
+	go func() {
+		defer close(recovered)
+		if err := s.Recover(recoverCtx, s.recoverPolicy()); err != nil && !errors.Is(err, context.Canceled) {
+			s.Log.Errorf("recovery: %v", err)
+		}
+	}()
+
 	select {
 	case <-ctx.Done():
 		s.Log.Info("stopping: finishing the calls in flight")
 	case err = <-errs:
 		err = fmt.Errorf("serve: %w", err)
 	}
+	stopRecovery()
+	<-recovered
 	for _, srv := range servers {
 		gracefulStop(srv, StopTimeout)
 	}

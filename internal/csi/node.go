@@ -135,7 +135,7 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolume
 	if err != nil {
 		return nil, err
 	}
-	if done, err := s.staged(rec, v, staging); done || err != nil {
+	if done, err := s.staged(ctx, rec, v, staging); done || err != nil {
 		return &csipb.NodeStageVolumeResponse{}, err
 	}
 	if err := isDir(staging); err != nil {
@@ -161,9 +161,10 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolume
 
 // staged decides what an existing mount at the staging path means: the
 // same volume staged and alive is done; the same volume with a dead FUSE
-// daemon (its mounter restarted) is unmounted to be mounted again; anything
-// else is another volume's mount: AlreadyExists.
-func (s *Server) staged(rec *Record, v Volume, staging string) (bool, error) {
+// daemon (its mounter restarted) is recovered: mounted again, and its
+// publish targets bound again; anything else is another volume's mount:
+// AlreadyExists.
+func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging string) (bool, error) {
 	ms, err := s.Mounter.MountsAt(staging)
 	if err != nil || len(ms) == 0 {
 		return false, err
@@ -172,11 +173,15 @@ func (s *Server) staged(rec *Record, v Volume, staging string) (bool, error) {
 		top := ms[len(ms)-1]
 		return false, status.Errorf(codes.AlreadyExists, "staging path %s already holds a mount of %s (%s) that is not this volume staged with these parameters", staging, top.Source, top.FSType)
 	}
-	if err := statfsTimeout(staging, hostmount.DefaultStatTimeout); err == nil || !deadMount(err) {
+	if err := s.statfs(staging); err == nil || !deadMount(err) {
 		return true, nil
 	}
 	s.Log.WithField("volume", rec.VolumeID).Warnf("staging path %s holds a dead mount (its FUSE daemon is gone): mounting it again", staging)
-	return false, unmountAll(s.Mounter, staging)
+	if _, _, err := s.recoverRecord(ctx, rec); err != nil {
+		return false, err
+	}
+	rec.PID, rec.Recovery = os.Getpid(), nil
+	return true, s.records.write(rec)
 }
 
 // checkSubdir makes sure the volume's directory below the mounted base is
@@ -522,7 +527,7 @@ func (s *Server) pathHealth(path string, allow []string) *csipb.VolumeHealth_Vol
 	if ms, err := s.Mounter.MountsAt(p); err == nil && len(ms) == 0 {
 		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted, "nothing is mounted at %s", p)
 	}
-	err = statfsTimeout(p, hostmount.DefaultStatTimeout)
+	err = s.statfs(p)
 	switch {
 	case deadMount(err):
 		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonDaemonGone,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,9 +31,43 @@ type fakeMounter struct {
 	block   chan struct{}
 	running int // Mount calls in flight
 	maxRun  int
+	// dead marks mounts whose FUSE daemon is gone; hung, those that do
+	// not answer; fail makes the helper fail for a source.
+	dead, hung map[*mountinfo.Info]bool
+	fail       map[string]error
 }
 
-func newFake() *fakeMounter { return &fakeMounter{table: map[string][]*mountinfo.Info{}} }
+func newFake() *fakeMounter {
+	return &fakeMounter{table: map[string][]*mountinfo.Info{}, dead: map[*mountinfo.Info]bool{},
+		hung: map[*mountinfo.Info]bool{}, fail: map[string]error{}}
+}
+
+// killDaemons makes every mount there is dead, as the mounter's death does.
+func (f *fakeMounter) killDaemons() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ms := range f.table {
+		for _, m := range ms {
+			f.dead[m] = true
+		}
+	}
+}
+
+// statfs answers for the top mount at path as the kernel would.
+func (f *fakeMounter) statfs(path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ms := f.table[path]
+	switch {
+	case len(ms) == 0:
+		return nil
+	case f.dead[ms[len(ms)-1]]:
+		return &os.PathError{Op: "statfs", Path: path, Err: syscall.ENOTCONN}
+	case f.hung[ms[len(ms)-1]]:
+		return errStatTimeout
+	}
+	return nil
+}
 
 func (f *fakeMounter) Mount(ctx context.Context, v Volume, target string) error {
 	f.mu.Lock()
@@ -42,7 +77,14 @@ func (f *fakeMounter) Mount(ctx context.Context, v Volume, target string) error 
 		f.maxRun = f.running
 	}
 	block := f.block
+	fail := f.fail[v.Source]
 	f.mu.Unlock()
+	if fail != nil {
+		f.mu.Lock()
+		f.running--
+		f.mu.Unlock()
+		return fail
+	}
 	if block != nil {
 		<-block
 	}
@@ -120,6 +162,7 @@ func newNodeEnv(t *testing.T) *nodeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.S.statfsFunc = e.F.statfs
 	return e
 }
 

@@ -39,6 +39,9 @@ type Record struct {
 	// names the mounter in the registry.
 	PID     int       `json:"pid"`
 	Created time.Time `json:"created"`
+	// Recovery is set while the volume could not be made live again
+	// after its mounter restarted.
+	Recovery *Recovery `json:"recovery,omitempty"`
 }
 
 // Target is one publish target.

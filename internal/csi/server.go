@@ -41,6 +41,10 @@ type Server struct {
 	work     string
 	workOnce sync.Once
 	workErr  error
+	// statfsFunc replaces the statfs of a mount point in tests.
+	statfsFunc func(path string) error
+	// RecoverPolicy bounds recovery's retries; zero: DefaultRecoverPolicy.
+	RecoverPolicy RecoverPolicy
 
 	csipb.UnimplementedIdentityServer
 	csipb.UnimplementedNodeServer
@@ -105,6 +109,13 @@ func (s *Server) ruleFor(fstype string) (*spec.Rule, error) {
 		return nil, invalid("file system type %q is not among the types %v of rule %q", fstype, r.FSTypes, r.Name)
 	}
 	return r, nil
+}
+
+func (s *Server) recoverPolicy() RecoverPolicy {
+	if s.RecoverPolicy.Attempts == 0 {
+		return DefaultRecoverPolicy
+	}
+	return s.RecoverPolicy
 }
 
 // Register adds the CSI services to g.

@@ -1,0 +1,474 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+)
+
+// Recovery makes the recorded volumes of a restarted mounter live again.
+//
+// The FUSE daemon of every volume is a process of the mounter: when the
+// mounter dies, every staging mount and every publish bind of it on the node
+// stays behind dead ("Transport endpoint is not connected"), and so does
+// each pod's bind of its publish target. A new server for the rule finds the
+// volumes in its records and, for each one whose mount is dead or missing,
+// mounts the staging path again (after detaching the dead mount there), then
+// binds each publish target from it. A live mount is left alone.
+//
+// A dead publish target is not detached: a pod's bind of the target is a
+// copy of that very mount, which an unmount on the node never reaches. A
+// bind made on top of it does: the target is a shared mount, and a mount on
+// a shared mount propagates to its peers and slaves (mount_namespaces(7),
+// "Shared subtrees"), so every pod whose bind is rslave (Kubernetes'
+// HostToContainer) sees the new mount stacked on its dead one, without a
+// restart. Unpublish removes the whole stack.
+
+// RecoverPolicy bounds the automatic retries of volumes that could not be
+// made live: the source is unreachable, the staging directory is gone.
+type RecoverPolicy struct {
+	// Initial is the delay before the second attempt; each further delay
+	// doubles, up to Max.
+	Initial, Max time.Duration
+	// Attempts is the number of passes in all, the first included; after
+	// it the volume waits for the next server start or `mounter recover`.
+	Attempts int
+	// Workers is the number of volumes made again at once.
+	Workers int
+}
+
+// DefaultRecoverPolicy retries for about ten minutes.
+var DefaultRecoverPolicy = RecoverPolicy{Initial: time.Second, Max: 2 * time.Minute, Attempts: 10, Workers: 16}
+
+// delay is the wait after attempt n (1-based).
+func (p RecoverPolicy) delay(n int) time.Duration {
+	d := p.Initial
+	for i := 1; i < n && d < p.Max; i++ {
+		d *= 2
+	}
+	return min(d, p.Max)
+}
+
+// Recovery is the state of a volume that could not be made live, kept in
+// its record so that `mounter status` shows it.
+type Recovery struct {
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error"`
+	Last     time.Time `json:"last"`
+	// Next is when the server tries again; zero when it has given up
+	// until it restarts or `mounter recover` runs.
+	Next time.Time `json:"next,omitzero"`
+}
+
+// RecoverResult is what recovery did with one volume.
+type RecoverResult struct {
+	VolumeID string
+	// Remounted: the helper mounted the volume again (staging path, or the
+	// target of an inline volume).
+	Remounted bool
+	// Rebound is the number of publish targets bound again.
+	Rebound int
+	Err     error
+}
+
+// mountState is what a recorded mount point holds.
+type mountState int
+
+const (
+	stateMissing mountState = iota // nothing mounted there
+	stateLive                      // answers statfs
+	stateDead                      // its FUSE daemon is gone
+	stateHung                      // does not answer statfs in time
+)
+
+func (st mountState) String() string {
+	return [...]string{"missing", "live", "dead", "hung"}[st]
+}
+
+// stateAt looks at the top mount at path, a resolved path.
+func (s *Server) stateAt(path string) (mountState, error) {
+	ms, err := s.Mounter.MountsAt(path)
+	if err != nil {
+		return stateMissing, err
+	}
+	if len(ms) == 0 {
+		return stateMissing, nil
+	}
+	err = s.statfs(path)
+	switch {
+	case deadMount(err):
+		return stateDead, nil
+	case errors.Is(err, errStatTimeout):
+		return stateHung, nil
+	}
+	// Another error (EACCES of a FUSE daemon that checks permissions)
+	// comes from a daemon that answers.
+	return stateLive, nil
+}
+
+func (s *Server) statfs(path string) error {
+	if s.statfsFunc != nil {
+		return s.statfsFunc(path)
+	}
+	return statfsTimeout(path, hostmount.DefaultStatTimeout)
+}
+
+// ownRecord reports whether this server recovers rec: with --rule, the
+// records of that rule only.
+func (s *Server) ownRecord(rec *Record) bool {
+	return s.RuleName == "" || rec.Rule == s.RuleName
+}
+
+// RecoverOnce makes every recorded volume of this server's rule(s) live
+// that is not: one pass, Workers volumes at a time. ids limits the pass to
+// those volumes (nil: all). Records that cannot be read come back as
+// results with an empty VolumeID: they are reported, never removed.
+func (s *Server) RecoverOnce(ctx context.Context, ids []string, workers int) []RecoverResult {
+	recs, errs := s.records.list()
+	var out []RecoverResult
+	for _, err := range errs {
+		out = append(out, RecoverResult{Err: err})
+	}
+	var want map[string]bool
+	if ids != nil {
+		want = map[string]bool{}
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	var todo []string
+	for _, r := range recs {
+		if s.ownRecord(r) && (want == nil || want[r.VolumeID]) {
+			todo = append(todo, r.VolumeID)
+		}
+	}
+	results := make([]RecoverResult, len(todo))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, min(workers, len(todo))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = s.recoverVolume(ctx, todo[i])
+			}
+		}()
+	}
+	for i := range todo {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return append(out, results...)
+}
+
+// Recover runs recovery passes until every recorded volume of the server's
+// rule(s) is live, the policy's attempts are spent or ctx ends. Volumes
+// that fail get the failure in their record and are tried again after a
+// growing delay; the others are not touched again. It returns nil when
+// every volume is live, else an error that names what is not.
+func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
+	start := time.Now()
+	var ids []string // nil: all
+	for attempt := 1; ; attempt++ {
+		results := s.RecoverOnce(ctx, ids, p.Workers)
+		var failed []string
+		var unreadable []error
+		remounted, rebound := 0, 0
+		for _, r := range results {
+			switch {
+			case r.Err != nil && r.VolumeID == "":
+				unreadable = append(unreadable, r.Err)
+			case r.Err != nil:
+				failed = append(failed, r.VolumeID)
+			default:
+				if r.Remounted {
+					remounted++
+				}
+				rebound += r.Rebound
+			}
+		}
+		for _, err := range unreadable {
+			s.Log.Errorf("recovery: %v: the record is kept; fix or remove it", err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		next := time.Time{}
+		giveUp := attempt >= p.Attempts
+		if !giveUp {
+			next = time.Now().Add(p.delay(attempt))
+		}
+		for _, id := range failed {
+			s.noteFailure(ctx, id, results, next)
+		}
+		s.Log.WithFields(logrus.Fields{"attempt": attempt, "took": time.Since(start).Round(time.Millisecond).String()}).
+			Infof("recovery: %d volumes mounted again, %d targets bound again, %d failed, %d records unreadable",
+				remounted, rebound, len(failed), len(unreadable))
+		if len(failed) == 0 {
+			if len(unreadable) > 0 {
+				return fmt.Errorf("%d records cannot be read: %w", len(unreadable), errors.Join(unreadable...))
+			}
+			return nil
+		}
+		if giveUp {
+			sort.Strings(failed)
+			return fmt.Errorf("volumes not live after %d attempts (kept for the next start of the server or `mounter recover`): %s",
+				attempt, strings.Join(failed, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(next)):
+		}
+		ids = failed
+	}
+}
+
+// noteFailure logs a volume's failure and keeps it in its record.
+func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverResult, next time.Time) {
+	var rerr error
+	for _, r := range results {
+		if r.VolumeID == id {
+			rerr = r.Err
+		}
+	}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	rec, err := s.records.read(id)
+	if err != nil || rec == nil {
+		return // unstaged meanwhile, or reported with the other unreadable ones
+	}
+	r := rec.Recovery
+	if r == nil {
+		r = &Recovery{}
+	}
+	r.Attempts++
+	r.Error, r.Last, r.Next = rerr.Error(), time.Now().UTC(), next.UTC()
+	if next.IsZero() {
+		r.Next = time.Time{}
+	}
+	rec.Recovery = r
+	e := s.Log.WithFields(logrus.Fields{"volume": id, "attempt": r.Attempts})
+	if next.IsZero() {
+		e.Errorf("recovery: %v; giving up until the server restarts or `mounter recover` runs", rerr)
+	} else {
+		e.Errorf("recovery: %v; trying again in %v", rerr, time.Until(next).Round(time.Second))
+	}
+	if err := s.records.write(rec); err != nil {
+		s.Log.WithField("volume", id).Errorf("recovery: %v", err)
+	}
+}
+
+// recoverVolume makes one volume live again, under its lock.
+func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
+	res := RecoverResult{VolumeID: id}
+	unlock, err := s.lockVolume(ctx, id)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer unlock()
+	rec, err := s.records.read(id)
+	if err != nil || rec == nil {
+		res.Err = err // nil: unstaged since the list was read
+		return res
+	}
+	res.Remounted, res.Rebound, res.Err = s.recoverRecord(ctx, rec)
+	if res.Err != nil {
+		return res
+	}
+	if res.Remounted || rec.Recovery != nil {
+		if res.Remounted {
+			rec.PID = os.Getpid()
+		}
+		rec.Recovery = nil
+		res.Err = s.records.write(rec)
+	}
+	if res.Remounted || res.Rebound > 0 {
+		s.Log.WithField("volume", id).Infof("recovery: volume live again (mounted again: %v, targets bound again: %d)", res.Remounted, res.Rebound)
+	}
+	return res
+}
+
+// recoverRecord makes the mounts of rec live again; the caller holds the
+// volume's lock. It goes on with the other targets when one fails, and
+// returns the failures joined.
+func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool, rebound int, err error) {
+	rule := s.Config.Rule(rec.Rule)
+	if rule == nil {
+		return false, 0, fmt.Errorf("the record names rule %q, which %s no longer has: restore the rule or unstage the volume", rec.Rule, configName(s.Config))
+	}
+	allow := rule.Propagate
+	if rec.Staging == "" {
+		return s.recoverInline(ctx, rec, allow)
+	}
+	staging, err := resolvePath("staging path", rec.Staging, allow)
+	if err != nil {
+		return false, 0, fmt.Errorf("staging path of volume %s: %w", rec.VolumeID, err)
+	}
+	if staging != rec.Staging {
+		return false, 0, fmt.Errorf("the staging path %s now resolves to %s: left alone", rec.Staging, staging)
+	}
+	st, err := s.stateAt(staging)
+	if err != nil {
+		return false, 0, err
+	}
+	switch st {
+	case stateHung:
+		return false, 0, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", staging)
+	case stateDead:
+		// Nothing binds the staging path but the targets, which are
+		// handled below: the dead mount goes.
+		if err := unmountAll(s.Mounter, staging); err != nil {
+			return false, 0, fmt.Errorf("detach the dead mount at %s: %w", staging, err)
+		}
+		fallthrough
+	case stateMissing:
+		if err := isDir(staging); err != nil {
+			return false, 0, err
+		}
+		base := rec.Volume()
+		base.Subdir = ""
+		if err := s.mountHelper(ctx, base, staging); err != nil {
+			return false, 0, err
+		}
+		remounted = true
+	}
+	src := staging
+	if rec.Subdir != "" {
+		if err := s.checkSubdir(staging, rec.Subdir, allow); err != nil {
+			return remounted, 0, err
+		}
+		src = filepath.Join(staging, rec.Subdir)
+	}
+	var errs []error
+	for _, t := range rec.Targets {
+		done, err := s.rebind(src, t, allow)
+		if err != nil {
+			errs = append(errs, err)
+		} else if done {
+			rebound++
+		}
+	}
+	return remounted, rebound, errors.Join(errs...)
+}
+
+// targetPath resolves a recorded target, making its directory again when
+// only that is gone (as NodePublishVolume would); a target whose parent is
+// gone (the pod's volume directory) cannot be recovered.
+func targetPath(t Target, allow []string) (string, error) {
+	p, err := makeDir("target path", t.Path, allow)
+	if err != nil {
+		return "", err
+	}
+	if p != t.Path {
+		return "", fmt.Errorf("the target path %s now resolves to %s: left alone", t.Path, p)
+	}
+	return p, nil
+}
+
+// rebind binds src on target t when what is there is dead or missing, on
+// top of the dead mount (see the top of this file for why).
+func (s *Server) rebind(src string, t Target, allow []string) (bool, error) {
+	p, err := targetPath(t, allow)
+	if err != nil {
+		return false, err
+	}
+	st, err := s.stateAt(p)
+	if err != nil {
+		return false, err
+	}
+	switch st {
+	case stateLive:
+		return false, nil
+	case stateHung:
+		return false, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", p)
+	}
+	if err := s.Mounter.Bind(src, p, t.ReadOnly); err != nil {
+		return false, fmt.Errorf("bind %s on %s: %w", src, p, err)
+	}
+	return true, nil
+}
+
+// recoverInline mounts an inline volume again at its target. On a dead
+// mount, the helper mounts below the server's private work directory and
+// the result is bound on top of the dead one, for the pods' binds to see
+// it; mount helpers refuse a mount point they cannot stat.
+func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string) (bool, int, error) {
+	var errs []error
+	remounted := false
+	for _, t := range rec.Targets {
+		p, err := targetPath(t, allow)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st, err := s.stateAt(p)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case st == stateHung:
+			errs = append(errs, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", p))
+		case st == stateMissing:
+			if err := s.mountHelper(ctx, rec.Volume(), p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			remounted = true
+		case st == stateDead:
+			rule := s.Config.Rule(rec.Rule)
+			err := s.withBase(ctx, rule, rec.Volume(), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			remounted = true
+		}
+	}
+	return remounted, 0, errors.Join(errs...)
+}
+
+// list returns the driver's records and, apart, the errors of those that
+// cannot be read.
+func (s records) list() ([]*Record, []error) {
+	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []error{fmt.Errorf("read the CSI record directory: %w", err)}
+	}
+	var out []*Record
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		r, err := readRecord(filepath.Join(s.dir, name))
+		if err == nil && r.VolumeID == "" {
+			err = fmt.Errorf("%s: no volume id", filepath.Join(s.dir, name))
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, errs
+}
