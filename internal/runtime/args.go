@@ -228,6 +228,7 @@ func (a *Args) parseCommand(start int) error {
 // order) with Go flag semantics and returns the indices of the positional
 // arguments.
 func (a *Args) parseCommandFlags(c command, idx []int) ([]int, error) {
+	var seen map[string]string // long name -> the form given
 	for k := 0; k < len(idx); k++ {
 		flagAt := idx[k]
 		w := a.Argv[flagAt]
@@ -240,6 +241,18 @@ func (a *Args) parseCommandFlags(c command, idx []int) ([]int, error) {
 			return idx[k:], nil
 		case wordEnd:
 			return idx[k+1:], nil
+		}
+		if c.knows(f.name) {
+			// urfave/cli's normalizeFlags refuses both forms of one flag
+			// ("--bundle /a -b /b"); the same form twice keeps the last.
+			long := c.long(f.name)
+			if form, ok := seen[long]; ok && form != f.name {
+				return nil, fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", form, f.name)
+			}
+			if seen == nil {
+				seen = make(map[string]string, 4)
+			}
+			seen[long] = f.name
 		}
 		switch {
 		case c.valued[f.name]:

@@ -60,7 +60,7 @@ func TestParse(t *testing.T) {
 			want: parsed{Command: "create", Bundle: "/b", ID: "id", Rewrite: true}},
 		{name: "bool then bundle after id", argv: "run id -d --bundle /b",
 			want: parsed{Command: "run", Bundle: "/b", ID: "id", Rewrite: true}},
-		{name: "last bundle wins", argv: "create -b /b --bundle /c id",
+		{name: "last bundle wins", argv: "create -b /b -b /c id",
 			want: parsed{Command: "create", Bundle: "/c", ID: "id", Rewrite: true}},
 		{name: "values that look like subcommands", argv: "--root create create --bundle run id",
 			want: parsed{Root: "create", Command: "create", Index: 2, Bundle: "run", ID: "id", Rewrite: true}},
@@ -110,7 +110,7 @@ func TestParse(t *testing.T) {
 		{name: "kill all", argv: "kill -a id KILL", want: parsed{Command: "kill", ID: "id"}},
 		{name: "start", argv: "start id", want: parsed{Command: "start", ID: "id"}},
 		{name: "ps format", argv: "ps --format json id", want: parsed{Command: "ps", ID: "id"}},
-		{name: "exec keeps process args", argv: "exec -t --env A=1 -e B=2 --user 0 id sh -c --bundle",
+		{name: "exec keeps process args", argv: "exec -t --env A=1 --env B=2 --user 0 id sh -c --bundle",
 			want: parsed{Command: "exec", ID: "id"}},
 		{name: "exec preserve fds", argv: "exec --preserve-fds 1 id ls",
 			want: parsed{Command: "exec", ID: "id", FDs: 1}},
@@ -184,6 +184,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad flag syntax", "---root x state", "---root x state", "bad option syntax"},
 		{"bad preserve fds", "create --preserve-fds=abc id", "create --preserve-fds=abc id", "--preserve-fds"},
 		{"bad command bool", "delete --force=maybe id", "delete --force=maybe id", "invalid boolean"},
+		{"both forms of --bundle (urfave v1 refuses)", "create --bundle /a -b /b id", "create --bundle /a -b /b id", "both bundle and b"},
+		{"both forms of --env", "exec -e A=1 --env B=2 id sh", "exec -e A=1 --env B=2 id sh", "both e and env"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -363,6 +365,9 @@ func FuzzParse(f *testing.F) {
 		if a == nil {
 			t.Fatalf("Parse(%q) returned nil Args", argv)
 		}
+		// runc's own parser is the reference for which bundle and ID a
+		// create, run or restore uses.
+		checkAgainstRunc(t, argv)
 		execArgv := a.ExecArgv()
 		if !strings.Contains(s, ConfigFlag) && !equalArgv(execArgv, argv) {
 			t.Fatalf("ExecArgv(%q) = %q, want it unchanged", argv, execArgv)

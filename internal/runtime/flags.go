@@ -34,6 +34,24 @@ type command struct {
 // knows reports whether name is one of the command's flags.
 func (c command) knows(name string) bool { return c.valued[name] || c.boolean[name] }
 
+// flagPairs are runc's flags with a long and a short name, declared as one
+// flag ("bundle, b"): urfave/cli refuses a command line that gives both.
+var flagPairs = [][2]string{
+	{"bundle", "b"}, {"detach", "d"}, {"help", "h"}, {"force", "f"}, {"format", "f"},
+	{"all", "a"}, {"quiet", "q"}, {"resources", "r"}, {"env", "e"}, {"user", "u"},
+	{"additional-gids", "g"}, {"process", "p"}, {"cap", "c"}, {"tty", "t"},
+}
+
+// long returns the long name of the command's flag name.
+func (c command) long(name string) string {
+	for _, p := range flagPairs {
+		if name == p[1] && c.knows(p[0]) {
+			return p[0]
+		}
+	}
+	return name
+}
+
 var (
 	createValued = []string{"bundle", "b", "console-socket", "pidfd-socket", "pid-file", "preserve-fds"}
 	createBool   = []string{"no-pivot", "no-new-keyring"}
