@@ -188,3 +188,14 @@ func MountAt(t testing.TB, path string) *mountinfo.Info {
 // PeerGroup returns the shared peer group of m ("shared:N" in mountinfo), or 0
 // when m is not a shared mount.
 func PeerGroup(m *mountinfo.Info) int { return hostmount.PeerGroup(m) }
+
+// MountOf returns the mount that holds path (the mount point itself, or the
+// mount it lies on), as this process's mount namespace sees it.
+func MountOf(t testing.TB, path string) *mountinfo.Info {
+	t.Helper()
+	m, err := hostmount.MountOf(path)
+	if err != nil {
+		t.Fatalf("mount of %s: %v", path, err)
+	}
+	return m
+}

@@ -32,7 +32,12 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func ruleConfig(t *testing.T, stateDir, hostDir string, extra string) string {
-	return writeConfig(t, fmt.Sprintf(`state-dir = %q
+	return hostRuleConfig(t, testutil.Host{}, stateDir, hostDir, extra)
+}
+
+// hostRuleConfig is ruleConfig with the top-level lines host set-up h needs.
+func hostRuleConfig(t *testing.T, h testutil.Host, stateDir, hostDir string, extra string) string {
+	return writeConfig(t, h.ConfigLines()+fmt.Sprintf(`state-dir = %q
 [[mounter]]
 name = "tmpfs"
 fstypes = ["tmpfs"]
@@ -57,41 +62,43 @@ func mountInside(t *testing.T, r *testutil.Runc, id, dir string) {
 	}
 }
 
+// TestMatchingMounterReachesHost runs on both host set-ups. With / rshared
+// (a systemd host) the allowlisted path is a plain directory on / and so is
+// the rootfs: runc makes the rootfs's parent mount (/) private in the
+// container, so a bind of the path itself would land in a new peer group;
+// the wrapper's staged bind keeps it in the host's.
 func TestMatchingMounterReachesHost(t *testing.T) {
-	host := testutil.PrivateDir(t) // not a mount point, not shared
-	cfg := ruleConfig(t, testutil.TempDir(t), host, "")
-	r := wrapper(t, cfg)
-	b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
-		testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
-		testutil.WithAddCaps("CAP_SYS_ADMIN"),
-		testutil.WithBind(host, "/host", "rbind", "rprivate"))
-	r.Up(t, b, "mounter")
+	testutil.ForEachHost(t, func(t *testing.T, h testutil.Host) {
+		host := testutil.PrivateDir(t) // not a mount point; shared only where / is
+		cfg := hostRuleConfig(t, h, testutil.TempDir(t), host, "")
+		r := wrapper(t, cfg)
+		b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
+			testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
+			testutil.WithAddCaps("CAP_SYS_ADMIN"),
+			testutil.WithBind(host, "/host", "rbind", "rprivate"))
+		r.Up(t, b, "mounter")
 
-	s := b.ReadSpec(t)
-	if got := s.Linux.RootfsPropagation; got != "rshared" {
-		t.Errorf("rootfsPropagation = %q, want rshared", got)
-	}
-	last := s.Mounts[len(s.Mounts)-1]
-	if strings.Join(last.Options, ",") != "rbind,rshared" {
-		t.Errorf("bind options = %v, want [rbind rshared]", last.Options)
-	}
-	if m := testutil.MountAt(t, host); m == nil || testutil.PeerGroup(m) == 0 {
-		t.Fatalf("host path %s is not a shared mount after create: %+v", host, m)
-	}
-	if !strings.Contains(b.Log(t), "made host path "+host+" a shared mount") {
-		t.Errorf("log does not say the host path was made shared:\n%s", b.Log(t))
-	}
-
-	mountInside(t, r, "mounter", "/host/sub")
-	var found bool
-	for _, m := range testutil.MountsUnder(t, host) {
-		if m.Mountpoint == filepath.Join(host, "sub") && m.FSType == "tmpfs" {
-			found = true
+		s := b.ReadSpec(t)
+		if got := s.Linux.RootfsPropagation; got != "rshared" {
+			t.Errorf("rootfsPropagation = %q, want rshared", got)
 		}
-	}
-	if !found {
-		t.Fatalf("tmpfs mounted in the mounter at /host/sub is not on the host under %s: %v", host, testutil.MountsUnder(t, host))
-	}
+		last := s.Mounts[len(s.Mounts)-1]
+		if strings.Join(last.Options, ",") != "rbind,rshared" || last.Destination != "/host" {
+			t.Errorf("last mount = %s %v, want /host [rbind rshared]", last.Destination, last.Options)
+		}
+		if m := testutil.MountOf(t, host); testutil.PeerGroup(m) == 0 {
+			t.Fatalf("host path %s is not on a shared mount after create: %+v", host, m)
+		}
+		made := strings.Contains(b.Log(t), "made host path "+host+" a shared mount")
+		if made == h.SharedRoot {
+			t.Errorf("log says the host path was made shared: %v; want %v (/ shared: %v):\n%s", made, !h.SharedRoot, h.SharedRoot, b.Log(t))
+		}
+
+		mountInside(t, r, "mounter", "/host/sub")
+		if m := testutil.MountAt(t, filepath.Join(host, "sub")); m == nil || m.FSType != "tmpfs" {
+			t.Fatalf("tmpfs mounted in the mounter at /host/sub is not on the host under %s: %v", host, testutil.MountsUnder(t, host))
+		}
+	})
 }
 
 func TestNonMatchingContainerUntouched(t *testing.T) {
