@@ -55,7 +55,6 @@ func (p *Plan) containerd() {
 // the OCI spec unless a handler lists it).
 func containerdEditor(o Options) *tomlEditor {
 	return &tomlEditor{
-		ID:  "runtime=" + o.RuntimeName,
 		Key: o.RuntimeName,
 		Val: tomlTable{
 			{"runtime_type", "io.containerd.runc.v2"},

@@ -10,9 +10,9 @@
 //   - before the first change to an existing file it copies the file to
 //     FILE.runc-shared.bak, and never overwrites an existing backup (that
 //     one holds the content from before runc-shared);
-//   - files are replaced atomically (temp file, fsync, rename), keeping mode
-//     and owner: an engine that reads its configuration while we write must
-//     never see half a file;
+//   - files are replaced through internal/atomicfile (temp file, fsync,
+//     rename), keeping mode and owner: an engine that reads its
+//     configuration while we write must never see half a file;
 //   - --dry-run prints the change as a unified diff and writes nothing;
 //   - --remove restores the backup byte for byte when the file is still
 //     exactly what configure made of it, and otherwise takes runc-shared's

@@ -10,6 +10,10 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	udiff "github.com/aymanbagabas/go-udiff"
+
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 )
 
 // change is what one target needs.
@@ -72,6 +76,12 @@ func (p *Plan) Execute(stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// unifiedDiff is the change from a to b as diff -u prints it ("" when
+// equal).
+func unifiedDiff(fromName, toName string, a, b []byte) string {
+	return udiff.Unified(fromName, toName, string(a), string(b))
 }
 
 // compute decides what one file needs, without writing.
@@ -139,7 +149,7 @@ func apply(c change) error {
 	path := c.t.Path
 	switch {
 	case c.restore:
-		if err := writeAtomic(path, c.new); err != nil {
+		if err := writeFile(path, c.new); err != nil {
 			return err
 		}
 		if err := os.Remove(path + BackupSuffix); err != nil {
@@ -157,7 +167,7 @@ func apply(c change) error {
 			return err
 		}
 	}
-	return writeAtomic(path, c.new)
+	return writeFile(path, c.new)
 }
 
 func readIfExists(path string) ([]byte, error) {
@@ -176,9 +186,13 @@ func readIfExists(path string) ([]byte, error) {
 
 // backupOnce copies path to path.runc-shared.bak unless a backup exists:
 // that one holds the content from before runc-shared and must survive
-// every later configure.
+// every later configure. The copy is written whole or not at all, so a
+// crash never leaves a partial backup that later runs would keep.
 func backupOnce(path string) error {
 	bak := path + BackupSuffix
+	if _, err := os.Lstat(bak); err == nil {
+		return nil
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("back up %w", err)
@@ -187,77 +201,26 @@ func backupOnce(path string) error {
 	if err != nil {
 		return fmt.Errorf("back up %w", err)
 	}
-	f, err := os.OpenFile(bak, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
+	if err := atomicfile.WriteFileDurable(bak, data, fi.Mode().Perm()); err != nil {
 		return fmt.Errorf("back up %s: %w", path, err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("back up %s: write %s: %w", path, bak, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("back up %s: sync %s: %w", path, bak, err)
-	}
-	return f.Close()
+	return nil
 }
 
-// writeAtomic replaces path with data through a temp file in the same
-// directory and a rename, so an engine reading it sees the old or the new
-// content, never a mix. An existing file's mode and owner carry over; a new
-// file gets 0644 and missing parent directories 0755.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
+// writeFile replaces path with data through atomicfile, durably: an engine
+// reading it sees the old or the new content, never a mix, also after a
+// crash. An existing file's mode and owner carry over; a new file gets 0644
+// and missing parent directories 0755.
+func writeFile(path string, data []byte) error {
 	mode := os.FileMode(0o644)
-	uid, gid := -1, -1
+	var owner []atomicfile.Option
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
+			owner = append(owner, atomicfile.Owner(int(st.Uid), int(st.Gid)))
 		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".runc-shared-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if uid >= 0 {
-		if err := f.Chown(uid, gid); err != nil {
-			return fail(err)
-		}
-	}
-	// Sync before rename: after a crash the name must not point at a file
-	// whose data never reached the disk.
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFileDurable(path, data, mode, owner...)
 }

@@ -7,8 +7,67 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
+
+// Podman and CRI-O run mount-hook from hooks.d files; their configuration
+// only names the runtime, in a TOML table of its own.
+
+func (p *Plan) podman() {
+	o := p.Options
+	p.hooksDEngine(fmt.Sprintf("runtime %q", o.RuntimeName), []string{"engine", "runtimes"}, []string{o.RuntimePath})
+	if o.Remove {
+		return
+	}
+	run := fmt.Sprintf("then: podman run --runtime %s --annotation %s=NAME --cap-add SYS_ADMIN --device /dev/fuse ...", o.RuntimeName, spec.AnnotationMounter)
+	if o.customConfig() {
+		run += " --runtime-flag " + runtime.ConfigFlag + "=" + o.RuncSharedConfig + " (containers.conf has no per-runtime arguments)"
+	}
+	p.Notes = append(p.Notes, "next: nothing to restart, Podman reads containers.conf and hooks.d on every command", run)
+	if o.HooksDir != DefaultHooksDir && o.HooksDir != "/etc/containers/oci/hooks.d" {
+		p.Notes = append(p.Notes, fmt.Sprintf("warning: Podman does not read %s by default: add it to hooks_dir in containers.conf or pass --hooks-dir", o.HooksDir))
+	}
+}
+
+// crio is written from CRI-O's documentation (crio.conf(5), "CRIO.RUNTIME.RUNTIMES
+// TABLE") and is untested: CRI-O is not packaged on the machines the tests
+// run on.
+func (p *Plan) crio() {
+	o := p.Options
+	// No allowed_annotations: that list is for CRI-O's own
+	// io.kubernetes.cri-o.* annotations. Whether a pod annotation reaches
+	// the container's spec is untested: deploy/README.md suggests matching
+	// CRI-O mounters on env.
+	p.hooksDEngine(fmt.Sprintf("runtime handler %q (untested)", o.RuntimeName), []string{"crio", "runtime", "runtimes"},
+		tomlTable{{"runtime_path", o.RuntimePath}, {"runtime_type", "oci"}})
+	if o.Remove {
+		p.Notes = append(p.Notes, "next: restart CRI-O (systemctl restart crio)")
+		return
+	}
+	p.Notes = append(p.Notes,
+		"note: the CRI-O configuration is written from its documentation and untested",
+		fmt.Sprintf("next: restart CRI-O (systemctl restart crio); then a RuntimeClass with handler %q", o.RuntimeName))
+	if o.HooksDir != DefaultHooksDir {
+		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O reads only %s by default: add %s to hooks_dir in crio.conf", DefaultHooksDir, o.HooksDir))
+	}
+	if o.customConfig() {
+		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O passes no arguments to a runtime, so runc-shared reads $%s or %s: install %s there", config.EnvVar, config.DefaultPath, o.RuncSharedConfig))
+	}
+}
+
+// hooksDEngine makes the targets of an engine that reads hooks.d: the
+// runtime entry val at table in its configuration, then the two hook files.
+func (p *Plan) hooksDEngine(what string, table []string, val any) {
+	o := p.Options
+	p.Targets = append([]Target{{
+		Path: o.ConfigFile,
+		What: what,
+		Editor: &tomlEditor{Key: o.RuntimeName, Val: val,
+			Locate: func(map[string]any) ([]string, string, error) { return table, "", nil }},
+	}}, hookTargets(o)...)
+}
 
 // HookFiles maps the hooks.d file names to their stage; the same files
 // are in the repository's hooks.d/ (a test keeps them in step).

@@ -22,11 +22,10 @@ type tomlKV struct {
 	Val any
 }
 
-// tomlEditor adds one key (Key in Table) to a TOML file as text between
-// two marker comments, and removes exactly those lines again.
+// tomlEditor adds one runtime (Key in the table Locate finds) to a TOML
+// file as text between two marker comments, and removes exactly those lines
+// again.
 type tomlEditor struct {
-	// ID names the block in its markers, e.g. "runtime=shared".
-	ID string
 	// Locate returns the table that holds Key, given the file's content
 	// decoded without our block, and text to put before the entry in a file
 	// that has no key yet (containerd's "version = 2").
@@ -35,8 +34,10 @@ type tomlEditor struct {
 	Val    any
 }
 
-func (e *tomlEditor) begin() string { return "# BEGIN runc-shared " + e.ID + ":" }
-func (e *tomlEditor) end() string   { return "# END runc-shared " + e.ID }
+// id names the block in its markers, e.g. "runtime=shared".
+func (e *tomlEditor) id() string    { return "runtime=" + e.Key }
+func (e *tomlEditor) begin() string { return "# BEGIN runc-shared " + e.id() + ":" }
+func (e *tomlEditor) end() string   { return "# END runc-shared " + e.id() }
 
 func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 	base, err := e.Revert(old)
@@ -60,7 +61,7 @@ func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 			return old, nil // configured by hand: leave it to its owner
 		}
 		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
-			e.ID, tomlPath(append(table, e.Key)))
+			e.id(), tomlPath(append(table, e.Key)))
 	}
 	out := e.insert(base, table, prelude, len(doc) == 0)
 	got, err := decodeTOML(out)
