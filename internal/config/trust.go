@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"syscall"
 
 	"github.com/BurntSushi/toml"
@@ -104,7 +105,14 @@ func StateDirOf(path string) (dir string, ok bool) {
 		StateDir *string `toml:"state-dir"`
 	}
 	if _, err := toml.Decode(blankComments(data), &raw); err != nil {
-		return "", false
+		// Not TOML (a typo elsewhere): a plain top-level state-dir line
+		// before the first table still says where the registry is.
+		m := stateDirLine.FindSubmatch(data)
+		if m == nil {
+			return "", false
+		}
+		dir := string(m[1])
+		raw.StateDir = &dir
 	}
 	if raw.StateDir == nil {
 		return DefaultStateDir, true
@@ -114,3 +122,7 @@ func StateDirOf(path string) (dir string, ok bool) {
 	}
 	return filepath.Clean(*raw.StateDir), true
 }
+
+// stateDirLine is a basic-string state-dir key among the top-level keys:
+// (?s) and the leading [^\[]* keep it before the first table header.
+var stateDirLine = regexp.MustCompile(`\A(?:[^\[]*\n)?[ \t]*state-dir[ \t]*=[ \t]*"([^"\\\n]*)"[ \t]*(?:#[^\n]*)?(?:\n|\z)`)

@@ -120,7 +120,10 @@ func TestStateDirOf(t *testing.T) {
 		{"unknown key", "state-dir = \"/srv/rs/\"\nfrobnicate = true\n", "/srv/rs", true},
 		{"no state-dir", "log-level = \"loud\"\n", DefaultStateDir, true},
 		{"relative state-dir", "state-dir = \"rs\"\n", "", false},
-		{"not TOML", "state-dir = \"/srv/rs\"\n[[[\n", "", false},
+		{"not TOML, state-dir line first", "state-dir = \"/srv/rs\"\n[[[\n", "/srv/rs", true},
+		{"not TOML, state-dir line after a duplicate key", "log-level = \"a\"\nlog-level = \"b\"\n# the registry\n  state-dir = \"/srv/rs\" # here\n[[mounter]]\n", "/srv/rs", true},
+		{"not TOML, state-dir only in a table", "x = [\n[[mounter]]\nstate-dir = \"/srv/rs\"\n", "", false},
+		{"not TOML, no state-dir", "[[[\n", "", false},
 		{"state-dir not a string", "state-dir = 3\n", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
