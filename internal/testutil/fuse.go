@@ -46,9 +46,9 @@ func DeadFuseMount(t testing.TB, target string) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	defer func() { _ = cmd.Process.Kill(); <-exited }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	Eventually(t, 10*time.Second, func() (bool, string) {
 		if m := MountAt(t, target); m != nil && strings.HasPrefix(m.FSType, "fuse") {
-			break
+			return true, ""
 		}
 		select {
 		case <-exited:
@@ -56,10 +56,8 @@ func DeadFuseMount(t testing.TB, target string) {
 			t.Fatalf("bindfs %s %s exited before mounting: %s", src, target, log)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bindfs did not mount %s within 10s", target)
-		}
-	}
+		return false, "bindfs did not mount " + target
+	})
 	_ = cmd.Process.Kill()
 	<-exited
 	if _, err := os.Stat(target); !errors.Is(err, syscall.ENOTCONN) {

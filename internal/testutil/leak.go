@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
-
-	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // CheckLeaks records the host mount table and process list and, when the test and
@@ -48,13 +46,13 @@ func CheckLeaks(t testing.TB) {
 			return
 		}
 		for _, m := range DiffMounts(after, before) {
-			if !hostmount.Within(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
+			if !below(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
 				t.Errorf("leaked mount: %s (%s %s), mount table had %d entries, now %d",
 					m.Mountpoint, m.FSType, m.Source, len(before), len(after))
 			}
 		}
 		for _, m := range DiffMounts(before, after) {
-			if !hostmount.Within(m.Mountpoint, tmp) {
+			if !below(m.Mountpoint, tmp) {
 				t.Errorf("mount disappeared during the test: %s (%s %s)", m.Mountpoint, m.FSType, m.Source)
 			}
 		}
@@ -96,15 +94,6 @@ func hasAnyPrefixInside(s string, prefixes []string) bool {
 
 // parent returns the parent PID of pid, or 0.
 func parent(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	var state byte
-	var ppid int
-	if _, err := fmt.Sscanf(string(b[i+1:]), " %c %d", &state, &ppid); err != nil {
-		return 0
-	}
+	_, ppid, _, _ := stat(pid)
 	return ppid
 }

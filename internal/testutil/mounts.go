@@ -7,13 +7,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-
-	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // tempRoot is os.TempDir with symlinks resolved: mountinfo shows resolved paths,
@@ -108,7 +107,7 @@ func UnmountAll(dir string) error {
 	if err != nil {
 		return err
 	}
-	if !filepath.IsAbs(dir) || dir == root || !hostmount.Within(dir, root) {
+	if !filepath.IsAbs(dir) || dir == root || !below(dir, root) {
 		return fmt.Errorf("refusing to unmount below %q: only paths under %s", dir, root)
 	}
 	dir = filepath.Clean(dir)
@@ -131,6 +130,13 @@ func UnmountAll(dir string) error {
 	}
 	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	return fmt.Errorf("mounts remain below %s after 20 rounds: %s", dir, mountpoints(ms))
+}
+
+// below tells whether path is root or lies under it, component by
+// component: /tmp/a-b is not below /tmp/a.
+func below(path, root string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }
@@ -186,16 +192,35 @@ func MountAt(t testing.TB, path string) *mountinfo.Info {
 }
 
 // PeerGroup returns the shared peer group of m ("shared:N" in mountinfo), or 0
-// when m is not a shared mount.
-func PeerGroup(m *mountinfo.Info) int { return hostmount.PeerGroup(m) }
+// when m is nil or not a shared mount.
+func PeerGroup(m *mountinfo.Info) int {
+	if m == nil {
+		return 0
+	}
+	for _, f := range strings.Fields(m.Optional) {
+		if n, ok := strings.CutPrefix(f, "shared:"); ok {
+			id, _ := strconv.Atoi(n)
+			return id
+		}
+	}
+	return 0
+}
 
 // MountOf returns the mount that holds path (the mount point itself, or the
-// mount it lies on), as this process's mount namespace sees it.
+// mount it lies on), as this process's mount namespace sees it: the mount
+// ID that statx(2) reports for path (symlinks followed), looked up in
+// mountinfo.
 func MountOf(t testing.TB, path string) *mountinfo.Info {
 	t.Helper()
-	m, err := hostmount.MountOf(path)
-	if err != nil {
-		t.Fatalf("mount of %s: %v", path, err)
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_MNT_ID, &st); err != nil {
+		t.Fatalf("mount of %s: statx: %v", path, err)
 	}
-	return m
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return uint64(m.ID) != st.Mnt_id, uint64(m.ID) == st.Mnt_id
+	})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("mount of %s: mount ID %d in mountinfo: %d entries, %v", path, st.Mnt_id, len(ms), err)
+	}
+	return ms[0]
 }

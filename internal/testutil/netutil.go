@@ -55,18 +55,12 @@ func socketOwner(inode uint64) int {
 // waitPortFree waits until nothing listens on ip:port and returns the PID that
 // still holds it after timeout (-1 if unknown), or 0.
 func waitPortFree(ip string, port int, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
-		ino := tcpListenInode(ip, port)
-		if ino == 0 {
-			return 0
-		}
-		if time.Now().After(deadline) {
-			if pid := socketOwner(ino); pid > 0 {
-				return pid
-			}
-			return -1
-		}
-		time.Sleep(200 * time.Millisecond)
+	var ino uint64
+	if Poll(timeout, func() bool { ino = tcpListenInode(ip, port); return ino == 0 }) {
+		return 0
 	}
+	if pid := socketOwner(ino); pid > 0 {
+		return pid
+	}
+	return -1
 }

@@ -1,14 +1,13 @@
 package testutil
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // proc identifies one process: a PID plus its start time, so a recycled PID is
@@ -18,14 +17,26 @@ type proc struct {
 	start uint64
 }
 
-// procStat returns the state letter and start time (field 22) of pid.
-func procStat(pid int) (state byte, start uint64, err error) {
-	return registry.ProcStat("/proc", pid)
+// stat reads the state letter, parent PID and start time of pid (fields 3,
+// 4 and 22 of /proc/PID/stat). The command name (field 2) may hold spaces
+// and parentheses: the fields after it are counted from the last ')'.
+func stat(pid int) (state byte, ppid int, start uint64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, 0, fmt.Errorf("/proc/%d/stat: %q: want the state and 19 more fields after the command name", pid, b)
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return f[0][0], ppid, start, err
 }
 
 // findProc records pid with its start time.
 func findProc(pid int) (proc, error) {
-	_, start, err := procStat(pid)
+	_, _, start, err := stat(pid)
 	if err != nil {
 		return proc{}, fmt.Errorf("process %d: %w", pid, err)
 	}
@@ -38,20 +49,13 @@ func (p proc) alive() bool {
 	if p.pid <= 0 {
 		return false
 	}
-	state, start, err := procStat(p.pid)
+	state, _, start, err := stat(p.pid)
 	return err == nil && start == p.start && state != 'Z' && state != 'X'
 }
 
 // waitGone polls until p is dead or timeout passes; it reports whether p is dead.
 func (p proc) waitGone(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for p.alive() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
+	return Poll(timeout, func() bool { return !p.alive() })
 }
 
 // signal sends sig to p if it is still the process we recorded.
