@@ -129,9 +129,12 @@ func (SystemMounter) MountsAt(target string) ([]*mountinfo.Info, error) {
 	return hostmount.MountsAt(target)
 }
 
-// unmountAll removes every mount stacked at target, top first.
+// unmountAll removes every mount stacked at target, top first: recovery
+// stacks a bind on each dead one, so a target may hold many. It gives up
+// when a round of unmounting leaves as many as before.
 func unmountAll(m Mounter, target string) error {
-	for i := 0; ; i++ {
+	prev := -1
+	for {
 		ms, err := m.MountsAt(target)
 		if err != nil {
 			return err
@@ -139,9 +142,10 @@ func unmountAll(m Mounter, target string) error {
 		if len(ms) == 0 {
 			return nil
 		}
-		if i > len(ms)+8 {
-			return fmt.Errorf("%s: still %d mounts there after %d unmounts", target, len(ms), i)
+		if prev >= 0 && len(ms) >= prev {
+			return fmt.Errorf("%s: still %d mounts there after unmounting the top one", target, len(ms))
 		}
+		prev = len(ms)
 		if err := m.Unmount(target); err != nil && !errors.Is(err, unix.EINVAL) {
 			return err
 		}

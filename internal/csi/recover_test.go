@@ -316,3 +316,21 @@ func TestRecoverPolicyDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmountAllDeepStack: a target that recovery stacked on many times
+// unmounts completely.
+func TestUnmountAllDeepStack(t *testing.T) {
+	e := newNodeEnv(t)
+	target := e.dir(t, "kubelet/pods/uid/volumes/v/mount")
+	for range 100 {
+		if err := e.F.Bind("/src", target, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unmountAll(e.F, target); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.depth(target); d != 0 {
+		t.Fatalf("%d mounts left", d)
+	}
+}
