@@ -167,9 +167,11 @@ func TestRefusals(t *testing.T) {
 		},
 		want: `^runc-shared: rewrite .*config.json for rule "tmpfs": no bind mount of the rule's paths \[` + regexp.QuoteMeta(host) + `\]`,
 	}, {
+		// A config.json that no rule matches goes to runc, whatever is
+		// wrong with it (passthrough_test.go); a matched one is refused.
 		name: "malformed",
-		raw:  `{"ociVersion": "1.0.2", "mounts": [`,
-		want: `^runc-shared: .*config.json: decode runtime spec: unexpected end of JSON input; fix the bundle`,
+		raw:  `{"ociVersion": "1.0.2", "annotations": {"` + mounterAnnotation + `": "tmpfs"}} {`,
+		want: `^runc-shared: container malformed matches mounter rule "tmpfs", but .*config.json: decode runtime spec: invalid character '{' after top-level value: runc-shared rewrites only a config.json that holds one JSON object`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := wrapper(t, cfg)
