@@ -4,7 +4,10 @@
 // container really reaches the host, and records the mounter in the registry
 // so that the routing client finds it. At poststop it removes the record and
 // detaches the dead FUSE mounts ("Transport endpoint is not connected") that
-// the stopped mounter left below the propagated host paths.
+// the stopped mounter left below the propagated host paths. When the
+// configuration cannot be loaded at poststop (it broke while the mounter
+// ran), poststop works from the mounter's registry record instead, and its
+// log says so (poststopWithoutConfig).
 //
 // It uses the wrapper's configuration and matching code (spec.FindRule), so a
 // container is a mounter for the hook exactly when it is one for the wrapper.

@@ -20,9 +20,12 @@
 //
 // # Runtime roots
 //
-// The registry record carries the delegate runtime and the --root the
-// engine gave it (mount-hook copies them from the wrapper's argv), so the
-// exec reaches the container whichever engine started it:
+// The exec runs the configured runtime (`runtime` in the configuration,
+// never the program a record names) with the --root the engine gave it,
+// which mount-hook copies into the record from the wrapper's argv; a root
+// that is not a trusted directory holding the container keeps the record
+// from being used. So the exec reaches the container whichever engine
+// started it:
 //
 //   - Docker 20.10 through containerd-shim: <exec-root>/runtime-runc/moby,
 //     by default /run/docker/runtime-runc/moby, whatever the runtime's name
