@@ -25,18 +25,18 @@ import (
 
 // Record describes one live mounter.
 type Record struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"` // the rule's name
-	PID         int       `json:"pid"`
-	Bundle      string    `json:"bundle"`
+	ID     string `json:"id"`
+	Name   string `json:"name"` // the rule's name
+	PID    int    `json:"pid"`
+	Bundle string `json:"bundle"`
 	// Runtime, FSTypes and Propagate record what the rule said when the
 	// mounter started. Readers route with the configuration's runtime,
 	// types and paths, never these; only a poststop whose configuration
 	// does not load uses Propagate, to detach dead FUSE mounts.
-	Runtime     string   `json:"runtime"`      // delegate runtime binary (runc)
-	RuntimeRoot string   `json:"runtime-root"` // its --root; "" means the runtime's default
-	FSTypes     []string `json:"fstypes"`
-	Propagate   []string `json:"propagate"`
+	Runtime     string    `json:"runtime"`      // delegate runtime binary (runc)
+	RuntimeRoot string    `json:"runtime-root"` // its --root; "" means the runtime's default
+	FSTypes     []string  `json:"fstypes"`
+	Propagate   []string  `json:"propagate"`
 	Mode        spec.Mode `json:"mode,omitempty"`
 	Created     time.Time `json:"created"`
 
