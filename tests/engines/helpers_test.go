@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 // cmdTimeout bounds every engine CLI call: a hung daemon must fail the
@@ -116,22 +118,16 @@ func startDaemon(t *testing.T, name string, env []string, logFile string, ready 
 	}
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() { d.stop(t, 30*time.Second) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		select {
 		case <-d.exited:
 			t.Fatalf("%s exited during startup\n%s", name, d.tail())
 		default:
 		}
 		err := ready()
-		if err == nil {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 30s: %v\n%s", name, err, d.tail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprintf("%s not ready: %v\n%s", name, err, d.tail())
+	})
+	return d
 }
 
 func (d *daemon) stop(t *testing.T, grace time.Duration) {
@@ -200,23 +196,20 @@ func removeCgroupTree(t *testing.T, dir string) {
 			removeCgroupTree(t, filepath.Join(dir, e.Name()))
 		}
 	}
-	start := time.Now()
-	deadline := start.Add(10 * time.Second)
-	for tries := 1; ; tries++ {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			if tries > 1 {
-				t.Logf("cgroup %s was busy for %v", dir, time.Since(start).Round(time.Millisecond))
-			}
-			return
+	start, tries := time.Now(), 0
+	testutil.Poll(10*time.Second, func() bool {
+		tries++
+		err = os.Remove(dir)
+		return !errors.Is(err, syscall.EBUSY)
+	})
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		if tries > 1 {
+			t.Logf("cgroup %s was busy for %v", dir, time.Since(start).Round(time.Millisecond))
 		}
-		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
-			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-			t.Errorf("remove cgroup %s: %v (processes in it: %q)", dir, err, strings.Fields(string(procs)))
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		return
 	}
+	procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	t.Errorf("remove cgroup %s: %v (processes in it: %q)", dir, err, strings.Fields(string(procs)))
 }
 
 // writeRootfsTar writes rootfs as an uncompressed tar owned by root, as

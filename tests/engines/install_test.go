@@ -74,11 +74,9 @@ func (d *testDockerd) reload(t *testing.T) {
 	if err := d.d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); count() == before; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("dockerd logged no reload within 10s of SIGHUP\n%s", d.d.tail())
-		}
-	}
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		return count() > before, "dockerd logged no reload after SIGHUP\n" + d.d.tail()
+	})
 }
 
 // runtimes lists the runtimes dockerd offers now.

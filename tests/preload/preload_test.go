@@ -116,17 +116,11 @@ func TestBindfsLiveOnHost(t *testing.T) {
 // gone.
 func waitNoProcess(t *testing.T, b *box, comm string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !testutil.Poll(10*time.Second, func() bool {
 		out := b.sh(t, `for p in /proc/[0-9]*; do read -r s < $p/stat 2>/dev/null && case "$s" in *") Z "*) ;; *) cat $p/comm 2>/dev/null;; esac; done`)
-		if !slices.Contains(strings.Fields(out), comm) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s still runs in %s 10 s after its unmount", comm, b.ID)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return !slices.Contains(strings.Fields(out), comm)
+	}) {
+		t.Errorf("%s still runs in %s 10 s after its unmount", comm, b.ID)
 	}
 }
 
