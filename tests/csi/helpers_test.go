@@ -126,7 +126,7 @@ func (s *server) stop(timeout time.Duration) error {
 		select {
 		case <-s.exited:
 			if s.waitErr != nil {
-				err = fmt.Errorf("mounter csi exited with %v after SIGTERM", s.waitErr)
+				err = fmt.Errorf("mounter csi exited with %w after SIGTERM", s.waitErr)
 			}
 		case <-time.After(timeout):
 			_ = s.Cmd.Process.Kill()
