@@ -11,12 +11,13 @@ import (
 	"testing"
 )
 
-var variants = []struct {
-	name  string
-	write func(string, []byte, os.FileMode, ...Option) error
-}{
-	{"WriteFile", WriteFile},
-	{"WriteFileDurable", WriteFileDurable},
+type writeFunc func(string, []byte, os.FileMode, ...Option) error
+
+// eachVariant runs f as a subtest for WriteFile and for WriteFileDurable.
+func eachVariant(t *testing.T, f func(t *testing.T, write writeFunc)) {
+	for name, write := range map[string]writeFunc{"WriteFile": WriteFile, "WriteFileDurable": WriteFileDurable} {
+		t.Run(name, func(t *testing.T) { f(t, write) })
+	}
 }
 
 // names lists dir's entries, to catch temporary files left behind.
@@ -34,7 +35,7 @@ func names(t *testing.T, dir string) []string {
 }
 
 func TestWrite(t *testing.T) {
-	for _, v := range variants {
+	eachVariant(t, func(t *testing.T, write writeFunc) {
 		for _, tc := range []struct {
 			name string
 			old  []byte // nil: no file yet
@@ -45,7 +46,7 @@ func TestWrite(t *testing.T) {
 			{"perm beyond the umask", []byte("x"), 0o666},
 			{"empty data", []byte("x"), 0o640},
 		} {
-			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(tc.name, func(t *testing.T) {
 				dir := t.TempDir()
 				path := filepath.Join(dir, "config.json")
 				if tc.old != nil {
@@ -57,7 +58,7 @@ func TestWrite(t *testing.T) {
 				if tc.name == "empty data" {
 					data = []byte{}
 				}
-				if err := v.write(path, data, tc.perm); err != nil {
+				if err := write(path, data, tc.perm); err != nil {
 					t.Fatal(err)
 				}
 				got, err := os.ReadFile(path)
@@ -72,119 +73,115 @@ func TestWrite(t *testing.T) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // TestConcurrentWriters: readers only ever see one writer's complete
 // content while several writers replace the same file.
 func TestConcurrentWriters(t *testing.T) {
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, "record.json")
-			const writers, rounds = 6, 40
-			payloads := map[string]bool{}
-			for i := range writers {
-				// Large enough that a write takes several syscalls.
+	eachVariant(t, func(t *testing.T, write writeFunc) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "record.json")
+		const writers, rounds = 6, 40
+		payloads := map[string]bool{}
+		for i := range writers {
+			// Large enough that a write takes several syscalls.
+			p := bytes.Repeat([]byte{byte('a' + i)}, 256<<10)
+			payloads[string(p)] = true
+		}
+		if err := os.WriteFile(path, bytes.Repeat([]byte{'a'}, 256<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*rounds+1)
+		for i := range writers {
+			wg.Go(func() {
 				p := bytes.Repeat([]byte{byte('a' + i)}, 256<<10)
-				payloads[string(p)] = true
-			}
-			if err := os.WriteFile(path, bytes.Repeat([]byte{'a'}, 256<<10), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var wg sync.WaitGroup
-			errs := make(chan error, writers*rounds+1)
-			for i := range writers {
-				wg.Go(func() {
-					p := bytes.Repeat([]byte{byte('a' + i)}, 256<<10)
-					for range rounds {
-						if err := v.write(path, p, 0o644); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			stop, done := make(chan struct{}), make(chan struct{})
-			reads := 0
-			go func() {
-				defer close(done)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					got, err := os.ReadFile(path)
-					reads++
-					if err != nil {
-						errs <- fmt.Errorf("read %d: %w", reads, err)
-						return
-					}
-					if !payloads[string(got)] {
-						errs <- fmt.Errorf("read %d: %d bytes that no writer wrote whole", reads, len(got))
+				for range rounds {
+					if err := write(path, p, 0o644); err != nil {
+						errs <- err
 						return
 					}
 				}
-			}()
-			wg.Wait()
-			close(stop)
-			<-done
-			close(errs)
-			for err := range errs {
-				t.Error(err)
+			})
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		reads := 0
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got, err := os.ReadFile(path)
+				reads++
+				if err != nil {
+					errs <- fmt.Errorf("read %d: %w", reads, err)
+					return
+				}
+				if !payloads[string(got)] {
+					errs <- fmt.Errorf("read %d: %d bytes that no writer wrote whole", reads, len(got))
+					return
+				}
 			}
-			if ns := names(t, dir); len(ns) != 1 {
-				t.Errorf("directory holds %v after the writers, want only record.json", ns)
-			}
-			t.Logf("%d reads", reads)
-		})
-	}
+		}()
+		wg.Wait()
+		close(stop)
+		<-done
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if ns := names(t, dir); len(ns) != 1 {
+			t.Errorf("directory holds %v after the writers, want only record.json", ns)
+		}
+		t.Logf("%d reads", reads)
+	})
 }
 
 // TestFailureKeepsOld: a write that cannot complete leaves the name as it
 // was and no temporary file.
 func TestFailureKeepsOld(t *testing.T) {
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			dir := t.TempDir()
-			// rename(2) of a file over a non-empty directory fails.
-			busy := filepath.Join(dir, "busy")
-			if err := os.MkdirAll(filepath.Join(busy, "sub"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			err := v.write(busy, []byte("x"), 0o644)
-			if err == nil || !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EEXIST) {
-				t.Errorf("write over a directory: %v, want EISDIR or EEXIST", err)
-			}
-			if fi, err := os.Stat(busy); err != nil || !fi.IsDir() {
-				t.Errorf("the directory changed: %v", err)
-			}
-			if ns := names(t, dir); len(ns) != 1 {
-				t.Errorf("directory holds %v, want only busy", ns)
-			}
-			missing := filepath.Join(dir, "no", "such", "file")
-			if err := v.write(missing, []byte("x"), 0o644); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("write into a missing directory: %v, want ErrNotExist", err)
-			}
-			// An option that fails stops the write before the rename.
-			path := filepath.Join(dir, "keep")
-			if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			boom := errors.New("boom")
-			err = v.write(path, []byte("new"), 0o644, func(*os.File) error { return boom })
-			if !errors.Is(err, boom) {
-				t.Errorf("failing option: %v, want boom", err)
-			}
-			if got, _ := os.ReadFile(path); string(got) != "old" {
-				t.Errorf("content %q after a failed write, want old", got)
-			}
-			if ns := names(t, dir); len(ns) != 2 {
-				t.Errorf("directory holds %v, want busy and keep", ns)
-			}
-		})
-	}
+	eachVariant(t, func(t *testing.T, write writeFunc) {
+		dir := t.TempDir()
+		// rename(2) of a file over a non-empty directory fails.
+		busy := filepath.Join(dir, "busy")
+		if err := os.MkdirAll(filepath.Join(busy, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		err := write(busy, []byte("x"), 0o644)
+		if err == nil || !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EEXIST) {
+			t.Errorf("write over a directory: %v, want EISDIR or EEXIST", err)
+		}
+		if fi, err := os.Stat(busy); err != nil || !fi.IsDir() {
+			t.Errorf("the directory changed: %v", err)
+		}
+		if ns := names(t, dir); len(ns) != 1 {
+			t.Errorf("directory holds %v, want only busy", ns)
+		}
+		missing := filepath.Join(dir, "no", "such", "file")
+		if err := write(missing, []byte("x"), 0o644); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("write into a missing directory: %v, want ErrNotExist", err)
+		}
+		// An option that fails stops the write before the rename.
+		path := filepath.Join(dir, "keep")
+		if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("boom")
+		err = write(path, []byte("new"), 0o644, func(*os.File) error { return boom })
+		if !errors.Is(err, boom) {
+			t.Errorf("failing option: %v, want boom", err)
+		}
+		if got, _ := os.ReadFile(path); string(got) != "old" {
+			t.Errorf("content %q after a failed write, want old", got)
+		}
+		if ns := names(t, dir); len(ns) != 2 {
+			t.Errorf("directory holds %v, want busy and keep", ns)
+		}
+	})
 }
 
 // TestOwner: the file has its owner when it gets the name. Only root may
