@@ -78,7 +78,7 @@ func (m *Mounter) Diagnose(inv *Invocation) []Check {
 	engines := m.dockerRuntimes(wrapper)
 	for i := range cfg.Mounters {
 		checks = append(checks, checkPaths(&cfg.Mounters[i])...)
-		if c, ok := checkMatch(&cfg.Mounters[i], engines); ok {
+		if c, ok := checkMatch(&cfg.Mounters[i], cfg.Mounters, engines); ok {
 			checks = append(checks, c)
 		}
 	}

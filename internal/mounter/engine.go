@@ -121,12 +121,33 @@ func needsAnnotations(rule *spec.Rule) bool {
 	return len(m.Annotations) > 0 || (m.ContainerName != "" && !m.ContainerNameIfRecorded)
 }
 
+// servedWithoutAnnotations reports whether every type of rule is also served
+// by another rule of rules that a Docker container can match.
+func servedWithoutAnnotations(rule *spec.Rule, rules []spec.Rule) bool {
+	for _, t := range rule.FSTypes {
+		served := false
+		for i := range rules {
+			if o := &rules[i]; o.Name != rule.Name && !needsAnnotations(o) && o.Routes(t) {
+				served = true
+				break
+			}
+		}
+		if !served {
+			return false
+		}
+	}
+	return len(rule.FSTypes) > 0
+}
+
 // checkMatch warns about a rule that Docker's containers can never match:
 // Docker before 24 (Debian 12 ships 20.10) passes no annotation to the
 // runtime (no --annotation; labels never reach config.json), while -e does
-// reach process.env. ok is false when there is nothing to say.
-func checkMatch(rule *spec.Rule, docker []dockerRuntime) (c Check, ok bool) {
-	if !needsAnnotations(rule) || len(docker) == 0 {
+// reach process.env. A rule beside it that serves each of its types without
+// annotations (an env rule for Docker next to an annotation rule for the
+// other engines) leaves nothing to warn about. ok is false when there is
+// nothing to say.
+func checkMatch(rule *spec.Rule, rules []spec.Rule, docker []dockerRuntime) (c Check, ok bool) {
+	if !needsAnnotations(rule) || len(docker) == 0 || servedWithoutAnnotations(rule, rules) {
 		return Check{}, false
 	}
 	var where []string

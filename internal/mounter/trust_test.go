@@ -137,21 +137,28 @@ func TestCheckMatch(t *testing.T) {
 	byBoth := spec.Rule{Name: "g", Match: spec.Match{Annotations: map[string]string{"a": "b"}, Env: map[string]string{spec.EnvMounter: "g"}}}
 	byEnv := spec.Rule{Name: "g", Match: spec.Match{Env: map[string]string{spec.EnvMounter: "g"}}}
 	seed := spec.Rule{Name: "g", Match: spec.Match{AnnotationOrEnv: map[string]string{"name": "g"}, ContainerName: "m", ContainerNameIfRecorded: true}}
+	// The README's pair: an annotation rule and an env rule for the same type.
+	annPair := spec.Rule{Name: "g-annotated", FSTypes: []string{"glusterfs"}, Match: byAnn.Match}
+	envPair := spec.Rule{Name: "g", FSTypes: []string{"glusterfs"}, Match: byEnv.Match}
+	envOther := spec.Rule{Name: "s", FSTypes: []string{"fuse.sshfs"}, Match: byEnv.Match}
 	for _, tc := range []struct {
 		name   string
 		rule   spec.Rule
+		others []spec.Rule // the other rules of the configuration
 		docker string
 		want   string // "" means no line
 	}{
-		{"annotation only, docker", byAnn, daemonJSON, `WARN match[g]: rule "g" matches only containers with annotations, and dockerd runs runc-shared (runtime "shared" in ` + daemonJSON + `)`},
-		{"annotation and env, docker", byBoth, daemonJSON, `WARN match[g]:`},
-		{"env, docker", byEnv, daemonJSON, ""},
-		{"seed syntax, docker", seed, daemonJSON, ""},
-		{"annotation only, no docker", byAnn, noDocker, ""},
+		{"annotation only, docker", byAnn, nil, daemonJSON, `WARN match[g]: rule "g" matches only containers with annotations, and dockerd runs runc-shared (runtime "shared" in ` + daemonJSON + `)`},
+		{"annotation and env, docker", byBoth, nil, daemonJSON, `WARN match[g]:`},
+		{"env, docker", byEnv, nil, daemonJSON, ""},
+		{"seed syntax, docker", seed, nil, daemonJSON, ""},
+		{"annotation only, no docker", byAnn, nil, noDocker, ""},
+		{"annotation rule beside an env rule of its type, docker", annPair, []spec.Rule{envPair}, daemonJSON, ""},
+		{"annotation rule beside an env rule of another type, docker", annPair, []spec.Rule{envOther}, daemonJSON, `WARN match[g-annotated]:`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &Mounter{DockerConfig: tc.docker, ProcDir: emptyProc}
-			c, ok := checkMatch(&tc.rule, m.dockerRuntimes(wrapper))
+			c, ok := checkMatch(&tc.rule, append([]spec.Rule{tc.rule}, tc.others...), m.dockerRuntimes(wrapper))
 			if tc.want == "" {
 				if ok {
 					t.Fatalf("checkMatch = %q, want nothing", c)
