@@ -78,21 +78,22 @@ func (w *Wrapper) examineLarge(cfg *config.Config, args *runtime.Args, path stri
 		return nil
 	}
 	if rule := spec.FindRule(cfg.Mounters, peek); rule != nil {
-		return fmt.Errorf("container %s matches mounter rule %q, but %w; runc-shared does not rewrite it: a mounter's spec is a few kilobytes, check the engine that wrote it",
+		return fmt.Errorf("container %s matches mounter rule %q, but %w; fix the bundle or the engine that wrote it (a mounter's spec is a few kilobytes)",
 			args.ContainerID, rule.Name, tooLarge)
 	}
 	w.logNoMatch(cfg, args, peek, fmt.Sprintf(" (config.json is larger than %d bytes)", spec.MaxConfigSize))
 	return nil
 }
 
-// peekFirst decodes what rules match on from the first JSON value of r, as
-// runc's json.Decoder reads it.
+// peekFirst decodes the first JSON value of r as runc does (a json.Decoder
+// into a specs.Spec), in one pass: it only runs for the rare config.json
+// that spec.File.Peek does not take, which may be large.
 func peekFirst(r io.Reader, path string) (*specs.Spec, error) {
-	var first json.RawMessage
-	if err := json.NewDecoder(r).Decode(&first); err != nil {
+	var s specs.Spec
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
 		return nil, fmt.Errorf("%s: decode runtime spec: %w", path, err)
 	}
-	return (&spec.File{Path: path, Data: first}).Peek()
+	return &s, nil
 }
 
 // logNoMatch logs, at debug level, why a create matched no rule: for each

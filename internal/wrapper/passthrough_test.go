@@ -122,6 +122,9 @@ func TestPassThroughWhatCannotMatch(t *testing.T) {
 		{"unmatched with data after the object", []byte(ptUnmatched + "\n{}garbage"), "data after its JSON object"},
 		{"unmatched above the size limit", ptLarge("ceph"), "larger than"},
 		{"wrong type where rules look", []byte(`{"annotations":5}`), "decode runtime spec"},
+		// runc's decoder stops at the same depth: runc refuses it itself.
+		{"matched, nested beyond the decoder's depth", []byte(`{"annotations":{"runc-shared.io/mounter":"glusterfs"},"deep":` +
+			strings.Repeat("[", 1<<17) + strings.Repeat("]", 1<<17) + `}`), "exceeded max depth"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ptWrapper(t, tc.data, "", true)
@@ -153,7 +156,7 @@ func TestMatchedSpecStaysStrict(t *testing.T) {
 		{"data after the object", []byte(ptMatched + " {}"),
 			`decode runtime spec: invalid character '{' after top-level value: runc-shared rewrites only a config.json that holds one JSON object`},
 		{"above the size limit", ptLarge("glusterfs"),
-			`config.json: config.json too large: more than 8388608 bytes; runc-shared does not rewrite it`},
+			`config.json: config.json too large: more than 8388608 bytes; fix the bundle`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ptWrapper(t, tc.data, "", false)

@@ -237,18 +237,14 @@ func FuzzWrapperRun(f *testing.F) {
 	})
 }
 
-// fzPeekFirst is what the rules see of data as runc reads it: the first
-// JSON value, decoded as spec.File.Peek does; nil when runc cannot read it.
+// fzPeekFirst is data as runc reads it: the first JSON value, decoded by a
+// json.Decoder into a spec; nil when runc cannot read it.
 func fzPeekFirst(data []byte) *specs.Spec {
-	var first json.RawMessage
-	if json.NewDecoder(bytes.NewReader(data)).Decode(&first) != nil {
+	var s specs.Spec
+	if json.NewDecoder(bytes.NewReader(data)).Decode(&s) != nil {
 		return nil
 	}
-	peek, err := (&spec.File{Data: first}).Peek()
-	if err != nil {
-		return nil
-	}
-	return peek
+	return &s
 }
 
 // fzTempDir is a temp dir on tmpfs where there is one: every rewrite
