@@ -17,7 +17,7 @@
 // reaches its handler), and adds the Go micro-benchmarks of the packages on
 // the hot path (benchstat-compatible). Flags (after -args, or BENCH_ARGS for
 // scripts/bench.sh): -bench.runs, -bench.warm, -bench.only (wrapper,
-// startup, mount, io, scale, preload), -bench.iosize, -bench.ioruns,
+// startup, mount, io, scale, preload, csi, recover), -bench.iosize, -bench.ioruns,
 // -bench.docker, -bench.profile (strace summaries and mountinfo reads of
 // the slow paths, the FUSE daemons' cgroups), -bench.before=DIR (compare
 // the runc-shared of another build with bin/runc-shared), and
@@ -27,7 +27,7 @@
 // Files: measure_test.go (alternation, statistics, the table, timed
 // commands), main_test.go (flags, machine header, scenario groups), one file
 // per scenario (wrapper, startup, gluster: routed mount and I/O, scale,
-// preload), docker_test.go (a dockerd of its own for the seed's route) and
+// preload, csi, recover: volumes live again after a mounter is killed), docker_test.go (a dockerd of its own for the seed's route) and
 // profile_test.go.
 //
 // Everything a scenario starts (containers, glusterd, dockerd, mounts) is

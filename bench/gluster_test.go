@@ -83,6 +83,7 @@ func testGluster(t *testing.T) {
 	group(t, "scale", "5 scale", func(t *testing.T) { testScale(t, env) })
 	group(t, "preload", "6 preload", func(t *testing.T) { testPreload(t, env) })
 	group(t, "csi", "7 CSI driver", func(t *testing.T) { testCSI(t, env) })
+	group(t, "recover", "8 recovery after a mounter restart", func(t *testing.T) { testRecover(t, env) })
 }
 
 func newGlusterEnv(t *testing.T, g *testutil.Gluster) *glusterEnv {

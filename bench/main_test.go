@@ -25,7 +25,7 @@ import (
 var (
 	flagRuns   = flag.Int("bench.runs", 21, "measured runs per side (at least 15), after the warm-up")
 	flagWarm   = flag.Int("bench.warm", 3, "warm-up runs per side, not counted")
-	flagOnly   = flag.String("bench.only", "", "run only the scenario groups whose name matches this regexp (wrapper, startup, mount, io, scale, preload, csi)")
+	flagOnly   = flag.String("bench.only", "", "run only the scenario groups whose name matches this regexp (wrapper, startup, mount, io, scale, preload, csi, recover)")
 	flagOut    = flag.String("bench.out", "", "also write the table (with the machine header) to this file")
 	flagIOSize = flag.Int("bench.iosize", 256, "MiB written and read per I/O run")
 	flagIORuns = flag.Int("bench.ioruns", 15, "measured runs per side of the I/O scenario")
@@ -108,7 +108,7 @@ func TestBench(t *testing.T) {
 	}()
 	group(t, "wrapper", "1 wrapper cost", testWrapperCost)
 	group(t, "startup", "2 wrapper start-up", testStartup)
-	if *flagOnly == "" || slices.ContainsFunc([]string{"mount", "io", "scale", "preload", "csi"}, regexp.MustCompile(*flagOnly).MatchString) {
+	if *flagOnly == "" || slices.ContainsFunc([]string{"mount", "io", "scale", "preload", "csi", "recover"}, regexp.MustCompile(*flagOnly).MatchString) {
 		if !t.Run("gluster", testGluster) && !glusterReady {
 			addRows(&Row{Scenario: "3–6 GlusterFS set-up (glusterd, mounter)", Status: "**failed** (see the log)"})
 		}
