@@ -14,6 +14,7 @@ import (
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
 	"github.com/runc-shared/runc-shared/internal/testutil"
@@ -55,6 +56,12 @@ func TestRecoveryCrashSafety(t *testing.T) {
 			t.Fatalf("the test in its own mount namespace failed: %v", err)
 		}
 		return
+	}
+	// The GlusterFS clients run on this namespace's files and log below
+	// /var/log/glusterfs: a tmpfs there, gone with the namespace, keeps
+	// the host's directory as it was.
+	if err := unix.Mount("rstest-gluster-logs", "/var/log/glusterfs", "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatalf("cover /var/log/glusterfs in the test's mount namespace: %v", err)
 	}
 	testutil.CheckLeaks(t)
 	g := testutil.Glusterd(t)
