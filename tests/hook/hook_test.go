@@ -377,8 +377,12 @@ func TestSymlinkedAllowlistPath(t *testing.T) {
 	r := e.wrapper(t)
 	b := mounterBundle(t, testutil.BusyboxRootfs(t), link)
 	r.Up(t, b, "m-link")
-	if got := b.ReadSpec(t).Mounts; !slices.ContainsFunc(got, func(m specs.Mount) bool { return m.Source == dir && m.Destination == "/host" }) {
-		t.Fatalf("the wrapper did not save the bind of %s resolved to %s: %+v", link, dir, got)
+	// runc binds a staging path that pins the source; the annotation names
+	// the source, resolved.
+	saved := b.ReadSpec(t)
+	staged := spec.StagedSources(saved)
+	if !slices.ContainsFunc(saved.Mounts, func(m specs.Mount) bool { return staged[m.Source] == dir && m.Destination == "/host" }) {
+		t.Fatalf("the wrapper did not save the bind of %s resolved to %s: %+v (staged %v)", link, dir, saved.Mounts, staged)
 	}
 	if _, err := e.registry().Read("m-link"); err != nil {
 		t.Fatalf("mounter of a symlinked allowlist path not registered: %v\nhook log:\n%s", err, e.hookLog(t))
