@@ -169,7 +169,7 @@ func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging stri
 	if err != nil || len(ms) == 0 {
 		return false, err
 	}
-	if rec == nil || rec.Staging != staging || !rec.Volume().Equal(v) {
+	if rec == nil || rec.Staging != staging || !recordVolume(rec).Equal(v) {
 		top := ms[len(ms)-1]
 		return false, status.Errorf(codes.AlreadyExists, "staging path %s already holds a mount of %s (%s) that is not this volume staged with these parameters", staging, top.Source, top.FSType)
 	}
@@ -313,7 +313,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if ms, err := s.Mounter.MountsAt(target); err != nil {
 		return nil, err
 	} else if len(ms) > 0 {
-		if i := rec.target(target); i >= 0 && rec.Targets[i].ReadOnly == ro {
+		if i := rec.TargetIndex(target); i >= 0 && rec.Targets[i].ReadOnly == ro {
 			return &csipb.NodePublishVolumeResponse{}, nil
 		}
 		return nil, status.Errorf(codes.AlreadyExists, "target path %s already holds a mount (%s) that is not this volume published with readonly=%v", target, ms[len(ms)-1].Source, ro)
@@ -321,7 +321,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if err := s.Mounter.Bind(src, target, ro); err != nil {
 		return nil, err
 	}
-	if i := rec.target(target); i >= 0 {
+	if i := rec.TargetIndex(target); i >= 0 {
 		rec.Targets[i].ReadOnly = ro
 	} else {
 		rec.Targets = append(rec.Targets, Target{Path: target, ReadOnly: ro})
@@ -366,7 +366,7 @@ func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolume
 	if ms, err := s.Mounter.MountsAt(target); err != nil {
 		return nil, err
 	} else if len(ms) > 0 {
-		if rec != nil && rec.Staging == "" && rec.target(target) >= 0 && rec.Volume().Equal(v) {
+		if rec != nil && rec.Staging == "" && rec.TargetIndex(target) >= 0 && recordVolume(rec).Equal(v) {
 			return &csipb.NodePublishVolumeResponse{}, nil
 		}
 		return nil, status.Errorf(codes.AlreadyExists, "target path %s already holds a mount (%s) that is not this volume", target, ms[len(ms)-1].Source)
@@ -424,7 +424,7 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 		target = filepath.Clean(req.GetTargetPath())
 	}
 	var werr error
-	if i := rec.target(target); i >= 0 {
+	if i := rec.TargetIndex(target); i >= 0 {
 		rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
 		if rec.Staging == "" {
 			werr = s.records.remove(id)

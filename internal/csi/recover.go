@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,17 +57,6 @@ func (p RecoverPolicy) delay(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, p.Max)
-}
-
-// Recovery is the state of a volume that could not be made live, kept in
-// its record so that `mounter status` shows it.
-type Recovery struct {
-	Attempts int       `json:"attempts"`
-	Error    string    `json:"error"`
-	Last     time.Time `json:"last"`
-	// Next is when the server tries again; zero when it has given up
-	// until it restarts or `mounter recover` runs.
-	Next time.Time `json:"next,omitzero"`
 }
 
 // RecoverResult is what recovery did with one volume.
@@ -283,6 +271,8 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 		return res
 	}
 	defer unlock()
+	// A server killed while writing this record left its temporary file.
+	s.records.removeLeftovers(id)
 	rec, err := s.records.read(id)
 	if err != nil || rec == nil {
 		res.Err = err // nil: unstaged since the list was read
@@ -342,7 +332,7 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 		if err := isDir(staging); err != nil {
 			return false, 0, err
 		}
-		base := rec.Volume()
+		base := recordVolume(rec)
 		base.Subdir = ""
 		if err := s.mountHelper(ctx, base, staging); err != nil {
 			return false, 0, err
@@ -425,14 +415,14 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 		case st == stateHung:
 			errs = append(errs, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", p))
 		case st == stateMissing:
-			if err := s.mountHelper(ctx, rec.Volume(), p); err != nil {
+			if err := s.mountHelper(ctx, recordVolume(rec), p); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			remounted = true
 		case st == stateDead:
 			rule := s.Config.Rule(rec.Rule)
-			err := s.withBase(ctx, rule, rec.Volume(), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+			err := s.withBase(ctx, rule, recordVolume(rec), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -441,34 +431,4 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 		}
 	}
 	return remounted, 0, errors.Join(errs...)
-}
-
-// list returns the driver's records and, apart, the errors of those that
-// cannot be read.
-func (s records) list() ([]*Record, []error) {
-	ents, err := os.ReadDir(s.dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, []error{fmt.Errorf("read the CSI record directory: %w", err)}
-	}
-	var out []*Record
-	var errs []error
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		r, err := readRecord(filepath.Join(s.dir, name))
-		if err == nil && r.VolumeID == "" {
-			err = fmt.Errorf("%s: no volume id", filepath.Join(s.dir, name))
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, errs
 }

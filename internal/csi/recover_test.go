@@ -252,7 +252,7 @@ func TestRecoverLeavesAlone(t *testing.T) {
 	t.Run("unreadable record", func(t *testing.T) {
 		e := newNodeEnv(t)
 		staging, _ := e.published(t, "vol-1", "127.0.0.2:/v0", 1)
-		bad := filepath.Join(e.S.records.dir, "0000.json")
+		bad := filepath.Join(e.S.records.Dir, "0000.json")
 		if err := os.WriteFile(bad, []byte("{half a rec"), 0o600); err != nil {
 			t.Fatal(err)
 		}

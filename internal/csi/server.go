@@ -20,6 +20,7 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -66,7 +67,7 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, configName(cfg))
 	}
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
-	s.records = records{dir: RecordsDir(cfg.StateDir, driver)}
+	s.records = records{mountrec.Store{Dir: RecordsDir(cfg.StateDir, driver)}}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
 	return s, nil
 }
