@@ -10,7 +10,7 @@
 #   5. a ban on truncating writes (os.Create, os.WriteFile, O_TRUNC) in
 #      non-test code: a file the node depends on (config.json, the registry,
 #      generated preload files) must never be seen half-written, so it goes
-#      through spec.WriteFileAtomic (temp file, fsync, rename). A file that
+#      through internal/atomicfile (temp file, fsync, rename). A file that
 #      really may be truncated goes on the allowlist below, with the reason.
 #
 # The linters run with `go run pkg@version`: pinned, fetched through the Go
@@ -63,7 +63,7 @@ ban_check() {
 	done < <(gofiles | grep -v '_test\.go$' | xargs grep -nE 'os\.Create\(|os\.WriteFile\(|O_TRUNC' /dev/null |
 		grep -vE '^[^:]+:[0-9]+:[[:space:]]*//')
 	if [ ${#hits[@]} -gt 0 ]; then
-		echo "truncating writes outside the allowlist (use spec.WriteFileAtomic, or allowlist the file in scripts/lint.sh with the reason):"
+		echo "truncating writes outside the allowlist (use internal/atomicfile, or allowlist the file in scripts/lint.sh with the reason):"
 		printf '    %s\n' "${hits[@]}"
 		return 1
 	fi

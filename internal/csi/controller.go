@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -327,7 +328,7 @@ func writeMeta(path string, m meta) error {
 	if err != nil {
 		return err
 	}
-	if err := spec.WriteFileDurable(path, data, 0o600); err != nil {
+	if err := atomicfile.WriteFileDurable(path, data, 0o600); err != nil {
 		return fmt.Errorf("write the volume's record on the base volume: %w", err)
 	}
 	return nil

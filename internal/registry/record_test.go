@@ -79,7 +79,7 @@ func TestListSkipsTempAndReportsBroken(t *testing.T) {
 		}
 	}
 	for name, content := range map[string]string{
-		".abc.json.tmp-123": "{", // WriteFileAtomic's temporary file
+		".abc.json.tmp-123": "{", // atomicfile's temporary file
 		"notes.txt":         "x",
 		"broken.json":       "{",
 	} {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -121,7 +122,7 @@ func (r *Registry) Write(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode mounter record %s: %w", rec.ID, err)
 	}
-	return spec.WriteFileDurable(p, append(data, '\n'), 0o644)
+	return atomicfile.WriteFileDurable(p, append(data, '\n'), 0o644)
 }
 
 // Read returns the record of container id.

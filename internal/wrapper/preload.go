@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -226,7 +227,7 @@ func writePreloadFiles(dir, lib string, conf, list []byte) error {
 		{preloadConf, conf, 0o444},
 		{preloadList, list, 0o444},
 	} {
-		if err := spec.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return err
 		}
 	}

@@ -141,7 +141,7 @@ func TestStaleTempFileRemoved(t *testing.T) {
 		t.Fatalf("create: %+v", r)
 	}
 	if left := otherFiles(t, bundle, "config.json"); len(left) != 0 {
-		t.Errorf("the run after a killed rewrite left %v in the bundle: spec.WriteFileAtomic never removes the "+
+		t.Errorf("the run after a killed rewrite left %v in the bundle: atomicfile never removes the "+
 			"temporary file of a killed run; it should remove stale .config.json.tmp-* files first", left)
 	}
 }
@@ -233,6 +233,6 @@ func TestReadOnlyBundle(t *testing.T) {
 	// and the error must still reach stderr.
 	log := filepath.Join(testutil.TempDir(t), "log.json")
 	r := s.create(t, bundle, log, "ro")
-	mustRefuse(t, r, log, `^runc-shared: write .*/config.json: .*read-only file system \(is the bundle directory writable and not full\?\)$`)
+	mustRefuse(t, r, log, `^runc-shared: write .*/config.json: .*read-only file system \(is the directory there, writable and not full\?\)$`)
 	checkIntact(t, s, bundle, filepath.Join(bundle, "config.json"), orig)
 }
