@@ -8,6 +8,7 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -33,7 +34,7 @@ func (r *run) poststop() {
 		r.log.Warnf("rule %q is no longer in %s: not looking for dead FUSE mounts", rec.Name, r.cfg.Path)
 		return
 	}
-	r.detachDead(rule.Propagate)
+	r.detachDead(rule.Propagate, r.cfg.StateDir)
 }
 
 // poststopRule finds the rule from the bundle's config.json, or from the
@@ -57,13 +58,33 @@ func (r *run) poststopRule(rec *registry.Record) *spec.Rule {
 // Live ones (another mounter's, or a daemon that outlived the container) and
 // hung ones (their daemon may still answer) are left alone, and nothing
 // outside the allowlist is ever looked at.
-func (r *run) detachDead(propagate []string) {
+//
+// The publish targets of the CSI volumes recorded under stateDir are kept,
+// dead: a pod's bind of a target is a copy of that mount, which no unmount
+// here reaches, while the bind the next mounter's recovery makes on top of
+// it propagates into every pod whose bind is rslave. Their records stay for
+// that recovery.
+func (r *run) detachDead(propagate []string, stateDir string) {
 	scan, err := hostmount.ScanFUSE(propagate, hostmount.DefaultStatTimeout)
 	if err != nil {
 		r.log.Warnf("%v", err)
 		return
 	}
+	keep := map[string]string{}
+	recs, errs := mountrec.List(stateDir)
+	for _, err := range errs {
+		r.log.Warnf("CSI volume record: %v", err)
+	}
+	for _, rec := range recs {
+		for _, t := range rec.Targets {
+			keep[t.Path] = rec.VolumeID
+		}
+	}
 	for _, m := range scan.Dead {
+		if id, ok := keep[m.Mountpoint]; ok {
+			r.log.Infof("dead FUSE mount %s kept: it is a publish target of CSI volume %s, which the rule's next mounter binds again on top of it", m.Mountpoint, id)
+			continue
+		}
 		if err := hostmount.Detach(m.Mountpoint); err != nil {
 			r.log.Warnf("dead FUSE mount left in place: %v", err)
 			continue
@@ -138,7 +159,7 @@ func (r *run) cleanupRecord(reg *registry.Registry, rec *registry.Record) {
 		r.log.Warnf("the record names no propagated path: not looking for dead FUSE mounts")
 		return
 	}
-	r.detachDead(paths)
+	r.detachDead(paths, filepath.Dir(reg.Dir))
 }
 
 // removeRecord removes the mounter's record. A restarted container with the

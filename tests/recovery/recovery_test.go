@@ -83,7 +83,8 @@ func procGone(pid int) <-chan struct{} {
 // runc-shared, and a sixth, static one from a second GlusterFS volume; a
 // consumer container binds the five publish paths rslave (Kubernetes'
 // HostToContainer). kill -9 of the mounter's init leaves every mount dead,
-// in the consumer too. A new mounter for the rule makes every volume live
+// in the consumer too; deleting the container runs mount-hook's poststop.
+// A new mounter for the rule makes every volume live
 // again at the same host paths, and the consumer, never restarted, reads
 // its files and writes new ones onto the brick. The static volume's
 // GlusterFS volume was stopped meanwhile: it is reported, kept in its
@@ -158,6 +159,21 @@ func TestKillAndRecover(t *testing.T) {
 	}
 	if out, _, err := consumer.Exec(t, "rec-consumer", "cat", "/data0/before"); err == nil {
 		t.Fatalf("the consumer still reads after the kill: %q", out)
+	}
+	// The engine deletes the dead container, as containerd does before it
+	// starts the next one: mount-hook's poststop detaches the dead staging
+	// mounts and keeps the dead publish targets, which the consumer's
+	// binds copy, for the new mounter to bind on.
+	if err := r.Delete(t, "rec-mounter-1", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range append(vols, static) {
+		if got := liveState(t, v.Staging); got != "none" {
+			t.Errorf("staging %s after poststop: %s, want the dead mount detached", v.Staging, got)
+		}
+		if got := liveState(t, v.Target); got != "dead fuse.glusterfs" {
+			t.Errorf("target %s after poststop: %s, want the dead bind kept", v.Target, got)
+		}
 	}
 	if _, err := g.CLI(t, "volume", "stop", "v1", "force"); err != nil {
 		t.Fatal(err)
