@@ -47,7 +47,8 @@ type RecoverPolicy struct {
 	Workers int
 }
 
-// DefaultRecoverPolicy retries for about ten minutes.
+// DefaultRecoverPolicy tries ten times over about six minutes (delays 1 s,
+// 2 s, 4 s ... capped at 2 min).
 var DefaultRecoverPolicy = RecoverPolicy{Initial: time.Second, Max: 2 * time.Minute, Attempts: 10, Workers: 16}
 
 // delay is the wait after attempt n (1-based).
