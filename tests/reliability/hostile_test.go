@@ -87,7 +87,6 @@ func TestHostileSpecs(t *testing.T) {
 		}
 	}
 	huge := strings.Repeat("x", 64<<20)
-	const depth = 1 << 20
 	for _, tc := range []struct {
 		name string
 		edit func(map[string]any)
