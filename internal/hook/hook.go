@@ -124,6 +124,8 @@ var errVersion = errors.New("version requested")
 
 // Run runs one hook invocation. Its error is already logged.
 func (h *Hook) Run(argv []string) (err error) {
+	// Until the configuration names the state directory, log to stderr.
+	log := newLogger("", "", h.Stderr)
 	opts, err := ParseArgs(argv, h.Stderr)
 	if errors.Is(err, errVersion) {
 		fmt.Fprintf(h.Stdout, "mount-hook version %s\ncommit: %s\n", version.Version, version.Commit)
@@ -131,12 +133,10 @@ func (h *Hook) Run(argv []string) (err error) {
 	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(h.Stderr, "%s%v\n", prefix, err)
+			log.Error(err.Error())
 		}
 		return err
 	}
-	// Until the configuration names the state directory, log to stderr.
-	log := newLogger("", "", h.Stderr)
 	defer func() {
 		if err != nil {
 			log.Error(err.Error())

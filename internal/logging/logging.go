@@ -40,6 +40,18 @@ type Options struct {
 	Debug bool
 	// Stderr receives errors; nil means os.Stderr.
 	Stderr io.Writer
+	// Name starts every message: "runc-shared" when empty.
+	Name string
+	// Hook lays the lines out for an OCI hook (mount-hook): runtimes quote
+	// a hook's stderr in their own error message, and a hook has no --log
+	// file of the runtime's. So warnings go to stderr too, one line each
+	// without fields, and File is the hook's own log: text without Name,
+	// opened on the first line (a run that logs nothing creates nothing)
+	// by OpenAppend, in a directory that CheckDir accepts before and after
+	// it is created.
+	Hook bool
+	// CheckDir vets the directory of a Hook's log file; nil accepts any.
+	CheckDir func(dir string) error
 }
 
 // New returns Setup's logger. The log file is opened close-on-exec, so it
@@ -58,6 +70,10 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
+	prefix := Prefix
+	if o.Name != "" {
+		prefix = o.Name + ": "
+	}
 	log := logrus.New()
 	// Output goes through the hooks below, one per destination, since the
 	// file and stderr use different formats and levels.
@@ -70,6 +86,16 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 	log.SetLevel(level)
 
 	closeFile := func() error { return nil }
+	if o.Hook {
+		if o.File != "" {
+			lf := &lazyFile{path: o.File, prefix: prefix, stderr: stderr, checkDir: o.CheckDir}
+			log.AddHook(&writerHook{w: lf, f: textFormatter(), levels: logrus.AllLevels})
+			closeFile = lf.Close
+		}
+		log.AddHook(&writerHook{w: stderr, f: stderrFormatter{prefix: prefix},
+			levels: []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}})
+		return log, closeFile
+	}
 	var file *os.File
 	var fileErr error
 	if o.File != "" {
@@ -82,6 +108,7 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 	if file != nil {
 		var f logrus.Formatter
 		f, formatErr = fileFormatter(o.Format)
+		f = prefixFormatter{prefix, f}
 		log.AddHook(&writerHook{w: file, f: f, levels: logrus.AllLevels})
 		closeFile = file.Close
 	}
@@ -92,7 +119,7 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 			// only place left for them.
 			levels = logrus.AllLevels
 		}
-		log.AddHook(&writerHook{w: stderr, f: stderrFormatter{}, levels: levels})
+		log.AddHook(&writerHook{w: stderr, f: stderrFormatter{prefix: prefix, fields: true}, levels: levels})
 	}
 
 	for _, err := range []error{fileErr, levelErr, formatErr} {
@@ -134,12 +161,15 @@ func fileFormatter(format string) (logrus.Formatter, error) {
 	switch format {
 	case "json":
 		// Default keys, as runc's own JSON lines: level, msg, time.
-		return prefixFormatter{&logrus.JSONFormatter{}}, nil
+		return &logrus.JSONFormatter{}, nil
 	case "", "text":
-		return prefixFormatter{&logrus.TextFormatter{DisableColors: true, FullTimestamp: true}}, nil
+		return textFormatter(), nil
 	}
-	return prefixFormatter{&logrus.TextFormatter{DisableColors: true, FullTimestamp: true}},
-		fmt.Errorf("unknown --log-format %q; writing text", format)
+	return textFormatter(), fmt.Errorf("unknown --log-format %q; writing text", format)
+}
+
+func textFormatter() logrus.Formatter {
+	return &logrus.TextFormatter{DisableColors: true, FullTimestamp: true}
 }
 
 // sameFile reports whether w is the open file f (e.g. --log /dev/stderr),
@@ -189,27 +219,37 @@ func (h *writerHook) Fire(e *logrus.Entry) error {
 	return err
 }
 
-// prefixFormatter adds Prefix to the message.
-type prefixFormatter struct{ logrus.Formatter }
+// prefixFormatter adds a prefix to the message.
+type prefixFormatter struct {
+	prefix string
+	logrus.Formatter
+}
 
 func (p prefixFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	c := *e
-	c.Message = Prefix + e.Message
+	c.Message = p.prefix + e.Message
 	return p.Formatter.Format(&c)
 }
 
-// stderrFormatter writes "runc-shared: [level: ]message key=value...": what a
+// stderrFormatter writes "prefix[level: ]message[ key=value...]": what a
 // person reads; errors carry no level word.
-type stderrFormatter struct{}
+type stderrFormatter struct {
+	prefix string
+	fields bool
+}
 
-func (stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
+func (s stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString(Prefix)
+	b.WriteString(s.prefix)
 	if e.Level > logrus.ErrorLevel {
 		b.WriteString(e.Level.String())
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Message)
+	if !s.fields {
+		b.WriteByte('\n')
+		return b.Bytes(), nil
+	}
 	keys := make([]string, 0, len(e.Data))
 	for k := range e.Data {
 		keys = append(keys, k)

@@ -3,7 +3,10 @@ package logging
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -49,4 +52,64 @@ func OpenAppend(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// lazyFile is a Hook's log file: opened for appending on the first write.
+// A file that cannot be opened, or one in a directory others could write
+// (they could plant a symlink there to have root append to a file of
+// theirs), is reported once on stderr; the program goes on.
+type lazyFile struct {
+	path, prefix string
+	stderr       io.Writer
+	checkDir     func(dir string) error
+	once         sync.Once
+	f            *os.File
+}
+
+func (l *lazyFile) Write(p []byte) (int, error) {
+	l.once.Do(func() {
+		if err := l.open(); err != nil {
+			fmt.Fprintf(l.stderr, "%swarning: %v\n", l.prefix, err)
+		}
+	})
+	if l.f == nil {
+		return len(p), nil
+	}
+	return l.f.Write(p)
+}
+
+func (l *lazyFile) open() error {
+	dir := filepath.Dir(l.path)
+	check := func() error {
+		if l.checkDir == nil {
+			return nil
+		}
+		if err := l.checkDir(dir); err != nil {
+			return fmt.Errorf("not logging to %s: %w", l.path, err)
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create the log directory: %w", err)
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	f, err := OpenAppend(l.path)
+	if err != nil {
+		return fmt.Errorf("cannot open the log file: %w", err)
+	}
+	l.f = f
+	return nil
+}
+
+// Close closes the file if it was opened.
+func (l *lazyFile) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
