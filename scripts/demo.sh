@@ -156,6 +156,11 @@ teardown() {
 		}
 	fi
 	wait 2>/dev/null
+	# runc-shared keeps <state-dir>/staging as an unbindable mount point of its own (the
+	# pinned bind sources pass through it); the demo's state dir is temporary.
+	for m in $(mounts_below "$TMP/state"); do
+		umount -l "$m" 2>/dev/null
+	done
 	if [ -n "$SHARED_MOUNTED" ]; then
 		umount -l "$SHARED"
 	fi
