@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -94,7 +95,7 @@ func hookTargets(o Options) []Target {
 // passed to it with --config.
 func HookFile(hookPath, stage, config string) []byte {
 	// The hook entry the wrapper injects, so both ways run the same command.
-	h := spec.InjectHooks{Path: hookPath, Config: config}.Hook(stage)
+	h := spec.InjectHooks{Path: hookPath, Config: config}.Hook(hookargs.Stage(stage))
 	q := tomlString // a JSON string, without HTML escaping
 	qlist := func(ss []string) string {
 		out := make([]string, len(ss))

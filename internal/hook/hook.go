@@ -34,6 +34,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/version"
 )
 
@@ -57,84 +58,20 @@ type Hook struct {
 	Now func() time.Time
 }
 
-// Options are the command line of mount-hook.
-type Options struct {
-	Config    string // --config: the configuration file
-	ConfigSet bool   // --config was given (an empty value means no file)
-	Runtime   string // --runtime: the delegate runtime binary
-	Root      string // --root: the delegate's state directory
-	// StateDir (--state-dir) is where poststop looks for the registry when
-	// the configuration cannot be loaded; the configuration's state-dir
-	// wins whenever it loads.
-	StateDir string
-	Stage    Stage
-}
-
-const usage = `usage: mount-hook [--config PATH] [--runtime PATH] [--root DIR] [--state-dir DIR] STAGE
-
-An OCI hook for runc-shared mounter containers. STAGE is createRuntime (or
-prestart) or poststop; the container state comes on stdin. --state-dir is
-where poststop finds the registry when the configuration cannot be loaded.`
-
-// ParseArgs parses the hook's arguments (without the program name).
-func ParseArgs(argv []string, stderr io.Writer) (*Options, error) {
-	fs := flag.NewFlagSet("mount-hook", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o := &Options{}
-	fs.StringVar(&o.Config, "config", "", "configuration file (default $"+config.EnvVar+", else "+config.DefaultPath+")")
-	fs.StringVar(&o.Runtime, "runtime", "", "the delegate runtime binary, for the registry")
-	fs.StringVar(&o.Root, "root", "", "the delegate runtime's --root, for the registry")
-	fs.StringVar(&o.StateDir, "state-dir", "", "the registry's state directory, for a poststop whose configuration cannot be loaded")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(argv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, usage)
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w\n%s", err, usage)
-	}
-	if *showVersion {
-		return nil, errVersion
-	}
-	fs.Visit(func(f *flag.Flag) { o.ConfigSet = o.ConfigSet || f.Name == "config" })
-	if fs.NArg() != 1 {
-		return nil, fmt.Errorf("want exactly one STAGE argument, got %q\n%s", fs.Args(), usage)
-	}
-	st, err := ParseStage(fs.Arg(0))
-	if err != nil {
-		return nil, err
-	}
-	o.Stage = st
-	// The hook runs in the runtime's working directory, which is not the
-	// directory the wrapper ran in: relative paths are refused rather than
-	// guessed. A bare runtime name is looked up on PATH.
-	for _, f := range []struct {
-		name, value string
-		bareOK      bool
-	}{{"--config", o.Config, false}, {"--runtime", o.Runtime, true}, {"--root", o.Root, false}, {"--state-dir", o.StateDir, false}} {
-		if f.value == "" || filepath.IsAbs(f.value) || f.bareOK && !strings.Contains(f.value, "/") {
-			continue
-		}
-		return nil, fmt.Errorf("%s %q is a relative path: give an absolute path", f.name, f.value)
-	}
-	return o, nil
-}
-
-var errVersion = errors.New("version requested")
-
 // Run runs one hook invocation. Its error is already logged.
 func (h *Hook) Run(argv []string) (err error) {
 	// Until the configuration names the state directory, log to stderr.
 	log := newLogger("", "", h.Stderr)
-	opts, err := ParseArgs(argv, h.Stderr)
-	if errors.Is(err, errVersion) {
-		fmt.Fprintf(h.Stdout, "mount-hook version %s\ncommit: %s\n", version.Version, version.Commit)
+	opts, err := hookargs.Parse(argv)
+	switch {
+	case errors.Is(err, hookargs.ErrVersion):
+		fmt.Fprintf(h.Stdout, "%s version %s\ncommit: %s\n", hookargs.Name, version.Version, version.Commit)
 		return nil
-	}
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			log.Error(err.Error())
-		}
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintln(h.Stderr, hookargs.Usage)
+		return err
+	case err != nil:
+		log.Error(err.Error())
 		return err
 	}
 	defer func() {
@@ -143,7 +80,7 @@ func (h *Hook) Run(argv []string) (err error) {
 		}
 		// Poststop never fails the runtime: the runtime spec makes its
 		// errors warnings, and an engine's cleanup must go on.
-		if opts.Stage == Poststop {
+		if opts.Stage == hookargs.Poststop {
 			err = nil
 		}
 	}()
@@ -156,7 +93,7 @@ func (h *Hook) Run(argv []string) (err error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		err = fmt.Errorf("%s of container %s: %w", opts.Stage, state.ID, err)
-		if opts.Stage == Poststop {
+		if opts.Stage == hookargs.Poststop {
 			// The configuration broke while the mounter ran: clean up
 			// after it from its registry record. Its log goes to that
 			// record's state directory, where the error lands too.
@@ -171,7 +108,7 @@ func (h *Hook) Run(argv []string) (err error) {
 	if cfg.PassThrough() {
 		// No rule: no container is a mounter, unless one started before
 		// the file was removed or emptied.
-		if opts.Stage == Poststop {
+		if opts.Stage == hookargs.Poststop {
 			var dirs []string
 			if !cfg.Missing {
 				dirs = append(dirs, cfg.StateDir)
@@ -183,7 +120,7 @@ func (h *Hook) Run(argv []string) (err error) {
 	log = newLogger(filepath.Join(cfg.StateDir, LogName), cfg.LogLevel, h.Stderr)
 	r := &run{Hook: h, opts: opts, cfg: cfg, state: state,
 		log: log.WithFields(logrus.Fields{"id": shortID(state.ID), "stage": string(opts.Stage)})}
-	if opts.Stage.creates() {
+	if opts.Stage.Creates() {
 		return r.createRuntime()
 	}
 	r.poststop()
@@ -193,7 +130,7 @@ func (h *Hook) Run(argv []string) (err error) {
 // run is one invocation with its inputs.
 type run struct {
 	*Hook
-	opts  *Options
+	opts  *hookargs.Args
 	cfg   *config.Config
 	state *State
 	log   *logrus.Entry

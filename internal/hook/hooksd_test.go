@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -65,20 +66,20 @@ func TestHooksDFiles(t *testing.T) {
 			if h.Version != "1.0.0" {
 				t.Errorf("version = %q, want 1.0.0", h.Version)
 			}
-			if !filepath.IsAbs(h.Hook.Path) || filepath.Base(h.Hook.Path) != spec.HookName {
-				t.Errorf("hook.path = %q, want an absolute path to %s", h.Hook.Path, spec.HookName)
+			if !filepath.IsAbs(h.Hook.Path) || filepath.Base(h.Hook.Path) != hookargs.Name {
+				t.Errorf("hook.path = %q, want an absolute path to %s", h.Hook.Path, hookargs.Name)
 			}
 			if h.Hook.Path != "/usr/local/bin/mount-hook" {
 				t.Errorf("hook.path = %q: make install rewrites /usr/local/bin/mount-hook to PREFIX, keep that text", h.Hook.Path)
 			}
-			if len(h.Hook.Args) < 2 || h.Hook.Args[0] != spec.HookName {
+			if len(h.Hook.Args) < 2 || h.Hook.Args[0] != hookargs.Name {
 				t.Fatalf("hook.args = %q, want [mount-hook ... STAGE]", h.Hook.Args)
 			}
-			opts, err := ParseArgs(h.Hook.Args[1:], io.Discard)
+			opts, err := hookargs.Parse(h.Hook.Args[1:])
 			if err != nil {
 				t.Fatalf("mount-hook would refuse hook.args %q: %v", h.Hook.Args, err)
 			}
-			if len(h.Stages) != 1 || Stage(h.Stages[0]) != opts.Stage {
+			if len(h.Stages) != 1 || hookargs.Stage(h.Stages[0]) != opts.Stage {
 				t.Errorf("stages = %q, but args run stage %q", h.Stages, opts.Stage)
 			}
 			stages = append(stages, h.Stages...)

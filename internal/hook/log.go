@@ -6,8 +6,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/logging"
-	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // LogName is the hook's log file in the state directory.
@@ -19,6 +19,6 @@ const LogName = "mount-hook.log"
 // configuration file's trust rule.
 func newLogger(file, level string, stderr io.Writer) *logrus.Logger {
 	log, _ := logging.Setup(logging.Options{File: file, Level: level, Stderr: stderr,
-		Name: spec.HookName, Hook: true, CheckDir: config.CheckDir})
+		Name: hookargs.Name, Hook: true, CheckDir: config.CheckDir})
 	return log
 }

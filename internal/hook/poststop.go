@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/registry"
@@ -110,7 +111,7 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 // to detach FUSE mounts whose daemon is gone, which fail every access
 // anyway. It returns the logger of the state directory it used (stderr only
 // when none).
-func (h *Hook) poststopWithoutConfig(opts *Options, st *State, dirs []string, why string) *logrus.Logger {
+func (h *Hook) poststopWithoutConfig(opts *hookargs.Args, st *State, dirs []string, why string) *logrus.Logger {
 	log := newLogger("", "", h.Stderr)
 	if opts.StateDir != "" {
 		dirs = append(dirs, filepath.Clean(opts.StateDir))

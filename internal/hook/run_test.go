@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -256,8 +257,13 @@ func TestRunUsage(t *testing.T) {
 			t.Errorf("Run(%q) = %v, stderr %q; want a usage error", argv, err, stderr)
 		}
 	}
+	var usage bytes.Buffer
+	h := &Hook{Stdin: strings.NewReader(""), Stdout: &usage, Stderr: &usage}
+	if err := h.Run([]string{"--help"}); !errors.Is(err, flag.ErrHelp) || !strings.Contains(usage.String(), "usage: mount-hook") {
+		t.Errorf("--help: %v, %q", err, usage.String())
+	}
 	var out bytes.Buffer
-	h := &Hook{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	h = &Hook{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
 	if err := h.Run([]string{"--version"}); err != nil || !strings.HasPrefix(out.String(), "mount-hook version ") {
 		t.Errorf("--version: %v, %q", err, out.String())
 	}

@@ -75,33 +75,3 @@ func ParseState(r io.Reader) (*State, error) {
 	st.Bundle = filepath.Clean(st.Bundle)
 	return st, nil
 }
-
-// Stage is the hook stage mount-hook runs for.
-type Stage string
-
-// The stages mount-hook serves. Prestart (deprecated in the runtime spec) runs
-// at the same point as createRuntime in runc and is treated the same.
-const (
-	CreateRuntime Stage = "createRuntime"
-	Prestart      Stage = "prestart"
-	Poststop      Stage = "poststop"
-)
-
-// ParseStage accepts the stage names of the runtime spec in any case, with
-// or without dashes or underscores (createRuntime, create-runtime,
-// CREATE_RUNTIME).
-func ParseStage(s string) (Stage, error) {
-	norm := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(s))
-	switch norm {
-	case "createruntime":
-		return CreateRuntime, nil
-	case "prestart":
-		return Prestart, nil
-	case "poststop":
-		return Poststop, nil
-	}
-	return "", fmt.Errorf("unknown stage %q: mount-hook runs at createRuntime (or prestart) and poststop; fix the hook's args", s)
-}
-
-// creates reports whether the stage verifies and registers a mounter.
-func (s Stage) creates() bool { return s == CreateRuntime || s == Prestart }

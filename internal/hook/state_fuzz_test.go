@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/runc-shared/runc-shared/internal/hook"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 )
 
 // FuzzParseState feeds arbitrary stdin to the OCI state parser of mount-hook.
@@ -82,8 +83,8 @@ func FuzzParseState(f *testing.F) {
 			t.Fatalf("state %+v reads back as %+v", st, st2)
 		}
 		// A stage argument never panics and only ever yields a known stage.
-		if s, err := hook.ParseStage(strings.TrimSpace(st.Status)); err == nil &&
-			s != hook.CreateRuntime && s != hook.Prestart && s != hook.Poststop {
+		if s, err := hookargs.ParseStage(strings.TrimSpace(st.Status)); err == nil &&
+			s != hookargs.CreateRuntime && s != hookargs.Prestart && s != hookargs.Poststop {
 			t.Fatalf("ParseStage(%q) = %q", st.Status, s)
 		}
 	})

@@ -2,8 +2,6 @@ package hook
 
 import (
 	"errors"
-	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -95,74 +93,5 @@ func TestParseStatePodman(t *testing.T) {
 			!strings.HasSuffix(st.Bundle, "/userdata") || st.Annotations["runc-shared.io/mounter"] != "glusterfs" {
 			t.Errorf("%s: %+v", name, st)
 		}
-	}
-}
-
-func TestParseStage(t *testing.T) {
-	for in, want := range map[string]Stage{
-		"createRuntime": CreateRuntime, "createruntime": CreateRuntime, "create-runtime": CreateRuntime,
-		"CREATE_RUNTIME": CreateRuntime, "prestart": Prestart, "preStart": Prestart,
-		"poststop": Poststop, "postStop": Poststop, "post-stop": Poststop,
-	} {
-		got, err := ParseStage(in)
-		if err != nil || got != want {
-			t.Errorf("ParseStage(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "createContainer", "startContainer", "poststart", "create"} {
-		if got, err := ParseStage(in); err == nil {
-			t.Errorf("ParseStage(%q) = %q, want an error", in, got)
-		}
-	}
-	if !CreateRuntime.creates() || !Prestart.creates() || Poststop.creates() {
-		t.Error("creates() is wrong")
-	}
-}
-
-func TestParseArgs(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		argv []string
-		want *Options
-		err  string
-	}{
-		{"stage only", []string{"createRuntime"}, &Options{Stage: CreateRuntime}, ""},
-		{"as the wrapper injects it",
-			[]string{"--config", "/etc/rs.toml", "--runtime", "/usr/sbin/runc", "--root", "/run/x", "poststop"},
-			&Options{Config: "/etc/rs.toml", ConfigSet: true, Runtime: "/usr/sbin/runc", Root: "/run/x", Stage: Poststop}, ""},
-		{"equals forms", []string{"--config=/c.toml", "-root=/r", "prestart"},
-			&Options{Config: "/c.toml", ConfigSet: true, Root: "/r", Stage: Prestart}, ""},
-		{"explicitly no config", []string{"--config=", "poststop"}, &Options{ConfigSet: true, Stage: Poststop}, ""},
-		{"no stage", []string{"--root", "/r"}, nil, "exactly one STAGE"},
-		{"two stages", []string{"createRuntime", "poststop"}, nil, "exactly one STAGE"},
-		{"flag after stage", []string{"poststop", "--root", "/r"}, nil, "exactly one STAGE"},
-		{"unknown stage", []string{"poststart"}, nil, "unknown stage"},
-		{"unknown flag", []string{"--bundle", "/b", "poststop"}, nil, "flag provided but not defined"},
-		{"missing value", []string{"--config"}, nil, "needs an argument"},
-		{"relative config", []string{"--config", "c.toml", "poststop"}, nil, "relative path"},
-		{"relative runtime", []string{"--runtime", "bin/runc", "poststop"}, nil, "relative path"},
-		{"runtime name on PATH", []string{"--runtime", "runc", "poststop"}, &Options{Runtime: "runc", Stage: Poststop}, ""},
-		{"state dir", []string{"--state-dir", "/run/rs", "poststop"}, &Options{StateDir: "/run/rs", Stage: Poststop}, ""},
-		{"relative state dir", []string{"--state-dir", "run/rs", "poststop"}, nil, "relative path"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseArgs(tc.argv, io.Discard)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("ParseArgs(%q) = %+v, %v; want error %q", tc.argv, got, err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ParseArgs(%q) = %+v, want %+v", tc.argv, got, tc.want)
-			}
-		})
-	}
-	var usage strings.Builder
-	if _, err := ParseArgs([]string{"--help"}, &usage); !errors.Is(err, flag.ErrHelp) || !strings.Contains(usage.String(), "usage: mount-hook") {
-		t.Errorf("--help: %v, %q", err, usage.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/runtime"
@@ -146,7 +147,7 @@ func checkWrapper(wrapper string) Check {
 
 // checkHook looks for mount-hook where the wrapper injects it from.
 func checkHook(cfg *config.Config, wrapper string) Check {
-	const name = "mount-hook"
+	const name = hookargs.Name
 	hook := cfg.HookBinary(wrapper)
 	if runtime.IsExecutable(hook) == nil {
 		return pass(name, "%s", hook)

@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/internal/wrapper"
@@ -378,7 +379,7 @@ func fzCheckHooks(t *testing.T, before, after *specs.Hooks) {
 			t.Fatalf("hook stage %d: existing hooks changed:\n %s\n %s", i, fzJSON(t, b), fzJSON(t, a))
 		}
 		for _, h := range a[len(b):] {
-			if filepath.Base(h.Path) != spec.HookName {
+			if filepath.Base(h.Path) != hookargs.Name {
 				t.Fatalf("hook stage %d: added %q, not mount-hook", i, h.Path)
 			}
 		}

@@ -1,23 +1,12 @@
 package spec
 
 import (
-	"flag"
-	"io"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-// HookName is the base name of the mount-hook binary, and the program name
-// (args[0]) of an injected hook.
-const HookName = "mount-hook"
-
-// Hook stages as mount-hook takes them on its command line.
-const (
-	StageCreateRuntime = "createRuntime"
-	StagePoststop      = "poststop"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 )
 
 // HookEnv is the whole environment of an injected hook. The container's env
@@ -42,27 +31,24 @@ type InjectHooks struct {
 	Runtime string
 	// Root is the delegate's --root; "" passes none (the runtime's default).
 	Root string
+	// StateDir is the state directory for --state-dir, where poststop finds
+	// the registry when the configuration is gone or broken; "" passes none
+	// (the hook then looks in the default).
+	StateDir string
 	// Timeout is in seconds; 0 means DefaultHookTimeout.
 	Timeout int
 }
 
 // Hook returns the hook entry for stage.
-func (h InjectHooks) Hook(stage string) specs.Hook {
-	args := []string{HookName}
-	for _, f := range []struct{ flag, value string }{
-		{"--config", h.Config}, {"--runtime", h.Runtime}, {"--root", h.Root},
-	} {
-		if f.value != "" {
-			args = append(args, f.flag, f.value)
-		}
-	}
+func (h InjectHooks) Hook(stage hookargs.Stage) specs.Hook {
+	args := &hookargs.Args{Config: h.Config, Runtime: h.Runtime, Root: h.Root, StateDir: h.StateDir, Stage: stage}
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
 	}
 	return specs.Hook{
 		Path:    h.Path,
-		Args:    append(args, stage),
+		Args:    args.Format(),
 		Env:     slices.Clone(HookEnv),
 		Timeout: &timeout,
 	}
@@ -82,65 +68,33 @@ func (h InjectHooks) Modify(s *specs.Spec) error {
 	// Only our own hook counts: any other binary, even one named
 	// mount-hook, verifies and registers nothing.
 	//lint:ignore SA1019 Prestart is deprecated but still run by runc 1.1.
-	if h.Present(s.Hooks.CreateRuntime, StageCreateRuntime) || h.Present(s.Hooks.Prestart, StageCreateRuntime) {
+	if h.Present(s.Hooks.CreateRuntime, hookargs.CreateRuntime) || h.Present(s.Hooks.Prestart, hookargs.CreateRuntime) {
 		return nil
 	}
-	s.Hooks.CreateRuntime = append(s.Hooks.CreateRuntime, h.Hook(StageCreateRuntime))
-	if !h.Present(s.Hooks.Poststop, StagePoststop) {
-		s.Hooks.Poststop = append(s.Hooks.Poststop, h.Hook(StagePoststop))
+	s.Hooks.CreateRuntime = append(s.Hooks.CreateRuntime, h.Hook(hookargs.CreateRuntime))
+	if !h.Present(s.Hooks.Poststop, hookargs.Poststop) {
+		s.Hooks.Poststop = append(s.Hooks.Poststop, h.Hook(hookargs.Poststop))
 	}
 	return nil
 }
 
-// Present reports whether hooks holds our hook for stage (StageCreateRuntime
-// or StagePoststop): the binary at h.Path, called with a command line that
-// mount-hook runs as that stage and, where it names a configuration file,
-// with h.Config. A hook at another path, or one that would only print its
-// version or fail on its arguments, is not ours.
-func (h InjectHooks) Present(hooks []specs.Hook, stage string) bool {
+// Present reports whether hooks holds our hook for stage
+// (hookargs.CreateRuntime or hookargs.Poststop): the binary at h.Path,
+// called with a command line that mount-hook runs as that stage and, where
+// it names a configuration file, with h.Config. A hook at another path, or
+// one that would only print its version or fail on its arguments, is not
+// ours.
+func (h InjectHooks) Present(hooks []specs.Hook, stage hookargs.Stage) bool {
 	return slices.ContainsFunc(hooks, func(x specs.Hook) bool {
 		if filepath.Clean(x.Path) != filepath.Clean(h.Path) || len(x.Args) == 0 {
 			return false
 		}
-		got, config, ok := hookStage(x.Args[1:])
-		if !ok || config != "" && h.Config != "" && filepath.Clean(config) != filepath.Clean(h.Config) {
+		a, err := hookargs.Parse(x.Args[1:])
+		if err != nil || a.Config != "" && h.Config != "" && filepath.Clean(a.Config) != filepath.Clean(h.Config) {
 			return false
 		}
-		return got == stage || stage == StageCreateRuntime && got == "prestart"
+		return a.Stage == stage || stage == hookargs.CreateRuntime && a.Stage.Creates()
 	})
-}
-
-// hookStage reads a mount-hook command line (without the program name) as
-// mount-hook does (internal/hook ParseArgs, Go flag syntax): its stage, in
-// the spelling of the Stage constants or "prestart", and its --config.
-func hookStage(args []string) (stage, config string, ok bool) {
-	fs := flag.NewFlagSet(HookName, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&config, "config", "", "")
-	root, stateDir, runtime := fs.String("root", "", ""), fs.String("state-dir", "", ""), fs.String("runtime", "", "")
-	version := fs.Bool("version", false, "")
-	if fs.Parse(args) != nil || *version || fs.NArg() != 1 {
-		return "", "", false
-	}
-	// mount-hook refuses relative paths (it runs in the runtime's working
-	// directory); a bare runtime name is looked up on PATH.
-	for _, p := range []string{config, *root, *stateDir} {
-		if p != "" && !filepath.IsAbs(p) {
-			return "", "", false
-		}
-	}
-	if strings.Contains(*runtime, "/") && !filepath.IsAbs(*runtime) {
-		return "", "", false
-	}
-	switch strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(fs.Arg(0))) {
-	case "createruntime":
-		return StageCreateRuntime, config, true
-	case "prestart":
-		return "prestart", config, true
-	case "poststop":
-		return StagePoststop, config, true
-	}
-	return "", "", false
 }
 
 // HasHook reports whether hooks holds a hook whose binary is named
@@ -149,6 +103,6 @@ func hookStage(args []string) (stage, config string, ok bool) {
 // arguments.
 func HasHook(hooks []specs.Hook) bool {
 	return slices.ContainsFunc(hooks, func(h specs.Hook) bool {
-		return filepath.Base(h.Path) == HookName
+		return filepath.Base(h.Path) == hookargs.Name
 	})
 }

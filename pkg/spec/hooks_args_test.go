@@ -1,13 +1,12 @@
 package spec_test
 
 import (
-	"io"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/runc-shared/runc-shared/internal/hook"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -30,9 +29,9 @@ func TestPresentReadsArgsAsMountHook(t *testing.T) {
 		if line != "" {
 			args = append(args, strings.Fields(line)...)
 		}
-		opts, err := hook.ParseArgs(args[1:], io.Discard)
-		for _, stage := range []string{spec.StageCreateRuntime, spec.StagePoststop} {
-			want := err == nil && (string(opts.Stage) == stage || stage == spec.StageCreateRuntime && opts.Stage == hook.Prestart)
+		opts, err := hookargs.Parse(args[1:])
+		for _, stage := range []hookargs.Stage{hookargs.CreateRuntime, hookargs.Poststop} {
+			want := err == nil && (opts.Stage == stage || stage == hookargs.CreateRuntime && opts.Stage == hookargs.Prestart)
 			got := inj.Present([]specs.Hook{{Path: path, Args: args}}, stage)
 			if got != want {
 				t.Errorf("hook args %q at %s: Present = %v, but mount-hook reads them as %+v, %v", args, stage, got, opts, err)

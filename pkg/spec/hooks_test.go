@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 )
 
 func hook(path string, args ...string) specs.Hook {
@@ -140,9 +141,11 @@ func TestInjectHooksArgs(t *testing.T) {
 		{"config only", InjectHooks{Path: "/b/mount-hook", Config: "/c.toml"}, []string{"mount-hook", "--config", "/c.toml", "poststop"}, 10},
 		{"default root omitted", InjectHooks{Path: "/b/mount-hook", Runtime: "/usr/sbin/runc", Timeout: 3},
 			[]string{"mount-hook", "--runtime", "/usr/sbin/runc", "poststop"}, 3},
+		{"all flags", InjectHooks{Path: "/b/mount-hook", Config: "/c.toml", Runtime: "runc", Root: "/run/r", StateDir: "/run/rs"},
+			[]string{"mount-hook", "--config", "/c.toml", "--runtime", "runc", "--root", "/run/r", "--state-dir", "/run/rs", "poststop"}, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := tc.inj.Hook(StagePoststop)
+			h := tc.inj.Hook(hookargs.Poststop)
 			if !reflect.DeepEqual(h.Args, tc.args) {
 				t.Errorf("args = %q, want %q", h.Args, tc.args)
 			}
@@ -158,7 +161,7 @@ func TestInjectHooksArgs(t *testing.T) {
 		})
 	}
 	// The env slice is the hook's own: changing it must not change HookEnv.
-	h := InjectHooks{Path: "/b/mount-hook"}.Hook(StagePoststop)
+	h := InjectHooks{Path: "/b/mount-hook"}.Hook(hookargs.Poststop)
 	h.Env[0] = "PATH=/tmp"
 	if HookEnv[0] == "PATH=/tmp" {
 		t.Error("Hook shares HookEnv's backing array")
