@@ -23,9 +23,9 @@ func (w *Wrapper) withHook(cfg *config.Config, args *runtime.Args, delegate stri
 // binary (hook-path, else mount-hook beside runc-shared), unless the spec
 // already has mount-hook there (Podman and CRI-O add it from hooks.d). The
 // delegate and its --root are not in the OCI state a hook gets, so they go
-// on its command line, with the configuration file: the hook runs with a
-// minimal environment and in the runtime's working directory, so every path
-// is absolute.
+// on its command line, with the configuration file and the state directory:
+// the hook runs with a minimal environment and in the runtime's working
+// directory, so every path is absolute.
 func (w *Wrapper) hookModifier(cfg *config.Config, args *runtime.Args, delegate string) spec.Modifier {
 	return spec.ModifierFunc(func(s *specs.Spec) error {
 		bin := cfg.HookBinary(w.self())
@@ -39,6 +39,11 @@ func (w *Wrapper) hookModifier(cfg *config.Config, args *runtime.Args, delegate 
 		}
 		if inj.Root, err = absPath(args.Root); err != nil {
 			return err
+		}
+		// A poststop whose configuration is gone by then finds the
+		// registry through --state-dir; the default it finds anyway.
+		if cfg.StateDir != config.DefaultStateDir {
+			inj.StateDir = cfg.StateDir
 		}
 		return inj.Modify(s)
 	})

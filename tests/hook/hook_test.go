@@ -119,7 +119,7 @@ func TestRegisteredWhileRunning(t *testing.T) {
 		}
 	}
 	h := s.Hooks.CreateRuntime[0]
-	wantArgs := []string{"mount-hook", "--config", e.config, "--runtime", runcPath(t), "--root", r.Root, "createRuntime"}
+	wantArgs := []string{"mount-hook", "--config", e.config, "--runtime", runcPath(t), "--root", r.Root, "--state-dir", e.stateDir, "createRuntime"}
 	if h.Path != testutil.Bin(t, "mount-hook") || !slices.Equal(h.Args, wantArgs) || !slices.Equal(h.Env, spec.HookEnv) {
 		t.Errorf("createRuntime hook = %+v, want %s %q", h, testutil.Bin(t, "mount-hook"), wantArgs)
 	}

@@ -107,6 +107,40 @@ func TestPoststopStateDirFlag(t *testing.T) {
 	}
 }
 
+// TestInjectedPoststopWithoutConfig: the configuration file is removed while
+// a mounter runs. The wrapper gave the injected hook --state-dir, so the
+// poststop at delete still finds the mounter's record there and removes it.
+func TestInjectedPoststopWithoutConfig(t *testing.T) {
+	testutil.CheckLeaks(t)
+	e := newEnv(t, testutil.SharedDir(t), "")
+	r := e.wrapper(t)
+	b := mounterBundle(t, testutil.BusyboxRootfs(t), e.host)
+	r.Up(t, b, "no-cfg")
+	if _, err := e.registry().Read("no-cfg"); err != nil {
+		t.Fatalf("no record while the mounter runs: %v\nhook log:\n%s", err, e.hookLog(t))
+	}
+	if err := os.Remove(e.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Kill(t, "no-cfg", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, r, "no-cfg")
+	if err := r.Delete(t, "no-cfg", false); err != nil {
+		t.Fatal(err)
+	}
+	log := e.hookLog(t)
+	if _, err := e.registry().Read("no-cfg"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("record of the deleted mounter: %v, want removed\nhook log:\n%s", err, log)
+	}
+	for _, want := range []string{"the configuration names no rule, so this poststop works from the registry record in " + e.registry().Dir,
+		`unregistered mounter of rule \"fuse\"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("hook log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
 // TestHookLogSymlink: a symlink planted as mount-hook.log does not make the
 // hook append to its target; the hook says why it does not log there.
 func TestHookLogSymlink(t *testing.T) {
