@@ -172,6 +172,17 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 		s.Log.WithField("socket", regSock).Infof("serving kubelet plugin registration (CSI endpoint for kubelet: %s)", o.KubeletEndpoint)
 	}
 	s.Log.WithFields(logrus.Fields{"socket": sock, "node": o.NodeID, "config": s.Config.Path}).Infof("serving CSI driver %s", o.Driver)
+	// Without the announcement the host falls back to a runtime exec: a
+	// slower route, not a reason to stop serving kubelet.
+	if a, aerr := s.announce(sock); aerr != nil {
+		s.Log.Warnf("%v: `mounter` on the host will use a runtime exec into this mounter", aerr)
+	} else {
+		defer func() {
+			if uerr := s.unannounce(a); uerr != nil {
+				s.Log.Warn(uerr.Error())
+			}
+		}()
+	}
 
 	// Recovery runs beside the calls: a call for a volume waits for that
 	// volume's recovery (the volume lock), the others are served at once.

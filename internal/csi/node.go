@@ -180,7 +180,7 @@ func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging stri
 	if _, _, err := s.recoverRecord(ctx, rec); err != nil {
 		return false, err
 	}
-	rec.PID, rec.Recovery = os.Getpid(), nil
+	rec.PID, rec.Recovery = s.pid(), nil
 	return true, s.records.write(rec)
 }
 
@@ -202,7 +202,7 @@ func (s *Server) checkSubdir(base, subdir string, allow []string) error {
 
 func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
 	return &Record{VolumeID: id, Driver: s.Driver, Node: s.NodeID, Rule: rule.Name, FSType: v.FSType,
-		Source: v.Source, Options: v.Options, Subdir: v.Subdir, PID: os.Getpid(), Created: time.Now().UTC()}
+		Source: v.Source, Options: v.Options, Subdir: v.Subdir, PID: s.pid(), Created: time.Now().UTC()}
 }
 
 // mountHelper runs the helper and checks that a mount is there afterwards

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -200,7 +199,7 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 			next = time.Now().Add(p.delay(attempt))
 		}
 		for _, id := range failed {
-			s.noteFailure(ctx, id, results, next)
+			s.noteFailure(ctx, id, results, next, false)
 		}
 		s.Log.WithFields(logrus.Fields{"attempt": attempt, "took": time.Since(start).Round(time.Millisecond).String()}).
 			Infof("recovery: %d volumes mounted again, %d targets bound again, %d failed, %d records unreadable",
@@ -225,8 +224,33 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 	}
 }
 
-// noteFailure logs a volume's failure and keeps it in its record.
-func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverResult, next time.Time) {
+// RecoverNow runs one recovery pass over the records of rule ("" for all
+// of the server's) and keeps each failure in its record, for `mounter
+// recover`. A retry the automatic recovery has scheduled stays scheduled.
+func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
+	var ids []string // nil: all
+	if rule != "" {
+		ids = []string{}
+		recs, _ := s.records.list() // unreadable ones come back from RecoverOnce
+		for _, r := range recs {
+			if r.Rule == rule {
+				ids = append(ids, r.VolumeID)
+			}
+		}
+	}
+	results := s.RecoverOnce(ctx, ids, s.recoverPolicy().Workers)
+	for _, r := range results {
+		if r.Err != nil && r.VolumeID != "" {
+			s.noteFailure(ctx, r.VolumeID, results, time.Time{}, true)
+		}
+	}
+	return results
+}
+
+// noteFailure logs a volume's failure and keeps it in its record. next is
+// when the automatic recovery tries again (zero: it has given up); manual
+// keeps the retry already scheduled.
+func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverResult, next time.Time, manual bool) {
 	var rerr error
 	for _, r := range results {
 		if r.VolumeID == id {
@@ -246,6 +270,9 @@ func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverRe
 	if r == nil {
 		r = &Recovery{}
 	}
+	if manual && r.Next.After(time.Now()) {
+		next = r.Next
+	}
 	r.Attempts++
 	r.Error, r.Last, r.Next = rerr.Error(), time.Now().UTC(), next.UTC()
 	if next.IsZero() {
@@ -253,7 +280,9 @@ func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverRe
 	}
 	rec.Recovery = r
 	e := s.Log.WithFields(logrus.Fields{"volume": id, "attempt": r.Attempts})
-	if next.IsZero() {
+	if manual && next.IsZero() {
+		e.Errorf("recovery: %v; kept for the next `mounter recover` or start of the server", rerr)
+	} else if next.IsZero() {
 		e.Errorf("recovery: %v; giving up until the server restarts or `mounter recover` runs", rerr)
 	} else {
 		e.Errorf("recovery: %v; trying again in %v", rerr, time.Until(next).Round(time.Second))
@@ -285,7 +314,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 	}
 	if res.Remounted || rec.Recovery != nil {
 		if res.Remounted {
-			rec.PID = os.Getpid()
+			rec.PID = s.pid()
 		}
 		rec.Recovery = nil
 		res.Err = s.records.write(rec)

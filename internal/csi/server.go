@@ -46,6 +46,10 @@ type Server struct {
 	statfsFunc func(path string) error
 	// RecoverPolicy bounds recovery's retries; zero: DefaultRecoverPolicy.
 	RecoverPolicy RecoverPolicy
+	// HelperPID is the process whose helpers hold the mounts, for the
+	// records; 0 means this process. `mounter recover` on the host, which
+	// mounts through a runtime exec into a mounter, names that mounter.
+	HelperPID int
 
 	csipb.UnimplementedIdentityServer
 	csipb.UnimplementedNodeServer
@@ -119,11 +123,19 @@ func (s *Server) recoverPolicy() RecoverPolicy {
 	return s.RecoverPolicy
 }
 
-// Register adds the CSI services to g.
+func (s *Server) pid() int {
+	if s.HelperPID != 0 {
+		return s.HelperPID
+	}
+	return os.Getpid()
+}
+
+// Register adds the CSI services and the host service to g.
 func (s *Server) Register(g *grpc.Server) {
 	csipb.RegisterIdentityServer(g, s)
 	csipb.RegisterNodeServer(g, s)
 	csipb.RegisterControllerServer(g, s)
+	s.registerHost(g)
 }
 
 // lockVolume serializes the calls for one volume id.

@@ -1,0 +1,156 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// serveHost serves e's server on a socket below a long directory, so that
+// the path through /proc/PID/root is longer than a socket address may be.
+func serveHost(t *testing.T, e *nodeEnv) string {
+	t.Helper()
+	pad := 100 - len(e.Root) - len("//csi.sock")
+	if pad < 1 {
+		t.Fatalf("temporary directory %s too long", e.Root)
+	}
+	dir := e.dir(t, strings.Repeat("d", pad))
+	l, sock, err := Listen("unix://" + filepath.Join(dir, "csi.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := e.S.NewGRPC()
+	e.S.Register(g)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	return sock
+}
+
+// TestHostRecover: `mounter recover` on the host asks the server through
+// the mounter's root for one pass; the answer names each volume of the
+// rule asked for, what was done, and what failed, which the record keeps.
+func TestHostRecover(t *testing.T) {
+	e := newNodeEnv(t)
+	e.S.RecoverPolicy = fastPolicy
+	staging, targets := e.published(t, "vol-1", "127.0.0.2:/v0", 2)
+	bad, _ := e.published(t, "vol-2", "127.0.0.2:/gone", 1)
+	e.F.killDaemons()
+	e.F.fail["127.0.0.2:/gone"] = errors.New("mount.glusterfs: volume gone")
+	sock := serveHost(t, e)
+	if len("/proc/self/root"+sock) <= 108 {
+		t.Fatalf("socket path %s too short to test the long-path dial", sock)
+	}
+
+	c, err := DialMounter(os.Getpid(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Recover(ctx, "glusterfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]VolumeResult{}
+	for _, r := range res {
+		got[r.VolumeID] = r
+	}
+	if r := got["vol-1"]; !r.Remounted || r.Rebound != 2 || r.Error != "" {
+		t.Errorf("vol-1: %+v, want remounted, 2 targets bound again", r)
+	}
+	if r := got["vol-2"]; r.Error == "" || !strings.Contains(r.Error, "volume gone") {
+		t.Errorf("vol-2: %+v, want the helper's failure", r)
+	}
+	for _, p := range append([]string{staging}, targets...) {
+		if _, live := e.top(p); !live {
+			t.Errorf("%s not live after the host's recover", p)
+		}
+	}
+	if _, live := e.top(bad); live {
+		t.Errorf("%s live, want it dead", bad)
+	}
+	rec, err := e.S.records.read("vol-2")
+	if err != nil || rec == nil || rec.Recovery == nil || rec.Recovery.Attempts != 1 || !rec.Recovery.Next.IsZero() {
+		t.Errorf("record of vol-2 after a failed recover: %+v, %v; want the failure kept, no retry scheduled", rec, err)
+	}
+
+	// Another rule: nothing of it; an unknown rule: InvalidArgument.
+	if res, err := c.Recover(ctx, ""); err != nil || len(res) != 2 {
+		t.Errorf("Recover of every rule: %+v, %v; want both volumes", res, err)
+	}
+	if _, err := c.Recover(ctx, "nope"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Recover of an unknown rule: %v, want InvalidArgument", err)
+	}
+}
+
+// TestDialMounterRefuses: the socket path is resolved inside the mounter's
+// root; a symlink there that names a socket of the host reaches nothing,
+// and a file that is no socket is refused before anything is sent.
+func TestDialMounterRefuses(t *testing.T) {
+	e := newNodeEnv(t)
+	sock := serveHost(t, e)
+	root := e.dir(t, "rootfs")
+	if err := os.MkdirAll(filepath.Join(root, "run"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{sock, strings.Repeat("../", 40) + sock[1:]} {
+		link := filepath.Join(root, "run", "csi.sock")
+		_ = os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := dialInRoot(root, "/run/csi.sock"); err == nil {
+			_ = c.Close()
+			t.Errorf("a symlink to %s in the mounter's root reached the host's socket", target)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "plain"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialInRoot(root, "/plain"); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("a plain file: %v, want refused as not a socket", err)
+	}
+	if _, err := DialMounter(os.Getpid(), "relative.sock"); err == nil {
+		t.Errorf("a relative endpoint was accepted")
+	}
+}
+
+// TestAnnounce: the server announces itself with its mount namespace and
+// removes only its own announcement.
+func TestAnnounce(t *testing.T) {
+	e := newNodeEnv(t)
+	a, err := e.S.announce("/run/x/csi.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := MountNSOf("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, errs := Announcements(e.S.Config.StateDir)
+	if len(errs) != 0 || len(got) != 1 || got[0].Endpoint != "/run/x/csi.sock" || got[0].MountNS != ns || got[0].Driver != e.S.Driver {
+		t.Fatalf("announcements: %+v, %v", got, errs)
+	}
+	newer := *a
+	newer.Started = a.Started.Add(time.Second)
+	if err := e.S.unannounce(&newer); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Announcements(e.S.Config.StateDir); len(got) != 1 {
+		t.Fatalf("another server's stop removed this one's announcement")
+	}
+	if err := e.S.unannounce(a); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Announcements(e.S.Config.StateDir); len(got) != 0 {
+		t.Fatalf("announcement left after its server stopped: %+v", got)
+	}
+}
