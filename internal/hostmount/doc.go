@@ -9,12 +9,12 @@
 //     (ResolveSource, OpenResolved, ResolveAndOpen), with the sentinels
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
-//   - mount table queries (MountOf, MountOfIn, MountOfReader, MountsAt,
-//     MountsUnder, PeerGroup, Master, IsShared, RequireShared, IsMountPoint);
+//   - mount table queries (MountOf, MountOfIn, MountOfList, MountsAt,
+//     MountsUnder, PeerGroup, Master, IsShared, IsMountPointIn); tests feed
+//     their mountinfo parsing with fixtures (export_test.go);
 //   - making a host path a shared mount once, under a file lock, however many
 //     processes ask at the same time (EnsureShared);
-//   - finding and detaching dead FUSE mounts (DeadFUSEMounts, ScanFUSE, Detach,
-//     Unmount).
+//   - finding and detaching dead FUSE mounts (ScanFUSE, Detach, Unmount).
 //
 // The package logs nothing: it returns what it did (EnsureShared's changed) or
 // found, and the caller logs.
@@ -25,15 +25,17 @@
 // /proc/<pid>/mountinfo only where it cannot; docs/benchmarks.md has what
 // each way costs on the CI machine and the benchmarks that measure it.
 //
-// MountOf (and so IsShared, RequireShared, EnsureShared) first tries
+// MountOf (and so IsShared and EnsureShared) first tries
 // statx(STATX_MNT_ID_UNIQUE) and statmount(2) (Linux 6.8+), whose cost does
 // not grow with the number of mounts, and reads mountinfo only when that
 // fails: an older kernel, a missing path, a path not in the dentry cache, a
-// symlink on the way. MountOfIn keeps reading /proc/<pid>/mountinfo:
-// statmount answers for the caller's namespace only. MountsAt (the stack of
-// mounts on one mount point) works the same way.
+// symlink on the way. MountOfIn does the same in another process's
+// namespace (Linux 6.11+, where statmount takes a namespace), else reads
+// /proc/<pid>/mountinfo; IsMountPointIn always reads it, stopping at the
+// first match, so it never touches the file system at the path. MountsAt
+// (the stack of mounts on one mount point) works like MountOf.
 //
-// MountsUnder (and so ScanFUSE, DeadFUSEMounts) lists the mounts below each
+// MountsUnder (and so ScanFUSE) lists the mounts below each
 // path with listmount(2) and statmounts each, when every path is a mount
 // point other than "/" (ensure-shared makes a rule path one). listmount
 // still walks every mount of the namespace in the kernel, so its cost grows

@@ -3,7 +3,6 @@ package hostmount
 import (
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,31 +15,11 @@ import (
 // hung FUSE daemon would otherwise block the caller for ever.
 const DefaultStatTimeout = 2 * time.Second
 
-// ErrHungMount means some FUSE mounts did not answer statfs in time. They are
-// treated as not dead (never detached), and named in the error.
-var ErrHungMount = errors.New("FUSE mount did not answer statfs in time")
-
 // FUSEScan is what ScanFUSE found among the FUSE mounts under the prefixes.
 type FUSEScan struct {
 	Dead []*mountinfo.Info // statfs failed with ENOTCONN or ECONNABORTED
 	Hung []*mountinfo.Info // statfs did not return within the timeout
 	Live []*mountinfo.Info // statfs answered (successfully or with another error)
-}
-
-// DeadFUSEMounts returns the dead FUSE mounts of this mount namespace whose
-// mount point is within one of under (component-wise; the prefixes are also
-// matched in their symlink-resolved form). A mount is dead when statfs of its
-// mount point fails with ENOTCONN ("Transport endpoint is not connected": its
-// daemon is gone); ECONNABORTED (connection aborted through fusectl) counts
-// too. A mount that does not answer within DefaultStatTimeout is not dead: it
-// is reported in an error wrapping ErrHungMount, and the returned list is
-// still valid then. Detach each returned mount with Detach.
-func DeadFUSEMounts(under []string) ([]*mountinfo.Info, error) {
-	scan, err := ScanFUSE(under, DefaultStatTimeout)
-	if err != nil {
-		return nil, err
-	}
-	return scan.Dead, hungError(scan.Hung)
 }
 
 // ScanFUSE lists the FUSE mounts (fstype "fuse", "fuse.*" or "fuseblk")
@@ -58,26 +37,10 @@ func ScanFUSE(under []string, timeout time.Duration) (*FUSEScan, error) {
 	return classify(mounts, timeout, statfs), nil
 }
 
-// FUSEMountsFromReader returns the FUSE mounts within one of under from
-// mountinfo text (fixtures, /proc/<pid>/mountinfo), without statting them.
-func FUSEMountsFromReader(r io.Reader, under []string) ([]*mountinfo.Info, error) {
-	return mountinfo.GetMountsFromReader(r, fuseFilter(ExpandPrefixes(under)))
-}
-
 // IsFUSE reports whether fstype is a FUSE file system type: "fuse",
 // "fuse.<subtype>" (fuse.glusterfs, fuse.sshfs) or "fuseblk".
 func IsFUSE(fstype string) bool {
 	return fstype == "fuse" || fstype == "fuseblk" || strings.HasPrefix(fstype, "fuse.")
-}
-
-func fuseFilter(under []string) mountinfo.FilterFunc {
-	return func(m *mountinfo.Info) (skip, stop bool) {
-		if !IsFUSE(m.FSType) {
-			return true, false
-		}
-		_, ok := WithinAny(m.Mountpoint, under)
-		return !ok, false
-	}
 }
 
 // ExpandPrefixes returns the absolute prefixes cleaned, plus their resolved
@@ -146,15 +109,4 @@ func classify(mounts []*mountinfo.Info, timeout time.Duration, stat statfsFunc) 
 		}
 	}
 	return scan
-}
-
-func hungError(hung []*mountinfo.Info) error {
-	if len(hung) == 0 {
-		return nil
-	}
-	names := make([]string, len(hung))
-	for i, m := range hung {
-		names[i] = m.Mountpoint
-	}
-	return fmt.Errorf("%w (left alone, check its daemon): %s", ErrHungMount, strings.Join(names, ", "))
 }

@@ -116,8 +116,8 @@ func TestDeadFUSEMountsLive(t *testing.T) {
 	if err := unix.Statfs(dead, &st); !errors.Is(err, unix.ENOTCONN) {
 		t.Fatalf("statfs of the killed bindfs mount = %v, want ENOTCONN", err)
 	}
-	if ok, err := IsMountPoint(dead); err != nil || !ok {
-		t.Fatalf("IsMountPoint(dead) = %v, %v", ok, err)
+	if ok, err := isMountPoint(dead); err != nil || !ok {
+		t.Fatalf("isMountPoint(dead) = %v, %v", ok, err)
 	}
 	if m, err := MountOf(dead + "/x"); err != nil || m.Mountpoint != dead {
 		t.Fatalf("MountOf below a dead mount = %v, %v", m, err)
@@ -151,7 +151,7 @@ func TestDeadFUSEMountsLive(t *testing.T) {
 	if got, err := DeadFUSEMounts([]string{prefix}); err != nil || len(got) != 0 {
 		t.Fatalf("after Detach: %v, %v", mountpoints(got), err)
 	}
-	if ok, _ := IsMountPoint(live); !ok {
+	if ok, _ := isMountPoint(live); !ok {
 		t.Fatal("the live mount went away")
 	}
 }

@@ -116,7 +116,7 @@ func startBindfs(t *testing.T, src, mnt string, opts ...string) *exec.Cmd {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if ok, err := IsMountPoint(mnt); err == nil && ok {
+		if ok, err := isMountPoint(mnt); err == nil && ok {
 			return cmd
 		}
 		select {

@@ -12,10 +12,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 )
 
-// ErrNotShared means a host path is not in a shared peer group, so a bind of
-// it into a container with rshared propagation would not carry mounts back.
-var ErrNotShared = errors.New("not a shared mount")
-
 // errNoMount is returned when no mount contains a path (a fixture without a
 // root mount, or a path outside the reading process's root).
 var errNoMount = errors.New("no mount contains the path")
@@ -78,16 +74,16 @@ func MountOfIn(pid int, path string) (*mountinfo.Info, error) {
 		return nil, fmt.Errorf("mount of %s in process %d: %w", path, pid, err)
 	}
 	defer f.Close()
-	m, err := MountOfReader(f, path)
+	m, err := mountOfReader(f, path)
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return m, nil
 }
 
-// MountOfReader is MountOf over mountinfo text read from r (fixtures,
+// mountOfReader is MountOf over mountinfo text read from r (fixtures,
 // another process's mountinfo).
-func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
+func mountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return nil, err
@@ -99,7 +95,7 @@ func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
 	return pickVisible(cands, c)
 }
 
-// MountOfList is MountOfReader over entries already parsed, in mountinfo
+// MountOfList is mountOfReader over entries already parsed, in mountinfo
 // order: a caller that asks about several paths parses the table once.
 func MountOfList(ms []*mountinfo.Info, path string) (*mountinfo.Info, error) {
 	c, err := checkAbs(path)
@@ -230,45 +226,48 @@ func IsShared(path string) (bool, error) {
 	return PeerGroup(m) > 0, nil
 }
 
-// RequireShared is the ensure-shared = false check: nil when path is on a
-// shared mount, else an error wrapping ErrNotShared that names the path and
-// the fix.
-func RequireShared(path string) error {
-	m, err := MountOf(path)
-	if err != nil {
-		return err
-	}
-	if PeerGroup(m) > 0 {
-		return nil
-	}
-	return fmt.Errorf("host path %s is %w (its mount %s is %s): run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
-		path, ErrNotShared, m.Mountpoint, propagationName(m), path, path, path)
-}
-
-func propagationName(m *mountinfo.Info) string {
-	switch {
-	case Master(m) > 0:
-		return "a slave"
-	case strings.Contains(m.Optional, "unbindable"):
-		return "unbindable"
-	default:
-		return "private"
-	}
-}
-
-// IsMountPoint reports whether path (absolute, resolved) is a mount point in
+// isMountPoint reports whether path (absolute, resolved) is a mount point in
 // this process's mount namespace. It reads mountinfo rather than stat'ing, so
 // it neither misses bind mounts nor fails on a dead FUSE mount nor blocks on a
 // hung one, and it stops reading at the first match. (So it takes no statx
 // fast path either: statx walks path and would block below a hung FUSE
-// mount, and would miss a mount point hidden under a later mount.) It does not resolve
-// symlinks for the same reason: resolve first (ResolveSource).
-func IsMountPoint(path string) (bool, error) {
+// mount, and would miss a mount point hidden under a later mount.) It does
+// not resolve symlinks for the same reason: resolve first (ResolveSource).
+func isMountPoint(path string) (bool, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return false, err
 	}
 	found, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(c))
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return len(found) > 0, nil
+}
+
+// IsMountPointIn is isMountPoint in the mount namespace and root of process
+// pid, from /proc/<pid>/mountinfo: path is the path as that process sees it.
+func IsMountPointIn(pid int, path string) (bool, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return false, fmt.Errorf("mount points of process %d: %w", pid, err)
+	}
+	defer f.Close()
+	ok, err := isMountPointReader(f, c)
+	if err != nil {
+		return false, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return ok, nil
+}
+
+// isMountPointReader is IsMountPointIn over mountinfo text; c is clean and
+// absolute.
+func isMountPointReader(r io.Reader, c string) (bool, error) {
+	found, err := mountinfo.GetMountsFromReader(r, mountinfo.SingleEntryFilter(c))
 	if err != nil {
 		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
 	}

@@ -90,6 +90,26 @@ func TestMountOfReaderErrors(t *testing.T) {
 	}
 }
 
+// TestIsMountPointReader: a container's mount points, as it sees them,
+// from its mountinfo; only an exact mount point counts.
+func TestIsMountPointReader(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/": true, "/var/lib/kubelet": true, "/var/lib/kubelet/mnt": true,
+		"/var/lib": false, "/var/lib/kubelet/mnt/x": false, "/var/lib/kubelet-evil": false,
+	} {
+		got, err := isMountPointReader(strings.NewReader(containerFixture), path)
+		if err != nil || got != want {
+			t.Errorf("isMountPointReader(%s) = %v, %v; want %v", path, got, err, want)
+		}
+	}
+	if _, err := IsMountPointIn(-1, "/"); err == nil {
+		t.Error("IsMountPointIn(-1): no error")
+	}
+	if _, err := IsMountPointIn(os.Getpid(), "var/lib"); !errors.Is(err, ErrRelativePath) {
+		t.Errorf("IsMountPointIn(relative) = %v, want ErrRelativePath", err)
+	}
+}
+
 func TestPeerGroupAndMaster(t *testing.T) {
 	tests := []struct {
 		optional     string
@@ -153,9 +173,12 @@ func TestMountOfLive(t *testing.T) {
 		t.Error("MountOfIn(-1): no error")
 	}
 	for path, want := range map[string]bool{base: true, base + "/m": true, base + "/m/": true, base + "/a": false, "/": true} {
-		got, err := IsMountPoint(path)
+		got, err := isMountPoint(path)
 		if err != nil || got != want {
-			t.Errorf("IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
+			t.Errorf("isMountPoint(%s) = %v, %v; want %v", path, got, err, want)
+		}
+		if got, err := IsMountPointIn(os.Getpid(), path); err != nil || got != want {
+			t.Errorf("IsMountPointIn(self, %s) = %v, %v; want %v", path, got, err, want)
 		}
 	}
 	if shared, err := IsShared(base + "/a"); err != nil || shared {

@@ -128,7 +128,7 @@ func TestEnsureSharedPropagates(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { detachQuiet(t, ctr+"/vol") })
-	if ok, err := IsMountPoint(host + "/vol"); err != nil || !ok {
+	if ok, err := isMountPoint(host + "/vol"); err != nil || !ok {
 		t.Fatalf("mount below the bind did not reach the host path: %v, %v", ok, err)
 	}
 }
@@ -184,7 +184,7 @@ func TestUnmountAndDetach(t *testing.T) {
 		if err := um(p); err != nil {
 			t.Fatal(err)
 		}
-		if ok, _ := IsMountPoint(p); ok {
+		if ok, _ := isMountPoint(p); ok {
 			t.Fatal("still mounted")
 		}
 	}

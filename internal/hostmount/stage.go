@@ -47,7 +47,7 @@ func PrepareStaging(dir, lockDir string) (changed bool, err error) {
 	if ok, err := ready(); err != nil || ok {
 		return false, err
 	}
-	if mp, err := IsMountPoint(d); err != nil {
+	if mp, err := isMountPoint(d); err != nil {
 		return false, err
 	} else if !mp {
 		if err := mountHandle(d, d, unix.MS_BIND); err != nil {

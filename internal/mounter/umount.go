@@ -3,13 +3,11 @@ package mounter
 import (
 	"context"
 	"errors"
-	"os"
-	"strconv"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // umount unmounts target on the host. A routed mount propagates both ways,
@@ -61,13 +59,8 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 // mountedIn reports whether path is a mount point for process pid (paths as
 // it sees them); true when that cannot be read, so the caller tries.
 func mountedIn(pid int, path string) bool {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	ms, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter(path))
-	return err != nil || len(ms) > 0
+	ok, err := hostmount.IsMountPointIn(pid, path)
+	return err != nil || ok
 }
 
 func notMountedHint(err error) string {

@@ -1,0 +1,93 @@
+package hostmount
+
+// Test access to mount queries the product does not use: the reader seams
+// and the checks tests and benchmarks run against fixtures.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// MountOfReader is mountOfReader, for the fuzz test.
+var MountOfReader = mountOfReader
+
+// ErrHungMount means some FUSE mounts did not answer statfs in time. They are
+// treated as not dead (never detached), and named in the error.
+var ErrHungMount = errors.New("FUSE mount did not answer statfs in time")
+
+// ErrNotShared means a host path is not in a shared peer group, so a bind of
+// it into a container with rshared propagation would not carry mounts back.
+var ErrNotShared = errors.New("not a shared mount")
+
+// DeadFUSEMounts returns the dead FUSE mounts of this mount namespace whose
+// mount point is within one of under (component-wise; the prefixes are also
+// matched in their symlink-resolved form). A mount is dead when statfs of its
+// mount point fails with ENOTCONN ("Transport endpoint is not connected": its
+// daemon is gone); ECONNABORTED (connection aborted through fusectl) counts
+// too. A mount that does not answer within DefaultStatTimeout is not dead: it
+// is reported in an error wrapping ErrHungMount, and the returned list is
+// still valid then. Detach each returned mount with Detach.
+func DeadFUSEMounts(under []string) ([]*mountinfo.Info, error) {
+	scan, err := ScanFUSE(under, DefaultStatTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return scan.Dead, hungError(scan.Hung)
+}
+
+// FUSEMountsFromReader returns the FUSE mounts within one of under from
+// mountinfo text (fixtures, /proc/<pid>/mountinfo), without statting them.
+func FUSEMountsFromReader(r io.Reader, under []string) ([]*mountinfo.Info, error) {
+	return mountinfo.GetMountsFromReader(r, fuseFilter(ExpandPrefixes(under)))
+}
+
+func fuseFilter(under []string) mountinfo.FilterFunc {
+	return func(m *mountinfo.Info) (skip, stop bool) {
+		if !IsFUSE(m.FSType) {
+			return true, false
+		}
+		_, ok := WithinAny(m.Mountpoint, under)
+		return !ok, false
+	}
+}
+
+func hungError(hung []*mountinfo.Info) error {
+	if len(hung) == 0 {
+		return nil
+	}
+	names := make([]string, len(hung))
+	for i, m := range hung {
+		names[i] = m.Mountpoint
+	}
+	return fmt.Errorf("%w (left alone, check its daemon): %s", ErrHungMount, strings.Join(names, ", "))
+}
+
+// RequireShared is the ensure-shared = false check: nil when path is on a
+// shared mount, else an error wrapping ErrNotShared that names the path and
+// the fix.
+func RequireShared(path string) error {
+	m, err := MountOf(path)
+	if err != nil {
+		return err
+	}
+	if PeerGroup(m) > 0 {
+		return nil
+	}
+	return fmt.Errorf("host path %s is %w (its mount %s is %s): run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
+		path, ErrNotShared, m.Mountpoint, propagationName(m), path, path, path)
+}
+
+func propagationName(m *mountinfo.Info) string {
+	switch {
+	case Master(m) > 0:
+		return "a slave"
+	case strings.Contains(m.Optional, "unbindable"):
+		return "unbindable"
+	default:
+		return "private"
+	}
+}
