@@ -1,11 +1,16 @@
 package testutil
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Host is one host set-up a test runs under.
@@ -89,7 +94,16 @@ func rerunInNamespace(t *testing.T, h Host) {
 		os.Args[0], "-test.run="+strings.Join(parts, "/"), "-test.count=1", "-test.v=true")
 	cmd.Env = append(os.Environ(), hostnsEnv+"="+h.Name)
 	cmd.Stdin = nil
-	out, err := cmd.CombinedOutput()
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Start()
+	if err == nil {
+		// unshare and sh exec: the test binary keeps this PID, and its
+		// temp dirs carry it.
+		defer checkRerunLeftNothing(t, cmd.Process.Pid)
+		err = cmd.Wait()
+	}
+	out := buf.Bytes()
 	t.Logf("re-run in a throwaway mount namespace (%s):\n%s", h.Name, out)
 	if err != nil {
 		t.Fatalf("%s in a throwaway mount namespace: %v", h.Name, err)
@@ -97,4 +111,46 @@ func rerunInNamespace(t *testing.T, h Host) {
 	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
 		t.Fatalf("%s: the re-run did not run %s", h.Name, t.Name())
 	}
+}
+
+// checkRerunLeftNothing fails t for a live process that the re-run with PID
+// pid left behind: one with the re-run's temp dirs (TempDir, the rootfs
+// cache) on its command line or as its root, as a container init has. Such
+// a process keeps the throwaway namespace and its mounts alive. It is
+// reported, not signalled.
+func checkRerunLeftNothing(t *testing.T, pid int) {
+	t.Helper()
+	tmp, err := tempRoot()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	theirs := []string{filepath.Join(tmp, fmt.Sprintf("rstest-%d-", pid)), filepath.Join(tmp, fmt.Sprintf("%s%d-", cachePrefix, pid))}
+	for _, p := range findProcs(func([]string) bool { return true }) {
+		argv := cmdline(p.pid)
+		root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", p.pid))
+		if hasAnyPrefix(root, theirs) || hasAnyPrefixInside(strings.Join(argv, " "), theirs) {
+			t.Errorf("the re-run in a throwaway mount namespace left process %d running: %q (root %s)", p.pid, argv, root)
+		}
+	}
+}
+
+// UnsharedDir returns a fresh directory that is a private mount point of its
+// own (mount --bind D D; mount --make-private D): not shared under either
+// host set-up, where PrivateDir is shared already on a shared /. Cleanup
+// detaches it and everything below it.
+func UnsharedDir(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	d := filepath.Join(TempDir(t), "unshared")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount %s onto itself: %v", d, err)
+	}
+	if err := unix.Mount("", d, "", unix.MS_PRIVATE, ""); err != nil {
+		t.Fatalf("make %s private: %v", d, err)
+	}
+	return d
 }

@@ -68,9 +68,14 @@ func removeUnmounted(dir string) error {
 }
 
 // SharedDir returns a fresh directory that is its own mount point with shared
-// propagation (mount --bind D D; mount --make-rshared D). The host / is private on
-// this machine, so this is how a test gets a path whose submounts propagate.
-// Cleanup detaches it and everything below it.
+// propagation in a peer group of its own (mount --bind D D; mount
+// --make-private D; mount --make-rshared D), as a disk mounted there is. The
+// host / is private on this machine, so this is how a test gets a path whose
+// submounts propagate. Where / is shared (ForEachHost's "shared-root") the
+// self-bind alone would join /'s peer group, and every mount below D would
+// show twice in mountinfo: once on D and once on /, hidden under D
+// (Documentation/filesystems/sharedsubtree.rst); a plain directory on that /
+// is PrivateDir's case. Cleanup detaches it and everything below it.
 func SharedDir(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
@@ -81,15 +86,20 @@ func SharedDir(t testing.TB) string {
 	if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
 		t.Fatalf("bind mount %s onto itself: %v", d, err)
 	}
+	if err := unix.Mount("", d, "", unix.MS_PRIVATE, ""); err != nil {
+		t.Fatalf("make %s private: %v", d, err)
+	}
 	if err := unix.Mount("", d, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
 		t.Fatalf("make %s rshared: %v", d, err)
 	}
 	return d
 }
 
-// PrivateDir returns a fresh plain directory that is not a mount point, on the
-// private host /: what a wrapper must turn into a shared mount itself. Cleanup
-// detaches whatever got mounted at or below it.
+// PrivateDir returns a fresh plain directory that is not a mount point: on
+// the private host / what a wrapper must turn into a shared mount itself; on
+// a shared / (ForEachHost's "shared-root") a path that is shared already, as
+// /var/lib/kubelet is on a systemd host. Cleanup detaches whatever got
+// mounted at or below it.
 func PrivateDir(t testing.TB) string {
 	t.Helper()
 	d := filepath.Join(TempDir(t), "private")
