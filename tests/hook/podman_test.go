@@ -146,71 +146,73 @@ func installHooksD(t *testing.T, dir, config string) {
 
 func TestPodmanHooksD(t *testing.T) {
 	testutil.CheckLeaks(t)
-	host := testutil.SharedDir(t)
-	e := newEnv(t, host, "")
-	hooksDir := testutil.TempDir(t)
-	installHooksD(t, hooksDir, e.config)
-	p := newPodman(t, hooksDir)
-	image := p.importBusybox(t)
+	testutil.ForEachHost(t, func(t *testing.T, _ testutil.Host) {
+		host := testutil.SharedDir(t)
+		e := newEnv(t, host, "")
+		hooksDir := testutil.TempDir(t)
+		installHooksD(t, hooksDir, e.config)
+		p := newPodman(t, hooksDir)
+		image := p.importBusybox(t)
 
-	const name = "rs-hook-mounter"
-	t.Cleanup(func() {
-		if out, err := p.run(t, nil, "rm", "--force", "--time", "0", name); err != nil && !strings.Contains(out, "no such container") {
-			t.Errorf("remove podman container: %v", err)
+		const name = "rs-hook-mounter"
+		t.Cleanup(func() {
+			if out, err := p.run(t, nil, "rm", "--force", "--time", "0", name); err != nil && !strings.Contains(out, "no such container") {
+				t.Errorf("remove podman container: %v", err)
+			}
+		})
+		// Podman turns :rshared into an rshared bind and rootfsPropagation
+		// "shared", which is what the hook's check wants without the wrapper.
+		out, err := p.run(t, nil, "run", "-d", "--name", name, "--network", "host",
+			"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+			"--annotation", spec.AnnotationMounter+"=fuse", "--cap-add", "SYS_ADMIN",
+			"-v", host+":/host:rshared", image, "sleep", "1000")
+		if err != nil {
+			t.Fatalf("%v\nhook log:\n%s", err, e.hookLog(t))
+		}
+		id := strings.TrimSpace(out[strings.LastIndexByte(strings.TrimSpace(out), '\n')+1:])
+		pidOut, err := p.run(t, nil, "inspect", "--format", "{{.State.Pid}}", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(pidOut))
+		if err != nil {
+			t.Fatalf("podman inspect pid: %q", pidOut)
+		}
+
+		rec, err := e.registry().Read(id)
+		if err != nil {
+			t.Fatalf("no record for the running Podman mounter %s: %v\nhook log:\n%s", id, err, e.hookLog(t))
+		}
+		if rec.PID != pid || rec.Name != "fuse" || rec.Runtime != runcPath(t) || rec.RuntimeRoot != "" {
+			t.Errorf("record = %+v, want pid %d, runtime %s, default root", rec, pid, runcPath(t))
+		}
+		// The routing client's view: Podman runs runc with its default --root,
+		// so the record's runtime and root reach the container.
+		if ok, err := registry.Alive(rec); !ok {
+			t.Errorf("Alive(running Podman mounter) = false: %v", err)
+		}
+
+		if _, err := p.run(t, nil, "stop", "--time", "0", name); err != nil {
+			t.Fatal(err)
+		}
+		// Podman runs poststop hooks itself while cleaning up the stopped
+		// container, with a state that has no pid.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := e.registry().Read(id)
+			if errors.Is(err, registry.ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("record still there 10 s after podman stop: %v\nhook log:\n%s", err, e.hookLog(t))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		log := e.hookLog(t)
+		for _, want := range []string{"stage=createRuntime", "registered mounter", "stage=poststop", "unregistered mounter"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("hook log lacks %q:\n%s", want, log)
+			}
 		}
 	})
-	// Podman turns :rshared into an rshared bind and rootfsPropagation
-	// "shared", which is what the hook's check wants without the wrapper.
-	out, err := p.run(t, nil, "run", "-d", "--name", name, "--network", "host",
-		"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
-		"--annotation", spec.AnnotationMounter+"=fuse", "--cap-add", "SYS_ADMIN",
-		"-v", host+":/host:rshared", image, "sleep", "1000")
-	if err != nil {
-		t.Fatalf("%v\nhook log:\n%s", err, e.hookLog(t))
-	}
-	id := strings.TrimSpace(out[strings.LastIndexByte(strings.TrimSpace(out), '\n')+1:])
-	pidOut, err := p.run(t, nil, "inspect", "--format", "{{.State.Pid}}", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(pidOut))
-	if err != nil {
-		t.Fatalf("podman inspect pid: %q", pidOut)
-	}
-
-	rec, err := e.registry().Read(id)
-	if err != nil {
-		t.Fatalf("no record for the running Podman mounter %s: %v\nhook log:\n%s", id, err, e.hookLog(t))
-	}
-	if rec.PID != pid || rec.Name != "fuse" || rec.Runtime != runcPath(t) || rec.RuntimeRoot != "" {
-		t.Errorf("record = %+v, want pid %d, runtime %s, default root", rec, pid, runcPath(t))
-	}
-	// The routing client's view: Podman runs runc with its default --root,
-	// so the record's runtime and root reach the container.
-	if ok, err := registry.Alive(rec); !ok {
-		t.Errorf("Alive(running Podman mounter) = false: %v", err)
-	}
-
-	if _, err := p.run(t, nil, "stop", "--time", "0", name); err != nil {
-		t.Fatal(err)
-	}
-	// Podman runs poststop hooks itself while cleaning up the stopped
-	// container, with a state that has no pid.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := e.registry().Read(id)
-		if errors.Is(err, registry.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("record still there 10 s after podman stop: %v\nhook log:\n%s", err, e.hookLog(t))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log := e.hookLog(t)
-	for _, want := range []string{"stage=createRuntime", "registered mounter", "stage=poststop", "unregistered mounter"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("hook log lacks %q:\n%s", want, log)
-		}
-	}
 }
