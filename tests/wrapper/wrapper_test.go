@@ -102,29 +102,31 @@ func TestMatchingMounterReachesHost(t *testing.T) {
 }
 
 func TestNonMatchingContainerUntouched(t *testing.T) {
-	host := testutil.SharedDir(t)
-	cfg := ruleConfig(t, testutil.TempDir(t), host, "")
-	r := wrapper(t, cfg)
-	b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
-		testutil.WithAnnotation(mounterAnnotation, "something-else"),
-		testutil.WithAddCaps("CAP_SYS_ADMIN"),
-		testutil.WithBind(host, "/host", "rbind", "rprivate"))
-	before := b.ConfigBytes(t)
-	pid := r.Up(t, b, "plain")
-	if after := b.ConfigBytes(t); !bytes.Equal(before, after) {
-		t.Fatalf("config.json of a non-matching container changed:\n%s\n---\n%s", before, after)
-	}
-	mountInside(t, r, "plain", "/host/sub")
-	if ms := testutil.MountsUnder(t, host); len(ms) != 1 { // the shared dir itself
-		t.Errorf("a non-matching container's mount reached the host: %v", ms)
-	}
-	var inside bool
-	for _, m := range testutil.MountsUnderPid(t, pid, "/host") {
-		inside = inside || m.Mountpoint == "/host/sub"
-	}
-	if !inside {
-		t.Errorf("the mount is not inside the container either")
-	}
+	testutil.ForEachHost(t, func(t *testing.T, _ testutil.Host) {
+		host := testutil.SharedDir(t)
+		cfg := ruleConfig(t, testutil.TempDir(t), host, "")
+		r := wrapper(t, cfg)
+		b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
+			testutil.WithAnnotation(mounterAnnotation, "something-else"),
+			testutil.WithAddCaps("CAP_SYS_ADMIN"),
+			testutil.WithBind(host, "/host", "rbind", "rprivate"))
+		before := b.ConfigBytes(t)
+		pid := r.Up(t, b, "plain")
+		if after := b.ConfigBytes(t); !bytes.Equal(before, after) {
+			t.Fatalf("config.json of a non-matching container changed:\n%s\n---\n%s", before, after)
+		}
+		mountInside(t, r, "plain", "/host/sub")
+		if ms := testutil.MountsUnder(t, host); len(ms) != 1 { // the shared dir itself
+			t.Errorf("a non-matching container's mount reached the host: %v", ms)
+		}
+		var inside bool
+		for _, m := range testutil.MountsUnderPid(t, pid, "/host") {
+			inside = inside || m.Mountpoint == "/host/sub"
+		}
+		if !inside {
+			t.Errorf("the mount is not inside the container either")
+		}
+	})
 }
 
 // errorLine returns the last "level":"error" line of a runc JSON log.
@@ -144,81 +146,118 @@ func errorLine(t *testing.T, log string) map[string]any {
 }
 
 func TestRefusals(t *testing.T) {
-	host := testutil.SharedDir(t)
-	cfg := ruleConfig(t, testutil.TempDir(t), host, "")
-	rootfs := testutil.BusyboxRootfs(t)
-	for _, tc := range []struct {
-		name string
-		opts []testutil.BundleOpt
-		raw  string // replaces config.json when set
-		want string
-	}{{
-		name: "unprivileged",
-		opts: []testutil.BundleOpt{
-			testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
-			testutil.WithBind(host, "/host", "rbind"),
-		},
-		want: `^runc-shared: container matches mounter rule "tmpfs" but is refused: it lacks CAP_SYS_ADMIN in its bounding set; start it with --cap-add SYS_ADMIN`,
-	}, {
-		name: "no-bind-of-the-allowlist",
-		opts: []testutil.BundleOpt{
-			testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
-			testutil.WithAddCaps("CAP_SYS_ADMIN"),
-		},
-		want: `^runc-shared: rewrite .*config.json for rule "tmpfs": no bind mount of the rule's paths \[` + regexp.QuoteMeta(host) + `\]`,
-	}, {
-		// A config.json that no rule matches goes to runc, whatever is
-		// wrong with it (passthrough_test.go); a matched one is refused.
-		name: "malformed",
-		raw:  `{"ociVersion": "1.0.2", "annotations": {"` + mounterAnnotation + `": "tmpfs"}} {`,
-		want: `^runc-shared: container malformed matches mounter rule "tmpfs", but .*config.json: decode runtime spec: invalid character '{' after top-level value: runc-shared rewrites only a config.json that holds one JSON object`,
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := wrapper(t, cfg)
-			b := testutil.NewBundle(t, rootfs, tc.opts...)
-			if tc.raw != "" {
-				if err := os.WriteFile(b.ConfigPath(), []byte(tc.raw), 0o644); err != nil {
-					t.Fatal(err)
+	testutil.ForEachHost(t, func(t *testing.T, _ testutil.Host) {
+		host := testutil.SharedDir(t)
+		cfg := ruleConfig(t, testutil.TempDir(t), host, "")
+		rootfs := testutil.BusyboxRootfs(t)
+		for _, tc := range []struct {
+			name string
+			opts []testutil.BundleOpt
+			raw  string // replaces config.json when set
+			want string
+		}{{
+			name: "unprivileged",
+			opts: []testutil.BundleOpt{
+				testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
+				testutil.WithBind(host, "/host", "rbind"),
+			},
+			want: `^runc-shared: container matches mounter rule "tmpfs" but is refused: it lacks CAP_SYS_ADMIN in its bounding set; start it with --cap-add SYS_ADMIN`,
+		}, {
+			name: "no-bind-of-the-allowlist",
+			opts: []testutil.BundleOpt{
+				testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
+				testutil.WithAddCaps("CAP_SYS_ADMIN"),
+			},
+			want: `^runc-shared: rewrite .*config.json for rule "tmpfs": no bind mount of the rule's paths \[` + regexp.QuoteMeta(host) + `\]`,
+		}, {
+			// A config.json that no rule matches goes to runc, whatever is
+			// wrong with it (passthrough_test.go); a matched one is refused.
+			name: "malformed",
+			raw:  `{"ociVersion": "1.0.2", "annotations": {"` + mounterAnnotation + `": "tmpfs"}} {`,
+			want: `^runc-shared: container malformed matches mounter rule "tmpfs", but .*config.json: decode runtime spec: invalid character '{' after top-level value: runc-shared rewrites only a config.json that holds one JSON object`,
+		}} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := wrapper(t, cfg)
+				b := testutil.NewBundle(t, rootfs, tc.opts...)
+				if tc.raw != "" {
+					if err := os.WriteFile(b.ConfigPath(), []byte(tc.raw), 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			before, _ := os.ReadFile(b.ConfigPath())
-			_, stderr, err := r.Run(t, "--log", b.LogPath(), "--log-format", "json", "create", "--bundle", b.Dir, tc.name)
-			if err == nil {
-				t.Fatal("create succeeded, want a refusal")
-			}
-			e := errorLine(t, b.Log(t))
-			msg, _ := e["msg"].(string)
-			if !regexp.MustCompile(tc.want).MatchString(msg) {
-				t.Errorf("error line msg = %q, want match %q", msg, tc.want)
-			}
-			if !strings.Contains(stderr, strings.TrimPrefix(msg, "runc-shared: ")) {
-				t.Errorf("stderr does not carry the reason: %q", stderr)
-			}
-			if after, _ := os.ReadFile(b.ConfigPath()); !bytes.Equal(before, after) {
-				t.Errorf("config.json changed by a refused create")
-			}
-			if ms := testutil.MountsUnder(t, host); len(ms) != 1 {
-				t.Errorf("host mounts changed: %v", ms)
-			}
-		})
-	}
+				before, _ := os.ReadFile(b.ConfigPath())
+				_, stderr, err := r.Run(t, "--log", b.LogPath(), "--log-format", "json", "create", "--bundle", b.Dir, tc.name)
+				if err == nil {
+					t.Fatal("create succeeded, want a refusal")
+				}
+				e := errorLine(t, b.Log(t))
+				msg, _ := e["msg"].(string)
+				if !regexp.MustCompile(tc.want).MatchString(msg) {
+					t.Errorf("error line msg = %q, want match %q", msg, tc.want)
+				}
+				if !strings.Contains(stderr, strings.TrimPrefix(msg, "runc-shared: ")) {
+					t.Errorf("stderr does not carry the reason: %q", stderr)
+				}
+				if after, _ := os.ReadFile(b.ConfigPath()); !bytes.Equal(before, after) {
+					t.Errorf("config.json changed by a refused create")
+				}
+				if ms := testutil.MountsUnder(t, host); len(ms) != 1 {
+					t.Errorf("host mounts changed: %v", ms)
+				}
+			})
+		}
+	})
 }
 
-func TestEnsureSharedFalseRefusesPrivatePath(t *testing.T) {
-	host := testutil.PrivateDir(t)
-	cfg := ruleConfig(t, testutil.TempDir(t), host, "ensure-shared = false")
-	r := wrapper(t, cfg)
-	b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
-		testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
-		testutil.WithAddCaps("CAP_SYS_ADMIN"),
-		testutil.WithBind(host, "/host", "rbind"))
-	err := r.Create(t, b, "noshare")
-	if err == nil || !strings.Contains(err.Error(), "host path "+host+" is not a shared mount") {
-		t.Fatalf("create error = %v, want one naming %s", err, host)
-	}
-	if len(testutil.MountsUnder(t, host)) != 0 {
-		t.Errorf("the wrapper changed the host although ensure-shared = false")
-	}
+// TestEnsureSharedFalse: with ensure-shared = false the wrapper changes
+// nothing on the host. A path that is not shared is refused; a plain
+// directory on a shared / (a systemd host) is shared already, so the mounter
+// starts and its mounts reach the host although the path is no mount point of
+// its own.
+func TestEnsureSharedFalse(t *testing.T) {
+	testutil.ForEachHost(t, func(t *testing.T, h testutil.Host) {
+		for _, tc := range []struct {
+			name    string
+			dir     func(testing.TB) string
+			refused bool
+		}{
+			{"private mount", testutil.UnsharedDir, true},
+			{"plain directory", testutil.PrivateDir, !h.SharedRoot},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				host := tc.dir(t)
+				cfg := hostRuleConfig(t, h, testutil.TempDir(t), host, "ensure-shared = false")
+				r := wrapper(t, cfg)
+				b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
+					testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
+					testutil.WithAddCaps("CAP_SYS_ADMIN"),
+					testutil.WithBind(host, "/host", "rbind"))
+				before := len(testutil.MountsUnder(t, host))
+				err := r.Create(t, b, "noshare")
+				if tc.refused {
+					if err == nil || !strings.Contains(err.Error(), "host path "+host+" is not a shared mount") {
+						t.Fatalf("create error = %v, want one naming %s", err, host)
+					}
+					if ms := testutil.MountsUnder(t, host); len(ms) != before {
+						t.Errorf("the wrapper changed the host although ensure-shared = false: %v", ms)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("create: %v\n%s", err, b.Log(t))
+				}
+				if err := r.Start(t, "noshare"); err != nil {
+					t.Fatal(err)
+				}
+				if m := testutil.MountAt(t, host); m != nil || strings.Contains(b.Log(t), "made host path") {
+					t.Errorf("the wrapper made %s a mount point although ensure-shared = false: %v\n%s", host, m, b.Log(t))
+				}
+				mountInside(t, r, "noshare", "/host/sub")
+				if m := testutil.MountAt(t, filepath.Join(host, "sub")); m == nil || m.FSType != "tmpfs" {
+					t.Fatalf("tmpfs mounted in the mounter at /host/sub is not on the host under %s: %v", host, testutil.MountsUnder(t, host))
+				}
+			})
+		}
+	})
 }
 
 func TestSeedSyntax(t *testing.T) {
