@@ -98,17 +98,6 @@ var DefaultChecker = &Checker{Runtime: "runc"}
 // Check decides the liveness of rec with DefaultChecker.
 func Check(rec *Record) Verdict { return DefaultChecker.Check(rec) }
 
-// Alive reports whether rec's mounter is running, so that mounts can be routed
-// to it. The error is set when it is not, saying why (for a log line or a
-// message to the user).
-func Alive(rec *Record) (bool, error) {
-	v := Check(rec)
-	if v.Liveness == Running {
-		return true, nil
-	}
-	return false, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason)
-}
-
 // Check decides the liveness of rec. The cheap checks come first, on
 // /proc/<pid>/stat: a PID that is gone, a zombie or started at another time
 // than recorded (reused) is Stale with no exec at all. Only a record whose

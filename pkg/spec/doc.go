@@ -119,18 +119,6 @@ func Parse(data []byte) (*Doc, error) {
 	return &Doc{Spec: &s, raw: data, orig: orig, mode: 0o644}, nil
 }
 
-// Raw returns the bytes the document was parsed from.
-func (d *Doc) Raw() []byte { return d.raw }
-
-// Changed reports whether the typed view differs from what was loaded.
-func (d *Doc) Changed() (bool, error) {
-	cur, err := json.Marshal(d.Spec)
-	if err != nil {
-		return false, fmt.Errorf("encode runtime spec: %w", err)
-	}
-	return !bytes.Equal(cur, d.orig), nil
-}
-
 // Encode returns the document with the modifiers' changes applied to the
 // original JSON. It computes the difference between the typed view as loaded
 // and as it is now, and applies only that difference to the original tree: a

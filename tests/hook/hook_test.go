@@ -134,8 +134,8 @@ func TestRegisteredWhileRunning(t *testing.T) {
 			time.Since(rec.Created) > time.Minute {
 			t.Errorf("record = %+v; want pid %d, bundle %s, runtime %s, root %s", rec, pid, b.Dir, runcPath(t), r.Root)
 		}
-		if ok, err := registry.Alive(rec); !ok {
-			t.Errorf("Alive(running mounter) = false: %v", err)
+		if v := registry.Check(rec); v.Liveness != registry.Running {
+			t.Errorf("Check(running mounter) = %s: %s", v.Liveness, v.Reason)
 		}
 
 		if err := r.Kill(t, "m1", "KILL"); err != nil {

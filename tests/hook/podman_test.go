@@ -188,8 +188,8 @@ func TestPodmanHooksD(t *testing.T) {
 		}
 		// The routing client's view: Podman runs runc with its default --root,
 		// so the record's runtime and root reach the container.
-		if ok, err := registry.Alive(rec); !ok {
-			t.Errorf("Alive(running Podman mounter) = false: %v", err)
+		if v := registry.Check(rec); v.Liveness != registry.Running {
+			t.Errorf("Check(running Podman mounter) = %s: %s", v.Liveness, v.Reason)
 		}
 
 		if _, err := p.run(t, nil, "stop", "--time", "0", name); err != nil {
