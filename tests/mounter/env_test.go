@@ -43,9 +43,21 @@ type setup struct {
 // keys (before the [[mounter]] table).
 func newSetup(t *testing.T, extra string) *setup {
 	t.Helper()
+	return newHostSetup(t, testutil.Host{}, extra)
+}
+
+// newHostSetup is newSetup for host set-up h. Where / is shared (a systemd
+// host) the propagate path is a plain directory on /, as /var/lib/kubelet is
+// there: shared already, and no mount point of its own.
+func newHostSetup(t *testing.T, h testutil.Host, extra string) *setup {
+	t.Helper()
+	shared := testutil.SharedDir
+	if h.SharedRoot {
+		shared = testutil.PrivateDir
+	}
 	dir := testutil.TempDir(t)
 	s := &setup{
-		Shared:   testutil.SharedDir(t),
+		Shared:   shared(t),
 		StateDir: filepath.Join(dir, "state"),
 		Config:   filepath.Join(dir, "config.toml"),
 		Mounter:  testutil.Bin(t, "mounter"),
@@ -60,7 +72,7 @@ propagate = [%q]
 
 [mounter.match]
 annotations = { %q = %q }
-`, s.StateDir, extra, s.Shared, spec.AnnotationMounter, annotationValue))
+`, s.StateDir, h.ConfigLines()+extra, s.Shared, spec.AnnotationMounter, annotationValue))
 	s.Runc = testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
 	s.Runc.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
 	return s
