@@ -462,3 +462,13 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 	}
 	return remounted, 0, errors.Join(errs...)
 }
+
+// MountState says what the top mount at path, a resolved host path, is:
+// "missing", "live", "dead" (its FUSE daemon is gone) or "hung" (it does
+// not answer statfs in time). `mounter` on the host checks recorded
+// mounts with it.
+func MountState(path string) (string, error) {
+	s := &Server{Mounter: SystemMounter{}}
+	st, err := s.stateAt(path)
+	return st.String(), err
+}

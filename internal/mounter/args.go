@@ -16,6 +16,7 @@ const (
 	CmdStatus  Command = "status"
 	CmdDoctor  Command = "doctor"
 	CmdList    Command = "list"
+	CmdRecover Command = "recover"
 	CmdHelp    Command = "help"
 	CmdVersion Command = "version"
 )
@@ -56,6 +57,9 @@ type Invocation struct {
 
 	// Quiet is list -q: IDs only.
 	Quiet bool
+
+	// Rule is recover --rule: that rule's records only.
+	Rule string
 }
 
 // Source and Target of a mount: the two positional arguments.
@@ -91,6 +95,7 @@ const Usage = `usage:
   mounter [--config PATH] status
   mounter [--config PATH] doctor
   mounter [--config PATH] list [-q]   (registered mounters that still run or are paused; -q: IDs only)
+  mounter [--config PATH] [--timeout DURATION] recover [--rule NAME]   (make the recorded mounts of live mounters again)
   mounter configure --engine docker|containerd|podman|crio [--dry-run] [--remove] ...   (mounter configure --help)
   mount.TYPE SOURCE TARGET [-o OPTIONS] [-n] [-v] [-s] [-f]   (as a mount(8) helper: ln -s mounter /sbin/mount.TYPE)
 
@@ -98,6 +103,10 @@ A TYPE that a [[mounter]] rule routes is mounted inside that rule's live mounter
 container and checked to appear on the host at TARGET within --timeout (default 10s);
 every other TYPE goes to /bin/mount unchanged. The configuration is --config PATH,
 else $RUNC_SHARED_CONFIG, else /etc/runc-shared/config.toml.
+recover makes every recorded mount (CSI volumes, routed mounts) of a live mounter
+that is dead or missing again at its place: through the mounter's own server when it
+serves one, else inside it as a routed mount; it exits 0 when every recorded mount of
+the rules asked for is live afterwards, 32 when some are not (it lists them).
 Exit codes as mount(8): 0 success, 1 incorrect invocation, 2 system error, 32 mount failure.
 `
 
@@ -118,7 +127,7 @@ func Parse(argv []string) (*Invocation, error) {
 		return inv, err
 	}
 	if len(rest) == 0 {
-		return inv, usage("missing command: mount, umount, status or doctor")
+		return inv, usage("missing command: mount, umount, recover, status or doctor")
 	}
 	switch cmd, args := rest[0], rest[1:]; cmd {
 	case "mount":
@@ -133,6 +142,9 @@ func Parse(argv []string) (*Invocation, error) {
 			return inv, usage("%s takes no arguments, got %q", cmd, args)
 		}
 		return inv, nil
+	case "recover":
+		inv.Command = CmdRecover
+		return inv, inv.parseRecover(args)
 	case "list":
 		inv.Command = CmdList
 		for _, a := range args {
@@ -149,7 +161,7 @@ func Parse(argv []string) (*Invocation, error) {
 		inv.Command = CmdVersion
 		return inv, nil
 	default:
-		return inv, usage("unknown command %q: use mount, umount, status or doctor", cmd)
+		return inv, usage("unknown command %q: use mount, umount, recover, status or doctor", cmd)
 	}
 }
 
@@ -378,6 +390,25 @@ func (inv *Invocation) setFlag(long string) {
 	case "--no-canonicalize", "--internal-only":
 		// About the host's mount(8) only: nothing to do in the mounter.
 	}
+}
+
+// parseRecover reads `mounter recover [--rule NAME]`.
+func (inv *Invocation) parseRecover(args []string) error {
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(args[i], "=")
+		if name != "--rule" && name != "-rule" {
+			return usage("recover takes only --rule NAME, got %q", args[i])
+		}
+		v, n, err := value(args, i, name, val, hasVal)
+		if err != nil {
+			return err
+		}
+		if v == "" {
+			return usage("recover --rule: give a rule name")
+		}
+		inv.Rule, i = v, n
+	}
+	return nil
 }
 
 // parseUmount reads `mounter umount [-l] TARGET`.

@@ -87,6 +87,8 @@ func (m *Mounter) run(inv *Invocation) error {
 		return m.status(cfg)
 	case CmdList:
 		return m.list(inv, cfg)
+	case CmdRecover:
+		return m.recoverMounts(inv, cfg)
 	}
 	return usage("unknown command %q", inv.Command)
 }

@@ -149,7 +149,11 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if err != nil {
 		return err
 	}
-	return m.mountVia(inv, route)
+	if err := m.mountVia(inv, route); err != nil {
+		return err
+	}
+	m.recordMount(cfg, inv, route)
+	return nil
 }
 
 func (m *Mounter) mountVia(inv *Invocation, route *Route) error {

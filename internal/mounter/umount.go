@@ -26,6 +26,7 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 	}
 	hostErr := unix.Unmount(target, flags)
 	if hostErr == nil {
+		m.forgetMount(cfg, target)
 		return nil
 	}
 	if errors.Is(hostErr, unix.EPERM) {
@@ -53,6 +54,7 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 			target, hostErr, route.Record.ID, route.Inner, err, detail(res.Stderr))
 	}
 	m.warnf("%s was not unmountable on the host (%v); unmounted it inside mounter %s at %s", target, hostErr, route.Record.ID, route.Inner)
+	m.forgetMount(cfg, target)
 	return nil
 }
 

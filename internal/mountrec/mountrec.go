@@ -1,5 +1,6 @@
 // Package mountrec keeps the records of the mounts made through
-// runc-shared's CSI driver on the host: what it takes to make each mount
+// runc-shared on the host, the volumes of its CSI driver and the mounts
+// `mounter mount` routed into a mounter: what it takes to make each mount
 // again after its mounter restarted (file system type, source, options,
 // staging path, publish targets, the rule), and what recovery could not
 // do.

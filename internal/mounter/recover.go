@@ -1,0 +1,431 @@
+package mounter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// `mounter recover` makes the recorded mounts of live mounters again: the
+// CSI volumes (staging mount, then each publish target bound on top of
+// what is there) and the mounts `mounter mount` routed. A mounter that
+// serves the CSI driver does its volumes itself, asked over its socket;
+// for one that runs no server the host does what the server would, with
+// each helper mount run inside the mounter as a routed mount is. What
+// counts is the check afterwards: every recorded mount of the rules asked
+// for must be live on the host.
+
+// recoverTimeout bounds one call of a mounter's server, which makes every
+// volume of the rule again, each helper within its own bound.
+const recoverTimeout = 5 * time.Minute
+
+// lockName is the lock file that serializes `mounter recover` runs under
+// the state dir: the host-side recovery writes the records of a mounter
+// without a server, which no other process writes then.
+const lockName = "recover.lock"
+
+// recordedMount is one path a record says must hold a live mount.
+type recordedMount struct {
+	Path, Record, Rule string
+	// Note is what this run did or why it could not.
+	Note string
+}
+
+func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
+	if inv.Rule != "" && cfg.Rule(inv.Rule) == nil {
+		return usage("--rule %q: %s has no [[mounter]] rule of that name", inv.Rule, configName(cfg))
+	}
+	unlock, err := lockRecovery(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	recs, err := mounters(cfg, liveChecker)
+	if err != nil {
+		return err
+	}
+	for _, s := range recs.Stale {
+		m.warnf("removed the stale record of mounter %s (rule %q): %s", s.Record.ID, s.Record.Name, s.Reason)
+	}
+	want := func(rule string) bool { return inv.Rule == "" || rule == inv.Rule }
+	allVols, unreadable := mountrec.List(cfg.StateDir)
+	store := mountrec.MountStore{Dir: mountrec.MountsDir(cfg.StateDir)}
+	allRouted, errs := store.List()
+	unreadable = append(unreadable, errs...)
+
+	var vols []*mountrec.Record
+	var routed []*mountrec.Mount
+	var rules []string
+	for _, v := range allVols {
+		if want(v.Rule) {
+			vols = append(vols, v)
+			rules = append(rules, v.Rule)
+		}
+	}
+	for _, r := range allRouted {
+		if want(r.Rule) {
+			routed = append(routed, r)
+			rules = append(rules, r.Rule)
+		}
+	}
+	slices.Sort(rules)
+	rules = slices.Compact(rules)
+
+	notes := map[string]string{} // by record: what this run did
+	var forgotten []string
+	for _, name := range rules {
+		live := newestLive(recs.Live, name)
+		rule := cfg.Rule(name)
+		why := ""
+		switch {
+		case rule == nil:
+			why = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, configName(cfg))
+		case live == nil:
+			why = fmt.Sprintf("no live mounter of rule %q: start one through runc-shared, then run mounter recover again", name)
+		}
+		if why != "" {
+			for _, v := range vols {
+				if v.Rule == name {
+					notes[volumeKey(v)] = why
+				}
+			}
+			for _, r := range routed {
+				if r.Rule == name {
+					notes[routedKey(r)] = why
+				}
+			}
+			continue
+		}
+		m.recoverVolumes(cfg, live, rule, vols, inv.Timeout, notes)
+		for _, r := range routed {
+			if r.Rule != name {
+				continue
+			}
+			note, gone, err := m.recoverRouted(cfg, store, live, rule, r, inv.Timeout)
+			switch {
+			case gone:
+				forgotten = append(forgotten, r.Target)
+			case err != nil:
+				notes[routedKey(r)] = err.Error()
+			default:
+				notes[routedKey(r)] = note
+			}
+		}
+	}
+
+	var all []recordedMount
+	for _, v := range vols {
+		for _, p := range volumePaths(v) {
+			all = append(all, recordedMount{Path: p, Record: volumeKey(v), Rule: v.Rule, Note: notes[volumeKey(v)]})
+		}
+	}
+	for _, r := range routed {
+		if !slices.Contains(forgotten, r.Target) {
+			all = append(all, recordedMount{Path: r.Target, Record: "routed " + r.FSType, Rule: r.Rule, Note: notes[routedKey(r)]})
+		}
+	}
+	for _, t := range forgotten {
+		fmt.Fprintf(m.Stdout, "forgot the routed mount at %s: its mount point is gone (unmounted and removed without mounter umount)\n", t)
+	}
+	return m.reportRecovery(all, unreadable, inv.Rule)
+}
+
+// reportRecovery checks every recorded mount on the host and prints them:
+// exit 0 when all are live, 32 when some are not, 2 when some records
+// cannot be read (and all readable ones are live).
+func (m *Mounter) reportRecovery(all []recordedMount, unreadable []error, rule string) error {
+	for _, err := range unreadable {
+		m.warnf("%v: the record is kept; fix or remove it", err)
+	}
+	if len(all) == 0 {
+		scope := ""
+		if rule != "" {
+			scope = fmt.Sprintf(" of rule %q", rule)
+		}
+		fmt.Fprintf(m.Stdout, "no recorded mount%s\n", scope)
+	} else {
+		w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "RECORDED MOUNT\tRECORD\tRULE\tSTATE")
+		var bad []string
+		for _, rm := range all {
+			state, err := csi.MountState(rm.Path)
+			if err != nil {
+				state = "unknown"
+				rm.Note = strings.TrimPrefix(rm.Note+"; "+err.Error(), "; ")
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", rm.Path, rm.Record, rm.Rule, state)
+			if state != "live" {
+				line := fmt.Sprintf("%s (%s): %s", rm.Path, rm.Record, state)
+				if rm.Note != "" {
+					line += ": " + rm.Note
+				}
+				bad = append(bad, line)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return system("write the result: %w", err)
+		}
+		if len(bad) > 0 {
+			return failure("%d of %d recorded mounts are not live (kept for the next mounter recover; mounter status shows them):\n  %s",
+				len(bad), len(all), strings.Join(bad, "\n  "))
+		}
+	}
+	if len(unreadable) > 0 {
+		return system("%d records cannot be read: %w", len(unreadable), errors.Join(unreadable...))
+	}
+	return nil
+}
+
+func volumeKey(v *mountrec.Record) string { return "volume " + v.VolumeID }
+func routedKey(r *mountrec.Mount) string  { return "routed " + r.Target }
+
+func volumePaths(v *mountrec.Record) []string {
+	var out []string
+	if v.Staging != "" {
+		out = append(out, v.Staging)
+	}
+	for _, t := range v.Targets {
+		out = append(out, t.Path)
+	}
+	return out
+}
+
+// newestLive returns the newest live mounter of rule, or nil.
+func newestLive(live []*registry.Record, rule string) *registry.Record {
+	for i := len(live) - 1; i >= 0; i-- {
+		if live[i].Name == rule {
+			return live[i]
+		}
+	}
+	return nil
+}
+
+// recoverVolumes makes the CSI volumes of rule live, driver by driver:
+// through the mounter's server when it announced one and answers, else
+// from the host with helper mounts run inside the mounter. notes gets what
+// the pass did with each volume.
+func (m *Mounter) recoverVolumes(cfg *config.Config, live *registry.Record, rule *spec.Rule, vols []*mountrec.Record, timeout time.Duration, notes map[string]string) {
+	byDriver := map[string][]*mountrec.Record{}
+	var drivers []string
+	for _, v := range vols {
+		if v.Rule != rule.Name {
+			continue
+		}
+		if byDriver[v.Driver] == nil {
+			drivers = append(drivers, v.Driver)
+		}
+		byDriver[v.Driver] = append(byDriver[v.Driver], v)
+	}
+	for _, driver := range drivers {
+		results, how := m.recoverDriver(cfg, live, rule, driver, byDriver[driver], timeout)
+		for _, r := range results {
+			note := "live, left alone"
+			switch {
+			case r.Error != "":
+				note = r.Error
+			case r.Remounted || r.Rebound > 0:
+				note = fmt.Sprintf("made again %s (mounted again: %v, targets bound again: %d)", how, r.Remounted, r.Rebound)
+			}
+			if r.VolumeID != "" {
+				notes["volume "+r.VolumeID] = note
+			}
+		}
+	}
+}
+
+// recoverDriver runs one pass over one driver's volumes of rule and says
+// how it went about it.
+func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule *spec.Rule, driver string, vols []*mountrec.Record, timeout time.Duration) ([]csi.VolumeResult, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
+	if a := announcedIn(cfg.StateDir, driver, live.PID); a != nil {
+		res, err := askServer(ctx, live.PID, a.Endpoint, rule.Name)
+		if err == nil {
+			return res, "by the server of mounter " + live.ID
+		}
+		m.warnf("the CSI server of mounter %s (rule %q) does not answer (%v): making its volumes again from the host through a runtime exec", live.ID, rule.Name, err)
+	}
+	fail := func(err error) []csi.VolumeResult {
+		out := make([]csi.VolumeResult, len(vols))
+		for i, v := range vols {
+			out[i] = csi.VolumeResult{VolumeID: v.VolumeID, Error: err.Error()}
+		}
+		return out
+	}
+	em := &execMounter{m: m, router: &Router{Config: cfg, Warn: m.warnf}, rec: live, rule: rule, timeout: timeout}
+	s, err := csi.NewServer(driver, vols[0].Node, cfg, rule.Name, em, csi.NewLogger(m.Stderr, cfg.LogLevel))
+	if err != nil {
+		return fail(err), ""
+	}
+	s.HelperPID = live.PID
+	results := s.RecoverNow(ctx, rule.Name)
+	if err := s.Close(); err != nil {
+		m.warnf("%v", err)
+	}
+	return csi.Results(results), "through a runtime exec into mounter " + live.ID
+}
+
+// announcedIn returns the announcement of driver's server when that server
+// runs in the mount namespace of process pid (a live mounter's init), or
+// nil: an announcement left by a killed server names a namespace that is
+// gone.
+func announcedIn(stateDir, driver string, pid int) *csi.Announcement {
+	anns, _ := csi.Announcements(stateDir)
+	ns, err := csi.MountNSOf(strconv.Itoa(pid))
+	if err != nil {
+		return nil
+	}
+	for _, a := range anns {
+		if a.Driver == driver && a.MountNS == ns {
+			return a
+		}
+	}
+	return nil
+}
+
+func askServer(ctx context.Context, pid int, endpoint, rule string) ([]csi.VolumeResult, error) {
+	c, err := csi.DialMounter(pid, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Recover(ctx, rule)
+}
+
+// execMounter is csi.Mounter for the host side of a mounter without a
+// server: helper mounts run inside the mounter as a routed mount does and
+// are checked to reach the host; binds and unmounts are the host's own.
+type execMounter struct {
+	csi.SystemMounter
+	m      *Mounter
+	router *Router
+	rec    *registry.Record
+	rule   *spec.Rule
+	// timeout bounds the wait for each mount to reach the host.
+	timeout time.Duration
+}
+
+// Mount runs the helper inside the mounter at target's place there.
+func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) error {
+	route, err := e.router.routeVia(e.rec, e.rule, target)
+	if err != nil {
+		return err
+	}
+	inv := &Invocation{Prog: e.m.prog, Type: v.FSType, Options: v.Options, Args: []string{v.Source, target}, Timeout: e.timeout}
+	return e.m.mountVia(inv, route)
+}
+
+// recoverRouted makes one routed mount live again through the rule's live
+// mounter. gone is set when its mount point no longer exists: it was
+// unmounted and removed without `mounter umount`, and its record is
+// removed.
+func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, live *registry.Record, rule *spec.Rule, r *mountrec.Mount, timeout time.Duration) (note string, gone bool, err error) {
+	state, err := csi.MountState(r.Target)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	switch state {
+	case "live":
+		return "live, left alone", false, nil
+	case "hung":
+		return "", false, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", r.Target)
+	case "dead":
+		if err := detachDead(r.Target); err != nil {
+			return "", false, m.noteRouted(store, r, err)
+		}
+	}
+	resolved, err := hostmount.ResolveSource(r.Target, rule.Propagate)
+	if errors.Is(err, fs.ErrNotExist) {
+		if rerr := store.Remove(r.Target); rerr != nil {
+			return "", false, rerr
+		}
+		return "", true, nil
+	}
+	if err == nil && resolved != r.Target {
+		err = fmt.Errorf("the mount point %s now resolves to %s: left alone", r.Target, resolved)
+	}
+	if err != nil {
+		return "", false, m.noteRouted(store, r, err)
+	}
+	route, err := (&Router{Config: cfg, Warn: m.warnf}).routeVia(live, rule, r.Target)
+	if err != nil {
+		return "", false, m.noteRouted(store, r, err)
+	}
+	inv := &Invocation{Prog: m.prog, Type: r.FSType, Options: r.Options, Args: []string{r.Source, r.Target}, Timeout: timeout}
+	if err := m.mountVia(inv, route); err != nil {
+		return "", false, m.noteRouted(store, r, err)
+	}
+	r.Mounter, r.Recovery = live.ID, nil
+	if err := store.Write(r); err != nil {
+		m.warnf("%v", err)
+	}
+	return "mounted again through mounter " + live.ID, false, nil
+}
+
+// noteRouted keeps a failure in the routed mount's record and returns it.
+func (m *Mounter) noteRouted(store mountrec.MountStore, r *mountrec.Mount, err error) error {
+	rc := r.Recovery
+	if rc == nil {
+		rc = &mountrec.Recovery{}
+	}
+	rc.Attempts++
+	rc.Error, rc.Last = err.Error(), time.Now().UTC()
+	r.Recovery = rc
+	if werr := store.Write(r); werr != nil {
+		m.warnf("%v", werr)
+	}
+	return err
+}
+
+// detachDead detaches the dead mounts stacked at target, top first, until
+// what is there answers or nothing is left.
+func detachDead(target string) error {
+	for range 64 {
+		state, err := csi.MountState(target)
+		if err != nil {
+			return err
+		}
+		if state != "dead" {
+			return nil
+		}
+		if err := hostmount.Detach(target); err != nil {
+			return fmt.Errorf("detach the dead mount at %s: %w", target, err)
+		}
+	}
+	return fmt.Errorf("%s: still dead after detaching 64 mounts there", target)
+}
+
+// lockRecovery takes the state dir's recovery lock, waiting for another
+// `mounter recover` to finish.
+func lockRecovery(stateDir string) (func(), error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, system("create the state dir: %w", err)
+	}
+	path := filepath.Join(stateDir, lockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, system("open the recovery lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		_ = f.Close()
+		return nil, system("lock %s: %w", path, err)
+	}
+	return func() { _ = f.Close() }, nil
+}
