@@ -1,0 +1,252 @@
+package recovery_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/testutil"
+	"github.com/runc-shared/runc-shared/pkg/spec"
+)
+
+// startPlainMounter starts a mounter container through runc-shared that
+// runs no server: its main process sleeps; mounts reach it only through
+// `mounter` on the host (runtime exec).
+func startPlainMounter(t *testing.T, r *testutil.Runc, e *env, side *mounterSide, id string) int {
+	t.Helper()
+	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
+		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
+		testutil.WithAnnotation(spec.AnnotationMounter, annotationValue),
+		testutil.WithBind(e.Shared, e.Shared),
+		testutil.WithBind(side.Dir, side.Dir),
+		testutil.WithArgs("/usr/bin/sleep", "100000"))
+	return r.Up(t, b, id)
+}
+
+// runMounter runs bin/mounter with the host's configuration and returns
+// its output and exit code.
+func runMounter(t *testing.T, e *env, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(testutil.Bin(t, "mounter"), append([]string{"--config", e.Config}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("mounter %q: %v", args, err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// routedRecords returns the routed mounts' records by target.
+func routedRecords(t *testing.T, stateDir string) map[string]*mountrec.Mount {
+	t.Helper()
+	ms, errs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
+	if len(errs) != 0 {
+		t.Fatalf("routed mount records that cannot be read: %v", errs)
+	}
+	out := map[string]*mountrec.Mount{}
+	for _, m := range ms {
+		out[m.Target] = m
+	}
+	return out
+}
+
+// TestRecoverWithoutServer: two CSI volumes staged and published by the
+// server of a first mounter, read by a consumer through rslave binds, and
+// two GlusterFS mounts routed into it by `mounter mount` on the host, each
+// recorded. kill -9 of the mounter; its deletion runs poststop. The next
+// mounter of the rule runs no server: `mounter recover` makes every
+// recorded mount again through a runtime exec into it and exits 0; the
+// consumer, never restarted, reads and writes again. A routed mount whose
+// GlusterFS volume is stopped makes recover exit 32 and name it; once the
+// volume is back, recover exits 0. `mounter umount` forgets a routed mount.
+func TestRecoverWithoutServer(t *testing.T) {
+	testutil.CheckLeaks(t)
+	g := testutil.Glusterd(t)
+	glusterVolume(t, g, "v1")
+	e := newEnv(t)
+	side := newMounterSide(t, e)
+	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
+	r.ExtraGlobal = []string{"--runc-shared-config=" + e.Config}
+
+	pid1, log1 := startMounter(t, r, e, side, "rcv-mounter-1")
+	c := connect(t, side.Sock)
+	ctx := ctxT(t)
+	var vols []volume
+	for i := range 2 {
+		v := volume{ID: fmt.Sprintf("rcv-static-%d", i), Context: map[string]string{csi.KeyFSType: "glusterfs", csi.KeySource: g.Server + ":/" + g.Volume}}
+		v.Staging, v.Target = kubeletPaths(t, e.Shared, fmt.Sprintf("pv-rcv-%d", i), fmt.Sprintf("8c3a4b5e-0000-4000-8000-00000000000%d", i))
+		if err := stageAndPublish(ctx, c, v); err != nil {
+			t.Fatalf("%v\n%s", err, log1())
+		}
+		if err := os.WriteFile(filepath.Join(v.Target, fmt.Sprintf("before-%d", i)), []byte("before\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vols = append(vols, v)
+	}
+	routed := map[string]string{} // target: GlusterFS volume
+	for _, gv := range []string{g.Volume, "v1"} {
+		target := filepath.Join(e.Shared, "routed-"+gv)
+		if err := os.Mkdir(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, errOut, code := runMounter(t, e, "mount", "-t", "glusterfs", "-o", "log-level=WARNING", g.Server+":/"+gv, target); code != 0 {
+			t.Fatalf("routed mount of %s: exit %d\n%s%s", gv, code, out, errOut)
+		}
+		routed[target] = gv
+	}
+	recs := routedRecords(t, e.StateDir)
+	for target, gv := range routed {
+		m := recs[target]
+		if m == nil || m.Source != g.Server+":/"+gv || m.Rule != "glusterfs" || m.Mounter != "rcv-mounter-1" || !reflect.DeepEqual(m.Options, []string{"log-level=WARNING"}) {
+			t.Fatalf("record of the routed mount at %s: %+v", target, m)
+		}
+	}
+	consumer := testutil.NewRunc(t, "")
+	cb := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
+		testutil.WithBind(vols[0].Target, "/data0", "rbind", "rslave"),
+		testutil.WithBind(vols[1].Target, "/data1", "rbind", "rslave"),
+		testutil.WithArgs("sleep", "100000"))
+	consumer.Up(t, cb, "rcv-consumer")
+	before := records(t, e.StateDir)
+
+	if err := r.Kill(t, "rcv-mounter-1", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-procGone(pid1):
+	case <-time.After(20 * time.Second):
+		t.Fatal("the mounter's init survived SIGKILL for 20s")
+	}
+	if err := r.Delete(t, "rcv-mounter-1", false); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := consumer.Exec(t, "rcv-consumer", "cat", "/data0/before-0"); err == nil {
+		t.Fatalf("the consumer still reads after the kill: %q", out)
+	}
+
+	startPlainMounter(t, r, e, side, "rcv-mounter-2")
+	start := time.Now()
+	out, errOut, code := runMounter(t, e, "recover")
+	took := time.Since(start)
+	if code != 0 {
+		t.Fatalf("mounter recover: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("mounter recover through a runtime exec: 2 volumes (2 staging mounts, 2 targets) and 2 routed mounts live again in %v", took.Round(time.Millisecond))
+	var paths []string
+	for _, v := range vols {
+		paths = append(paths, v.Staging, v.Target)
+	}
+	for target := range routed {
+		paths = append(paths, target)
+	}
+	for _, p := range paths {
+		if got := liveState(t, p); got != "live fuse.glusterfs" {
+			t.Errorf("%s after mounter recover: %s, want live fuse.glusterfs", p, got)
+		}
+		if !strings.Contains(out, p) {
+			t.Errorf("mounter recover's table does not list %s:\n%s", p, out)
+		}
+	}
+	if strings.Contains(out, "dead") || strings.Contains(out, "missing") {
+		t.Errorf("mounter recover's table lists a mount that is not live:\n%s", out)
+	}
+	if out, errOut, err := consumer.Exec(t, "rcv-consumer", "sh", "-c", "cat /data0/before-0 /data1/before-1 && echo after > /data0/after"); err != nil || strings.Count(out, "before") != 2 {
+		t.Fatalf("the consumer, not restarted, after mounter recover: %v\n%s%s", err, out, errOut)
+	}
+	if got, err := os.ReadFile(filepath.Join(g.Brick, "after")); err != nil || string(got) != "after\n" {
+		t.Errorf("the consumer's write on the brick: %q, %v", got, err)
+	}
+	if after := records(t, e.StateDir); !reflect.DeepEqual(before, after) {
+		t.Errorf("records changed by recovery:\nbefore %+v\nafter  %+v", before, after)
+	}
+	for target, m := range routedRecords(t, e.StateDir) {
+		if m.Mounter != "rcv-mounter-2" || m.Recovery != nil {
+			t.Errorf("routed record of %s after recovery: %+v, want made by rcv-mounter-2 with no failure", target, m)
+		}
+	}
+
+	// A live mount is left alone: a second run changes nothing.
+	if out, errOut, code := runMounter(t, e, "recover", "--rule", "glusterfs"); code != 0 {
+		t.Fatalf("second mounter recover: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := len(testutil.MountsUnder(t, vols[0].Target)); n != 2 {
+		t.Errorf("%d mounts at %s after a second recover, want the dead one and the one on top", n, vols[0].Target)
+	}
+
+	// A routed mount whose GlusterFS volume is stopped: exit 32, named,
+	// its failure kept; back once the volume is.
+	v1Target := filepath.Join(e.Shared, "routed-v1")
+	if err := hostUnmount(v1Target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.CLI(t, "volume", "stop", "v1", "force"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runMounter(t, e, "--timeout", "3s", "recover")
+	if code != 32 || !strings.Contains(errOut, v1Target+" (routed glusterfs): missing") {
+		t.Fatalf("mounter recover with v1 stopped: exit %d, want 32 naming %s\n%s%s", code, v1Target, out, errOut)
+	}
+	if m := routedRecords(t, e.StateDir)[v1Target]; m == nil || m.Recovery == nil || m.Recovery.Attempts != 1 {
+		t.Errorf("record of %s after a failed recovery: %+v, want the failure kept", v1Target, m)
+	}
+	if _, err := g.CLI(t, "volume", "start", "v1", "force"); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := runMounter(t, e, "recover"); code != 0 {
+		t.Fatalf("mounter recover with v1 started again: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := liveState(t, v1Target); got != "live fuse.glusterfs" {
+		t.Errorf("%s: %s after v1 is back", v1Target, got)
+	}
+
+	// mounter umount forgets the mount; the consumer goes; the volumes are
+	// unpublished and unstaged from the host (no server runs).
+	for target := range routed {
+		if out, errOut, code := runMounter(t, e, "umount", target); code != 0 {
+			t.Errorf("mounter umount %s: exit %d\n%s%s", target, code, out, errOut)
+		}
+	}
+	if left := routedRecords(t, e.StateDir); len(left) != 0 {
+		t.Errorf("records left after mounter umount: %+v", left)
+	}
+	if err := consumer.Kill(t, "rcv-consumer", "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Delete(t, "rcv-consumer", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vols {
+		for _, p := range []string{v.Target, v.Staging} {
+			for range testutil.MountsUnder(t, p) {
+				if err := hostUnmount(p); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+}
+
+// hostUnmount unmounts the top mount at path on the host.
+func hostUnmount(path string) error {
+	if err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW); err != nil {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
