@@ -19,10 +19,6 @@ var MountOfReader = mountOfReader
 // treated as not dead (never detached), and named in the error.
 var ErrHungMount = errors.New("FUSE mount did not answer statfs in time")
 
-// ErrNotShared means a host path is not in a shared peer group, so a bind of
-// it into a container with rshared propagation would not carry mounts back.
-var ErrNotShared = errors.New("not a shared mount")
-
 // DeadFUSEMounts returns the dead FUSE mounts of this mount namespace whose
 // mount point is within one of under (component-wise; the prefixes are also
 // matched in their symlink-resolved form). A mount is dead when statfs of its
@@ -64,30 +60,4 @@ func hungError(hung []*mountinfo.Info) error {
 		names[i] = m.Mountpoint
 	}
 	return fmt.Errorf("%w (left alone, check its daemon): %s", ErrHungMount, strings.Join(names, ", "))
-}
-
-// RequireShared is the ensure-shared = false check: nil when path is on a
-// shared mount, else an error wrapping ErrNotShared that names the path and
-// the fix.
-func RequireShared(path string) error {
-	m, err := MountOf(path)
-	if err != nil {
-		return err
-	}
-	if PeerGroup(m) > 0 {
-		return nil
-	}
-	return fmt.Errorf("host path %s is %w (its mount %s is %s): run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
-		path, ErrNotShared, m.Mountpoint, propagationName(m), path, path, path)
-}
-
-func propagationName(m *mountinfo.Info) string {
-	switch {
-	case Master(m) > 0:
-		return "a slave"
-	case strings.Contains(m.Optional, "unbindable"):
-		return "unbindable"
-	default:
-		return "private"
-	}
 }
