@@ -172,7 +172,7 @@ func TestRoundTrip(t *testing.T) {
 			if tc.hooks {
 				for name, stage := range HookFiles {
 					h := readOrNil(t, filepath.Join(hooksDir, name))
-					if !bytes.Equal(h, HookFile("/opt/rs/bin/mount-hook", stage, "")) {
+					if !bytes.Equal(h, HookFile("/opt/rs/bin/mount-hook", stage, "", "")) {
 						t.Errorf("hook file %s = %s", name, h)
 					}
 				}
@@ -472,14 +472,14 @@ func TestHookFilesMatchRepo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := HookFile("/usr/local/bin/mount-hook", stage, ""); !jsonEqual(got, repo) {
+		if got := HookFile("/usr/local/bin/mount-hook", stage, "", ""); !jsonEqual(got, repo) {
 			t.Errorf("%s differs from hooks.d/%s:\n%s\n---\n%s", stage, name, got, repo)
 		}
 	}
 	var h struct {
 		Hook struct{ Args []string }
 	}
-	if err := json.Unmarshal(HookFile("/x/mount-hook", "poststop", testConfig), &h); err != nil {
+	if err := json.Unmarshal(HookFile("/x/mount-hook", "poststop", testConfig, ""), &h); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"mount-hook", "--config", testConfig, "poststop"}; !reflect.DeepEqual(h.Hook.Args, want) {
@@ -627,6 +627,46 @@ func TestDockerRemoveStep(t *testing.T) {
 			}
 			if code, out, _ := run(t, append(args, "--remove")...); code != 0 || strings.Contains(out, "next:") {
 				t.Errorf("a second remove (nothing to do) printed a step or failed (exit %d):\n%s", code, out)
+			}
+		})
+	}
+}
+
+// TestHookFilesNameStateDir: the hooks.d files pass --state-dir when the
+// runc-shared configuration names a state dir other than the default, so
+// poststop finds the record after the configuration is gone; never otherwise.
+func TestHookFilesNameStateDir(t *testing.T) {
+	for _, tc := range []struct {
+		name, toml string
+		want       []string // the poststop hook's args after "mount-hook"
+	}{
+		{"custom state dir", "state-dir = \"/srv/rs-state\"\n", []string{"--state-dir", "/srv/rs-state"}},
+		{"default state dir", "state-dir = \"/run/runc-shared\"\n", nil},
+		{"no state-dir key", "log-level = \"info\"\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rsConfig := filepath.Join(dir, "config.toml")
+			if err := os.WriteFile(rsConfig, []byte(tc.toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			hooks := filepath.Join(dir, "hooks.d")
+			file := copyTestdata(t, "podman-4.3-containers.conf", "containers.conf")
+			if code, out, errOut := run(t, "--engine", "podman", "--config-file", file, "--runtime-path", testRuntime,
+				"--hooks-dir", hooks, "--runc-shared-config", rsConfig); code != 0 {
+				t.Fatalf("exit %d: %s%s", code, out, errOut)
+			}
+			var h struct {
+				Hook struct{ Args []string }
+			}
+			if err := json.Unmarshal(readOrNil(t, filepath.Join(hooks, "runc-shared-mount-hook-poststop.json")), &h); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(h.Hook.Args, " ")
+			if want := strings.Join(tc.want, " "); want != "" && !strings.Contains(got, want) {
+				t.Errorf("hook args %q lack %q", got, want)
+			} else if want == "" && strings.Contains(got, "--state-dir") {
+				t.Errorf("hook args %q name a state dir; want none for the default", got)
 			}
 		})
 	}

@@ -78,24 +78,35 @@ var HookFiles = map[string]string{
 }
 
 func hookTargets(o Options) []Target {
+	// A state dir other than the default goes on the hook's command line, as
+	// the wrapper does for the hook it injects: poststop then finds the
+	// mounter's record even when the configuration is gone or broken.
+	cfg := o.RuncSharedConfig
+	if cfg == "" {
+		cfg = config.DefaultPath
+	}
+	stateDir, ok := config.StateDirOf(cfg)
+	if !ok || stateDir == config.DefaultStateDir {
+		stateDir = ""
+	}
 	var ts []Target
 	for _, name := range []string{"runc-shared-mount-hook.json", "runc-shared-mount-hook-poststop.json"} {
 		stage := HookFiles[name]
 		ts = append(ts, Target{
 			Path:   filepath.Join(o.HooksDir, name),
 			What:   stage + " hook",
-			Editor: wholeFile(HookFile(o.HookPath, stage, o.RuncSharedConfig)),
+			Editor: wholeFile(HookFile(o.HookPath, stage, o.RuncSharedConfig, stateDir)),
 		})
 	}
 	return ts
 }
 
 // HookFile returns the OCI hook file (schema 1.0.0) that runs mount-hook at
-// stage for containers with the mounter annotation; config, when set, is
-// passed to it with --config.
-func HookFile(hookPath, stage, config string) []byte {
+// stage for containers with the mounter annotation; config and stateDir, when
+// set, are passed to it with --config and --state-dir.
+func HookFile(hookPath, stage, config, stateDir string) []byte {
 	// The hook entry the wrapper injects, so both ways run the same command.
-	h := spec.InjectHooks{Path: hookPath, Config: config}.Hook(hookargs.Stage(stage))
+	h := spec.InjectHooks{Path: hookPath, Config: config, StateDir: stateDir}.Hook(hookargs.Stage(stage))
 	q := tomlString // a JSON string, without HTML escaping
 	qlist := func(ss []string) string {
 		out := make([]string, len(ss))
