@@ -58,7 +58,11 @@ func (m *Mounter) status(cfg *config.Config) error {
 			return err
 		}
 	}
-	return m.deadTable(fuse)
+	recorded, err := m.csiTable(cfg.StateDir, live)
+	if err != nil {
+		return err
+	}
+	return m.deadTable(fuse, recorded)
 }
 
 // mounterTable lists the registered mounters with their state, and says
@@ -135,8 +139,10 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 }
 
 // deadTable lists the FUSE mounts below the rules' paths whose daemon is
-// gone or does not answer, with what to do.
-func (m *Mounter) deadTable(fuse *hostmount.FUSEScan) error {
+// gone or does not answer, with what to do. A recorded path is made again
+// by recovery, on top of a dead publish target (which pods' binds copy):
+// detaching it would cut those pods off for good.
+func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, recorded map[string]bool) error {
 	if len(fuse.Dead)+len(fuse.Hung) == 0 {
 		return nil
 	}
@@ -144,7 +150,11 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan) error {
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
 	for _, mi := range fuse.Dead {
-		fmt.Fprintf(w, "%s\t%s\t%s\tdead\tumount -l %s\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)
+		fix := "umount -l " + mi.Mountpoint
+		if recorded[mi.Mountpoint] {
+			fix = "mounter recover (recorded: made again on top)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\tdead\t%s\n", mi.Mountpoint, mi.FSType, mi.Source, fix)
 	}
 	for _, mi := range fuse.Hung {
 		fmt.Fprintf(w, "%s\t%s\t%s\tnot answering\tcheck its daemon; umount -l %s if it is gone\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)

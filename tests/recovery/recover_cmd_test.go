@@ -123,7 +123,13 @@ func TestRecoverWithoutServer(t *testing.T) {
 		testutil.WithBind(vols[0].Target, "/data0", "rbind", "rslave"),
 		testutil.WithBind(vols[1].Target, "/data1", "rbind", "rslave"),
 		testutil.WithArgs("sleep", "100000"))
-	consumer.Up(t, cb, "rcv-consumer")
+	consumerPID := consumer.Up(t, cb, "rcv-consumer")
+	// A second consumer binds volume 0 privately: no mount on the host
+	// reaches its bind, so status must name it after the recovery.
+	pb := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
+		testutil.WithBind(vols[0].Target, "/private0", "rbind", "rprivate"),
+		testutil.WithArgs("sleep", "100000"))
+	privatePID := consumer.Up(t, pb, "rcv-private")
 	before := records(t, e.StateDir)
 
 	if err := r.Kill(t, "rcv-mounter-1", "KILL"); err != nil {
@@ -182,6 +188,25 @@ func TestRecoverWithoutServer(t *testing.T) {
 		}
 	}
 
+	// Status: every recorded path live, the private consumer named, the
+	// rslave one not.
+	out, errOut, code = runMounter(t, e, "status")
+	if code != 0 {
+		t.Fatalf("mounter status: exit %d\n%s%s", code, out, errOut)
+	}
+	wantPrivate := fmt.Sprintf("volume %s: process %d (sleep) binds it privately at /private0", vols[0].ID, privatePID)
+	if !strings.Contains(out, wantPrivate) || strings.Contains(out, fmt.Sprintf("process %d ", consumerPID)) {
+		t.Errorf("mounter status does not name the private consumer %d alone (rslave consumer %d):\n%s", privatePID, consumerPID, out)
+	}
+	for _, p := range paths {
+		if !strings.Contains(out, p) {
+			t.Errorf("mounter status does not list %s:\n%s", p, out)
+		}
+	}
+	if out, _, err := consumer.Exec(t, "rcv-private", "cat", "/private0/before-0"); err == nil {
+		t.Errorf("the private consumer reads after recovery (%q): then status should not name it", out)
+	}
+
 	// A live mount is left alone: a second run changes nothing.
 	if out, errOut, code := runMounter(t, e, "recover", "--rule", "glusterfs"); code != 0 {
 		t.Fatalf("second mounter recover: exit %d\n%s%s", code, out, errOut)
@@ -230,6 +255,9 @@ func TestRecoverWithoutServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := consumer.Delete(t, "rcv-consumer", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Delete(t, "rcv-private", true); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vols {

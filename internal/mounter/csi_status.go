@@ -1,0 +1,203 @@
+package mounter
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/registry"
+)
+
+// csiTable lists the recorded CSI volumes and routed mounts: each path with
+// the state of its mount, the live mounter of its rule, what recovery could
+// not do, and per volume the consumers that cannot see a recovered mount.
+// It returns the recorded paths, which the table of dead mounts must not
+// advise to detach: recovery binds on top of them.
+func (m *Mounter) csiTable(stateDir string, live []*registry.Record) (map[string]bool, error) {
+	vols, errs := mountrec.List(stateDir)
+	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
+	errs = append(errs, rerrs...)
+	recorded := map[string]bool{}
+	for _, err := range errs {
+		m.warnf("%v: the record is kept; fix or remove it", err)
+	}
+	if len(vols)+len(routed) == 0 {
+		return recorded, nil
+	}
+	mounterOf := func(rule string) string {
+		if rec := newestLive(live, rule); rec != nil {
+			return rec.ID
+		}
+		return "(none live)"
+	}
+	fmt.Fprintln(m.Stdout)
+	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "RECORDED MOUNT\tRECORD\tRULE\tMOUNTER\tSTATE")
+	row := func(path, what, rule string) {
+		recorded[path] = true
+		state, err := csi.MountState(path)
+		if err != nil {
+			state = "unknown: " + err.Error()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", path, what, rule, mounterOf(rule), state)
+	}
+	for _, v := range vols {
+		if v.Staging != "" {
+			row(v.Staging, "volume "+v.VolumeID+" (staging)", v.Rule)
+		}
+		for _, t := range v.Targets {
+			row(t.Path, "volume "+v.VolumeID+" (target)", v.Rule)
+		}
+	}
+	for _, r := range routed {
+		row(r.Target, "routed "+r.FSType+" "+r.Source, r.Rule)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, system("write status: %w", err)
+	}
+	for _, v := range vols {
+		if rc := v.Recovery; rc != nil {
+			fmt.Fprintf(m.Stdout, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc, m.now()))
+		}
+	}
+	for _, r := range routed {
+		if rc := r.Recovery; rc != nil {
+			fmt.Fprintf(m.Stdout, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
+		}
+	}
+	private := privateConsumers(vols, "/proc")
+	for _, v := range vols {
+		for _, c := range private[v.VolumeID] {
+			fmt.Fprintf(m.Stdout, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
+				v.VolumeID, c.PID, c.Comm, c.Mountpoint)
+		}
+	}
+	return recorded, nil
+}
+
+// describeRecovery says how often recovery failed, why, and what happens
+// next.
+func describeRecovery(rc *mountrec.Recovery, now time.Time) string {
+	var next string
+	switch {
+	case rc.Next.IsZero():
+		next = "waits for the next start of its server or mounter recover"
+	case rc.Next.Before(now):
+		next = "next attempt due"
+	default:
+		next = "next attempt in " + rc.Next.Sub(now).Round(time.Second).String()
+	}
+	return fmt.Sprintf("%d times, last %s ago: %s; %s", rc.Attempts, age(now, rc.Last), rc.Error, next)
+}
+
+// consumer is a process whose mount namespace binds a volume privately.
+type consumer struct {
+	PID        int
+	Comm       string
+	Mountpoint string
+}
+
+// privateConsumers finds, per volume, the mount namespaces (one process
+// each) that hold a bind of the volume whose propagation is private: a
+// mount made on the host later never reaches such a bind
+// (mount_namespaces(7), "Shared subtrees"), so recovery cannot either. A
+// bind is the volume's when its device is one of the devices stacked at
+// the volume's paths on the host: the dead mount a publish target keeps
+// and the live one recovery stacked on it. Binds that are shared or slaves
+// (master:N) receive what recovery mounts and are not listed. It reads
+// /proc/PID/ns/mnt of each process and the mountinfo of one process per
+// namespace, and never statfs'es a mount (a dead one would fail, a hung
+// one block).
+func privateConsumers(vols []*mountrec.Record, proc string) map[string][]consumer {
+	return scanConsumers(proc, volumeDevices(vols))
+}
+
+// volumeDevices maps the devices of the mounts stacked at the volumes'
+// paths on the host to the volume ids.
+func volumeDevices(vols []*mountrec.Record) map[uint64]string {
+	devOf := map[uint64]string{}
+	for _, v := range vols {
+		paths := []string{}
+		if v.Staging != "" {
+			paths = append(paths, v.Staging)
+		}
+		for _, t := range v.Targets {
+			paths = append(paths, t.Path)
+		}
+		for _, p := range paths {
+			ms, err := hostmount.MountsAt(p)
+			if err != nil {
+				continue
+			}
+			for _, mi := range ms {
+				devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))] = v.VolumeID
+			}
+		}
+	}
+	return devOf
+}
+
+// scanConsumers finds the private binds of the devices in devOf in the
+// mount namespaces of the processes under proc, but its own.
+func scanConsumers(proc string, devOf map[uint64]string) map[string][]consumer {
+	out := map[string][]consumer{}
+	if len(devOf) == 0 {
+		return out
+	}
+	self, _ := os.Readlink(filepath.Join(proc, "self", "ns", "mnt"))
+	seen := map[string]bool{self: true} // the host's own mounts are the volumes themselves
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ns, err := os.Readlink(filepath.Join(proc, e.Name(), "ns", "mnt"))
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		f, err := os.Open(filepath.Join(proc, e.Name(), "mountinfo"))
+		if err != nil {
+			continue
+		}
+		ms, _ := mountinfo.GetMountsFromReader(f, func(mi *mountinfo.Info) (skip, stop bool) {
+			_, ok := devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))]
+			return !ok || propagates(mi.Optional), false
+		})
+		_ = f.Close()
+		if len(ms) == 0 {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
+		for _, mi := range ms {
+			id := devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))]
+			out[id] = append(out[id], consumer{PID: pid, Comm: strings.TrimSpace(string(comm)), Mountpoint: mi.Mountpoint})
+		}
+	}
+	return out
+}
+
+// propagates reports whether a mount with mountinfo's optional fields
+// receives mounts from its peers or master: shared:N or master:N.
+func propagates(optional string) bool {
+	for _, f := range strings.Fields(optional) {
+		if strings.HasPrefix(f, "shared:") || strings.HasPrefix(f, "master:") {
+			return true
+		}
+	}
+	return false
+}
