@@ -45,10 +45,10 @@ func TestScanConsumers(t *testing.T) {
 		other   = "54 1 0:99 / /other rw,relatime - fuse.glusterfs 127.0.0.2:/v9 rw\n"
 	)
 	proc := fakeProc(t, map[string][3]string{
-		"100": {"mnt:[1]", "sleep", root + private + slave + other}, // a pod: one private bind, one rslave
-		"101": {"mnt:[1]", "sh", root + private},                    // the same namespace: listed once
-		"200": {"mnt:[2]", "mounter", root + shared},                // the mounter: its mount is shared
-		"300": {"mnt:[3]", "app", root + newer + slave},             // a private bind of the recovered mount
+		"100":  {"mnt:[1]", "sleep", root + private + slave + other}, // a pod: one private bind, one rslave
+		"101":  {"mnt:[1]", "sh", root + private},                    // the same namespace: listed once
+		"200":  {"mnt:[2]", "mounter", root + shared},                // the mounter: its mount is shared
+		"300":  {"mnt:[3]", "app", root + newer + slave},             // a private bind of the recovered mount
 		"self": {"mnt:[9]", "x", ""},
 	})
 	devs := map[uint64]string{unix.Mkdev(0, 61): "vol-1", unix.Mkdev(0, 72): "vol-1"}
