@@ -78,8 +78,8 @@ func CheckPeer(b spec.Bind, host, ctr *mountinfo.Info) error {
 	if hostmount.PeerGroup(ctr) == group {
 		return nil
 	}
-	return fmt.Errorf("%w: the container's mount of host path %s at %s is %s, not in the host's peer group shared:%d; start the container through runc-shared, or bind it rshared with rshared root propagation (-v %s:%s:rshared)",
-		ErrNotPropagated, b.Source, b.Destination, describe(ctr), group, b.Source, b.Destination)
+	return fmt.Errorf("%w: the container's mount of host path %s at %s is %s, not in the host's peer group shared:%d; start the container through runc-shared, or make %s a mount point of its own and bind it rshared with rshared root propagation (-v %s:%s:rshared): runc makes the rootfs's parent mount private, which cuts a plain directory on that mount out of the host's peer group",
+		ErrNotPropagated, b.Source, b.Destination, describe(ctr), group, b.Source, b.Source, b.Destination)
 }
 
 // ErrWrongSource is wrapped when the container's bind is not of the
