@@ -11,8 +11,10 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
 )
 
 // The host service: what `mounter` on the host asks of the live mounter's
@@ -67,9 +69,78 @@ func Results(rs []RecoverResult) []VolumeResult {
 	return out
 }
 
+// MountRequest asks the server to mount like `mount -t FSTYPE -o OPTIONS
+// SOURCE TARGET` with its helpers, for a mount `mounter mount` routes.
+type MountRequest struct {
+	// Rule is the rule the host routed the mount by.
+	Rule    string   `json:"rule"`
+	FSType  string   `json:"fstype"`
+	Source  string   `json:"source"`
+	Options []string `json:"options,omitempty"`
+	// Target is the mount point as the server sees it.
+	Target string `json:"target"`
+}
+
+// MountResponse is empty: the host checks the result on its own side.
+type MountResponse struct{}
+
 // hostServer is the service's implementation.
 type hostServer interface {
 	recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error)
+	mountCall(ctx context.Context, req *MountRequest) (*MountResponse, error)
+}
+
+// mountCall runs the helper for a routed mount, with the checks a CSI
+// volume gets: a type of the rule, a source and options that cannot read as
+// flags, a target below the rule's paths that is a directory.
+func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountResponse, error) {
+	v := Volume{FSType: req.FSType, Source: req.Source, Options: req.Options}
+	if err := v.validate(); err != nil {
+		return nil, err
+	}
+	rule := s.Config.Rule(req.Rule)
+	switch {
+	case rule == nil:
+		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, configName(s.Config))
+	case s.RuleName != "" && rule.Name != s.RuleName:
+		return nil, invalid("rule %q: this server serves rule %q only", req.Rule, s.RuleName)
+	case !rule.Routes(v.FSType):
+		return nil, invalid("file system type %q is not among the types %v of rule %q", v.FSType, rule.FSTypes, rule.Name)
+	}
+	target, err := resolvePath("mount point", req.Target, rule.Propagate)
+	if err != nil {
+		return nil, err
+	}
+	if err := isDir(target); err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockVolume(ctx, "mount:"+target)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.mountHelper(ctx, v, target); err != nil {
+		return nil, err
+	}
+	return &MountResponse{}, nil
+}
+
+// unaryHandler adapts a method of hostServer to gRPC.
+func unaryHandler[Req any, Resp any](method string, call func(hostServer, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
+	return grpc.MethodDesc{
+		MethodName: method,
+		Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+			req := new(Req)
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			h := func(ctx context.Context, r any) (any, error) { return call(srv.(hostServer), ctx, r.(*Req)) }
+			if in == nil {
+				return h(ctx, req)
+			}
+			return in(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + hostService + "/" + method}, h)
+		},
+	}
 }
 
 func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {
@@ -82,22 +153,10 @@ func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*Recover
 var hostServiceDesc = grpc.ServiceDesc{
 	ServiceName: hostService,
 	HandlerType: (*hostServer)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Recover",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
-			req := new(RecoverRequest)
-			if err := dec(req); err != nil {
-				return nil, err
-			}
-			call := func(ctx context.Context, r any) (any, error) {
-				return srv.(hostServer).recoverCall(ctx, r.(*RecoverRequest))
-			}
-			if in == nil {
-				return call(ctx, req)
-			}
-			return in(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + hostService + "/Recover"}, call)
-		},
-	}},
+	Methods: []grpc.MethodDesc{
+		unaryHandler("Recover", hostServer.recoverCall),
+		unaryHandler("Mount", hostServer.mountCall),
+	},
 }
 
 // registerHost adds the host service to g.
@@ -169,6 +228,15 @@ func (c *HostClient) Recover(ctx context.Context, rule string) ([]VolumeResult, 
 		return nil, err
 	}
 	return resp.Results, nil
+}
+
+// Unavailable reports an error of a call that never reached the server:
+// the socket does not answer.
+func Unavailable(err error) bool { return status.Code(err) == codes.Unavailable }
+
+// Mount asks the server to run the helper of a routed mount.
+func (c *HostClient) Mount(ctx context.Context, req *MountRequest) error {
+	return c.invoke(ctx, "Mount", req, &MountResponse{})
 }
 
 func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) error {

@@ -154,3 +154,46 @@ func TestAnnounce(t *testing.T) {
 		t.Fatalf("announcement left after its server stopped: %+v", got)
 	}
 }
+
+// TestHostMount: a routed mount sent to the server is run by its helper
+// when the rule routes the type and the mount point lies below the rule's
+// paths; anything else is InvalidArgument, with no helper run.
+func TestHostMount(t *testing.T) {
+	e := newNodeEnv(t)
+	sock := serveHost(t, e)
+	c, err := DialMounter(os.Getpid(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	target := e.dir(t, "kubelet/routed")
+	ok := MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Options: []string{"ro"}, Target: target}
+	if err := c.Mount(ctx, &ok); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := e.top(target); m == nil || m.Source != "127.0.0.2:/v0" || m.Options != "ro" {
+		t.Fatalf("mount at %s: %+v, want the helper's", target, m)
+	}
+	bad := map[string]func(r *MountRequest){
+		"source reads as an option": func(r *MountRequest) { r.Source = "-oremount" },
+		"option smuggles a flag":    func(r *MountRequest) { r.Options = []string{"-t"} },
+		"type not of the rule":      func(r *MountRequest) { r.FSType = "nfs" },
+		"unknown rule":              func(r *MountRequest) { r.Rule = "nope" },
+		"outside the rule's paths":  func(r *MountRequest) { r.Target = e.dir(t, "outside") },
+		"a prefix, not a parent":    func(r *MountRequest) { r.Target = e.dir(t, "kubelet-evil") },
+		"relative":                  func(r *MountRequest) { r.Target = "kubelet/routed" },
+	}
+	m0, _, _ := e.F.count()
+	for name, change := range bad {
+		r := ok
+		change(&r)
+		if err := c.Mount(ctx, &r); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if m1, _, _ := e.F.count(); m1 != m0 {
+		t.Errorf("%d helper mounts run for refused requests", m1-m0)
+	}
+}

@@ -282,7 +282,8 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 	return csi.Results(results), "through a runtime exec into mounter " + live.ID
 }
 
-// announcedIn returns the announcement of driver's server when that server
+// announcedIn returns the announcement of driver's server ("": any
+// driver's) when that server
 // runs in the mount namespace of process pid (a live mounter's init), or
 // nil: an announcement left by a killed server names a namespace that is
 // gone.
@@ -293,7 +294,7 @@ func announcedIn(stateDir, driver string, pid int) *csi.Announcement {
 		return nil
 	}
 	for _, a := range anns {
-		if a.Driver == driver && a.MountNS == ns {
+		if (driver == "" || a.Driver == driver) && a.MountNS == ns {
 			return a
 		}
 	}

@@ -250,6 +250,9 @@ func serveCSI(t *testing.T, f *fixture, driver string, pid int) *noMounts {
 		t.Fatal(err)
 	}
 	data, _ := json.Marshal(csi.Announcement{Driver: driver, Endpoint: sock, PID: 1, MountNS: ns, Started: time.Now()})
+	if err := os.MkdirAll(filepath.Dir(csi.AnnouncementPath(f.state, driver)), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(csi.AnnouncementPath(f.state, driver), data, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type Route struct {
 	Target    string // host path, absolute and resolved
 	Inner     string // the same path inside the mounter
 	Bind      Bind   // the bind that carries Inner to Target
+	// StateDir is where the mounter's server, if it runs one, announces
+	// its socket.
+	StateDir string
 }
 
 // Router finds routes from the configuration and the registry.
@@ -96,7 +99,7 @@ func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) 
 	if err != nil {
 		return nil, err
 	}
-	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind}, nil
+	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind, StateDir: r.Config.StateDir}, nil
 }
 
 func (r *Router) warn(format string, args ...any) {
@@ -164,8 +167,7 @@ func (m *Mounter) mountVia(inv *Invocation, route *Route) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	argv := mountArgv(inv, route.Inner)
-	res, err := m.Exec.Exec(ctx, c, argv)
+	res, err := m.runMount(ctx, inv, route)
 	if res.Stdout != "" {
 		fmt.Fprint(m.Stdout, res.Stdout) // mount -v output
 	}

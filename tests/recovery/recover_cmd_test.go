@@ -111,6 +111,11 @@ func TestRecoverWithoutServer(t *testing.T) {
 		}
 		routed[target] = gv
 	}
+	// The first mounter runs a server: the routed mounts went to it, not
+	// through a runtime exec.
+	if n := strings.Count(log1(), "msg=Mount "); n != 2 {
+		t.Errorf("%d Mount calls in the server's log, want one per routed mount:\n%s", n, log1())
+	}
 	recs := routedRecords(t, e.StateDir)
 	for target, gv := range routed {
 		m := recs[target]

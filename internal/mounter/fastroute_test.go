@@ -1,0 +1,86 @@
+package mounter
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sameBind rewrites the fixture's mounter spec so that it binds shared/k at
+// the same path inside: the server then sees the host's target paths.
+func (f *fixture) sameBind(t *testing.T) {
+	t.Helper()
+	k := filepath.Join(f.shared, "k")
+	spec := fmt.Sprintf(`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[
+		{"destination":%q,"type":"bind","source":%q,"options":["rbind","rshared"]}]}`, k, k)
+	if err := os.WriteFile(filepath.Join(f.dir, "bundle", "config.json"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRoutedMountByServer: a routed mount goes to the mounter's server when
+// it runs one in the mounter's mount namespace, with no runtime exec; the
+// server's answer is the mount's result.
+func TestRoutedMountByServer(t *testing.T) {
+	f := newFixture(t, true)
+	f.sameBind(t)
+	fake := serveFake(t, f, "d.example.io")
+	target := filepath.Join(f.shared, "k", "vol")
+	code := f.run("--timeout", "20ms", "mount", "-t", "glusterfs", "-o", "ro,acl", "h:/v", target)
+	if code != ExitFailure {
+		t.Fatalf("exit %d, want %d (the fake helper mounts nothing): %s", code, ExitFailure, f.stderr.String())
+	}
+	if got := fake.mounts(); !reflect.DeepEqual(got, []string{"h:/v " + target}) {
+		t.Errorf("the server's helper mounts %q, want h:/v at %s", got, target)
+	}
+	if len(f.exec.calls) != 0 {
+		t.Errorf("runtime exec beside an answering server: %q", f.exec.calls)
+	}
+	if msg := f.stderr.String(); !strings.Contains(msg, "mount inside mounter m1") || !strings.Contains(msg, "nothing is mounted on "+target) {
+		t.Errorf("stderr does not carry the server's answer: %s", msg)
+	}
+}
+
+// TestRoutedMountExecFallback: the runtime exec stays the route when the
+// server cannot be used: none announced, -v for mount(8)'s own output, a
+// mounter that sees the target at another path.
+func TestRoutedMountExecFallback(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		serve, sameBind  bool
+		flags, wantInner []string
+	}{
+		{name: "no server", sameBind: true, wantInner: []string{"mount", "-t", "glusterfs", "--", "h:/v", "TARGET"}},
+		{name: "verbose", serve: true, sameBind: true, flags: []string{"-v"}, wantInner: []string{"mount", "-v", "-t", "glusterfs", "--", "h:/v", "TARGET"}},
+		{name: "another path inside", serve: true, wantInner: []string{"mount", "-t", "glusterfs", "--", "h:/v", "/k/vol"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, true)
+			if tt.sameBind {
+				f.sameBind(t)
+			}
+			var fake *noMounts
+			if tt.serve {
+				fake = serveFake(t, f, "d.example.io")
+			}
+			target := filepath.Join(f.shared, "k", "vol")
+			args := append(append([]string{"--timeout", "20ms", "mount"}, tt.flags...), "-t", "glusterfs", "h:/v", target)
+			if code := f.run(args...); code != ExitFailure {
+				t.Fatalf("exit %d, want %d: %s", code, ExitFailure, f.stderr.String())
+			}
+			want := []string{"m1"}
+			for _, a := range tt.wantInner {
+				want = append(want, strings.ReplaceAll(a, "TARGET", target))
+			}
+			if len(f.exec.calls) == 0 || !reflect.DeepEqual(f.exec.calls[0], want) {
+				t.Errorf("exec calls %q, want first %q", f.exec.calls, want)
+			}
+			if fake != nil && len(fake.mounts()) != 0 {
+				t.Errorf("the server was asked too: %q", fake.mounts())
+			}
+		})
+	}
+}
