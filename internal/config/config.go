@@ -3,9 +3,10 @@
 //
 // The wrapper loads it on every runtime call (engines call `state` all the
 // time), so Load does one open, one fstat, one read and one TOML parse, plus
-// a readlink and one lstat per directory above the file (about 5 µs), and
-// nothing else: no PATH lookup, no regexp. Work that only a failed load needs
-// (finding the line of a bad key) happens on the error path.
+// a readlink and one lstat per directory above the file and the lstats that
+// resolve each propagate path once, and nothing else: no PATH lookup, no
+// regexp. Work that only a failed load needs (finding the line of a bad key)
+// happens on the error path.
 //
 // A missing file is not an error: it means pure pass-through (Config.Missing).
 // A file that is writable by group or others, owned by anyone but root (or

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -511,65 +512,52 @@ func TestExample(t *testing.T) {
 	}
 }
 
-func TestKeyLines(t *testing.T) {
-	src := `# comment = 1
-runtime = "runc" # trailing
-list = [
-  "a = b",   # a string that looks like a key
-  'c',
-]
-text = """
-fake = 1
-[fake]
-"""
-lit = '''
-[[mounter]]
-'''
-[[mounter]]
-name = "a"
-[mounter.match]
-"quoted.key" = { x = 1 }
-[[mounter]]
-	name = "b"   
-[mounter . match . env]
-A = "1"
-site."dotted.part".x = 2
-[[mounter.sub]]
-k = 1
-[[mounter.sub]]
-k = 2
-`
-	ix := keyLines(src)
-	m := keyPath{"mounter"}
-	for _, tc := range []struct {
-		path keyPath
-		want int
-	}{
-		{keyPath{"runtime"}, 2},
-		{keyPath{"list"}, 3},
-		{keyPath{"text"}, 7},
-		{keyPath{"fake"}, 0},
-		{keyPath{"lit"}, 11},
-		{m, 14},
-		{m.index(0), 14},
-		{m.index(0).key("name"), 15},
-		{m.index(0).key("match"), 16},
-		{m.index(0).key("match").key("quoted.key"), 17},
-		{m.index(0).key("match").key("quoted.key").key("x"), 17}, // inline: the table's line
-		{m.index(1), 18},
-		{m.index(1).key("name"), 19},
-		{m.index(1).key("match").key("env").key("A"), 21},
-		{m.index(1).key("match").key("env").key("B"), 20}, // unseen: the parent's line
-		{keyPath{"site", "dotted.part", "x"}, 0},
-		{m.index(1).key("match").key("env").key("site").key("dotted.part").key("x"), 22},
-		{m.index(1).key("sub").index(1).key("k"), 26},
-	} {
-		if got := ix.find(tc.path); got != tc.want {
-			t.Errorf("line of %q = %d, want %d", tc.path.String(), got, tc.want)
-		}
+// TestProblemLines: each problem names the line of its key where the TOML
+// library knows it, which for the keys of [[mounter]] rules is the last
+// rule's: an earlier rule's key is named by the rule's place instead of a
+// line that would point into another rule.
+func TestProblemLines(t *testing.T) {
+	second := strings.ReplaceAll(rule, `"gluster"`, `"b"`)
+	badMode := func(r string) string {
+		return strings.Replace(r, "[mounter.match]", "mode = \"bind\"\n[mounter.match]", 1)
 	}
-	if got, want := (keyPath{"mounter", idxMark + "3", "match", "annotations", "runc-shared.io/x"}).String(), `mounter.match.annotations."runc-shared.io/x"`; got != want {
-		t.Errorf("String() = %s, want %s", got, want)
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"first of two rules", strings.Replace(rule, `name = "gluster"`, "name = 1", 1) + second,
+			`^config F: key mounter\[1\]\.name: is an integer, want a string: [^;]*$`},
+		{"a key only the first rule has", badMode(rule) + second,
+			`^config F:6: key mounter\.mode: "bind" is not a mode: [^;]*$`},
+		{"both of two rules", badMode(rule) + badMode(second),
+			`^config F: key mounter\[1\]\.mode: "bind" is not a mode: [^;]*; config F:14: key mounter\.mode: "bind" is not a mode`},
+		{"a rule without name before another", strings.Replace(rule, "name = \"gluster\"\n", "", 1) + second,
+			`^config F: key mounter\[1\]: \[\[mounter\]\] misses the required key "name": [^;]*$`},
+		{"unknown key in both rules", strings.Replace(rule, "fstypes", "fstype", 1) + strings.Replace(second, "fstypes", "fstype", 1),
+			`^config F: key mounter\[1\]: \[\[mounter\]\] misses the required key "fstypes": [^;]*; config F: key mounter\[1\]\.fstype: unknown key: did you mean "fstypes"\? [^;]*; ` +
+				`config F:9: key mounter: \[\[mounter\]\] misses the required key "fstypes": [^;]*; config F:11: key mounter\.fstype: unknown key: did you mean "fstypes"\? \(keys are lower case, with dashes\)$`},
+		{"inline rules", `mounter = [{ name = 1, fstypes = ["g"], propagate = ["/g"], match = { env = { A = "b" } } },` + "\n" +
+			`{ name = 2, fstypes = ["g"], propagate = ["/g"], match = { env = { A = "b" } } }]`,
+			`^config F: key mounter\[1\]\.name: is an integer, [^;]*; config F: key mounter\[2\]\.name: is an integer`},
+		{"dotted keys", strings.Replace(rule, "[mounter.match]\nenv = { RUNC_SHARED_MOUNTER = \"gluster\" }", "match.env.A = 1", 1),
+			`^config F:6: key mounter\.match\.env\.A: is an integer, want a string`},
+		{"keys after a multi-line string", "hook-path = \"\"\"/opt/\n[fake]\nname = 1\n\"\"\"\nruntime = 1\n",
+			`^config F:5: key runtime: is an integer[^;]*$`},
+		{"key in another case", "# comment\nRuntime = \"runc\"\n",
+			`^config F:2: key Runtime: unknown key: did you mean "runtime"\? \(keys are lower case, with dashes\)$`},
+		{"many problems", func() string {
+			var b strings.Builder
+			for i := range 12 {
+				fmt.Fprintf(&b, "k%d = 1\n", i)
+			}
+			return b.String()
+		}(), `^config F:1: key k0: unknown key: .*; config F:10: key k9: unknown key: .*; config F: and 2 more problems: fix these first$`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("F", []byte(tc.content))
+			if err == nil || !regexp.MustCompile(tc.want).MatchString(err.Error()) {
+				t.Errorf("Parse error:\n  %v\nwant match:\n  %s\nconfig:\n%s", err, tc.want, tc.content)
+			}
+		})
 	}
 }
 

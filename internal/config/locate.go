@@ -1,350 +1,155 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/BurntSushi/toml"
 )
 
-// The TOML library reports the line of a syntax error, but not of a key
-// whose value our schema refuses, and it keeps a single position per key
-// name, so the fifth [[mounter]]'s "mode" and the first one's are the same
-// key to it. This file finds lines itself, by scanning the text for table
-// headers and key/value pairs. It runs only when a configuration is invalid,
-// so a valid one costs nothing here.
-
-// keyPath is a key from the root of the document. Elements of an array of
-// tables are addressed by an index element (see index), so the lines of
-// every [[mounter]] are told apart.
-type keyPath []string
-
-// idxMark starts an index element; no bare key and no sane quoted key holds
-// a NUL byte.
-const idxMark = "\x00"
-
-func (p keyPath) key(k string) keyPath { return append(p[:len(p):len(p)], k) }
-
-func (p keyPath) index(i int) keyPath {
-	return append(p[:len(p):len(p)], idxMark+strconv.Itoa(i))
+// keyPath names a key by its parts from the root and, inside a [[mounter]]
+// rule, the rule's index from 0 (elem; -1 elsewhere or when not known): the
+// TOML library names the keys of every rule alike.
+type keyPath struct {
+	elem  int
+	parts []string
 }
 
-func (p keyPath) id() string { return strings.Join(p, "\x1f") }
+func top(k string) keyPath { return keyPath{elem: -1, parts: []string{k}} }
 
-// String is the key as a user writes it: dotted, indices dropped, parts
-// quoted where TOML needs quotes (annotation keys hold dots and slashes).
-func (p keyPath) String() string {
-	var b strings.Builder
-	for _, k := range p {
-		if strings.HasPrefix(k, idxMark) {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('.')
-		}
-		if isBareKey(k) {
-			b.WriteString(k)
-		} else {
-			b.WriteString(strconv.Quote(k))
-		}
-	}
-	return b.String()
+func (p keyPath) key(k string) keyPath {
+	return keyPath{elem: p.elem, parts: append(p.parts[:len(p.parts):len(p.parts)], k)}
 }
 
-func isBareKey(k string) bool {
-	if k == "" {
-		return false
+func (p keyPath) last() string { return p.parts[len(p.parts)-1] }
+
+// String is the key as a user writes it: dotted, quoted where TOML needs it
+// (annotation keys hold dots and slashes).
+func (p keyPath) String() string { return toml.Key(p.parts).String() }
+
+// indexed names a rule's key by the rule's place, from 1: mounter[2].mode.
+func (p keyPath) indexed() string {
+	if p.elem < 0 {
+		return p.String()
 	}
-	for i := 0; i < len(k); i++ {
-		if !isBareChar(k[i]) {
+	s := fmt.Sprintf("mounter[%d]", p.elem+1)
+	if len(p.parts) > 1 {
+		s += "." + toml.Key(p.parts[1:]).String()
+	}
+	return s
+}
+
+func hasPrefix(key, prefix []string) bool {
+	return len(key) >= len(prefix) && slices.Equal(key[:len(prefix)], prefix)
+}
+
+// maxProblems bounds the problems listed: each costs a parse of the file to
+// find its line (lineOf), and a file of garbage has a problem on every line.
+const maxProblems = 10
+
+// error lists the problems in file order, each with its line where the TOML
+// library knows it.
+func (v *validator) error(file, src string) error {
+	keys := v.md.Keys()
+	aot := v.md.Type("mounter") == "ArrayHash"
+	for i := range v.probs {
+		if v.probs[i].at < 0 {
+			v.probs[i].at = find(keys, v.probs[i].path, aot)
+		}
+	}
+	sort.SliceStable(v.probs, func(i, j int) bool { return v.probs[i].at < v.probs[j].at })
+	e := &Error{File: file}
+	for i, p := range v.probs {
+		if i == maxProblems {
+			e.Problems = append(e.Problems, Problem{Msg: fmt.Sprintf("and %d more problems: fix these first", len(v.probs)-i)})
+			break
+		}
+		line := 0
+		if p.at < len(keys) && lastDefinition(keys, p.at) {
+			line = lineOf(src, keys[p.at])
+		}
+		key := p.path.String()
+		if line == 0 {
+			key = p.path.indexed()
+		}
+		e.Problems = append(e.Problems, Problem{Line: line, Key: key, Msg: p.msg})
+	}
+	return e
+}
+
+// find returns the index in keys (the document's keys, in file order) of the
+// first key at or below p, within p's rule when the rules are [[mounter]]
+// tables (aot); len(keys) when there is none. The keys of an inline array of
+// tables do not say which table they are in: there find may return the
+// key of another rule, which lastDefinition then refuses to give a line.
+func find(keys []toml.Key, p keyPath, aot bool) int {
+	start, end := 0, len(keys)
+	if p.elem >= 0 && aot {
+		n := -1
+		for j, k := range keys {
+			if len(k) == 1 && k[0] == "mounter" {
+				n++
+				if n == p.elem {
+					start = j
+				} else if n > p.elem {
+					end = j
+					break
+				}
+			}
+		}
+	}
+	for j := start; j < end; j++ {
+		if hasPrefix(keys[j], p.parts) {
+			return j
+		}
+	}
+	return len(keys)
+}
+
+// lastDefinition reports whether no key after keys[j] has the same name: the
+// TOML library keeps the position of the last one only.
+func lastDefinition(keys []toml.Key, j int) bool {
+	for _, k := range keys[j+1:] {
+		if slices.Equal(k, keys[j]) {
 			return false
 		}
 	}
 	return true
 }
 
-func isBareChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
+// errLine stops the decoding of lineOf at the key it looks for.
+var errLine = errors.New("line of the key")
 
-// lineIndex maps keyPath.id() to the line (from 1) that defines the key.
-type lineIndex map[string]int
+type stopHere struct{}
 
-// find returns the line of p, or of its closest ancestor that the scan saw
-// (a key inside an inline table is found as the line of the table), or 0.
-func (ix lineIndex) find(p keyPath) int {
-	for n := len(p); n > 0; n-- {
-		if l, ok := ix[p[:n].id()]; ok {
-			return l
+func (stopHere) UnmarshalTOML(any) error { return errLine }
+
+// lineOf returns the line of the last definition of key in src, or 0. The
+// TOML library keeps the position of each key to itself and gives it out in
+// the ParseError for an error that an Unmarshaler returns: so lineOf decodes
+// src into a type made for key, whose value at key returns one.
+func lineOf(src string, key toml.Key) int {
+	t := reflect.TypeOf(stopHere{})
+	for i := len(key) - 1; i >= 0; i-- {
+		if i == 0 && len(key) > 1 && key[0] == "mounter" {
+			t = reflect.SliceOf(t) // the rules
 		}
+		t = reflect.StructOf([]reflect.StructField{{
+			Name: "K",
+			Type: t,
+			Tag:  reflect.StructTag("toml:" + strconv.Quote(key[i])),
+		}})
 	}
-	return 0
-}
-
-// keyLines scans a TOML document for the lines of its keys and headers. It
-// is lenient: the document already parsed, and a line it cannot read only
-// costs precision (find falls back to an ancestor).
-func keyLines(src string) lineIndex {
-	sc := &scanner{s: src, line: 1, ix: lineIndex{}, aot: map[string]int{}}
-	sc.run()
-	return sc.ix
-}
-
-type scanner struct {
-	s    string
-	i    int
-	line int
-	ix   lineIndex
-	cur  keyPath        // the table that following keys belong to
-	aot  map[string]int // array of tables (id) → elements seen so far
-}
-
-func (sc *scanner) run() {
-	for {
-		sc.skipBlank()
-		if sc.i >= len(sc.s) {
-			return
-		}
-		start := sc.i
-		if sc.s[sc.i] == '[' {
-			sc.header()
-		} else {
-			sc.keyValue()
-		}
-		if sc.i == start {
-			sc.skipLine()
-		}
+	var pe toml.ParseError
+	_, err := toml.Decode(src, reflect.New(t).Interface())
+	// The library matches a field in any case when no key has its exact
+	// name: LastKey tells the key it stopped at.
+	if !errors.As(err, &pe) || pe.Message != errLine.Error() || pe.LastKey != key.String() {
+		return 0
 	}
-}
-
-func (sc *scanner) record(p keyPath, line int) {
-	if _, ok := sc.ix[p.id()]; !ok {
-		sc.ix[p.id()] = line
-	}
-}
-
-// header reads [table] or [[array.of.tables]].
-func (sc *scanner) header() {
-	line := sc.line
-	double := strings.HasPrefix(sc.s[sc.i:], "[[")
-	closing := "]"
-	sc.i++
-	if double {
-		sc.i++
-		closing = "]]"
-	}
-	comps, ok := sc.key()
-	if !ok || !strings.HasPrefix(sc.s[sc.i:], closing) {
-		sc.skipLine()
-		return
-	}
-	sc.i += len(closing)
-	var p keyPath
-	if double {
-		p = sc.resolve(comps[:len(comps)-1]).key(comps[len(comps)-1])
-		n := sc.aot[p.id()]
-		sc.aot[p.id()] = n + 1
-		sc.record(p, line)
-		p = p.index(n)
-	} else {
-		p = sc.resolve(comps)
-	}
-	sc.record(p, line)
-	sc.cur = p
-}
-
-// resolve turns a header's key into a path: a component naming an array of
-// tables means its latest element, as in TOML.
-func (sc *scanner) resolve(comps []string) keyPath {
-	p := keyPath{}
-	for _, c := range comps {
-		p = p.key(c)
-		if n, ok := sc.aot[p.id()]; ok {
-			p = p.index(n - 1)
-		}
-	}
-	return p
-}
-
-func (sc *scanner) keyValue() {
-	line := sc.line
-	comps, ok := sc.key()
-	if !ok || sc.i >= len(sc.s) || sc.s[sc.i] != '=' {
-		sc.skipLine()
-		return
-	}
-	sc.i++
-	p := sc.cur
-	for _, c := range comps {
-		p = p.key(c)
-		sc.record(p, line)
-	}
-	sc.value()
-}
-
-// key reads a dotted key and the blanks after it.
-func (sc *scanner) key() ([]string, bool) {
-	var comps []string
-	for {
-		sc.spaces()
-		c, ok := sc.keyPart()
-		if !ok {
-			return nil, false
-		}
-		comps = append(comps, c)
-		sc.spaces()
-		if sc.i < len(sc.s) && sc.s[sc.i] == '.' {
-			sc.i++
-			continue
-		}
-		return comps, true
-	}
-}
-
-func (sc *scanner) keyPart() (string, bool) {
-	if sc.i >= len(sc.s) {
-		return "", false
-	}
-	switch q := sc.s[sc.i]; q {
-	case '"', '\'':
-		start := sc.i
-		sc.quoted(q)
-		raw := sc.s[start:sc.i]
-		if len(raw) < 2 || raw[len(raw)-1] != q {
-			return "", false
-		}
-		if q == '\'' {
-			return raw[1 : len(raw)-1], true
-		}
-		if s, err := strconv.Unquote(raw); err == nil {
-			return s, true
-		}
-		return raw[1 : len(raw)-1], true // an escape Go lacks: close enough
-	default:
-		start := sc.i
-		for sc.i < len(sc.s) && isBareChar(sc.s[sc.i]) {
-			sc.i++
-		}
-		return sc.s[start:sc.i], sc.i > start
-	}
-}
-
-// value skips a value, which may span lines (arrays, multi-line strings),
-// up to the end of its last line.
-func (sc *scanner) value() {
-	depth := 0
-	for sc.i < len(sc.s) {
-		rest := sc.s[sc.i:]
-		switch c := rest[0]; {
-		case strings.HasPrefix(rest, `"""`), strings.HasPrefix(rest, `'''`):
-			sc.multiline(rest[:3])
-		case c == '"' || c == '\'':
-			sc.quoted(c)
-		case c == '[' || c == '{':
-			depth++
-			sc.i++
-		case c == ']' || c == '}':
-			depth--
-			sc.i++
-		case c == '#':
-			sc.skipComment()
-		case c == '\n':
-			if depth <= 0 {
-				return
-			}
-			sc.line++
-			sc.i++
-		default:
-			sc.i++
-		}
-	}
-}
-
-// quoted skips a one-line string; q is its quote.
-func (sc *scanner) quoted(q byte) {
-	sc.i++
-	for sc.i < len(sc.s) {
-		switch c := sc.s[sc.i]; {
-		case c == '\n':
-			return // unterminated: leave the newline to the caller
-		case c == '\\' && q == '"':
-			sc.i += 2
-			if sc.i > len(sc.s) {
-				sc.i = len(sc.s)
-			}
-		case c == q:
-			sc.i++
-			return
-		default:
-			sc.i++
-		}
-	}
-}
-
-// multiline skips a multi-line string (triple quotes), counting its lines.
-func (sc *scanner) multiline(delim string) {
-	sc.i += 3
-	for sc.i < len(sc.s) {
-		c := sc.s[sc.i]
-		switch {
-		case c == '\\' && delim[0] == '"':
-			if sc.i+1 < len(sc.s) && sc.s[sc.i+1] == '\n' {
-				sc.line++
-			}
-			sc.i += 2
-		case strings.HasPrefix(sc.s[sc.i:], delim):
-			sc.i += 3
-			// Up to two more quotes belong to the content ("""a""""").
-			for n := 0; n < 2 && sc.i < len(sc.s) && sc.s[sc.i] == delim[0]; n++ {
-				sc.i++
-			}
-			return
-		case c == '\n':
-			sc.line++
-			sc.i++
-		default:
-			sc.i++
-		}
-	}
-	if sc.i > len(sc.s) {
-		sc.i = len(sc.s)
-	}
-}
-
-// skipBlank skips blanks, newlines and comments between statements.
-func (sc *scanner) skipBlank() {
-	for sc.i < len(sc.s) {
-		switch sc.s[sc.i] {
-		case ' ', '\t', '\r':
-			sc.i++
-		case '\n':
-			sc.line++
-			sc.i++
-		case '#':
-			sc.skipComment()
-		default:
-			return
-		}
-	}
-}
-
-func (sc *scanner) spaces() {
-	for sc.i < len(sc.s) && (sc.s[sc.i] == ' ' || sc.s[sc.i] == '\t') {
-		sc.i++
-	}
-}
-
-// skipComment stops at the newline, which the caller counts.
-func (sc *scanner) skipComment() {
-	if n := strings.IndexByte(sc.s[sc.i:], '\n'); n >= 0 {
-		sc.i += n
-	} else {
-		sc.i = len(sc.s)
-	}
-}
-
-func (sc *scanner) skipLine() {
-	sc.skipComment()
-	if sc.i < len(sc.s) {
-		sc.line++
-		sc.i++
-	}
+	return pe.Position.Line
 }
