@@ -38,15 +38,17 @@ func (v *validator) fail(p keyPath, format string, args ...any) {
 	v.probs = append(v.probs, problem{path: p, at: -1, msg: fmt.Sprintf(format, args...)})
 }
 
-// decode decodes a part of the document that validate has checked the
-// shape of; the library has nothing to refuse then, but an error it returns
-// is reported, not dropped.
-func (v *validator) decode(p keyPath, prim toml.Primitive, into any) bool {
-	if err := v.md.PrimitiveDecode(prim, into); err != nil {
-		v.fail(p, "%v", err)
-		return false
+// decode decodes a part of the document into a list or a struct; when its
+// value is not one, it returns false and the value's type for the problem.
+// A struct of this file takes any table: only a value of another type makes
+// the library fail, so a valid file is decoded once.
+func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
+	if v.md.PrimitiveDecode(prim, into) == nil {
+		return "", true
 	}
-	return true
+	var raw any
+	_ = v.md.PrimitiveDecode(prim, &raw) // into any: cannot fail
+	return typeName(raw), false
 }
 
 // validate checks every key and returns the configuration it makes.
@@ -343,35 +345,20 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 		return nil
 	}
 	p := top("mounter")
-	var raw any
-	if !v.decode(p, *prim, &raw) {
-		return nil
-	}
-	switch raw.(type) {
-	case []map[string]any, []any: // [[mounter]], or mounter = [{...}, {...}]
-	case map[string]any:
+	var elems []toml.Primitive // [[mounter]], or mounter = [{...}, {...}]
+	if typ, ok := v.decode(*prim, &elems); typ == "a table" {
 		v.fail(p, "is a single table: write [[mounter]] with two brackets, once before each rule")
 		return nil
-	default:
-		v.fail(p, "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typeName(raw))
-		return nil
-	}
-	var elems []toml.Primitive
-	if !v.decode(p, *prim, &elems) {
+	} else if !ok {
+		v.fail(p, "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typ)
 		return nil
 	}
 	rules := make([]spec.Rule, 0, len(elems))
 	for i, e := range elems {
 		ep := keyPath{elem: i, parts: []string{"mounter"}}
 		var doc ruleDoc
-		if !v.decode(ep, e, &raw) {
-			continue
-		}
-		if _, ok := raw.(map[string]any); !ok {
-			v.fail(ep, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typeName(raw))
-			continue
-		}
-		if !v.decode(ep, e, &doc) {
+		if typ, ok := v.decode(e, &doc); !ok {
+			v.fail(ep, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
 			continue
 		}
 		r, ok := v.rule(ep, &doc)
@@ -538,16 +525,9 @@ func resolveExisting(path string) (string, error) {
 
 func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 	var m spec.Match
-	var raw any
 	var d matchDoc
-	if !v.decode(p, prim, &raw) {
-		return m
-	}
-	if _, ok := raw.(map[string]any); !ok {
-		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typeName(raw), p)
-		return m
-	}
-	if !v.decode(p, prim, &d) {
+	if typ, ok := v.decode(prim, &d); !ok {
+		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typ, p)
 		return m
 	}
 	if x := d.Annotations; x.set {
