@@ -34,6 +34,15 @@ const criContainerName = "mounter"
 func TestContainerdCRI(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSetup(t, false, fmt.Sprintf("container-name = %q", criContainerName))
+	acceptance(t, s, startCRI(t, s))
+}
+
+// startCRI starts containerd with the CRI plugin for s, imports the busybox
+// and host-/usr images into its k8s.io namespace and connects to its CRI
+// API. Cleanup stops containerd and removes what it left in its fixed
+// host paths.
+func startCRI(t *testing.T, s *setup) *criEngine {
+	t.Helper()
 	// Fixed paths: the shim's socket dir, and the runc root of runtime
 	// options without Root (/run/containerd/runc/<namespace>).
 	testutil.KeepHostDirsClean(t, "/run/containerd", "/run/containerd/s", "/run/containerd/runc", "/run/containerd/runc/k8s.io")
@@ -75,7 +84,7 @@ func TestContainerdCRI(t *testing.T) {
 		t.Fatalf("CRI Version: %v", err)
 	}
 	t.Logf("CRI: %s %s (API %s)", v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)
-	acceptance(t, s, e)
+	return e
 }
 
 // relocateDefaultConfig moves every host path of `containerd config
