@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/testutil"
+	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // recoverDriver keeps this scenario's records apart from scenario 7's.
@@ -36,6 +38,7 @@ const recoverDriver = "recover.csi.runc-shared.io"
 // not pile up on the host.
 func testRecover(t *testing.T, e *glusterEnv) {
 	n, warm := runs(), *flagWarm
+	testServerRoute(t, e, warm, n)
 	samples := map[int]Sample{}
 	for _, count := range []int{1, 10, 50} {
 		samples[count] = recoverTrials(t, e, count, warm, n)
@@ -258,4 +261,48 @@ func firstChild(pid int) int {
 	}
 	c, _ := strconv.Atoi(f[0])
 	return c
+}
+
+// serverDriver is the driver name of the mounter whose server takes routed
+// mounts.
+const serverDriver = "route.csi.runc-shared.io"
+
+// testServerRoute is scenario 3's routed mount through the near-native
+// route: a second mounter of the rule, started through runc-shared, runs
+// `mounter csi` as its main process; `mounter mount` on the host picks it
+// (the newest mounter of the rule) and sends the mount to its server over
+// the socket, without a runtime exec; the helper runs inside the mounter.
+// Against the host's own mount(8) of the same volume.
+func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
+	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
+	r.ExtraGlobal = []string{"--runc-shared-config=" + e.cfg}
+	sock := filepath.Join(e.dir, "route.sock")
+	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
+		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
+		testutil.WithAnnotation(spec.AnnotationMounter, mounterAnnotation),
+		testutil.WithBind(e.shared, e.shared),
+		testutil.WithBind(e.dir, e.dir),
+		testutil.WithBind(filepath.Dir(e.mounter), "/mnt", "rbind", "ro"),
+		testutil.WithArgs("/mnt/mounter", "csi", "--endpoint", "unix://"+sock, "--driver-name", serverDriver,
+			"--node-id", "bench", "--config", e.cfg))
+	pid := r.Up(t, b, "rsbench-server")
+	serverLog := func() string { o, e := b.InitOutput(t); return o + e }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			break
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil || time.Now().After(deadline) {
+			t.Fatalf("the server mounter did not serve within 10s:\n%s", serverLog())
+		}
+	}
+	target := mkdir(t, e.shared, "served")
+	served := mountTrial(t, e.mounterCmd(e.cfg, "mount", "-t", "glusterfs", "-o", logOpt(e.shared, "served"), e.src, target), target)
+	native := mountTrial(t, Cmd{Argv: []string{"mount", "-t", "glusterfs", "-o", logOpt(e.dir, "native-served"), e.src,
+		mkdir(t, e.dir, "native-served")}}, filepath.Join(e.dir, "native-served"))
+	a, bs := Compare(t, warm, n, Side{"host mount(8)", native}, Side{"mounter (routed through the server)", served})
+	if calls := strings.Count(serverLog(), "msg=Mount "); calls < warm+n {
+		t.Fatalf("%d Mount calls in the server's log for %d routed mounts: the route did not go through the server\n%s", calls, warm+n, serverLog())
+	}
+	addRows(&Row{Scenario: "3 GlusterFS mount: routed through the mounter's server (no runtime exec) vs host-native", A: a, B: bs,
+		Goal: Goal{"ratio", "<=", 1.10, "B/A ≤ 1.10"}, CPU: true})
 }
