@@ -201,8 +201,15 @@ func TestCSIManifests(t *testing.T) {
 		if pod.RuntimeClassName == nil || rc == nil || *pod.RuntimeClassName != rc.Name {
 			t.Errorf("runtimeClassName %v, want the RuntimeClass %v", pod.RuntimeClassName, rc)
 		}
-		if !pod.HostNetwork || ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
-			t.Error("want hostNetwork (the FUSE daemons reach the servers) and OnDelete (they live in the pod)")
+		if !pod.HostNetwork {
+			t.Error("want hostNetwork (the FUSE daemons reach the servers)")
+		}
+		// The new pod's server makes the node's recorded volumes live
+		// again: one node at a time, never two mounters of one node.
+		if u := ds.Spec.UpdateStrategy; u.Type != appsv1.RollingUpdateDaemonSetStrategyType || u.RollingUpdate == nil ||
+			u.RollingUpdate.MaxUnavailable == nil || u.RollingUpdate.MaxUnavailable.IntValue() != 1 ||
+			u.RollingUpdate.MaxSurge == nil || u.RollingUpdate.MaxSurge.IntValue() != 0 {
+			t.Errorf("update strategy %+v, want RollingUpdate with maxUnavailable 1 and maxSurge 0", u)
 		}
 		if len(pod.Containers) != 1 {
 			t.Fatalf("want one container (no registrar sidecar: mounter csi registers), have %d", len(pod.Containers))
