@@ -16,7 +16,15 @@
 //   - exec.go: `<runtime> [--root R] exec ID mount ...`, output captured in
 //     memory files, never pipes (see there why);
 //   - verify.go: polling the host for the new mount at the target (statmount
-//     of the mount stack there, mountinfo where the kernel lacks it).
+//     of the mount stack there, mountinfo where the kernel lacks it);
+//   - fastroute.go: the mount sent to the mounter's own server (`mounter
+//     csi`) over its socket instead of the runtime's exec, when it runs one;
+//   - records.go: the record of each routed mount, for recovery.
+//
+// `mounter recover` (recover.go) makes the recorded mounts of live mounters
+// again after a mounter restarted; `mounter status` (status.go,
+// csi_status.go) shows them, what recovery could not do, and the processes
+// whose private binds cannot see a recovered mount.
 //
 // # Runtime roots
 //
