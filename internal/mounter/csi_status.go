@@ -2,6 +2,7 @@ package mounter
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,12 +19,13 @@ import (
 	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
-// csiTable lists the recorded CSI volumes and routed mounts: each path with
+// csiTable writes to out the recorded CSI volumes and routed mounts: each path with
 // the state of its mount, the live mounter of its rule, what recovery could
 // not do, and per volume the consumers that cannot see a recovered mount.
-// It returns the recorded paths, which the table of dead mounts must not
-// advise to detach: recovery binds on top of them.
-func (m *Mounter) csiTable(stateDir string, live []*registry.Record) (map[string]bool, error) {
+// It returns the recorded publish targets, which the table of dead mounts
+// must not advise to detach: pods' binds copy them, and recovery binds on
+// top of them.
+func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]bool, error) {
 	vols, errs := mountrec.List(stateDir)
 	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
 	errs = append(errs, rerrs...)
@@ -40,11 +42,10 @@ func (m *Mounter) csiTable(stateDir string, live []*registry.Record) (map[string
 		}
 		return "(none live)"
 	}
-	fmt.Fprintln(m.Stdout)
-	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "RECORDED MOUNT\tRECORD\tRULE\tMOUNTER\tSTATE")
 	row := func(path, what, rule string) {
-		recorded[path] = true
 		state, err := csi.MountState(path)
 		if err != nil {
 			state = "unknown: " + err.Error()
@@ -56,6 +57,7 @@ func (m *Mounter) csiTable(stateDir string, live []*registry.Record) (map[string
 			row(v.Staging, "volume "+v.VolumeID+" (staging)", v.Rule)
 		}
 		for _, t := range v.Targets {
+			recorded[t.Path] = true
 			row(t.Path, "volume "+v.VolumeID+" (target)", v.Rule)
 		}
 	}
@@ -67,18 +69,18 @@ func (m *Mounter) csiTable(stateDir string, live []*registry.Record) (map[string
 	}
 	for _, v := range vols {
 		if rc := v.Recovery; rc != nil {
-			fmt.Fprintf(m.Stdout, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc, m.now()))
+			fmt.Fprintf(out, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc, m.now()))
 		}
 	}
 	for _, r := range routed {
 		if rc := r.Recovery; rc != nil {
-			fmt.Fprintf(m.Stdout, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
+			fmt.Fprintf(out, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
 		}
 	}
 	private := privateConsumers(vols, "/proc")
 	for _, v := range vols {
 		for _, c := range private[v.VolumeID] {
-			fmt.Fprintf(m.Stdout, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
+			fmt.Fprintf(out, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
 				v.VolumeID, c.PID, c.Comm, c.Mountpoint)
 		}
 	}

@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -16,8 +17,9 @@ import (
 
 // status prints the registered mounters (running, paused, or held back and
 // why), the routed mounts each serves on the host (mounts of its rule's
-// types below its rule's paths), and the dead FUSE mounts below any rule's
-// paths, which are never listed as served. Stale records are removed, as a
+// types below its rule's paths), the dead FUSE mounts below any rule's
+// paths, which are never listed as served, and the recorded mounts that
+// recovery makes again (csi_status.go). Stale records are removed, as a
 // routed mount would. A registry that cannot be read is exit 2.
 func (m *Mounter) status(cfg *config.Config) error {
 	reg := registry.New(cfg.StateDir)
@@ -58,11 +60,20 @@ func (m *Mounter) status(cfg *config.Config) error {
 			return err
 		}
 	}
-	recorded, err := m.csiTable(cfg.StateDir, live)
+	// The recorded mounts come last: the dead table needs to know which
+	// are publish targets.
+	var recorded bytes.Buffer
+	targets, err := m.csiTable(&recorded, cfg.StateDir, live)
 	if err != nil {
 		return err
 	}
-	return m.deadTable(fuse, recorded)
+	if err := m.deadTable(fuse, targets); err != nil {
+		return err
+	}
+	if _, err := recorded.WriteTo(m.Stdout); err != nil {
+		return system("write status: %w", err)
+	}
+	return nil
 }
 
 // mounterTable lists the registered mounters with their state, and says
@@ -139,10 +150,10 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 }
 
 // deadTable lists the FUSE mounts below the rules' paths whose daemon is
-// gone or does not answer, with what to do. A recorded path is made again
-// by recovery, on top of a dead publish target (which pods' binds copy):
-// detaching it would cut those pods off for good.
-func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, recorded map[string]bool) error {
+// gone or does not answer, with what to do. Recovery binds a CSI volume
+// again on top of its dead publish targets (targets), which pods' binds
+// copy: detaching one would cut those pods off for good.
+func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) error {
 	if len(fuse.Dead)+len(fuse.Hung) == 0 {
 		return nil
 	}
@@ -151,8 +162,8 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, recorded map[string]bool) 
 	fmt.Fprintln(w, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
 	for _, mi := range fuse.Dead {
 		fix := "umount -l " + mi.Mountpoint
-		if recorded[mi.Mountpoint] {
-			fix = "mounter recover (recorded: made again on top)"
+		if targets[mi.Mountpoint] {
+			fix = "mounter recover (a CSI publish target: made again on top)"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\tdead\t%s\n", mi.Mountpoint, mi.FSType, mi.Source, fix)
 	}

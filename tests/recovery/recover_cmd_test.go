@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -152,9 +153,22 @@ func TestRecoverWithoutServer(t *testing.T) {
 		t.Fatalf("the consumer still reads after the kill: %q", out)
 	}
 
+	// With no mounter: the dead publish targets are for recovery, not for
+	// umount -l, which would cut the consumer off for good.
+	out, errOut, code := runMounter(t, e, "status")
+	if code != 0 {
+		t.Fatalf("mounter status: exit %d\n%s%s", code, out, errOut)
+	}
+	_, dead, _ := strings.Cut(out, "DEAD MOUNT")
+	for _, v := range vols {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(v.Target) + ` .* dead +mounter recover`).MatchString(dead) {
+			t.Errorf("mounter status does not send the dead target %s to mounter recover:\n%s", v.Target, out)
+		}
+	}
+
 	startPlainMounter(t, r, e, side, "rcv-mounter-2")
 	start := time.Now()
-	out, errOut, code := runMounter(t, e, "recover")
+	out, errOut, code = runMounter(t, e, "recover")
 	took := time.Since(start)
 	if code != 0 {
 		t.Fatalf("mounter recover: exit %d\n%s%s", code, out, errOut)
