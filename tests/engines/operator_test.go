@@ -152,8 +152,13 @@ func TestDockerOperatorMistakes(t *testing.T) {
 		}
 		r := mounter(t, s.Config, "status")
 		t.Logf("mounter status after the restart:\n%s", r.stdout)
-		if code(r) != 0 || !row("running").MatchString(r.stdout) || strings.Contains(r.stdout, "DEAD MOUNT") || strings.Contains(r.stdout, target+" ") {
-			t.Errorf("status after the restart: %v; want the mounter running, no dead mount and nothing at %s", r, target)
+		// poststop detached the dead mount but keeps its record for `mounter
+		// recover`: status lists it as a recorded mount, missing, never as a
+		// routed mount of the new mounter nor as a dead one.
+		served, recorded, _ := strings.Cut(r.stdout, "RECORDED MOUNT")
+		if code(r) != 0 || !row("running").MatchString(served) || strings.Contains(r.stdout, "DEAD MOUNT") || strings.Contains(served, target+" ") ||
+			!regexp.MustCompile(regexp.QuoteMeta(target)+` .* missing\b`).MatchString(recorded) {
+			t.Errorf("status after the restart: %v; want the mounter running, no dead mount, nothing served at %s, and its record listed as missing", r, target)
 		}
 		if r := mounter(t, s.Config, "mount", "-t", "glusterfs", src, target); r.err != nil {
 			t.Fatalf("mount again at %s: %v", target, r)

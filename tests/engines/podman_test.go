@@ -154,7 +154,9 @@ func (p *podmanEngine) checkMounter(t *testing.T, rec *registry.Record) {
 	if s.Hooks == nil || len(s.Hooks.CreateRuntime) != 1 {
 		t.Fatalf("createRuntime hooks %+v, want the one from hooks.d", s.Hooks)
 	}
-	want := []string{"mount-hook", "--config", p.s.Config, "createRuntime"}
+	// The test's configuration names its own state dir, so the hooks.d file
+	// passes it too: poststop finds the record even with the config gone.
+	want := []string{"mount-hook", "--config", p.s.Config, "--state-dir", p.s.StateDir, "createRuntime"}
 	if got := s.Hooks.CreateRuntime[0].Args; !slices.Equal(got, want) {
 		t.Errorf("createRuntime hook args %q, want %q (the hooks.d file)", got, want)
 	}
