@@ -23,94 +23,10 @@ ID=glusterfs-csi
 DRIVER=glusterfs.csi.runc-shared.io
 STEP="checking prerequisites"
 
-# --- transcript helpers ------------------------------------------------------
-
-bold=$'\e[1m' dim=$'\e[2m' reset=$'\e[0m'
-[ -t 1 ] || bold='' dim='' reset=''
-
-step() { # step TITLE: a numbered heading
-	STEP=$1
-	STEPNO=$((${STEPNO:-0} + 1))
-	printf '\n%s==> %d. %s%s\n' "$bold" "$STEPNO" "$1" "$reset"
-}
-say() { printf '%s    %s%s\n' "$dim" "$*" "$reset"; } # an explanation
-show() { printf '%s$ %s%s\n' "$bold" "$*" "$reset"; } # a command, before it runs
-run() { # run CMD...: show it, run it
-	show "$*"
-	"$@"
-}
-die() {
-	printf 'demo: %s\n' "$*" >&2
-	exit 1
-}
-
-# --- prerequisites -----------------------------------------------------------
-
-[ "$(id -u)" = 0 ] || die "run as root (it mounts, runs runc and glusterd): sudo make demo"
-for b in runc-shared mount-hook mounter; do
-	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make first"
-done
-for c in runc jq glusterd gluster mount.glusterfs findmnt; do
-	command -v "$c" >/dev/null || die "$c not found: run make deps (scripts/deps.sh base gluster)"
-done
-[ "$(readlink /bin)" = usr/bin ] || die "the mounter rootfs borrows the host's /usr: this needs a merged-usr host (/bin -> usr/bin), as Debian 12 is"
-if (exec 3<>"/dev/tcp/$SERVER/24007") 2>/dev/null; then
-	die "$SERVER:24007 is taken: another glusterd runs; stop it first (this demo starts its own)"
-fi
-
-# What the host looks like before, to check at the end that it is unchanged.
-GLUSTER_DIRS=(/var/run/gluster /var/log/glusterfs /var/lib/glusterd)
-snapshot_gluster() { find "${GLUSTER_DIRS[@]}" -printf '%p %y %s\n' 2>/dev/null | sort; }
-snapshot_mounts() { # the host's mounts outside /tmp (tests of other packages mount there)
-	awk '$5 !~ "^/tmp/" { print $5, $9, $10 }' /proc/self/mountinfo | sort
-}
-GLUSTER_BEFORE=$(snapshot_gluster)
-MOUNTS_BEFORE=$(snapshot_mounts)
-
-# Short path: glusterd puts unix sockets (at most 108 bytes) below it.
-TMP=$(mktemp -d /tmp/rs-demo.XXXXXX)
-SHARED="$TMP/shared" # stands for /var/lib/kubelet
-TARGET="$SHARED/vol"
+# shellcheck source=scripts/demo-lib.sh
+. "$REPO/scripts/demo-lib.sh"
 CSI="$TMP/csi" # socket, the server's configuration and the state dir; /run/csi inside
 SOCK="$CSI/csi.sock"
-GLUSTERD_PID='' BRICK_PID='' INIT_PID='' SHARED_MOUNTED=''
-RUNC_ROOT="$TMP/runc"
-CONFIG="$TMP/config.toml"
-RS=("$BIN/runc-shared" --root "$RUNC_ROOT" --runc-shared-config="$CONFIG")
-
-# --- teardown, also on failure ------------------------------------------------
-
-alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null; }
-
-wait_gone() { # wait_gone PID SECONDS
-	local i
-	for ((i = 0; i < $2 * 20; i++)); do
-		alive "$1" || return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-mounts_below() { # mount points below $1, deepest first
-	awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-
-}
-
-leftover_procs() { # processes with $TMP on their command line or as their root
-	local p cmd root
-	for p in /proc/[0-9]*; do
-		[ "${p#/proc/}" = $$ ] && continue
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		root=$(readlink "$p/root" 2>/dev/null) || root=''
-		case "$cmd $root" in *"$TMP"*) alive "${p#/proc/}" && echo "${p#/proc/} $cmd" ;; esac
-	done
-}
-
-# The gluster CLI also writes its first-start files (geo-replication/gsyncd_template.conf)
-# below /var/lib/glusterd: it runs in glusterd's mount namespace too.
-gluster_cli() {
-	nsenter --target "$GLUSTERD_PID" --mount -- gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
-}
-
 teardown() {
 	local rc=$?
 	set +e
@@ -205,61 +121,7 @@ trap 'exit 130' INT TERM
 
 # --- 1. glusterd --------------------------------------------------------------
 
-step "start a private glusterd on $SERVER with a one-brick volume"
-say "glusterd gets its own working dir, run dir, CLI socket, pid file and log below $TMP."
-say "Some paths are compiled into glusterd (the brick's socket and log, its first-start"
-say "set-up: geo-replication, snaps, ss_brick): it runs in a mount namespace of its own"
-say "where an empty tmpfs covers ${GLUSTER_DIRS[*]}, so the host's copies stay untouched."
-mkdir -p "$TMP"/{glusterd,run,log,brick}
-cat >"$TMP/glusterd.vol" <<EOF
-volume management
-    type mgmt/glusterd
-    option working-directory $TMP/glusterd
-    option run-directory $TMP/run
-    option glusterd-sockfile $TMP/run/glusterd.socket
-    option transport-type socket
-    option transport.socket.bind-address $SERVER
-    option transport.socket.listen-port 24007
-    option transport.socket.read-fail-log off
-    option ping-timeout 0
-    option event-threads 1
-    option max-port 60999
-end-volume
-EOF
-# unshare execs sh, which execs glusterd: $! is glusterd's PID. The namespace and its
-# tmpfs mounts go away with glusterd and its brick; none of them reaches the host
-# (private propagation).
-# A directory the host lacks is made inside a tmpfs over its nearest existing parent,
-# so glusterd cannot create it on the host either.
-HIDE=''
-for d in "${GLUSTER_DIRS[@]}"; do
-	if [ -d "$d" ]; then
-		HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$d") &&"
-		continue
-	fi
-	p=$(dirname "$d")
-	until [ -d "$p" ]; do p=$(dirname "$p"); done
-	HIDE="$HIDE mount -t tmpfs -o mode=0755 rs-demo-gluster $(readlink -f "$p") && mkdir -p $d &&"
-done
-show "unshare --mount --propagation private sh -c '$HIDE exec glusterd -N -f $TMP/glusterd.vol ...' &"
-unshare --mount --propagation private -- sh -c "$HIDE exec \"\$@\"" glusterd \
-	glusterd -N -f "$TMP/glusterd.vol" -p "$TMP/run/glusterd.pid" -l "$TMP/log/glusterd.log" \
-	</dev/null >"$TMP/log/glusterd.out" 2>&1 &
-GLUSTERD_PID=$!
-for ((i = 0; i < 300; i++)); do
-	alive "$GLUSTERD_PID" || die "glusterd exited during startup (see $TMP/log/glusterd.log)"
-	gluster_cli pool list >/dev/null 2>&1 && break
-	sleep 0.1
-done
-gluster_cli pool list >/dev/null || die "glusterd did not answer within 30 s"
-say "glusterd (pid $GLUSTERD_PID) answers on $TMP/run/glusterd.socket"
-show "gluster volume create $VOLUME $SERVER:$TMP/brick force   # in glusterd's namespace"
-gluster_cli volume create "$VOLUME" "$SERVER:$TMP/brick" force
-show "gluster volume start $VOLUME"
-gluster_cli volume start "$VOLUME"
-pidfile=$(ls "$TMP/run/vols/$VOLUME/"*.pid)
-BRICK_PID=$(cat "$pidfile")
-say "volume $SERVER:/$VOLUME is served by brick process $BRICK_PID from $TMP/brick"
+start_glusterd
 
 # --- 2. the mounter -----------------------------------------------------------
 
