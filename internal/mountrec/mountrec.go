@@ -17,19 +17,10 @@
 package mountrec
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/runc-shared/runc-shared/internal/atomicfile"
 )
 
 // Record is one volume a node holds: where it is staged (or, for an inline
@@ -91,70 +82,28 @@ func Dir(stateDir, driver string) string {
 // Store is one driver's record directory.
 type Store struct{ Dir string }
 
+func (s Store) dir() recordDir[Record] {
+	return recordDir[Record]{dir: s.Dir, key: func(r *Record) string { return r.VolumeID },
+		dirName: "CSI record directory", of: "volume %s", isFor: "volume %q", noKey: "no volume id"}
+}
+
 // Path names the record of volumeID by a hash of it: ids are opaque
 // strings that may hold "/" and be longer than a file name.
-func (s Store) Path(volumeID string) string {
-	sum := sha256.Sum256([]byte(volumeID))
-	return filepath.Join(s.Dir, hex.EncodeToString(sum[:16])+".json")
-}
+func (s Store) Path(volumeID string) string { return s.dir().path(volumeID) }
 
 // Read returns the record of volumeID, or nil when there is none.
-func (s Store) Read(volumeID string) (*Record, error) {
-	r, err := readFile(s.Path(volumeID))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.VolumeID != volumeID {
-		return nil, fmt.Errorf("record %s is for volume %q, not %q: remove it", s.Path(volumeID), r.VolumeID, volumeID)
-	}
-	return r, nil
-}
+func (s Store) Read(volumeID string) (*Record, error) { return s.dir().read(volumeID) }
 
 // Write stores r durably.
-func (s Store) Write(r *Record) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("create the CSI record directory: %w", err)
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFileDurable(s.Path(r.VolumeID), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write the record of volume %s: %w", r.VolumeID, err)
-	}
-	return nil
-}
+func (s Store) Write(r *Record) error { return s.dir().write(r) }
 
 // Remove removes the record of volumeID; none is no error.
-func (s Store) Remove(volumeID string) error {
-	if err := os.Remove(s.Path(volumeID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove the record of volume %s: %w", volumeID, err)
-	}
-	return nil
-}
+func (s Store) Remove(volumeID string) error { return s.dir().remove(volumeID) }
 
 // List returns the store's records and, apart, the errors of those that
 // cannot be read. Temporary files of a write in progress (or killed) are
 // not records.
-func (s Store) List() ([]*Record, []error) {
-	ents, err := os.ReadDir(s.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, []error{fmt.Errorf("read the CSI record directory: %w", err)}
-	}
-	var files []string
-	for _, e := range ents {
-		if name := e.Name(); !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") {
-			files = append(files, filepath.Join(s.Dir, name))
-		}
-	}
-	return readAll(files)
-}
+func (s Store) List() ([]*Record, []error) { return s.dir().list() }
 
 // List returns the records of every driver under stateDir, sorted by
 // driver and volume id, and apart the errors of those that cannot be read.
@@ -169,7 +118,7 @@ func List(stateDir string) ([]*Record, []error) {
 			keep = append(keep, f)
 		}
 	}
-	out, errs := readAll(keep)
+	out, errs := Store{}.dir().readAll(keep)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Driver != out[j].Driver {
 			return out[i].Driver < out[j].Driver
@@ -177,33 +126,4 @@ func List(stateDir string) ([]*Record, []error) {
 		return out[i].VolumeID < out[j].VolumeID
 	})
 	return out, errs
-}
-
-func readAll(files []string) ([]*Record, []error) {
-	var out []*Record
-	var errs []error
-	for _, f := range files {
-		r, err := readFile(f)
-		if err == nil && r.VolumeID == "" {
-			err = fmt.Errorf("%s: no volume id", f)
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, errs
-}
-
-func readFile(path string) (*Record, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var r Record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return &r, nil
 }

@@ -1,19 +1,9 @@
 package mountrec
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
-
-	"github.com/runc-shared/runc-shared/internal/atomicfile"
 )
 
 // Mount is one mount that `mounter mount` on the host routed into a
@@ -41,89 +31,27 @@ func MountsDir(stateDir string) string { return filepath.Join(stateDir, "mounts"
 // target, each write durable and atomic as the volume records'.
 type MountStore struct{ Dir string }
 
-// Path names the record of target by a hash of it.
-func (s MountStore) Path(target string) string {
-	sum := sha256.Sum256([]byte(target))
-	return filepath.Join(s.Dir, hex.EncodeToString(sum[:16])+".json")
+func (s MountStore) dir() recordDir[Mount] {
+	return recordDir[Mount]{dir: s.Dir, key: func(m *Mount) string { return m.Target },
+		dirName: "mount record directory", of: "the mount at %s", isFor: "%q", noKey: "no target"}
 }
+
+// Path names the record of target by a hash of it.
+func (s MountStore) Path(target string) string { return s.dir().path(target) }
 
 // Read returns the record of target, or nil when there is none.
-func (s MountStore) Read(target string) (*Mount, error) {
-	m, err := readMount(s.Path(target))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if m.Target != target {
-		return nil, fmt.Errorf("record %s is for %q, not %q: remove it", s.Path(target), m.Target, target)
-	}
-	return m, nil
-}
+func (s MountStore) Read(target string) (*Mount, error) { return s.dir().read(target) }
 
 // Write stores m durably.
-func (s MountStore) Write(m *Mount) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return fmt.Errorf("create the mount record directory: %w", err)
-	}
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFileDurable(s.Path(m.Target), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write the record of the mount at %s: %w", m.Target, err)
-	}
-	return nil
-}
+func (s MountStore) Write(m *Mount) error { return s.dir().write(m) }
 
 // Remove removes the record of target; none is no error.
-func (s MountStore) Remove(target string) error {
-	if err := os.Remove(s.Path(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove the record of the mount at %s: %w", target, err)
-	}
-	return nil
-}
+func (s MountStore) Remove(target string) error { return s.dir().remove(target) }
 
 // List returns the records sorted by target, and apart the errors of those
 // that cannot be read.
 func (s MountStore) List() ([]*Mount, []error) {
-	ents, err := os.ReadDir(s.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, []error{fmt.Errorf("read the mount record directory: %w", err)}
-	}
-	var out []*Mount
-	var errs []error
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		m, err := readMount(filepath.Join(s.Dir, name))
-		if err == nil && m.Target == "" {
-			err = fmt.Errorf("%s: no target", filepath.Join(s.Dir, name))
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, m)
-	}
+	out, errs := s.dir().list()
 	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
 	return out, errs
-}
-
-func readMount(path string) (*Mount, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var m Mount
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return &m, nil
 }
