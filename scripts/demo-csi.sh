@@ -126,12 +126,9 @@ start_glusterd
 # --- 2. the mounter -----------------------------------------------------------
 
 step "start the mounter container through runc-shared, with mounter csi as its main process"
-say "The host side: $SHARED stands for /var/lib/kubelet, a shared mount point"
-say "(this host's / is private, so the demo makes its own)."
+say "The host side: $SHARED stands for /var/lib/kubelet, which must lie on a shared mount."
 mkdir -p "$SHARED" "$TARGET"
-run mount --bind "$SHARED" "$SHARED"
-SHARED_MOUNTED=1
-run mount --make-rshared "$SHARED"
+share_dir
 
 say "The configuration: one rule routes glusterfs to the container annotated"
 say "runc-shared.io/mounter=glusterfs and propagates $SHARED."
@@ -240,7 +237,10 @@ say "The helper mount runs inside the mounter container; runc-shared made $SHARE
 say "an rshared bind there, so the mount lands on the host."
 call NodeStageVolume "{\"volume_id\": \"$VOLUME_ID\", \"staging_target_path\": \"$STAGING\", \"volume_capability\": $CAP, \"volume_context\": $VCTX}"
 call NodePublishVolume "{\"volume_id\": \"$VOLUME_ID\", \"staging_target_path\": \"$STAGING\", \"target_path\": \"$POD_TARGET\", \"volume_capability\": $CAP, \"volume_context\": $VCTX}"
-run findmnt -o TARGET,FSTYPE,SOURCE,PROPAGATION -R "$SHARED"
+# Each mount by its own path: $SHARED itself is a mount point only where the demo made
+# it one (a host whose / is private); findmnt -R needs one.
+run findmnt -o TARGET,FSTYPE,SOURCE,PROPAGATION "$STAGING"
+run findmnt -n -o TARGET,FSTYPE,SOURCE,PROPAGATION "$POD_TARGET"
 [ "$(findmnt -n -o FSTYPE "$POD_TARGET")" = fuse.glusterfs ] || die "$POD_TARGET is not a fuse.glusterfs mount on the host"
 
 step "write a file at the pod's path on the host and find it on the brick"

@@ -91,6 +91,24 @@ gluster_cli() {
 }
 
 
+# share_dir makes $SHARED lie on a shared mount, as /var/lib/kubelet must; it sets
+# SHARED_MOUNTED when it made a mount the teardown removes.
+share_dir() {
+	if findmnt -n -o PROPAGATION --target "$SHARED" | grep -q '^shared'; then
+		# A systemd host: / is shared, and so is every plain directory on it. A
+		# self-bind there would join /'s peer group and every mount below it would
+		# show twice (once hidden under the bind, on /); kubelet leaves the path as
+		# it is too.
+		say "It is shared already (this host's / is shared, as systemd leaves it): nothing to do."
+	else
+		say "This host's / is private, so the demo makes it a shared mount point of its own,"
+		say "as kubelet does for /var/lib/kubelet."
+		run mount --bind "$SHARED" "$SHARED"
+		SHARED_MOUNTED=1
+		run mount --make-rshared "$SHARED"
+	fi
+}
+
 # start_glusterd is the first step of both demos: a private glusterd on $SERVER with a
 # one-brick volume; it sets GLUSTERD_PID and BRICK_PID.
 start_glusterd() {

@@ -130,19 +130,7 @@ start_glusterd
 step "start the mounter container through runc-shared"
 say "The host side: $SHARED stands for /var/lib/kubelet, which must lie on a shared mount."
 mkdir -p "$SHARED" "$TARGET"
-if findmnt -n -o PROPAGATION --target "$SHARED" | grep -q '^shared'; then
-	# A systemd host: / is shared, and so is every plain directory on it. A
-	# self-bind there would join /'s peer group and every mount below it would
-	# show twice (once hidden under the bind, on /); kubelet leaves the path as
-	# it is too.
-	say "It is shared already (this host's / is shared, as systemd leaves it): nothing to do."
-else
-	say "This host's / is private, so the demo makes it a shared mount point of its own,"
-	say "as kubelet does for /var/lib/kubelet."
-	run mount --bind "$SHARED" "$SHARED"
-	SHARED_MOUNTED=1
-	run mount --make-rshared "$SHARED"
-fi
+share_dir
 
 say "The configuration: one rule routes glusterfs to the container annotated"
 say "runc-shared.io/mounter=glusterfs and propagates $SHARED."

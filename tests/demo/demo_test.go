@@ -1,4 +1,5 @@
-// Package demo_test runs scripts/demo.sh, what `make demo` shows, as it is:
+// Package demo_test runs scripts/demo.sh and scripts/demo-csi.sh, what `make
+// demo` and `make demo-csi` show, as they are:
 // once on this machine (its / is private) and once in a throwaway mount
 // namespace whose / is rshared, as systemd leaves it.
 package demo_test
@@ -32,19 +33,27 @@ func TestDemo(t *testing.T) {
 		for _, b := range []string{"runc-shared", "mount-hook", "mounter"} {
 			testutil.Bin(t, b) // fails with "run make" when missing
 		}
-		before := mounts(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(testutil.RepoRoot(t), "scripts", "demo.sh"))
-		// SIGTERM runs the demo's teardown (trap), which stops what it started.
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		cmd.WaitDelay = 30 * time.Second
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "\ndemo passed\n") {
-			t.Fatalf("scripts/demo.sh: %v, want exit 0 and \"demo passed\":\n%s", err, out)
+		for _, script := range []string{"demo.sh", "demo-csi.sh"} {
+			runDemo(t, script)
 		}
-		sameMounts(t, "this namespace's", before)
 	})
+}
+
+// runDemo runs scripts/NAME and checks its verdict and the mount table around it.
+func runDemo(t *testing.T, name string) {
+	t.Helper()
+	before := mounts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(testutil.RepoRoot(t), "scripts", name))
+	// SIGTERM runs the demo's teardown (trap), which stops what it started.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "\ndemo passed\n") {
+		t.Fatalf("scripts/%s: %v, want exit 0 and \"demo passed\":\n%s", name, err, out)
+	}
+	sameMounts(t, "this namespace's", before)
 }
 
 func mounts(t *testing.T) []*mountinfo.Info {
