@@ -100,38 +100,79 @@ func (s *Server) allowOf(rec *Record) []string {
 	return s.allowAll()
 }
 
+// openVolume is the prologue of a node call on one volume: it checks the
+// volume id and the path the call names (what: "staging target path",
+// "target path"), takes the volume's lock and reads its record, nil when
+// there is none. The caller runs unlock.
+func (s *Server) openVolume(ctx context.Context, id, what, path string) (rec *Record, unlock func(), err error) {
+	if id == "" {
+		return nil, nil, invalid("no volume id")
+	}
+	if path == "" {
+		return nil, nil, invalid("no %s", what)
+	}
+	unlock, err = s.lockVolume(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec, err = s.records.read(id); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
+}
+
+// mountable reads the volume a call mounts with its helper (a stage, an
+// inline publish) and the rule that serves it.
+func (s *Server) mountable(id string, vctx map[string]string, c *csipb.VolumeCapability) (Volume, *spec.Rule, bool, error) {
+	fstype, flags, ro, err := checkCapability(c)
+	if err != nil {
+		return Volume{}, nil, false, err
+	}
+	v, err := nodeVolume(id, vctx, fstype, flags)
+	if err != nil {
+		return Volume{}, nil, false, err
+	}
+	rule, err := s.ruleFor(v.FSType)
+	return v, rule, ro, err
+}
+
+// keep writes rec after a mount at path, and undoes the mount when the
+// record cannot be written: an unrecorded mount would never be recovered.
+func (s *Server) keep(rec *Record, path string) error {
+	if err := s.records.write(rec); err != nil {
+		return errors.Join(err, unmountAll(s.Mounter, path))
+	}
+	return nil
+}
+
+// unmountPath resolves path within the allowlist of rec's rule and removes
+// every mount there. It returns the resolved path, "" when the path does
+// not exist (nothing to unmount).
+func (s *Server) unmountPath(what, path string, rec *Record) (string, error) {
+	p, err := resolvePath(what, path, s.allowOf(rec))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return p, unmountAll(s.Mounter, p)
+}
+
 // NodeStageVolume mounts the volume at the staging path with its helper.
 func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (*csipb.NodeStageVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
-		return nil, invalid("no volume id")
-	}
-	if req.GetStagingTargetPath() == "" {
-		return nil, invalid("no staging target path")
-	}
-	fstype, flags, _, err := checkCapability(req.GetVolumeCapability())
-	if err != nil {
-		return nil, err
-	}
-	v, err := nodeVolume(id, req.GetVolumeContext(), fstype, flags)
-	if err != nil {
-		return nil, err
-	}
-	rule, err := s.ruleFor(v.FSType)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lockVolume(ctx, id)
+	rec, unlock, err := s.openVolume(ctx, id, "staging target path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-
-	staging, err := makeDir("staging target path", req.GetStagingTargetPath(), rule.Propagate)
+	v, rule, _, err := s.mountable(id, req.GetVolumeContext(), req.GetVolumeCapability())
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.records.read(id)
+	staging, err := makeDir("staging target path", req.GetStagingTargetPath(), rule.Propagate)
 	if err != nil {
 		return nil, err
 	}
@@ -153,10 +194,7 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolume
 	}
 	rec = s.newRecord(id, rule, v)
 	rec.Staging = staging
-	if err := s.records.write(rec); err != nil {
-		return nil, errors.Join(err, unmountAll(s.Mounter, staging))
-	}
-	return &csipb.NodeStageVolumeResponse{}, nil
+	return &csipb.NodeStageVolumeResponse{}, s.keep(rec, staging)
 }
 
 // staged decides what an existing mount at the staging path means: the
@@ -225,29 +263,14 @@ func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error
 // or holds no mount is unstaged already.
 func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
-		return nil, invalid("no volume id")
-	}
-	if req.GetStagingTargetPath() == "" {
-		return nil, invalid("no staging target path")
-	}
-	unlock, err := s.lockVolume(ctx, id)
+	rec, unlock, err := s.openVolume(ctx, id, "staging target path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := s.records.read(id)
+	staging, err := s.unmountPath("staging target path", req.GetStagingTargetPath(), rec)
 	if err != nil {
 		return nil, err
-	}
-	staging, err := resolvePath("staging target path", req.GetStagingTargetPath(), s.allowOf(rec))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	if err == nil {
-		if err := unmountAll(s.Mounter, staging); err != nil {
-			return nil, err
-		}
 	}
 	if rec != nil && (rec.Staging == staging || staging == "") {
 		if err := s.records.remove(id); err != nil {
@@ -262,29 +285,19 @@ func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVo
 // volume, which kubelet does not stage) the helper mounts at the target.
 func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
-		return nil, invalid("no volume id")
-	}
-	if req.GetTargetPath() == "" {
-		return nil, invalid("no target path")
-	}
-	fstype, flags, roMode, err := checkCapability(req.GetVolumeCapability())
-	if err != nil {
-		return nil, err
-	}
-	ro := req.GetReadonly() || roMode
-	if req.GetStagingTargetPath() == "" {
-		return s.publishInline(ctx, req, fstype, flags, ro)
-	}
-	unlock, err := s.lockVolume(ctx, id)
+	rec, unlock, err := s.openVolume(ctx, id, "target path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := s.records.read(id)
+	if req.GetStagingTargetPath() == "" {
+		return s.publishInline(ctx, req, rec)
+	}
+	_, _, roMode, err := checkCapability(req.GetVolumeCapability())
 	if err != nil {
 		return nil, err
 	}
+	ro := req.GetReadonly() || roMode
 	if rec == nil || rec.Staging == "" {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged on this node: NodeStageVolume first", id)
 	}
@@ -326,40 +339,26 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	} else {
 		rec.Targets = append(rec.Targets, Target{Path: target, ReadOnly: ro})
 	}
-	if err := s.records.write(rec); err != nil {
-		return nil, errors.Join(err, unmountAll(s.Mounter, target))
-	}
-	return &csipb.NodePublishVolumeResponse{}, nil
+	return &csipb.NodePublishVolumeResponse{}, s.keep(rec, target)
 }
 
 // publishInline mounts an inline volume straight at its target: kubelet
-// stages no ephemeral volume, and the volume lives as long as the pod.
-func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolumeRequest, fstype string, flags []string, ro bool) (*csipb.NodePublishVolumeResponse, error) {
+// stages no ephemeral volume, and the volume lives as long as the pod. The
+// caller holds the volume's lock; rec is its record.
+func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolumeRequest, rec *Record) (*csipb.NodePublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	v, err := nodeVolume(id, req.GetVolumeContext(), fstype, flags)
+	v, rule, roMode, err := s.mountable(id, req.GetVolumeContext(), req.GetVolumeCapability())
 	if err != nil {
 		return nil, err
 	}
 	if v.Subdir != "" {
 		return nil, invalid("an unstaged (inline) volume cannot have a %s: name the directory in its %s", KeySubdir, KeySource)
 	}
+	ro := req.GetReadonly() || roMode
 	if ro {
 		v.Options = mergeOptions(v.Options, []string{"ro"})
 	}
-	rule, err := s.ruleFor(v.FSType)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lockVolume(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	target, err := makeDir("target path", req.GetTargetPath(), rule.Propagate)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := s.records.read(id)
 	if err != nil {
 		return nil, err
 	}
@@ -376,63 +375,43 @@ func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolume
 	}
 	rec = s.newRecord(id, rule, v)
 	rec.Targets = []Target{{Path: target, ReadOnly: ro}}
-	if err := s.records.write(rec); err != nil {
-		return nil, errors.Join(err, unmountAll(s.Mounter, target))
-	}
-	return &csipb.NodePublishVolumeResponse{}, nil
+	return &csipb.NodePublishVolumeResponse{}, s.keep(rec, target)
 }
 
 // NodeUnpublishVolume unmounts the target and removes the directory
 // NodePublishVolume made there, as the CSI spec asks of the plugin.
 func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
-		return nil, invalid("no volume id")
-	}
-	if req.GetTargetPath() == "" {
-		return nil, invalid("no target path")
-	}
-	unlock, err := s.lockVolume(ctx, id)
+	rec, unlock, err := s.openVolume(ctx, id, "target path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := s.records.read(id)
+	target, err := s.unmountPath("target path", req.GetTargetPath(), rec)
 	if err != nil {
 		return nil, err
 	}
-	target, err := resolvePath("target path", req.GetTargetPath(), s.allowOf(rec))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		target = ""
-	case err != nil:
-		return nil, err
-	default:
-		if err := unmountAll(s.Mounter, target); err != nil {
-			return nil, err
-		}
+	if target != "" {
 		// Remove, not RemoveAll: with nothing mounted, files left there
 		// are someone's data on the node's disk, not ours to delete.
 		if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("remove the target directory %s after unmounting it: %w", target, err)
 		}
-	}
-	if rec == nil {
-		return &csipb.NodeUnpublishVolumeResponse{}, nil
-	}
-	if target == "" {
+	} else {
 		target = filepath.Clean(req.GetTargetPath())
 	}
-	var werr error
-	if i := rec.TargetIndex(target); i >= 0 {
-		rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
-		if rec.Staging == "" {
-			werr = s.records.remove(id)
-		} else {
-			werr = s.records.write(rec)
-		}
+	i := -1
+	if rec != nil {
+		i = rec.TargetIndex(target)
 	}
-	return &csipb.NodeUnpublishVolumeResponse{}, werr
+	if i < 0 {
+		return &csipb.NodeUnpublishVolumeResponse{}, nil
+	}
+	rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
+	if rec.Staging == "" {
+		return &csipb.NodeUnpublishVolumeResponse{}, s.records.remove(id)
+	}
+	return &csipb.NodeUnpublishVolumeResponse{}, s.records.write(rec)
 }
 
 // NodeGetVolumeStats reports the file system's usage at the volume path. A
