@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # demo-lib.sh: what scripts/demo.sh and scripts/demo-csi.sh share, sourced by both after
 # they set REPO, BIN, SERVER, VOLUME, ID and STEP: the transcript helpers, the
-# prerequisites and the before-snapshot of the host, the temporary directory and the
-# helpers their teardowns use, and start_glusterd, the first step of both.
+# prerequisites and the before-snapshot of the host, the temporary directory, the
+# teardown with the host check, and start_glusterd, the first step of both.
 
 # --- transcript helpers ------------------------------------------------------
 
@@ -57,7 +57,7 @@ RUNC_ROOT="$TMP/runc"
 CONFIG="$TMP/config.toml"
 RS=("$BIN/runc-shared" --root "$RUNC_ROOT" --runc-shared-config="$CONFIG")
 
-# --- teardown, also on failure ------------------------------------------------
+# --- helpers the teardown uses ------------------------------------------------
 
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) [ZX]' "/proc/$1/stat" 2>/dev/null; }
 
@@ -90,7 +90,6 @@ gluster_cli() {
 	nsenter --target "$GLUSTERD_PID" --mount -- gluster --mode=script --glusterd-sock="$TMP/run/glusterd.socket" --log-file="$TMP/log/cli.log" "$@"
 }
 
-
 # share_dir makes $SHARED lie on a shared mount, as /var/lib/kubelet must; it sets
 # SHARED_MOUNTED when it made a mount the teardown removes.
 share_dir() {
@@ -108,6 +107,107 @@ share_dir() {
 		run mount --make-rshared "$SHARED"
 	fi
 }
+
+# --- teardown, also on failure ------------------------------------------------
+
+# teardown runs on every exit: it removes what the demo started and mounted, in
+# reverse order, then checks that the host is as it was. Each demo sets STATE_DIR
+# (runc-shared's state dir, whose mounts go too) and FAILURE_LOGS (the files whose
+# last lines a failure shows).
+STATE_DIR="$TMP/state"
+FAILURE_LOGS=()
+teardown() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	if [ "$rc" != 0 ]; then
+		printf '\n%sdemo FAILED (exit %d) during: %s%s\n' "$bold" "$rc" "$STEP" "$reset" >&2
+		[ -n "$FAILED_CMD" ] && printf 'failed command: %s\n' "$FAILED_CMD" >&2
+		for f in "${FAILURE_LOGS[@]}"; do
+			[ -s "$f" ] && { echo "--- last lines of $f" >&2; tail -n 8 "$f" >&2; }
+		done
+	fi
+	printf '\n%s==> teardown%s\n' "$bold" "$reset"
+	# FUSE mounts first: their daemons live in the mounter.
+	for m in $(mounts_below "$SHARED"); do
+		say "unmounting $m"
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	if [ -n "$INIT_PID" ] || [ -d "$RUNC_ROOT/$ID" ]; then
+		say "stopping the mounter container (its poststop hook removes the registry record)"
+		"${RS[@]}" kill "$ID" KILL >/dev/null 2>&1
+		wait_gone "$INIT_PID" 10
+		"${RS[@]}" delete --force "$ID" >/dev/null 2>&1 || runc --root "$RUNC_ROOT" delete --force "$ID" >/dev/null 2>&1
+		if alive "$INIT_PID"; then
+			kill -KILL "$INIT_PID" 2>/dev/null
+			wait_gone "$INIT_PID" 5
+		fi
+	fi
+	if [ -n "$GLUSTERD_PID" ] && alive "$GLUSTERD_PID"; then
+		say "stopping volume $VOLUME, its brick (pid ${BRICK_PID:-?}) and glusterd (pid $GLUSTERD_PID)"
+		gluster_cli volume stop "$VOLUME" force >/dev/null 2>&1
+		gluster_cli volume delete "$VOLUME" >/dev/null 2>&1
+	fi
+	if alive "$BRICK_PID" && tr '\0' ' ' <"/proc/$BRICK_PID/cmdline" | grep -qF "$TMP/brick"; then
+		kill -TERM "$BRICK_PID"
+		wait_gone "$BRICK_PID" 5 || kill -KILL "$BRICK_PID"
+	fi
+	if alive "$GLUSTERD_PID"; then
+		kill -TERM "$GLUSTERD_PID"
+		wait_gone "$GLUSTERD_PID" 10 || {
+			kill -KILL "$GLUSTERD_PID"
+			wait_gone "$GLUSTERD_PID" 5
+		}
+	fi
+	wait 2>/dev/null
+	# runc-shared keeps <state-dir>/staging as an unbindable mount point of its own (the
+	# pinned bind sources pass through it); the demo's state dir is temporary.
+	for m in $(mounts_below "$STATE_DIR"); do
+		umount -l "$m" 2>/dev/null
+	done
+	if [ -n "$SHARED_MOUNTED" ]; then
+		umount -l "$SHARED"
+	fi
+	local left
+	left=$(leftover_procs)
+	if [ -n "$left" ]; then
+		echo "demo: processes started by the demo are still running (not killed: check them):" >&2
+		echo "$left" >&2
+	fi
+	if [ -z "$(mounts_below "$TMP")" ] && ! awk -v p="$TMP" '$5 == p' /proc/self/mountinfo | grep -q .; then
+		rm -rf "$TMP"
+	else
+		echo "demo: leaving $TMP in place, something is still mounted below it:" >&2
+		mounts_below "$TMP" >&2
+		rc=1
+	fi
+	printf '\n%s==> host check%s\n' "$bold" "$reset"
+	local bad=0
+	[ -z "$left" ] || bad=1
+	if [ "$(snapshot_gluster)" != "$GLUSTER_BEFORE" ]; then
+		echo "FAIL: ${GLUSTER_DIRS[*]} changed:" >&2
+		diff <(echo "$GLUSTER_BEFORE") <(snapshot_gluster) >&2
+		bad=1
+	fi
+	if [ "$(snapshot_mounts)" != "$MOUNTS_BEFORE" ]; then
+		echo "FAIL: the host's mount table changed:" >&2
+		diff <(echo "$MOUNTS_BEFORE") <(snapshot_mounts) >&2
+		bad=1
+	fi
+	if [ "$bad" = 0 ]; then
+		say "the host is as it was: same mounts outside /tmp, ${GLUSTER_DIRS[*]} unchanged, no process left"
+	elif [ "$rc" = 0 ]; then
+		rc=1
+	fi
+	if [ "$rc" = 0 ]; then
+		printf '\n%sdemo passed%s\n' "$bold" "$reset"
+	fi
+	exit "$rc"
+}
+FAILED_CMD=''
+trap 'FAILED_CMD=$BASH_COMMAND' ERR
+trap teardown EXIT
+trap 'exit 130' INT TERM
 
 # start_glusterd is the first step of both demos: a private glusterd on $SERVER with a
 # one-brick volume; it sets GLUSTERD_PID and BRICK_PID.
