@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
@@ -70,6 +71,38 @@ func writeState(t testing.TB, path string, st ociState) string {
 	return path
 }
 
+// unstagedBundle writes into dir the config.json of bundle as mount-hook
+// createRuntime may check it again: runc-shared bound each allowlisted source
+// at a staging path for runc, and the first createRuntime detached those, so
+// the binds are pointed back at the host paths they stand for. It returns dir.
+func unstagedBundle(t testing.TB, bundle, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	staged := spec.StagedSources(&s)
+	for i, m := range s.Mounts {
+		if host, ok := staged[m.Source]; ok {
+			s.Mounts[i].Source = host
+		}
+	}
+	delete(s.Annotations, spec.AnnotationStagedSources)
+	if !filepath.IsAbs(s.Root.Path) {
+		s.Root.Path = filepath.Join(bundle, s.Root.Path)
+	}
+	out, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "config.json"), string(out))
+	return dir
+}
+
 // testScale is scenario 5: the latency of mount-hook (createRuntime and
 // poststop, run by hand with the state runc would pass) and of the routing
 // client (status, and a routed mount) with 50, 500 and 5,000 unrelated
@@ -86,7 +119,7 @@ func testScale(t *testing.T, e *glusterEnv) {
 	})
 	dir := testutil.TempDir(t)
 	created := writeState(t, filepath.Join(dir, "created.json"),
-		ociState{OCIVersion: "1.0.2", ID: e.id, Status: "created", PID: e.pid, Bundle: e.bundle.Dir})
+		ociState{OCIVersion: "1.0.2", ID: e.id, Status: "created", PID: e.pid, Bundle: unstagedBundle(t, e.bundle.Dir, mkdir(t, dir, "bundle"))})
 	stopped := writeState(t, filepath.Join(dir, "stopped.json"),
 		ociState{OCIVersion: "1.0.2", ID: e.id, Status: "stopped", Bundle: e.bundle.Dir})
 	hook := func(stage, state string) Cmd {
