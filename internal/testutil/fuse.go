@@ -46,7 +46,7 @@ func DeadFuseMount(t testing.TB, target string) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	defer func() { _ = cmd.Process.Kill(); <-exited }()
-	Eventually(t, 10*time.Second, func() (bool, string) {
+	Eventually(t, 10*time.Second, "bindfs to mount "+target, func() (bool, string) {
 		if m := MountAt(t, target); m != nil && strings.HasPrefix(m.FSType, "fuse") {
 			return true, ""
 		}
@@ -56,7 +56,7 @@ func DeadFuseMount(t testing.TB, target string) {
 			t.Fatalf("bindfs %s %s exited before mounting: %s", src, target, log)
 		default:
 		}
-		return false, "bindfs did not mount " + target
+		return false, "not mounted"
 	})
 	_ = cmd.Process.Kill()
 	<-exited

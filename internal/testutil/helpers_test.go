@@ -42,7 +42,7 @@ func TestEventually(t *testing.T) {
 	run := func(cond func() (bool, string)) string {
 		f := &fatalTB{TB: t}
 		done := make(chan struct{})
-		go func() { defer close(done); Eventually(f, 30*time.Millisecond, cond) }()
+		go func() { defer close(done); Eventually(f, 30*time.Millisecond, "the condition", cond) }()
 		<-done
 		return f.msg
 	}
@@ -52,7 +52,7 @@ func TestEventually(t *testing.T) {
 	}
 	n = 0
 	msg := run(func() (bool, string) { n++; return false, fmt.Sprintf("call %d", n) })
-	if want := fmt.Sprintf("not within 30ms: call %d", n); n < 2 || msg != want {
+	if want := fmt.Sprintf("waited 30ms for the condition: call %d", n); n < 2 || msg != want {
 		t.Errorf("a condition never true: Fatalf with %q, want %q", msg, want)
 	}
 }
@@ -117,7 +117,7 @@ func TestStat(t *testing.T) {
 	if err != nil || !p.alive() {
 		t.Fatalf("findProc: %v, alive %v", err, p.alive())
 	}
-	Eventually(t, 5*time.Second, func() (bool, string) {
+	Eventually(t, 5*time.Second, "the child to sleep", func() (bool, string) {
 		state, ppid, start, err := stat(cmd.Process.Pid)
 		return err == nil && state == 'S' && ppid == os.Getpid() && start == p.start,
 			fmt.Sprintf("stat: state %c, ppid %d, start %d, %v; want S, %d, %d", state, ppid, start, err, os.Getpid(), p.start)

@@ -102,3 +102,30 @@ func findProcs(match func(argv []string) bool) []proc {
 	}
 	return ps
 }
+
+// Alive tells whether process pid runs: it exists and is not a zombie.
+func Alive(pid int) bool {
+	state, _, _, err := stat(pid)
+	return pid > 0 && err == nil && state != 'Z' && state != 'X'
+}
+
+// Pids returns the live processes, other than this one, whose argv
+// satisfies match.
+func Pids(match func(argv []string) bool) []int {
+	var pids []int
+	for _, p := range findProcs(match) {
+		pids = append(pids, p.pid)
+	}
+	return pids
+}
+
+// Stop sends SIGTERM to pid, waits up to grace, then sends SIGKILL; it
+// reports whether the process is gone. Its start time is read first: a
+// recycled PID, another process by then, is never signalled.
+func Stop(pid int, grace time.Duration) bool {
+	p, err := findProc(pid)
+	if err != nil {
+		return true
+	}
+	return p.stop(grace)
+}

@@ -1,15 +1,17 @@
 package testutil
 
 import (
+	"os"
 	"testing"
 	"time"
 )
 
 // Eventually calls cond until it reports done and fails the test (Fatalf)
-// when timeout passes first, with the status cond gave last: what is still
-// missing, for the failure message. cond runs on the test's goroutine, so it
+// when timeout passes first. The message names what was awaited and the
+// status cond gave last (what is still missing), e.g. "waited 10s for the
+// socket /x/csi.sock: not there". cond runs on the test's goroutine, so it
 // may itself stop the test early (t.Fatal on a daemon that exited).
-func Eventually(t testing.TB, timeout time.Duration, cond func() (done bool, status string)) {
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (done bool, status string)) {
 	t.Helper()
 	var status string
 	if !Poll(timeout, func() bool {
@@ -17,7 +19,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (done bool, sta
 		done, status = cond()
 		return done
 	}) {
-		t.Fatalf("not within %v: %s", timeout, status)
+		t.Fatalf("waited %v for %s: %s", timeout, what, status)
 	}
 }
 
@@ -37,4 +39,31 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(pause)
 	}
+}
+
+// WaitSocket waits until a unix socket is at path, as a server creates it
+// when it is ready to serve. It fails the test with log() when exited is
+// closed first (the server died before serving) or timeout passes; exited
+// may be nil.
+func WaitSocket(t testing.TB, path string, timeout time.Duration, exited <-chan struct{}, log func() string) {
+	t.Helper()
+	died := false
+	if Poll(timeout, func() bool {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return true
+		}
+		select {
+		case <-exited:
+			died = true
+			return true
+		default:
+			return false
+		}
+	}) && !died {
+		return
+	}
+	if died {
+		t.Fatalf("the server exited before it served on %s:\n%s", path, log())
+	}
+	t.Fatalf("waited %v for the socket %s:\n%s", timeout, path, log())
 }

@@ -312,7 +312,7 @@ func (e *criEngine) startPod(t *testing.T, p criPod) *runningPod {
 // process, failing at once if the container exits first.
 func (e *criEngine) waitSocket(t *testing.T, p *runningPod, sock string) {
 	t.Helper()
-	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 20*time.Second, "the socket "+sock, func() (bool, string) {
 		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			return true, ""
 		}
@@ -322,7 +322,7 @@ func (e *criEngine) waitSocket(t *testing.T, p *runningPod, sock string) {
 		if err == nil && st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
 			t.Fatalf("mounter csi exited (code %d) before serving:\n%s", st.GetStatus().GetExitCode(), p.log(t))
 		}
-		return false, "no socket at " + sock + "\n" + p.log(t)
+		return false, "not there\n" + p.log(t)
 	})
 }
 

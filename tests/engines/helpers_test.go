@@ -118,14 +118,14 @@ func startDaemon(t *testing.T, name string, env []string, logFile string, ready 
 	}
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() { d.stop(t, 30*time.Second) })
-	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, name+" to be ready", func() (bool, string) {
 		select {
 		case <-d.exited:
 			t.Fatalf("%s exited during startup\n%s", name, d.tail())
 		default:
 		}
 		err := ready()
-		return err == nil, fmt.Sprintf("%s not ready: %v\n%s", name, err, d.tail())
+		return err == nil, fmt.Sprintf("%v\n%s", err, d.tail())
 	})
 	return d
 }

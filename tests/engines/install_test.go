@@ -74,8 +74,8 @@ func (d *testDockerd) reload(t *testing.T) {
 	if err := d.d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
-		return count() > before, "dockerd logged no reload after SIGHUP\n" + d.d.tail()
+	testutil.Eventually(t, 10*time.Second, "dockerd to reload on SIGHUP", func() (bool, string) {
+		return count() > before, "no \"Reloaded configuration\" in its log\n" + d.d.tail()
 	})
 }
 
