@@ -3,6 +3,7 @@ package hook
 import (
 	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -81,6 +82,7 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 			keep[t.Path] = rec.VolumeID
 		}
 	}
+	routed := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}
 	for _, m := range scan.Dead {
 		if id, ok := keep[m.Mountpoint]; ok {
 			r.log.Infof("dead FUSE mount %s kept: it is a publish target of CSI volume %s, which the rule's next mounter binds again on top of it", m.Mountpoint, id)
@@ -91,6 +93,11 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 			continue
 		}
 		r.log.Infof("detached dead FUSE mount %s (%s %s)", m.Mountpoint, m.FSType, m.Source)
+		// A routed mount's record learns that its mount is missing for
+		// recovery to make again, not because a user unmounted it.
+		if err := routed.MarkDetached(m.Mountpoint, time.Now()); err != nil {
+			r.log.Warnf("%v: mounter recover will forget this mount instead of mounting it again", err)
+		}
 	}
 	for _, m := range scan.Hung {
 		r.log.Warnf("FUSE mount %s did not answer within %v: left in place, check its daemon", m.Mountpoint, hostmount.DefaultStatTimeout)

@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
@@ -103,6 +106,37 @@ func TestStatusListsRecords(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestDeadTableFixes: a dead mount that is recorded is sent to mounter
+// recover (a publish target, a routed mount), any other to umount -l.
+func TestDeadTableFixes(t *testing.T) {
+	f := newFixture(t, true)
+	_, target := f.volumeRecord(t, "d.example.io")
+	routed := filepath.Join(f.shared, "k", "vol")
+	f.routedRecord(t, routed)
+	other := filepath.Join(f.shared, "k", "other")
+	m := &Mounter{Stdout: &f.stdout, Stderr: &f.stderr}
+	recorded, err := m.csiTable(io.Discard, f.state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := &hostmount.FUSEScan{}
+	for _, p := range []string{target, routed, other} {
+		scan.Dead = append(scan.Dead, &mountinfo.Info{Mountpoint: p, FSType: "fuse.glusterfs", Source: "h:/v"})
+	}
+	if err := m.deadTable(scan, recorded); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		target + " fuse.glusterfs h:/v dead mounter recover (a CSI publish target: made again on top)",
+		routed + " fuse.glusterfs h:/v dead mounter recover (a routed mount: made again)",
+		other + " fuse.glusterfs h:/v dead umount -l " + other,
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(f.stdout.String()), " "), want) {
+			t.Errorf("the dead table lacks %q:\n%s", want, f.stdout.String())
 		}
 	}
 }

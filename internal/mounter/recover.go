@@ -142,7 +142,7 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		}
 	}
 	for _, t := range forgotten {
-		fmt.Fprintf(m.Stdout, "forgot the routed mount at %s: its mount point is gone (unmounted and removed without mounter umount)\n", t)
+		fmt.Fprintf(m.Stdout, "forgot the routed mount at %s: it was unmounted without mounter umount (not by mount-hook when its mounter stopped)\n", t)
 	}
 	return m.reportRecovery(all, unreadable, inv.Rule)
 }
@@ -334,9 +334,10 @@ func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) erro
 }
 
 // recoverRouted makes one routed mount live again through the rule's live
-// mounter. gone is set when its mount point no longer exists: it was
-// unmounted and removed without `mounter umount`, and its record is
-// removed.
+// mounter. gone is set, and the record removed, when the mount was taken
+// away without `mounter umount`: it is missing though runc-shared did not
+// detach it (Mount.Detached), or its mount point no longer exists. A user
+// who unmounted it expects it to stay unmounted.
 func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, live *registry.Record, rule *spec.Rule, r *mountrec.Mount, timeout time.Duration) (note string, gone bool, err error) {
 	state, err := csi.MountState(r.Target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -351,9 +352,12 @@ func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, l
 		if err := detachDead(r.Target); err != nil {
 			return "", false, m.noteRouted(store, r, err)
 		}
+		// Detached here: a failed mount below leaves it missing, and the
+		// next run must still make it.
+		r.Detached = m.now().UTC()
 	}
 	resolved, err := hostmount.ResolveSource(r.Target, rule.Propagate)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || (state == "missing" && r.Detached.IsZero()) {
 		if rerr := store.Remove(r.Target); rerr != nil {
 			return "", false, rerr
 		}
@@ -373,7 +377,7 @@ func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, l
 	if err := m.mountVia(inv, route); err != nil {
 		return "", false, m.noteRouted(store, r, err)
 	}
-	r.Mounter, r.Recovery = live.ID, nil
+	r.Mounter, r.Recovery, r.Detached = live.ID, nil, time.Time{}
 	if err := store.Write(r); err != nil {
 		m.warnf("%v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,11 +39,13 @@ func (f *fixture) volumeRecord(t *testing.T, driver string) (staging, target str
 	return staging, target
 }
 
+// routedRecord writes the record of a routed mount at target as mount-hook
+// leaves it when its mounter stopped: its dead mount detached.
 func (f *fixture) routedRecord(t *testing.T, target string) mountrec.MountStore {
 	t.Helper()
 	store := mountrec.MountStore{Dir: mountrec.MountsDir(f.state)}
 	if err := store.Write(&mountrec.Mount{Target: target, Rule: "glusterfs", FSType: "glusterfs", Source: "h:/v",
-		Options: []string{"ro"}, Mounter: "m0"}); err != nil {
+		Options: []string{"ro"}, Mounter: "m0", Detached: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	return store
@@ -172,6 +175,43 @@ func TestRecoverRoutedThroughExec(t *testing.T) {
 	}
 	if !strings.Contains(f.stdout.String(), "forgot the routed mount at "+gone) {
 		t.Errorf("stdout does not say what was forgotten: %s", f.stdout.String())
+	}
+}
+
+// TestRecoverForgetsUnmounted: a routed mount that is missing though
+// runc-shared never detached it was unmounted by its user with a plain
+// umount: recovery forgets it and mounts nothing, while the record of one
+// the hook detached is mounted again.
+func TestRecoverForgetsUnmounted(t *testing.T) {
+	f := newFixture(t, true)
+	detached := filepath.Join(f.shared, "k", "vol")
+	store := f.routedRecord(t, detached)
+	unmounted := filepath.Join(f.shared, "k", "unmounted")
+	if err := os.MkdirAll(unmounted, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Write(&mountrec.Mount{Target: unmounted, Rule: "glusterfs", FSType: "glusterfs", Source: "h:/u", Mounter: "m0"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run("--timeout", "20ms", "recover")
+	remounted := false
+	for _, c := range f.exec.calls {
+		if slices.Contains(c, "h:/u") || slices.Contains(c, "/k/unmounted") {
+			t.Errorf("recovery mounted what its user unmounted: %q", c)
+		}
+		remounted = remounted || slices.Contains(c, "h:/v")
+	}
+	if !remounted {
+		t.Errorf("the detached mount was not mounted again: exec calls %q", f.exec.calls)
+	}
+	if rec, err := store.Read(unmounted); rec != nil || err != nil {
+		t.Errorf("the record of an unmounted mount was kept: %+v, %v", rec, err)
+	}
+	if rec, err := store.Read(detached); rec == nil || err != nil || rec.Detached.IsZero() {
+		t.Errorf("the record of a detached mount whose recovery failed lost its mark: %+v, %v", rec, err)
+	}
+	if !strings.Contains(f.stdout.String(), "forgot the routed mount at "+unmounted+": it was unmounted without mounter umount") {
+		t.Errorf("stdout does not say what was forgotten and why: %s", f.stdout.String())
 	}
 }
 

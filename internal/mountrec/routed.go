@@ -19,6 +19,12 @@ type Mount struct {
 	// Mounter is the container that made the mount last.
 	Mounter string    `json:"mounter"`
 	Created time.Time `json:"created"`
+	// Detached is when runc-shared detached the mount's dead mount (the
+	// hook when its mounter stopped, or recovery): recovery makes a
+	// missing mount again only then. A mount that is missing without it
+	// was unmounted by someone else (a plain umount), and recovery
+	// forgets it instead of mounting what the user removed.
+	Detached time.Time `json:"detached,omitzero"`
 	// Recovery is set while the mount could not be made live again.
 	Recovery *Recovery `json:"recovery,omitempty"`
 }
@@ -47,6 +53,17 @@ func (s MountStore) Write(m *Mount) error { return s.dir().write(m) }
 
 // Remove removes the record of target; none is no error.
 func (s MountStore) Remove(target string) error { return s.dir().remove(target) }
+
+// MarkDetached notes in the record of the routed mount at target, when
+// there is one, that its dead mount was detached at when (Mount.Detached).
+func (s MountStore) MarkDetached(target string, when time.Time) error {
+	m, err := s.Read(target)
+	if err != nil || m == nil {
+		return err
+	}
+	m.Detached = when.UTC()
+	return s.Write(m)
+}
 
 // List returns the records sorted by target, and apart the errors of those
 // that cannot be read.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMountStore(t *testing.T) {
@@ -48,6 +49,22 @@ func TestMountStore(t *testing.T) {
 	}
 	if m, err := s.Read("/k/c"); err == nil {
 		t.Errorf("Read of a record for another target: %+v", m)
+	}
+	// MarkDetached notes a detach in an existing record only.
+	if err := s.MarkDetached("/k/none", time.Now()); err != nil {
+		t.Errorf("MarkDetached of no record: %v", err)
+	}
+	if m, err := s.Read("/k/none"); m != nil || err != nil {
+		t.Errorf("MarkDetached of no record made one: %+v, %v", m, err)
+	}
+	if got, err := s.Read("/k/b"); err != nil || got == nil || !got.Detached.IsZero() {
+		t.Fatalf("a new record is marked detached: %+v, %v", got, err)
+	}
+	if err := s.MarkDetached("/k/b", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Read("/k/b"); err != nil || got == nil || got.Detached.IsZero() || got.Source != "127.0.0.2:/v0" {
+		t.Errorf("after MarkDetached: %+v, %v", got, err)
 	}
 	if err := s.Remove("/k/a"); err != nil {
 		t.Fatal(err)
