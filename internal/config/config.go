@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -39,9 +40,6 @@ const (
 	DefaultHostMntns = "/proc/1/ns/mnt"
 	// HostMntnsSelf as host-mntns means the wrapper's own mount namespace.
 	HostMntnsSelf = "self"
-	// HookName is the file name of the hook binary looked up beside the
-	// runc-shared binary when hook-path is not set.
-	HookName = "mount-hook"
 	// KubeletDir is what a rule from the seed's mount-container syntax
 	// propagates.
 	KubeletDir = "/var/lib/kubelet"
@@ -112,7 +110,7 @@ func (c *Config) HookBinary(self string) string {
 	if c.HookPath != "" {
 		return c.HookPath
 	}
-	return filepath.Join(filepath.Dir(self), HookName)
+	return filepath.Join(filepath.Dir(self), hookargs.Name)
 }
 
 // PreloadLibName is the preload shim, libhostmount.so.

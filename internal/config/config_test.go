@@ -354,20 +354,31 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// trustOnly makes Load and CheckDir trust the owners trust accepts, until
+// the test ends.
+func trustOnly(t *testing.T, trust func(uint32) bool) {
+	saved := trusted
+	trusted = trust
+	t.Cleanup(func() { trusted = saved })
+}
+
 func TestUnsafeFile(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		mode   os.FileMode
-		uid    int
-		loader Loader
-		want   string
+		name  string
+		mode  os.FileMode
+		uid   int
+		trust func(uint32) bool // nil keeps the default
+		want  string
 	}{
-		{"world-writable", 0o666, 0, Loader{}, `mode 0666 lets group or others write it, .*: run .chmod 0644 `},
-		{"group-writable", 0o620, 0, Loader{}, `mode 0620 lets group or others write it`},
-		{"owned by nobody", 0o644, 65534, Loader{}, `owned by uid 65534, not root, .*: run .chown root:root `},
-		{"owner not trusted by the injected check", 0o644, 0, Loader{TrustOwner: func(uint32) bool { return false }}, `owned by uid 0, not root`},
+		{"world-writable", 0o666, 0, nil, `mode 0666 lets group or others write it, .*: run .chmod 0644 `},
+		{"group-writable", 0o620, 0, nil, `mode 0620 lets group or others write it`},
+		{"owned by nobody", 0o644, 65534, nil, `owned by uid 65534, not root, .*: run .chown root:root `},
+		{"owner not trusted by the injected check", 0o644, 0, func(uint32) bool { return false }, `owned by uid 0, not root`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.trust != nil {
+				trustOnly(t, tc.trust)
+			}
 			path := writeConfig(t, rule)
 			// Chmod after writing: the umask must not hide the bits.
 			if err := os.Chmod(path, tc.mode); err != nil {
@@ -376,7 +387,7 @@ func TestUnsafeFile(t *testing.T) {
 			if err := os.Chown(path, tc.uid, tc.uid); err != nil {
 				t.Fatalf("chown (tests run as root): %v", err)
 			}
-			c, err := tc.loader.Load(path)
+			c, err := Load(path)
 			if err == nil {
 				t.Fatalf("Load succeeded: %+v", c)
 			}
@@ -393,8 +404,8 @@ func TestUnsafeFile(t *testing.T) {
 		if err := os.Chown(path, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		l := Loader{TrustOwner: func(uid uint32) bool { return uid == 65534 }}
-		if _, err := l.Load(path); err != nil {
+		trustOnly(t, func(uid uint32) bool { return uid == 65534 })
+		if _, err := Load(path); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -568,7 +579,7 @@ func TestProblemLines(t *testing.T) {
 }
 
 func TestSeedRuleDirect(t *testing.T) {
-	r, err := SeedRule("glusterfs:name=glusterfs-mounter:mounter")
+	r, err := parseSeed("glusterfs:name=glusterfs-mounter:mounter")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,18 +16,10 @@ import (
 // host, so whoever can write it can take the host.
 var ErrUnsafeFile = errors.New("unsafe configuration file")
 
-// Loader reads configuration files. The zero value is ready to use.
-type Loader struct {
-	// TrustOwner reports whether a file owned by uid may be loaded. nil
-	// trusts root and the effective uid of this process (a rootless engine
-	// runs the runtime as its user, who controls this process anyway).
-	TrustOwner func(uid uint32) bool
-}
-
-// Load reads path with the zero Loader.
-func Load(path string) (*Config, error) {
-	return Loader{}.Load(path)
-}
+// trusted reports whether a file owned by uid may be loaded: root's, and
+// those of the effective uid of this process (a rootless engine runs the
+// runtime as its user, who controls this process anyway). Tests replace it.
+var trusted = func(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
 
 // Load reads and validates the configuration file at path.
 //
@@ -35,32 +27,48 @@ func Load(path string) (*Config, error) {
 // Path "": pure pass-through, not an error. Everything else that goes wrong
 // is an error: an unreadable or unsafe file, invalid TOML, an unknown key or
 // a bad value (an *Error naming the file, line and key).
-func (l Loader) Load(path string) (*Config, error) {
-	if path == "" {
-		return missing(), nil
-	}
-	// O_NONBLOCK: a FIFO planted at the path must not hang every container
-	// start; the fstat below refuses it. It changes nothing for a regular file.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return missing(), nil
+func Load(path string) (*Config, error) {
+	f, fi, err := open(path)
+	if path == "" || errors.Is(err, fs.ErrNotExist) {
+		c := Default()
+		c.Missing = true
+		return c, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open config: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	// Check the file we opened, not the path: the path could be swapped
-	// between a stat and the open.
+	if err := checkFile(path, fi); err != nil {
+		return nil, err
+	}
+	if err := checkDirs(path, f); err != nil {
+		return nil, err
+	}
+	data, err := read(path, f)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, data)
+}
+
+// open opens the file to read and stats it. O_NONBLOCK: a FIFO planted at
+// the path must not hang every container start (the caller refuses it); it
+// changes nothing for a regular file. Everything after is checked on the
+// file opened, not the path, which could be swapped in between.
+func open(path string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open config: %w", err)
+	}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("stat config %s: %w", path, err)
+		f.Close()
+		return nil, nil, fmt.Errorf("stat config %s: %w", path, err)
 	}
-	if err := l.checkFile(path, fi); err != nil {
-		return nil, err
-	}
-	if err := l.checkDirs(path, f); err != nil {
-		return nil, err
-	}
+	return f, fi, nil
+}
+
+func read(path string, f *os.File) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", path, err)
@@ -68,18 +76,12 @@ func (l Loader) Load(path string) (*Config, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("config %s: larger than %d bytes: a configuration is a few kilobytes; check that the path names the right file", path, MaxSize)
 	}
-	return Parse(path, data)
-}
-
-func missing() *Config {
-	c := Default()
-	c.Missing = true
-	return c
+	return data, nil
 }
 
 // checkFile refuses what must not be trusted: anything but a regular file, a
 // file writable by group or others, a file owned by an untrusted user.
-func (l Loader) checkFile(path string, fi fs.FileInfo) error {
+func checkFile(path string, fi fs.FileInfo) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("config %s: not a regular file (%s): point the configuration path at a file", path, fi.Mode().Type())
 	}
@@ -91,7 +93,7 @@ func (l Loader) checkFile(path string, fi fs.FileInfo) error {
 	if !ok {
 		return fmt.Errorf("config %s: %w: cannot read its owner", path, ErrUnsafeFile)
 	}
-	if !l.trusted(st.Uid) {
+	if !trusted(st.Uid) {
 		return fmt.Errorf("config %s: %w: owned by uid %d, not root, and it decides which containers get host mounts: run `chown root:root %s`",
 			path, ErrUnsafeFile, st.Uid, path)
 	}
@@ -105,29 +107,20 @@ func (l Loader) checkFile(path string, fi fs.FileInfo) error {
 // trusted user and not writable by group or others, unless it has the
 // sticky bit (/tmp: others cannot rename or remove a file they do not own
 // there). The same rule as OpenSSH's StrictModes and sudo's for sudoers.
-func (l Loader) checkDirs(path string, f *os.File) error {
+func checkDirs(path string, f *os.File) error {
 	canonical, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil || !filepath.IsAbs(canonical) {
-		if canonical, err = filepath.EvalSymlinks(path); err != nil {
+		if canonical, err = filepath.EvalSymlinks(path); err == nil {
+			canonical, err = filepath.Abs(canonical)
+		}
+		if err != nil {
 			return fmt.Errorf("config %s: %w: cannot tell which directories hold it: %w", path, ErrUnsafeFile, err)
 		}
-		if canonical, err = filepath.Abs(canonical); err != nil {
-			return fmt.Errorf("config %s: %w: %w", path, ErrUnsafeFile, err)
-		}
 	}
-	bad := l.firstUnsafeDir(filepath.Dir(canonical), false)
-	switch {
-	case bad == nil:
-		return nil
-	case bad.err != nil:
-		return fmt.Errorf("config %s: %w: %w", path, ErrUnsafeFile, bad.err)
-	case bad.owner:
-		return fmt.Errorf("config %s: %w: directory %s is owned by uid %d, not root, who could replace the file: move the configuration or run `chown root %s`",
-			path, ErrUnsafeFile, bad.dir, bad.uid, bad.dir)
-	default:
-		return fmt.Errorf("config %s: %w: directory %s (mode %04o) lets group or others replace the file: run `chmod go-w %s`",
-			path, ErrUnsafeFile, bad.dir, bad.perm, bad.dir)
+	if bad := firstUnsafeDir(filepath.Dir(canonical), false); bad != nil {
+		return bad.error("config "+path, ErrUnsafeFile, "replace the file", "move the configuration")
 	}
+	return nil
 }
 
 // unsafeDir is the first directory that fails the rule of checkDirs.
@@ -144,7 +137,7 @@ type unsafeDir struct {
 // sticky, or, with strictStart, start itself even when sticky), or nil.
 // Every entry met is lstat'ed: a symlink among them counts by its owner, as
 // the kernel's protected_symlinks rule does.
-func (l Loader) firstUnsafeDir(start string, strictStart bool) *unsafeDir {
+func firstUnsafeDir(start string, strictStart bool) *unsafeDir {
 	for dir := start; ; dir = filepath.Dir(dir) {
 		fi, err := os.Lstat(dir)
 		if err != nil {
@@ -154,7 +147,7 @@ func (l Loader) firstUnsafeDir(start string, strictStart bool) *unsafeDir {
 		if !ok {
 			return &unsafeDir{dir: dir, err: fmt.Errorf("cannot read the owner of %s", dir)}
 		}
-		if st.Uid != 0 && !l.trusted(st.Uid) {
+		if st.Uid != 0 && !trusted(st.Uid) {
 			return &unsafeDir{dir: dir, uid: st.Uid, owner: true}
 		}
 		sticky := fi.Mode()&os.ModeSticky != 0 && !(strictStart && dir == start)
@@ -167,9 +160,17 @@ func (l Loader) firstUnsafeDir(start string, strictStart bool) *unsafeDir {
 	}
 }
 
-func (l Loader) trusted(uid uint32) bool {
-	if l.TrustOwner != nil {
-		return l.TrustOwner(uid)
+// error says what is wrong with the directory for subject (the file or
+// directory checked, sentinel the kind of error), what others could do
+// (harm) and the two ways out.
+func (bad *unsafeDir) error(subject string, sentinel error, harm, other string) error {
+	switch {
+	case bad.err != nil:
+		return fmt.Errorf("%s: %w: %w", subject, sentinel, bad.err)
+	case bad.owner:
+		return fmt.Errorf("%s: %w: directory %s is owned by uid %d, not root, who could %s: run `chown root %s` or %s",
+			subject, sentinel, bad.dir, bad.uid, harm, bad.dir, other)
 	}
-	return uid == 0 || int(uid) == os.Geteuid()
+	return fmt.Errorf("%s: %w: directory %s (mode %04o) lets group or others %s: run `chmod go-w %s` or %s",
+		subject, sentinel, bad.dir, bad.perm, harm, bad.dir, other)
 }

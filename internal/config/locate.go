@@ -56,25 +56,26 @@ const maxProblems = 10
 func (v *validator) error(file, src string) error {
 	keys := v.md.Keys()
 	aot := v.md.Type("mounter") == "ArrayHash"
-	for i := range v.probs {
-		if v.probs[i].at < 0 {
-			v.probs[i].at = find(keys, v.probs[i].path, aot)
-		}
-	}
-	sort.SliceStable(v.probs, func(i, j int) bool { return v.probs[i].at < v.probs[j].at })
-	e := &Error{File: file}
+	probs := make([]struct {
+		problem
+		at int // index in keys of p's key
+	}, len(v.probs))
 	for i, p := range v.probs {
+		probs[i].problem, probs[i].at = p, find(keys, p.path, aot)
+	}
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].at < probs[j].at })
+	e := &Error{File: file}
+	for i, p := range probs {
 		if i == maxProblems {
 			e.Problems = append(e.Problems, Problem{Msg: fmt.Sprintf("and %d more problems: fix these first", len(v.probs)-i)})
 			break
 		}
-		line := 0
+		line, key := 0, p.path.indexed()
 		if p.at < len(keys) && lastDefinition(keys, p.at) {
 			line = lineOf(src, keys[p.at])
 		}
-		key := p.path.String()
-		if line == 0 {
-			key = p.path.indexed()
+		if line > 0 {
+			key = p.path.String()
 		}
 		e.Problems = append(e.Problems, Problem{Line: line, Key: key, Msg: p.msg})
 	}

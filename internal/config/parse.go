@@ -32,67 +32,50 @@ type Problem struct {
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		var b strings.Builder
-		b.WriteString("config ")
-		b.WriteString(e.File)
+		s := "config " + e.File
 		if p.Line > 0 {
-			fmt.Fprintf(&b, ":%d", p.Line)
+			s += fmt.Sprintf(":%d", p.Line)
 		}
 		if p.Key != "" {
-			fmt.Fprintf(&b, ": key %s", p.Key)
+			s += ": key " + p.Key
 		}
-		b.WriteString(": ")
-		b.WriteString(p.Msg)
-		parts[i] = b.String()
+		parts[i] = s + ": " + p.Msg
 	}
 	return strings.Join(parts, "; ")
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// document is the file as the TOML library decodes it. Values stay raw
-// (value) for validate to check, so that one wrong value is reported with
-// what to write instead and hides no other problem; the tables whose shape
-// can be wrong ([mounter] for [[mounter]], match = 5) stay Primitives until
-// validate has checked their shape.
+// document is the file as the TOML library decodes it. Values stay as TOML
+// typed them (nil when absent) for the validator to check, so that one
+// wrong value is reported with what to write instead and hides no other
+// problem; the tables whose shape can be wrong ([mounter] for [[mounter]],
+// match = 5) stay Primitives until the validator has checked their shape.
 type document struct {
-	Runtime        value           `toml:"runtime"`
-	StateDir       value           `toml:"state-dir"`
-	LogLevel       value           `toml:"log-level"`
-	HostMntns      value           `toml:"host-mntns"`
-	HookPath       value           `toml:"hook-path"`
+	Runtime        any             `toml:"runtime"`
+	StateDir       any             `toml:"state-dir"`
+	LogLevel       any             `toml:"log-level"`
+	HostMntns      any             `toml:"host-mntns"`
+	HookPath       any             `toml:"hook-path"`
 	Mounter        *toml.Primitive `toml:"mounter"`
-	MountContainer value           `toml:"mount-container"`
+	MountContainer any             `toml:"mount-container"`
 }
 
 type ruleDoc struct {
-	Name              value           `toml:"name"`
-	FSTypes           value           `toml:"fstypes"`
-	Mode              value           `toml:"mode"`
-	Propagate         value           `toml:"propagate"`
-	EnsureShared      value           `toml:"ensure-shared"`
-	RequirePrivileged value           `toml:"require-privileged"`
-	Namespaces        value           `toml:"namespaces"`
+	Name              any             `toml:"name"`
+	FSTypes           any             `toml:"fstypes"`
+	Mode              any             `toml:"mode"`
+	Propagate         any             `toml:"propagate"`
+	EnsureShared      any             `toml:"ensure-shared"`
+	RequirePrivileged any             `toml:"require-privileged"`
+	Namespaces        any             `toml:"namespaces"`
 	Match             *toml.Primitive `toml:"match"`
 }
 
 type matchDoc struct {
-	Annotations   value `toml:"annotations"`
-	Env           value `toml:"env"`
-	ContainerName value `toml:"container-name"`
-}
-
-// value is one key's value as TOML typed it; set is false when the key is
-// absent.
-type value struct {
-	v   any
-	set bool
-}
-
-// UnmarshalTOML implements toml.Unmarshaler.
-func (x *value) UnmarshalTOML(v any) error {
-	x.v, x.set = v, true
-	return nil
+	Annotations   any `toml:"annotations"`
+	Env           any `toml:"env"`
+	ContainerName any `toml:"container-name"`
 }
 
 // The keys of each table, in the order the documentation gives them.
@@ -103,16 +86,22 @@ var (
 	logLevels = []string{"panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"}
 )
 
-// Parse decodes and validates a configuration; file names it in errors and
-// becomes Config.Path. Load is Parse after the file checks.
-func Parse(file string, data []byte) (*Config, error) {
+// parse decodes and validates a configuration; file names it in errors and
+// becomes Config.Path. Load is parse after the file checks.
+func parse(file string, data []byte) (*Config, error) {
 	src := blankComments(data)
 	var doc document
 	md, err := toml.Decode(src, &doc)
 	if err != nil {
-		return nil, syntaxError(file, err)
+		var pe toml.ParseError
+		if !errors.As(err, &pe) {
+			return nil, &Error{File: file, Err: err, Problems: []Problem{{Msg: err.Error() + ": fix the TOML syntax"}}}
+		}
+		return nil, &Error{File: file, Err: err, Problems: []Problem{{
+			Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message + ": fix the TOML syntax (https://toml.io)",
+		}}}
 	}
-	v := &validator{md: &md}
+	v := &validator{md: &md, names: map[string]bool{}, resolved: map[string]string{}}
 	c := v.validate(&doc)
 	if len(v.probs) > 0 {
 		return nil, v.error(file, src)
@@ -123,10 +112,10 @@ func Parse(file string, data []byte) (*Config, error) {
 
 // blankComments empties the comment lines of a document, keeping its line
 // breaks (so lines in errors do not move). The TOML lexer walks comments
-// rune by rune, and a well-documented configuration is mostly comments: this
-// halves what Load costs on every runtime call. It is only safe without
-// multi-line strings, the one place where a line starting with # is not a
-// comment, so a document with triple quotes is left as is.
+// rune by rune, and a well-documented configuration is mostly comments, so
+// this is most of what Load costs on every runtime call. It is only safe
+// without multi-line strings, the one place where a line starting with # is
+// not a comment, so a document with triple quotes is left as is.
 func blankComments(data []byte) string {
 	if bytes.Contains(data, []byte(`"""`)) || bytes.Contains(data, []byte("'''")) {
 		return string(data)
@@ -143,16 +132,4 @@ func blankComments(data []byte) string {
 		data = rest
 	}
 	return string(out)
-}
-
-func syntaxError(file string, err error) error {
-	var pe toml.ParseError
-	if !errors.As(err, &pe) {
-		return &Error{File: file, Err: err, Problems: []Problem{{Msg: err.Error() + ": fix the TOML syntax"}}}
-	}
-	return &Error{File: file, Err: err, Problems: []Problem{{
-		Line: pe.Position.Line,
-		Key:  pe.LastKey,
-		Msg:  pe.Message + ": fix the TOML syntax (https://toml.io)",
-	}}}
 }

@@ -3,12 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
@@ -17,11 +15,6 @@ import (
 // write: the state directory holds the registry, whose records name the
 // containers that mounts are run in, and the hook's log.
 var ErrUnsafeDir = errors.New("unsafe directory")
-
-// CheckDir checks dir with the zero Loader.
-func CheckDir(dir string) error {
-	return Loader{}.CheckDir(dir)
-}
 
 // CheckDir refuses a directory whose files others could write, replace or
 // plant, by the rule the configuration file's directories follow (checkDirs):
@@ -34,7 +27,7 @@ func CheckDir(dir string) error {
 // symlink on the path counts too (by its owner and its directory). A dir
 // that does not exist yet is checked from its nearest existing parent: check
 // it again after creating it.
-func (l Loader) CheckDir(dir string) error {
+func CheckDir(dir string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("directory %q: %w: not an absolute path", dir, ErrUnsafeDir)
 	}
@@ -56,27 +49,14 @@ func (l Loader) CheckDir(dir string) error {
 	}
 	strict := existing == dir
 	for _, start := range []string{canonical, existing} {
-		if bad := l.firstUnsafeDir(start, strict); bad != nil {
-			return bad.dirError(dir)
+		if bad := firstUnsafeDir(start, strict); bad != nil {
+			return bad.error("directory "+dir, ErrUnsafeDir, "plant or replace files there", "choose another directory")
 		}
 	}
 	if fi, err := os.Stat(canonical); err != nil || !fi.IsDir() {
 		return fmt.Errorf("directory %s: %w: %s is not a directory", dir, ErrUnsafeDir, canonical)
 	}
 	return nil
-}
-
-func (bad *unsafeDir) dirError(dir string) error {
-	switch {
-	case bad.err != nil:
-		return fmt.Errorf("directory %s: %w: %w", dir, ErrUnsafeDir, bad.err)
-	case bad.owner:
-		return fmt.Errorf("directory %s: %w: %s is owned by uid %d, not root, who could plant or replace files there: run `chown root %s` or choose another directory",
-			dir, ErrUnsafeDir, bad.dir, bad.uid, bad.dir)
-	default:
-		return fmt.Errorf("directory %s: %w: %s (mode %04o) lets group or others plant or replace files there: run `chmod go-w %s` or choose another directory",
-			dir, ErrUnsafeDir, bad.dir, bad.perm, bad.dir)
-	}
 }
 
 // StateDirOf returns the state-dir named in the configuration file at path
@@ -89,16 +69,16 @@ func (bad *unsafeDir) dirError(dir string) error {
 // the directory (CheckDir) and trust nothing in it that CheckDir does not
 // cover.
 func StateDirOf(path string) (dir string, ok bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := open(path)
 	if err != nil {
 		return "", false
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	if !fi.Mode().IsRegular() {
 		return "", false
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil || len(data) > MaxSize {
+	data, err := read(path, f)
+	if err != nil {
 		return "", false
 	}
 	var raw struct {

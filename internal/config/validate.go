@@ -1,12 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,12 +30,33 @@ type validator struct {
 
 type problem struct {
 	path keyPath
-	at   int // index of the key in md.Keys() when known, else -1
 	msg  string
 }
 
 func (v *validator) fail(p keyPath, format string, args ...any) {
-	v.probs = append(v.probs, problem{path: p, at: -1, msg: fmt.Sprintf(format, args...)})
+	v.probs = append(v.probs, problem{p, fmt.Sprintf(format, args...)})
+}
+
+// check turns a string value into the setting, or says why it is refused.
+type check func(string) (string, string)
+
+// validate checks every key and returns the configuration it makes.
+func (v *validator) validate(d *document) *Config {
+	c := Default()
+	// First, so that match can tell whether a table holds an unknown key.
+	t := v.md.Type("mounter")
+	v.unknownKeys(d.Mounter != nil && t != "ArrayHash" && t != "Array")
+	v.setStr(top("runtime"), d.Runtime, checkRuntime, &c.Runtime)
+	v.setStr(top("state-dir"), d.StateDir, cleanAbs, &c.StateDir)
+	v.setStr(top("log-level"), d.LogLevel, checkLogLevel, &c.LogLevel)
+	v.setStr(top("host-mntns"), d.HostMntns, checkHostMntns, &c.HostMntns)
+	v.setStr(top("hook-path"), d.HookPath, cleanAbs, &c.HookPath)
+	// Rule order is significant: [[mounter]] rules first, in file order.
+	c.Mounters = v.mounters(d.Mounter)
+	if d.MountContainer != nil {
+		c.Mounters = append(c.Mounters, v.seed(top("mount-container"), d.MountContainer)...)
+	}
+	return c
 }
 
 // decode decodes a part of the document into a list or a struct; when its
@@ -51,54 +72,6 @@ func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
 	return typeName(raw), false
 }
 
-// validate checks every key and returns the configuration it makes.
-func (v *validator) validate(d *document) *Config {
-	c := Default()
-	v.names = map[string]bool{}
-	v.resolved = map[string]string{}
-	// First, so that match can tell whether a table holds an unknown key.
-	t := v.md.Type("mounter")
-	v.unknownKeys(d.Mounter != nil && t != "ArrayHash" && t != "Array")
-	if x := d.Runtime; x.set {
-		if s, ok := v.runtime(top("runtime"), x.v); ok {
-			c.Runtime = s
-		}
-	}
-	if x := d.StateDir; x.set {
-		if s, ok := v.absPath(top("state-dir"), x.v); ok {
-			c.StateDir = s
-		}
-	}
-	if x := d.LogLevel; x.set {
-		if s, ok := v.logLevel(top("log-level"), x.v); ok {
-			c.LogLevel = s
-		}
-	}
-	if x := d.HostMntns; x.set {
-		p := top("host-mntns")
-		if s, ok := v.str(p, x.v); ok {
-			if s == HostMntnsSelf {
-				c.HostMntns = s
-			} else if ns, why := cleanAbs(s); why != "" {
-				v.fail(p, "%s, or \"self\" for the wrapper's own mount namespace", why)
-			} else {
-				c.HostMntns = ns
-			}
-		}
-	}
-	if x := d.HookPath; x.set {
-		if s, ok := v.absPath(top("hook-path"), x.v); ok {
-			c.HookPath = s
-		}
-	}
-	// Rule order is significant: [[mounter]] rules first, in file order.
-	c.Mounters = v.mounters(d.Mounter)
-	if x := d.MountContainer; x.set {
-		c.Mounters = append(c.Mounters, v.seed(top("mount-container"), x.v)...)
-	}
-	return c
-}
-
 // unknownKeys reports each key the schema does not know, once, at its first
 // unknown part. It reads the document's keys rather than
 // MetaData.Undecoded: the library decodes a key into a field whose name
@@ -109,7 +82,7 @@ func (v *validator) unknownKeys(skipMounter bool) {
 	aot := v.md.Type("mounter") == "ArrayHash"
 	elem := -1
 	seen := map[string]bool{}
-	for j, k := range v.md.Keys() {
+	for _, k := range v.md.Keys() {
 		if aot && len(k) == 1 && k[0] == "mounter" {
 			elem++
 		}
@@ -123,7 +96,7 @@ func (v *validator) unknownKeys(skipMounter bool) {
 		}
 		if id := p.indexed(); !seen[id] {
 			seen[id] = true
-			v.probs = append(v.probs, problem{path: p, at: j, msg: unknownMsg(k[n], known)})
+			v.fail(p, "%s", unknownMsg(k[n], known))
 		}
 	}
 }
@@ -132,16 +105,13 @@ func (v *validator) unknownKeys(skipMounter bool) {
 // does not know, with the keys it knows there; -1 when it knows them all
 // (the names below annotations and env are the user's).
 func unknownPart(key toml.Key) (int, []string) {
-	for i, level := range []struct {
-		known []string
-		table string // the key of this level that holds the next one
-	}{{topKeys, "mounter"}, {ruleKeys, "match"}, {matchKeys, ""}} {
+	for i, known := range [][]string{topKeys, ruleKeys, matchKeys} {
 		switch {
 		case i == len(key):
 			return -1, nil
-		case !slices.Contains(level.known, key[i]):
-			return i, level.known
-		case key[i] != level.table:
+		case !slices.Contains(known, key[i]):
+			return i, known
+		case key[i] != "mounter" && key[i] != "match":
 			return -1, nil
 		}
 	}
@@ -160,8 +130,7 @@ func unknownMsg(k string, known []string) string {
 
 // editDistance is the Levenshtein distance of two short keys.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
 	}
@@ -179,30 +148,46 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Typed accessors: each reports a wrong type with what to write instead.
+// Typed accessors: each reports a wrong type with what to write instead,
+// and does nothing for an absent key (nil: TOML has no null).
 
-func (v *validator) str(p keyPath, x any) (string, bool) {
+// setStr sets *dst to x, a string that check (when not nil) accepts.
+func (v *validator) setStr(p keyPath, x any, check check, dst *string) {
+	if x == nil {
+		return
+	}
 	s, ok := x.(string)
-	if !ok {
+	switch {
+	case !ok:
 		v.fail(p, "is %s, want a string: quote the value, like %s = \"...\"", typeName(x), p.last())
-		return "", false
-	}
-	if strings.IndexByte(s, 0) >= 0 {
+		return
+	case strings.IndexByte(s, 0) >= 0:
 		v.fail(p, "contains a NUL byte: remove it")
-		return "", false
+		return
+	case check != nil:
+		var why string
+		if s, why = check(s); why != "" {
+			v.fail(p, "%s", why)
+			return
+		}
 	}
-	return s, true
+	*dst = s
 }
 
-func (v *validator) boolean(p keyPath, x any) bool {
-	b, ok := x.(bool)
-	if !ok {
+func (v *validator) setBool(p keyPath, x any, dst *bool) {
+	if b, ok := x.(bool); ok {
+		*dst = b
+	} else if x != nil {
 		v.fail(p, "is %s, want true or false (unquoted)", typeName(x))
 	}
-	return b
 }
 
-func (v *validator) strList(p keyPath, x any) ([]string, bool) {
+// list returns x, a list of non-empty strings, each as check (when not
+// nil) makes it; empty, when not "", says why an empty list is refused.
+func (v *validator) list(p keyPath, x any, check check, empty string) []string {
+	if x == nil {
+		return nil
+	}
 	list, ok := x.([]any)
 	if !ok {
 		if s, isStr := x.(string); isStr {
@@ -210,44 +195,63 @@ func (v *validator) strList(p keyPath, x any) ([]string, bool) {
 		} else {
 			v.fail(p, "is %s, want a list of strings, like %s = [\"...\"]", typeName(x), p.last())
 		}
-		return nil, false
+		return nil
 	}
-	out := make([]string, 0, len(list))
+	if len(list) == 0 && empty != "" {
+		v.fail(p, "%s", empty)
+		return nil
+	}
+	out := make([]string, len(list))
 	for i, e := range list {
 		s, ok := e.(string)
 		if !ok {
 			v.fail(p, "element %d is %s, want a string: quote it", i+1, typeName(e))
-			return nil, false
+			return nil
 		}
 		if strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0 {
 			v.fail(p, "element %d is %q: give a non-empty value", i+1, s)
-			return nil, false
+			return nil
 		}
-		out = append(out, s)
+		out[i] = s
 	}
-	return out, true
+	for i, s := range out {
+		if check == nil {
+			break
+		}
+		var why string
+		if out[i], why = check(s); why != "" {
+			v.fail(p, "%s", why)
+			return nil
+		}
+	}
+	return out
 }
 
+// strMap returns x, a table of strings; ok is false when it is absent or
+// anything in it is wrong.
 func (v *validator) strMap(p keyPath, x any) (map[string]string, bool) {
 	t, ok := x.(map[string]any)
 	if !ok {
-		v.fail(p, "is %s, want a table of strings, like %s = { \"key\" = \"value\" }", typeName(x), p.last())
+		if x != nil {
+			v.fail(p, "is %s, want a table of strings, like %s = { \"key\" = \"value\" }", typeName(x), p.last())
+		}
 		return nil, false
 	}
 	out := make(map[string]string, len(t))
 	for k, e := range t {
-		s, ok := e.(string)
-		if !ok {
+		s, isStr := e.(string)
+		switch {
+		case !isStr:
 			v.fail(p.key(k), "is %s, want a string: values are matched exactly, so quote it", typeName(e))
-			continue
-		}
-		if k == "" {
+		case k == "":
 			v.fail(p, "has an empty key: name the %s to match", p.last())
+		default:
+			out[k] = s
 			continue
 		}
-		out[k] = s
+		ok = false
 	}
-	return out, true
+	return out, ok
 }
 
 func typeName(x any) string {
@@ -271,48 +275,60 @@ func typeName(x any) string {
 	}
 }
 
-// Top-level values.
+// Checks of string values.
 
-func (v *validator) runtime(p keyPath, x any) (string, bool) {
-	s, ok := v.str(p, x)
+func checkRuntime(s string) (string, string) {
 	switch {
-	case !ok:
-		return "", false
 	case s == "":
-		v.fail(p, "is empty: give the real runtime, a name on PATH like \"runc\" or an absolute path, or remove the key")
-		return "", false
+		return "", "is empty: give the real runtime, a name on PATH like \"runc\" or an absolute path, or remove the key"
 	case strings.Contains(s, "/") && !filepath.IsAbs(s):
-		v.fail(p, "%q is a relative path: give a name on PATH like \"runc\" or an absolute path like \"/usr/bin/runc\"", s)
-		return "", false
+		return "", fmt.Sprintf("%q is a relative path: give a name on PATH like \"runc\" or an absolute path like \"/usr/bin/runc\"", s)
 	case strings.Contains(s, "/"):
-		return filepath.Clean(s), true
+		return filepath.Clean(s), ""
 	}
-	return s, true
+	return s, ""
 }
 
-func (v *validator) logLevel(p keyPath, x any) (string, bool) {
-	s, ok := v.str(p, x)
-	if !ok {
-		return "", false
-	}
+func checkLogLevel(s string) (string, string) {
 	if l := strings.ToLower(s); slices.Contains(logLevels, l) {
-		return l, true
+		return l, ""
 	}
-	v.fail(p, "%q is not a log level: use one of %s", s, strings.Join(logLevels, ", "))
-	return "", false
+	return "", fmt.Sprintf("%q is not a log level: use one of %s", s, strings.Join(logLevels, ", "))
 }
 
-func (v *validator) absPath(p keyPath, x any) (string, bool) {
-	s, ok := v.str(p, x)
-	if !ok {
-		return "", false
+func checkHostMntns(s string) (string, string) {
+	if s == HostMntnsSelf {
+		return s, ""
 	}
 	c, why := cleanAbs(s)
 	if why != "" {
-		v.fail(p, "%s", why)
-		return "", false
+		why += ", or \"self\" for the wrapper's own mount namespace"
 	}
-	return c, true
+	return c, why
+}
+
+func checkMode(s string) (string, string) {
+	if m := spec.Mode(s); m == spec.ModePropagate || m == spec.ModePreload {
+		return s, ""
+	}
+	return "", fmt.Sprintf("%q is not a mode: use %q (the default) or %q", s, spec.ModePropagate, spec.ModePreload)
+}
+
+func checkFSType(s string) (string, string) {
+	if strings.ContainsAny(s, " \t\n,/") {
+		return "", fmt.Sprintf("%q is not a filesystem type: give one type per element, as mount -t takes it, like \"glusterfs\" or \"fuse.sshfs\"", s)
+	}
+	return s, ""
+}
+
+// nonEmpty refuses "" with why.
+func nonEmpty(why string) check {
+	return func(s string) (string, string) {
+		if s == "" {
+			return "", why
+		}
+		return s, ""
+	}
 }
 
 // cleanAbs checks a host path from the configuration and returns it cleaned,
@@ -322,19 +338,15 @@ func cleanAbs(s string) (string, string) {
 	switch {
 	case s == "":
 		return "", "is empty: give an absolute path"
-	case strings.IndexByte(s, 0) >= 0:
-		return "", fmt.Sprintf("%q contains a NUL byte: remove it", s)
 	case !strings.HasPrefix(s, "/"):
 		return "", fmt.Sprintf("%q is not an absolute path: write the full path from /", s)
-	}
-	if slices.Contains(strings.Split(s, "/"), "..") {
+	case slices.Contains(strings.Split(s, "/"), ".."):
 		return "", fmt.Sprintf("%q contains \"..\": write the path without it", s)
 	}
-	c := filepath.Clean(s)
-	if c == "/" {
-		return "", fmt.Sprintf("%q is the root directory: name the directory itself, like %s", s, KubeletDir)
+	if c := filepath.Clean(s); c != "/" {
+		return c, ""
 	}
-	return c, ""
+	return "", fmt.Sprintf("%q is the root directory: name the directory itself, like %s", s, KubeletDir)
 }
 
 // [[mounter]] rules.
@@ -344,33 +356,26 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 	if prim == nil {
 		return nil
 	}
-	p := top("mounter")
 	var elems []toml.Primitive // [[mounter]], or mounter = [{...}, {...}]
 	if typ, ok := v.decode(*prim, &elems); typ == "a table" {
-		v.fail(p, "is a single table: write [[mounter]] with two brackets, once before each rule")
+		v.fail(top("mounter"), "is a single table: write [[mounter]] with two brackets, once before each rule")
 		return nil
 	} else if !ok {
-		v.fail(p, "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typ)
+		v.fail(top("mounter"), "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typ)
 		return nil
 	}
 	rules := make([]spec.Rule, 0, len(elems))
 	for i, e := range elems {
-		ep := keyPath{elem: i, parts: []string{"mounter"}}
-		var doc ruleDoc
-		if typ, ok := v.decode(e, &doc); !ok {
-			v.fail(ep, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
-			continue
+		p := keyPath{elem: i, parts: []string{"mounter"}}
+		var d ruleDoc
+		if typ, ok := v.decode(e, &d); !ok {
+			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
+		} else if r, ok := v.rule(p, &d); ok && v.names[r.Name] {
+			v.fail(p.key("name"), "%q is already the name of another rule: give each [[mounter]] its own name", r.Name)
+		} else if ok {
+			v.names[r.Name] = true
+			rules = append(rules, r)
 		}
-		r, ok := v.rule(ep, &doc)
-		if !ok {
-			continue
-		}
-		if v.names[r.Name] {
-			v.fail(ep.key("name"), "%q is already the name of another rule: give each [[mounter]] its own name", r.Name)
-			continue
-		}
-		v.names[r.Name] = true
-		rules = append(rules, r)
 	}
 	return rules
 }
@@ -378,133 +383,68 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
 	r := spec.Rule{Mode: spec.ModePropagate, EnsureShared: true, RequirePrivileged: true}
 	before := len(v.probs)
-	if x := d.Name; x.set {
-		kp := p.key("name")
-		if s, ok := v.str(kp, x.v); ok && strings.TrimSpace(s) == "" {
-			v.fail(kp, "is empty: name the rule, like name = \"glusterfs\"")
-		} else if ok {
-			r.Name = s
+	mode := string(r.Mode)
+	v.setStr(p.key("name"), d.Name, func(s string) (string, string) {
+		if strings.TrimSpace(s) == "" {
+			return "", `is empty: name the rule, like name = "glusterfs"`
 		}
-	}
-	if x := d.FSTypes; x.set {
-		r.FSTypes = v.fstypes(p.key("fstypes"), x.v)
-	}
-	if x := d.Mode; x.set {
-		kp := p.key("mode")
-		if s, ok := v.str(kp, x.v); ok {
-			switch m := spec.Mode(s); m {
-			case spec.ModePropagate, spec.ModePreload:
-				r.Mode = m
-			default:
-				v.fail(kp, "%q is not a mode: use %q (the default) or %q", s, spec.ModePropagate, spec.ModePreload)
-			}
-		}
-	}
-	if x := d.Propagate; x.set {
-		r.Propagate = v.propagate(p.key("propagate"), x.v)
-	}
-	if x := d.EnsureShared; x.set {
-		r.EnsureShared = v.boolean(p.key("ensure-shared"), x.v)
-	}
-	if x := d.RequirePrivileged; x.set {
-		r.RequirePrivileged = v.boolean(p.key("require-privileged"), x.v)
-	}
-	if x := d.Namespaces; x.set {
-		r.Namespaces, _ = v.strList(p.key("namespaces"), x.v)
-	}
+		return s, ""
+	}, &r.Name)
+	r.FSTypes = v.list(p.key("fstypes"), d.FSTypes, checkFSType,
+		`is empty: list the filesystem types the mounter serves, like fstypes = ["glusterfs"]`)
+	v.setStr(p.key("mode"), d.Mode, checkMode, &mode)
+	r.Mode = spec.Mode(mode)
+	r.Propagate = v.list(p.key("propagate"), d.Propagate, v.checkPropagate,
+		fmt.Sprintf("is empty: list the host directories the mounter mounts under, like propagate = [%q]", KubeletDir))
+	v.setBool(p.key("ensure-shared"), d.EnsureShared, &r.EnsureShared)
+	v.setBool(p.key("require-privileged"), d.RequirePrivileged, &r.RequirePrivileged)
+	r.Namespaces = v.list(p.key("namespaces"), d.Namespaces, nil, "")
 	if d.Match != nil {
 		r.Match = v.match(p.key("match"), *d.Match)
 	}
 	for _, req := range []struct {
-		set          bool
+		x            any
 		key, example string
 	}{
-		{d.Name.set, "name", `name = "glusterfs"`},
-		{d.FSTypes.set, "fstypes", `fstypes = ["glusterfs"]`},
-		{d.Propagate.set, "propagate", `propagate = ["/var/lib/kubelet"]`},
+		{d.Name, "name", `name = "glusterfs"`},
+		{d.FSTypes, "fstypes", `fstypes = ["glusterfs"]`},
+		{d.Propagate, "propagate", `propagate = ["/var/lib/kubelet"]`},
 	} {
-		if !req.set {
+		if req.x == nil {
 			v.fail(p, "[[mounter]] misses the required key %q: add %s", req.key, req.example)
 		}
 	}
 	if d.Match == nil {
-		example := r.Name
-		if example == "" {
-			example = "glusterfs"
-		}
-		v.fail(p, "[[mounter]] has no match condition, so it would match no container: add a [mounter.match] table with annotations, env or container-name, like annotations = { %q = %q }", spec.AnnotationMounter, example)
+		v.fail(p, "[[mounter]] has no match condition, so it would match no container: add a [mounter.match] table with annotations, env or container-name, like annotations = { %q = %q }",
+			spec.AnnotationMounter, cmp.Or(r.Name, "glusterfs"))
 	}
 	return r, len(v.probs) == before
 }
 
-func (v *validator) fstypes(p keyPath, x any) []string {
-	list, ok := v.strList(p, x)
-	if !ok {
-		return nil
+// checkPropagate checks a propagate path as written and, since the wrapper
+// and the hook follow its symlinks (hostmount resolves the allowlisted
+// prefixes), as they resolve on this host: a path refused as written is
+// refused as a symlink's target too, like a symlink to /. A path that does
+// not exist yet is checked as far as it exists.
+func (v *validator) checkPropagate(s string) (string, string) {
+	c, why := cleanAbs(s)
+	if why != "" {
+		return "", why
 	}
-	if len(list) == 0 {
-		v.fail(p, "is empty: list the filesystem types the mounter serves, like fstypes = [\"glusterfs\"]")
-		return nil
+	if why, ok := v.resolved[c]; ok {
+		return c, why
 	}
-	for _, t := range list {
-		if strings.ContainsAny(t, " \t\n,/") {
-			v.fail(p, "%q is not a filesystem type: give one type per element, as mount -t takes it, like \"glusterfs\" or \"fuse.sshfs\"", t)
-			return nil
+	resolved, err := resolveExisting(c)
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("%q cannot be resolved: %v; fix the path or its symlinks", c, err)
+	case resolved != c:
+		if _, refused := cleanAbs(resolved); refused != "" {
+			why = fmt.Sprintf("%q resolves through symlinks to %q, refused: %s", c, resolved, refused)
 		}
 	}
-	return list
-}
-
-func (v *validator) propagate(p keyPath, x any) []string {
-	list, ok := v.strList(p, x)
-	if !ok {
-		return nil
-	}
-	if len(list) == 0 {
-		v.fail(p, "is empty: list the host directories the mounter mounts under, like propagate = [%q]", KubeletDir)
-		return nil
-	}
-	out := make([]string, 0, len(list))
-	for _, s := range list {
-		c, why := cleanAbs(s)
-		if why == "" {
-			why = v.checkResolved(c)
-		}
-		if why != "" {
-			v.fail(p, "%s", why)
-			return nil
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// checkResolved checks a propagate path, cleaned, as its symlinks resolve on
-// this host: the wrapper and the hook follow them (hostmount resolves the
-// allowlisted prefixes), so a path refused as written is refused as a
-// symlink's target too, like a symlink to /. A path that does not exist yet
-// is checked as far as it exists. It returns why the path is refused, or "".
-func (v *validator) checkResolved(path string) string {
-	if why, ok := v.resolved[path]; ok {
-		return why
-	}
-	why := checkResolved(path)
-	v.resolved[path] = why
-	return why
-}
-
-func checkResolved(path string) string {
-	resolved, err := resolveExisting(path)
-	if err != nil {
-		return fmt.Sprintf("%q cannot be resolved: %v; fix the path or its symlinks", path, err)
-	}
-	if resolved == path {
-		return ""
-	}
-	if _, why := cleanAbs(resolved); why != "" {
-		return fmt.Sprintf("%q resolves through symlinks to %q, refused: %s", path, resolved, why)
-	}
-	return ""
+	v.resolved[c] = why
+	return c, why
 }
 
 // resolveExisting resolves the symlinks of path's longest existing prefix
@@ -530,30 +470,18 @@ func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typ, p)
 		return m
 	}
-	if x := d.Annotations; x.set {
-		m.Annotations, _ = v.strMap(p.key("annotations"), x.v)
-	}
-	if x := d.Env; x.set {
-		kp := p.key("env")
-		env, ok := v.strMap(kp, x.v)
-		for name := range env {
-			if strings.Contains(name, "=") {
-				v.fail(kp.key(name), "an environment variable name cannot hold \"=\": write the name as the key and the value as the value")
-				ok = false
-			}
-		}
-		if ok {
-			m.Env = env
+	m.Annotations, _ = v.strMap(p.key("annotations"), d.Annotations)
+	env, ok := v.strMap(p.key("env"), d.Env)
+	for name := range env {
+		if strings.Contains(name, "=") {
+			v.fail(p.key("env").key(name), "an environment variable name cannot hold \"=\": write the name as the key and the value as the value")
+			ok = false
 		}
 	}
-	if x := d.ContainerName; x.set {
-		kp := p.key("container-name")
-		if s, ok := v.str(kp, x.v); ok && s == "" {
-			v.fail(kp, "is empty: give the container name, or remove the key")
-		} else if ok {
-			m.ContainerName = s
-		}
+	if ok {
+		m.Env = env
 	}
+	v.setStr(p.key("container-name"), d.ContainerName, nonEmpty("is empty: give the container name, or remove the key"), &m.ContainerName)
 	if m.Empty() && !v.below(p) {
 		v.fail(p, "has no condition, so it would match no container: give annotations, env or container-name, like annotations = { %q = \"glusterfs\" }", spec.AnnotationMounter)
 	}
@@ -564,12 +492,9 @@ func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 // in an inline array of tables has no known rule (elem -1): it counts for
 // every rule.
 func (v *validator) below(p keyPath) bool {
-	for _, q := range v.probs {
-		if (q.path.elem == p.elem || q.path.elem < 0) && hasPrefix(q.path.parts, p.parts) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(v.probs, func(q problem) bool {
+		return (q.path.elem == p.elem || q.path.elem < 0) && hasPrefix(q.path.parts, p.parts)
+	})
 }
 
 // The seed's kubelet syntax: mount-container = ["FSTYPE:KEY=VALUE[:CONTAINER]"].
@@ -578,13 +503,10 @@ const seedFormat = `want "FSTYPE:KEY=VALUE" or "FSTYPE:KEY=VALUE:CONTAINER", lik
 
 func (v *validator) seed(p keyPath, x any) []spec.Rule {
 	list, ok := x.([]any)
-	if !ok {
-		if s, isStr := x.(string); isStr {
-			v.fail(p, "is a string, want a list: write mount-container = [%q]", s)
-		} else {
-			v.fail(p, "is %s, want a list of strings, like mount-container = [\"glusterfs:name=glusterfs-mounter:mounter\"]", typeName(x))
-		}
-		return nil
+	if s, isStr := x.(string); isStr {
+		v.fail(p, "is a string, want a list: write mount-container = [%q]", s)
+	} else if !ok {
+		v.fail(p, "is %s, want a list of strings, like mount-container = [\"glusterfs:name=glusterfs-mounter:mounter\"]", typeName(x))
 	}
 	var rules []spec.Rule
 	for i, e := range list {
@@ -593,17 +515,16 @@ func (v *validator) seed(p keyPath, x any) []spec.Rule {
 			v.fail(p, "element %d is %s: %s", i+1, typeName(e), seedFormat)
 			continue
 		}
-		r, err := SeedRule(s)
+		r, err := parseSeed(s)
+		if err == nil {
+			if _, why := v.checkPropagate(KubeletDir); why != "" {
+				err = fmt.Errorf("entry %q propagates %s: %s", s, KubeletDir, why)
+			} else if v.names[r.Name] {
+				err = fmt.Errorf("entry %q makes a rule named %q, a name another rule already has: keep one of them, or rename the [[mounter]]", s, r.Name)
+			}
+		}
 		if err != nil {
 			v.fail(p, "%v", err)
-			continue
-		}
-		if why := v.checkResolved(KubeletDir); why != "" {
-			v.fail(p, "entry %q propagates %s: %s", s, KubeletDir, why)
-			continue
-		}
-		if v.names[r.Name] {
-			v.fail(p, "entry %q makes a rule named %q, a name another rule already has: keep one of them, or rename the [[mounter]]", s, r.Name)
 			continue
 		}
 		v.names[r.Name] = true
@@ -612,30 +533,31 @@ func (v *validator) seed(p keyPath, x any) []spec.Rule {
 	return rules
 }
 
-// SeedRule turns one entry of the seed's kubelet syntax,
+// parseSeed turns one entry of the seed's kubelet syntax,
 // "FSTYPE:KEY=VALUE[:CONTAINER]", into the rule it means: named FSTYPE,
 // routing FSTYPE, matching annotation or env KEY=VALUE and, where the engine
 // records a container name, CONTAINER; propagating /var/lib/kubelet with the
 // default policy.
-func SeedRule(entry string) (spec.Rule, error) {
-	bad := func(why string) (spec.Rule, error) {
-		return spec.Rule{}, fmt.Errorf("entry %s %s: %s", strconv.Quote(entry), why, seedFormat)
-	}
+func parseSeed(entry string) (spec.Rule, error) {
 	parts := strings.Split(entry, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return bad(fmt.Sprintf("has %d colon-separated parts", len(parts)))
+	key, value, kv := strings.Cut(parts[min(1, len(parts)-1)], "=")
+	why := ""
+	switch {
+	case len(parts) < 2 || len(parts) > 3:
+		why = fmt.Sprintf("has %d colon-separated parts", len(parts))
+	case parts[0] == "" || strings.ContainsAny(parts[0], " \t\n,/=\x00"):
+		why = "has no valid FSTYPE"
+	case !kv || key == "" || value == "" || strings.IndexByte(parts[1], 0) >= 0:
+		why = "has no KEY=VALUE"
+	case len(parts) == 3 && (parts[2] == "" || strings.IndexByte(parts[2], 0) >= 0):
+		why = "has an empty CONTAINER after the last colon"
 	}
-	fstype := parts[0]
-	if fstype == "" || strings.ContainsAny(fstype, " \t\n,/=\x00") {
-		return bad("has no valid FSTYPE")
-	}
-	key, value, ok := strings.Cut(parts[1], "=")
-	if !ok || key == "" || value == "" || strings.IndexByte(parts[1], 0) >= 0 {
-		return bad("has no KEY=VALUE")
+	if why != "" {
+		return spec.Rule{}, fmt.Errorf("entry %q %s: %s", entry, why, seedFormat)
 	}
 	r := spec.Rule{
-		Name:              fstype,
-		FSTypes:           []string{fstype},
+		Name:              parts[0],
+		FSTypes:           []string{parts[0]},
 		Mode:              spec.ModePropagate,
 		Propagate:         []string{KubeletDir},
 		EnsureShared:      true,
@@ -643,13 +565,9 @@ func SeedRule(entry string) (spec.Rule, error) {
 		Match:             spec.Match{AnnotationOrEnv: map[string]string{key: value}},
 	}
 	if len(parts) == 3 {
-		if parts[2] == "" || strings.IndexByte(parts[2], 0) >= 0 {
-			return bad("has an empty CONTAINER after the last colon")
-		}
-		r.Match.ContainerName = parts[2]
 		// Docker records no container name; the seed's kubelet checked
 		// the name only where it knew one.
-		r.Match.ContainerNameIfRecorded = true
+		r.Match.ContainerName, r.Match.ContainerNameIfRecorded = parts[2], true
 	}
 	return r, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 )
 
 // Defaults of the flags.
@@ -161,7 +162,7 @@ func NewPlan(o Options) (*Plan, error) {
 		return nil, errors.New("--runtime-path: want the absolute path of the runc-shared binary")
 	}
 	if o.HookPath == "" {
-		o.HookPath = filepath.Join(filepath.Dir(o.RuntimePath), config.HookName)
+		o.HookPath = filepath.Join(filepath.Dir(o.RuntimePath), hookargs.Name)
 	}
 	if o.HooksDir == "" {
 		o.HooksDir = DefaultHooksDir

@@ -1,0 +1,4 @@
+package config
+
+// Parse lets the tests outside the package load a configuration from memory.
+var Parse = parse
