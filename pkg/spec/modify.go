@@ -154,6 +154,16 @@ type allowlisted struct {
 
 // Modify implements Modifier.
 func (sb *SharedBinds) Modify(s *specs.Spec) error {
+	mounts, err := sb.Mounts(s)
+	if err == nil {
+		s.Mounts = mounts
+	}
+	return err
+}
+
+// Mounts resolves and checks the binds of s and returns the mount list Modify
+// sets, recording Sources, without changing s.
+func (sb *SharedBinds) Mounts(s *specs.Spec) ([]specs.Mount, error) {
 	var binds []allowlisted
 	var others []specs.Mount
 	for _, m := range s.Mounts {
@@ -163,7 +173,7 @@ func (sb *SharedBinds) Modify(s *specs.Spec) error {
 		}
 		resolved, ok, err := sb.Resolver.ResolveSource(m.Source)
 		if err != nil {
-			return fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
+			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
 		}
 		if !ok {
 			others = append(others, m)
@@ -172,16 +182,15 @@ func (sb *SharedBinds) Modify(s *specs.Spec) error {
 		binds = append(binds, allowlisted{m: m, resolved: resolved, dest: cleanDest(m.Destination)})
 	}
 	if len(binds) == 0 {
-		return nil
+		return s.Mounts, nil
 	}
 	kept, err := withoutNested(binds)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkBelow(s, kept, others); err != nil {
-		return err
+		return nil, err
 	}
-	s.Mounts = others
 	for _, b := range kept {
 		m := b.m
 		opts := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
@@ -189,12 +198,12 @@ func (sb *SharedBinds) Modify(s *specs.Spec) error {
 		})
 		m.Options = append(opts, "rshared")
 		m.Source = b.resolved
-		s.Mounts = append(s.Mounts, m)
+		others = append(others, m)
 		if !slices.Contains(sb.Sources, b.resolved) {
 			sb.Sources = append(sb.Sources, b.resolved)
 		}
 	}
-	return nil
+	return others, nil
 }
 
 // withoutNested returns the allowlisted binds in spec order without those

@@ -23,6 +23,35 @@ func (e *PolicyError) Error() string {
 
 func (e *PolicyError) Unwrap() error { return ErrPolicy }
 
+// Refuse returns the PolicyError of a container the rule refuses, the reason
+// formatted as by fmt.Sprintf.
+func (r *Rule) Refuse(format string, a ...any) error {
+	return &PolicyError{Rule: r.Name, Reason: fmt.Sprintf(format, a...)}
+}
+
+// NamespaceOf tells how s gets its namespace of type typ: path is the
+// namespace it joins ("" for a new one) and ok is false when s names none,
+// so the container shares the runtime's.
+func NamespaceOf(s *specs.Spec, typ specs.LinuxNamespaceType) (path string, ok bool) {
+	if s.Linux == nil {
+		return "", false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == typ {
+			if ns.Path != "" {
+				return ns.Path, true
+			}
+			ok = true
+		}
+	}
+	return "", ok
+}
+
+// InBoundingSet reports whether capability c is in the bounding set of s.
+func InBoundingSet(s *specs.Spec, c string) bool {
+	return s.Process != nil && s.Process.Capabilities != nil && slices.Contains(s.Process.Capabilities.Bounding, c)
+}
+
 // CapSysAdmin is the capability a mounter needs for mount(2).
 const CapSysAdmin = "CAP_SYS_ADMIN"
 
@@ -32,35 +61,20 @@ const CapSysAdmin = "CAP_SYS_ADMIN"
 // anyway: the wrapper never adds a privilege, it only lets the mounts of an
 // already privileged container reach the host.
 func CheckPolicy(r *Rule, s *specs.Spec) error {
-	refuse := func(format string, a ...any) error {
-		return &PolicyError{Rule: r.Name, Reason: fmt.Sprintf(format, a...)}
+	// runc joins a namespace given by path and still runs its whole rootfs
+	// setup, pivot_root included, in it: on the host's namespace that moves
+	// the host onto the container's rootfs. Without a mount namespace runc
+	// sets the container up in the runtime's own one: the rewrite's rshared
+	// root propagation would apply to the host's /, and runc's mounts (/proc,
+	// /dev, ...) would stay on the host.
+	switch path, ok := NamespaceOf(s, specs.MountNamespace); {
+	case path != "":
+		return r.Refuse("it joins the mount namespace %s by path; a mounter must get a new mount namespace", path)
+	case !ok:
+		return r.Refuse(`it has no mount namespace of its own; a mounter must get a new mount namespace (add {"type": "mount"} to linux.namespaces)`)
 	}
-	ownMountNS := false
-	if s.Linux != nil {
-		for _, ns := range s.Linux.Namespaces {
-			if ns.Type != specs.MountNamespace {
-				continue
-			}
-			// runc joins a namespace given by path and still runs its whole
-			// rootfs setup, pivot_root included, in it: on the host's
-			// namespace that moves the host onto the container's rootfs.
-			if ns.Path != "" {
-				return refuse("it joins the mount namespace %s by path; a mounter must get a new mount namespace", ns.Path)
-			}
-			ownMountNS = true
-		}
-	}
-	if !ownMountNS {
-		// Without a mount namespace runc sets the container up in the
-		// runtime's own one: the rewrite's rshared root propagation would
-		// apply to the host's /, and runc's mounts (/proc, /dev, ...) would
-		// stay on the host.
-		return refuse(`it has no mount namespace of its own; a mounter must get a new mount namespace (add {"type": "mount"} to linux.namespaces)`)
-	}
-	if r.RequirePrivileged {
-		if s.Process == nil || s.Process.Capabilities == nil || !slices.Contains(s.Process.Capabilities.Bounding, CapSysAdmin) {
-			return refuse("it lacks %s in its bounding set; start it with --cap-add SYS_ADMIN (or set require-privileged = false in the rule)", CapSysAdmin)
-		}
+	if r.RequirePrivileged && !InBoundingSet(s, CapSysAdmin) {
+		return r.Refuse("it lacks %s in its bounding set; start it with --cap-add SYS_ADMIN (or set require-privileged = false in the rule)", CapSysAdmin)
 	}
 	if len(r.Namespaces) > 0 {
 		// Each engine sets one of the namespace annotations; CRI-O copies
@@ -73,14 +87,14 @@ func CheckPolicy(r *Rule, s *specs.Spec) error {
 			}
 		}
 		if len(seen) > 1 {
-			return refuse("its Kubernetes namespace annotations disagree (%q); one was not set by the engine", seen)
+			return r.Refuse("its Kubernetes namespace annotations disagree (%q); one was not set by the engine", seen)
 		}
 		ns, ok := Namespace(s)
 		if !ok {
-			return refuse("the rule allows only Kubernetes namespaces %v and the container carries no namespace annotation", r.Namespaces)
+			return r.Refuse("the rule allows only Kubernetes namespaces %v and the container carries no namespace annotation", r.Namespaces)
 		}
 		if !slices.Contains(r.Namespaces, ns) {
-			return refuse("Kubernetes namespace %q is not in the rule's namespaces %v", ns, r.Namespaces)
+			return r.Refuse("Kubernetes namespace %q is not in the rule's namespaces %v", ns, r.Namespaces)
 		}
 	}
 	return nil
