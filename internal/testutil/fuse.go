@@ -15,9 +15,9 @@ import (
 
 // DeadFuseMount leaves at target what a stopped mounter container leaves on the
 // host: a FUSE mount whose daemon is gone, so that every access fails with ENOTCONN
-// ("Transport endpoint is not connected") while umount still works. It mounts
-// `bindfs -f` of an empty dir and kills bindfs (the child it started). Cleanup
-// detaches target.
+// ("Transport endpoint is not connected") while umount still works. It makes
+// target, mounts `bindfs -f` of an empty dir there and kills bindfs (the child
+// it started). Cleanup detaches target.
 func DeadFuseMount(t testing.TB, target string) {
 	t.Helper()
 	RequireRoot(t)
@@ -26,6 +26,9 @@ func DeadFuseMount(t testing.TB, target string) {
 	}
 	src := TempDir(t)
 	target = filepath.Clean(target)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		err := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {

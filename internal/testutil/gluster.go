@@ -172,24 +172,28 @@ func hideHostDirs(dirs []string) string {
 
 // waitReady waits until glusterd answers on its CLI socket.
 func (g *Gluster) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	died := false
+	if Poll(timeout, func() bool {
 		select {
 		case <-g.exited:
-			return fmt.Errorf("glusterd exited during startup")
+			died = true
+			return true
 		default:
 		}
-		if c, err := net.Dial("unix", g.Sock); err == nil {
-			c.Close()
-			if _, err := g.cli(10*time.Second, "pool", "list"); err == nil {
-				return nil
-			}
+		c, err := net.Dial("unix", g.Sock)
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("glusterd not ready on %s after %v", g.Sock, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		_, err = g.cli(10*time.Second, "pool", "list")
+		return err == nil
+	}) && !died {
+		return nil
 	}
+	if died {
+		return fmt.Errorf("glusterd exited during startup")
+	}
+	return fmt.Errorf("glusterd not ready on %s after %v", g.Sock, timeout)
 }
 
 func (g *Gluster) logTail() string {

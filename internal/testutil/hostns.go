@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // Host is one host set-up a test runs under.
@@ -141,16 +139,5 @@ func checkRerunLeftNothing(t *testing.T, pid int) {
 // detaches it and everything below it.
 func UnsharedDir(t testing.TB) string {
 	t.Helper()
-	RequireRoot(t)
-	d := filepath.Join(TempDir(t), "unshared")
-	if err := os.Mkdir(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind mount %s onto itself: %v", d, err)
-	}
-	if err := unix.Mount("", d, "", unix.MS_PRIVATE, ""); err != nil {
-		t.Fatalf("make %s private: %v", d, err)
-	}
-	return d
+	return privateMountPoint(t, "unshared")
 }

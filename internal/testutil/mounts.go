@@ -78,8 +78,20 @@ func removeUnmounted(dir string) error {
 // is PrivateDir's case. Cleanup detaches it and everything below it.
 func SharedDir(t testing.TB) string {
 	t.Helper()
+	d := privateMountPoint(t, "shared")
+	if err := unix.Mount("", d, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		t.Fatalf("make %s rshared: %v", d, err)
+	}
+	return d
+}
+
+// privateMountPoint makes the directory name in a fresh TempDir a private
+// mount point of its own (mount --bind D D; mount --make-private D), which
+// the TempDir's cleanup detaches.
+func privateMountPoint(t testing.TB, name string) string {
+	t.Helper()
 	RequireRoot(t)
-	d := filepath.Join(TempDir(t), "shared")
+	d := filepath.Join(TempDir(t), name)
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +100,6 @@ func SharedDir(t testing.TB) string {
 	}
 	if err := unix.Mount("", d, "", unix.MS_PRIVATE, ""); err != nil {
 		t.Fatalf("make %s private: %v", d, err)
-	}
-	if err := unix.Mount("", d, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
-		t.Fatalf("make %s rshared: %v", d, err)
 	}
 	return d
 }

@@ -129,3 +129,17 @@ func Stop(pid int, grace time.Duration) bool {
 	}
 	return p.stop(grace)
 }
+
+// Exited returns a channel that is closed once process pid no longer runs:
+// for a process the test did not fork itself (a container's init), which it
+// cannot Wait for. It polls /proc until then.
+func Exited(pid int) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for Alive(pid) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(ch)
+	}()
+	return ch
+}

@@ -64,13 +64,45 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-var busyboxRootfs = sync.OnceValues(func() (string, error) {
-	cache, err := cacheDir()
-	if err != nil {
-		return "", err
+// cachedRootfs returns the accessor of a rootfs that build makes below the
+// cache dir, at name, once per test binary; the accessor fails the test when
+// that build failed.
+func cachedRootfs(name string, build func(dir string) (string, error)) func(t testing.TB) string {
+	once := sync.OnceValues(func() (string, error) {
+		cache, err := cacheDir()
+		if err != nil {
+			return "", err
+		}
+		return build(filepath.Join(cache, name))
+	})
+	return func(t testing.TB) string {
+		t.Helper()
+		RequireRoot(t)
+		dir, err := once()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
 	}
-	return buildBusybox(filepath.Join(cache, "busybox"))
-})
+}
+
+// makeDirs makes each of dirs below root, and gives those named in sticky
+// mode 1777, as /tmp has.
+func makeDirs(root string, dirs, sticky []string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range sticky {
+		if err := os.Chmod(filepath.Join(root, d), os.ModeSticky|0o777); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var busyboxRootfs = cachedRootfs("busybox", buildBusybox)
 
 // BusyboxRootfs returns a rootfs holding busybox-static with all its applets linked
 // in /bin, plus proc, sys, dev, tmp and a minimal /etc. It is built once per test
@@ -78,12 +110,7 @@ var busyboxRootfs = sync.OnceValues(func() (string, error) {
 // into a bind mount or /tmp instead).
 func BusyboxRootfs(t testing.TB) string {
 	t.Helper()
-	RequireRoot(t)
-	dir, err := busyboxRootfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return busyboxRootfs(t)
 }
 
 func buildBusybox(dir string) (string, error) {
@@ -97,12 +124,7 @@ func buildBusybox(dir string) (string, error) {
 	if err := requireStatic(bb); err != nil {
 		return "", err
 	}
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "mnt", "var/tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
+	if err := makeDirs(dir, []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "mnt", "var/tmp"}, []string{"tmp"}); err != nil {
 		return "", err
 	}
 	if err := copyFile(bb, filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
@@ -146,13 +168,7 @@ func requireStatic(path string) error {
 // bind mount when it finds it. Inside the container the bind mount hides it.
 const hostUsrMarker = "usr/.testutil-host-usr"
 
-var hostUsrRootfs = sync.OnceValues(func() (string, error) {
-	cache, err := cacheDir()
-	if err != nil {
-		return "", err
-	}
-	return buildHostUsr(filepath.Join(cache, "hostusr"))
-})
+var hostUsrRootfs = cachedRootfs("hostusr", buildHostUsr)
 
 // HostUsrRootfs returns a rootfs that borrows the host's /usr: an empty usr dir,
 // merged-usr links (bin, sbin, lib, lib64 -> usr/...), a minimal /etc copied from the
@@ -161,28 +177,16 @@ var hostUsrRootfs = sync.OnceValues(func() (string, error) {
 // Built once per test binary; do not change it.
 func HostUsrRootfs(t testing.TB) string {
 	t.Helper()
-	RequireRoot(t)
-	dir, err := hostUsrRootfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return hostUsrRootfs(t)
 }
 
 func buildHostUsr(dir string) (string, error) {
 	if l, err := os.Readlink("/bin"); err != nil || strings.TrimPrefix(l, "/") != "usr/bin" {
 		return "", errors.New("HostUsrRootfs needs a merged-usr host (/bin -> usr/bin), as Debian 12 is")
 	}
-	for _, d := range []string{"etc", "var/log/glusterfs", "var/lib/glusterd", "run/gluster", "tmp", "var/tmp",
-		"proc", "sys", "dev", "usr", "root", "mnt"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return "", err
-		}
-	}
-	for _, d := range []string{"tmp", "var/tmp"} {
-		if err := os.Chmod(filepath.Join(dir, d), os.ModeSticky|0o777); err != nil {
-			return "", err
-		}
+	if err := makeDirs(dir, []string{"etc", "var/log/glusterfs", "var/lib/glusterd", "run/gluster", "tmp", "var/tmp",
+		"proc", "sys", "dev", "usr", "root", "mnt"}, []string{"tmp", "var/tmp"}); err != nil {
+		return "", err
 	}
 	links := map[string]string{
 		"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64",
