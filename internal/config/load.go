@@ -35,7 +35,7 @@ func Load(path string) (*Config, error) {
 		return c, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open config: %w", err)
 	}
 	defer f.Close()
 	if err := checkFile(path, fi); err != nil {
@@ -58,12 +58,12 @@ func Load(path string) (*Config, error) {
 func open(path string) (*os.File, fs.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open config: %w", err)
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("stat config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	return f, fi, nil
 }

@@ -25,8 +25,6 @@ func (p keyPath) key(k string) keyPath {
 	return keyPath{elem: p.elem, parts: append(p.parts[:len(p.parts):len(p.parts)], k)}
 }
 
-func (p keyPath) last() string { return p.parts[len(p.parts)-1] }
-
 // String is the key as a user writes it: dotted, quoted where TOML needs it
 // (annotation keys hold dots and slashes).
 func (p keyPath) String() string { return toml.Key(p.parts).String() }

@@ -46,15 +46,16 @@ func (v *validator) validate(d *document) *Config {
 	// First, so that match can tell whether a table holds an unknown key.
 	t := v.md.Type("mounter")
 	v.unknownKeys(d.Mounter != nil && t != "ArrayHash" && t != "Array")
-	v.setStr(top("runtime"), d.Runtime, checkRuntime, &c.Runtime)
-	v.setStr(top("state-dir"), d.StateDir, cleanAbs, &c.StateDir)
-	v.setStr(top("log-level"), d.LogLevel, checkLogLevel, &c.LogLevel)
-	v.setStr(top("host-mntns"), d.HostMntns, checkHostMntns, &c.HostMntns)
-	v.setStr(top("hook-path"), d.HookPath, cleanAbs, &c.HookPath)
+	root := keyPath{elem: -1}
+	v.setStr(root, "runtime", d.Runtime, checkRuntime, &c.Runtime)
+	v.setStr(root, "state-dir", d.StateDir, cleanAbs, &c.StateDir)
+	v.setStr(root, "log-level", d.LogLevel, checkLogLevel, &c.LogLevel)
+	v.setStr(root, "host-mntns", d.HostMntns, checkHostMntns, &c.HostMntns)
+	v.setStr(root, "hook-path", d.HookPath, cleanAbs, &c.HookPath)
 	// Rule order is significant: [[mounter]] rules first, in file order.
 	c.Mounters = v.mounters(d.Mounter)
 	if d.MountContainer != nil {
-		c.Mounters = append(c.Mounters, v.seed(top("mount-container"), d.MountContainer)...)
+		c.Mounters = append(c.Mounters, v.seed(root.key("mount-container"), d.MountContainer)...)
 	}
 	return c
 }
@@ -151,102 +152,108 @@ func editDistance(a, b string) int {
 // Typed accessors: each reports a wrong type with what to write instead,
 // and does nothing for an absent key (nil: TOML has no null).
 
-// setStr sets *dst to x, a string that check (when not nil) accepts.
-func (v *validator) setStr(p keyPath, x any, check check, dst *string) {
+// The key's path is only made for a problem: Load makes none for a valid
+// file.
+
+// setStr sets *dst to x, the string at key k of parent, as check (when not
+// nil) accepts and makes it.
+func (v *validator) setStr(parent keyPath, k string, x any, check check, dst *string) {
 	if x == nil {
 		return
 	}
 	s, ok := x.(string)
+	why := ""
 	switch {
 	case !ok:
-		v.fail(p, "is %s, want a string: quote the value, like %s = \"...\"", typeName(x), p.last())
-		return
+		why = fmt.Sprintf("is %s, want a string: quote the value, like %s = \"...\"", typeName(x), k)
 	case strings.IndexByte(s, 0) >= 0:
-		v.fail(p, "contains a NUL byte: remove it")
-		return
+		why = "contains a NUL byte: remove it"
 	case check != nil:
-		var why string
-		if s, why = check(s); why != "" {
-			v.fail(p, "%s", why)
-			return
-		}
+		s, why = check(s)
+	}
+	if why != "" {
+		v.fail(parent.key(k), "%s", why)
+		return
 	}
 	*dst = s
 }
 
-func (v *validator) setBool(p keyPath, x any, dst *bool) {
+func (v *validator) setBool(parent keyPath, k string, x any, dst *bool) {
 	if b, ok := x.(bool); ok {
 		*dst = b
 	} else if x != nil {
-		v.fail(p, "is %s, want true or false (unquoted)", typeName(x))
+		v.fail(parent.key(k), "is %s, want true or false (unquoted)", typeName(x))
 	}
 }
 
-// list returns x, a list of non-empty strings, each as check (when not
-// nil) makes it; empty, when not "", says why an empty list is refused.
-func (v *validator) list(p keyPath, x any, check check, empty string) []string {
+// list returns x, the list of non-empty strings at key k of parent, each as
+// check (when not nil) makes it; empty, when not "", says why an empty list
+// is refused.
+func (v *validator) list(parent keyPath, k string, x any, check check, empty string) []string {
 	if x == nil {
 		return nil
 	}
-	list, ok := x.([]any)
-	if !ok {
-		if s, isStr := x.(string); isStr {
-			v.fail(p, "is a string, want a list of strings: write %s = [%q]", p.last(), s)
-		} else {
-			v.fail(p, "is %s, want a list of strings, like %s = [\"...\"]", typeName(x), p.last())
-		}
+	out, why := strList(k, x, check, empty)
+	if why != "" {
+		v.fail(parent.key(k), "%s", why)
 		return nil
 	}
-	if len(list) == 0 && empty != "" {
-		v.fail(p, "%s", empty)
-		return nil
+	return out
+}
+
+func strList(k string, x any, check check, empty string) ([]string, string) {
+	list, ok := x.([]any)
+	switch s, isStr := x.(string); {
+	case isStr:
+		return nil, fmt.Sprintf("is a string, want a list of strings: write %s = [%q]", k, s)
+	case !ok:
+		return nil, fmt.Sprintf("is %s, want a list of strings, like %s = [\"...\"]", typeName(x), k)
+	case len(list) == 0 && empty != "":
+		return nil, empty
 	}
 	out := make([]string, len(list))
 	for i, e := range list {
 		s, ok := e.(string)
 		if !ok {
-			v.fail(p, "element %d is %s, want a string: quote it", i+1, typeName(e))
-			return nil
+			return nil, fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(e))
 		}
 		if strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0 {
-			v.fail(p, "element %d is %q: give a non-empty value", i+1, s)
-			return nil
+			return nil, fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
 		}
 		out[i] = s
 	}
-	for i, s := range out {
+	for i := range out {
 		if check == nil {
 			break
 		}
 		var why string
-		if out[i], why = check(s); why != "" {
-			v.fail(p, "%s", why)
-			return nil
+		if out[i], why = check(out[i]); why != "" {
+			return nil, why
 		}
 	}
-	return out
+	return out, ""
 }
 
-// strMap returns x, a table of strings; ok is false when it is absent or
-// anything in it is wrong.
-func (v *validator) strMap(p keyPath, x any) (map[string]string, bool) {
+// strMap returns x, the table of strings at key k of parent; ok is false
+// when it is absent or anything in it is wrong.
+func (v *validator) strMap(parent keyPath, k string, x any) (map[string]string, bool) {
 	t, ok := x.(map[string]any)
 	if !ok {
 		if x != nil {
-			v.fail(p, "is %s, want a table of strings, like %s = { \"key\" = \"value\" }", typeName(x), p.last())
+			v.fail(parent.key(k), "is %s, want a table of strings, like %s = { \"key\" = \"value\" }", typeName(x), k)
 		}
 		return nil, false
 	}
 	out := make(map[string]string, len(t))
-	for k, e := range t {
+	for name, e := range t {
 		s, isStr := e.(string)
 		switch {
 		case !isStr:
-			v.fail(p.key(k), "is %s, want a string: values are matched exactly, so quote it", typeName(e))
-		case k == "":
-			v.fail(p, "has an empty key: name the %s to match", p.last())
+			v.fail(parent.key(k).key(name), "is %s, want a string: values are matched exactly, so quote it", typeName(e))
+		case name == "":
+			v.fail(parent.key(k), "has an empty key: name the %s to match", k)
 		default:
-			out[k] = s
+			out[name] = s
 			continue
 		}
 		ok = false
@@ -321,16 +328,6 @@ func checkFSType(s string) (string, string) {
 	return s, ""
 }
 
-// nonEmpty refuses "" with why.
-func nonEmpty(why string) check {
-	return func(s string) (string, string) {
-		if s == "" {
-			return "", why
-		}
-		return s, ""
-	}
-}
-
 // cleanAbs checks a host path from the configuration and returns it cleaned,
 // or why it is refused. ".." is refused before cleaning, since Clean would
 // silently turn /var/lib/kubelet/../.. into /var.
@@ -351,6 +348,9 @@ func cleanAbs(s string) (string, string) {
 
 // [[mounter]] rules.
 
+// The keys of every rule and its match; keyPath.key copies them to append.
+var mounterKey, matchKey = []string{"mounter"}, []string{"mounter", "match"}
+
 // mounters returns the rules of the [[mounter]] tables.
 func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 	if prim == nil {
@@ -366,7 +366,7 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 	}
 	rules := make([]spec.Rule, 0, len(elems))
 	for i, e := range elems {
-		p := keyPath{elem: i, parts: []string{"mounter"}}
+		p := keyPath{elem: i, parts: mounterKey}
 		var d ruleDoc
 		if typ, ok := v.decode(e, &d); !ok {
 			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
@@ -384,23 +384,23 @@ func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
 	r := spec.Rule{Mode: spec.ModePropagate, EnsureShared: true, RequirePrivileged: true}
 	before := len(v.probs)
 	mode := string(r.Mode)
-	v.setStr(p.key("name"), d.Name, func(s string) (string, string) {
+	v.setStr(p, "name", d.Name, func(s string) (string, string) {
 		if strings.TrimSpace(s) == "" {
 			return "", `is empty: name the rule, like name = "glusterfs"`
 		}
 		return s, ""
 	}, &r.Name)
-	r.FSTypes = v.list(p.key("fstypes"), d.FSTypes, checkFSType,
+	r.FSTypes = v.list(p, "fstypes", d.FSTypes, checkFSType,
 		`is empty: list the filesystem types the mounter serves, like fstypes = ["glusterfs"]`)
-	v.setStr(p.key("mode"), d.Mode, checkMode, &mode)
+	v.setStr(p, "mode", d.Mode, checkMode, &mode)
 	r.Mode = spec.Mode(mode)
-	r.Propagate = v.list(p.key("propagate"), d.Propagate, v.checkPropagate,
-		fmt.Sprintf("is empty: list the host directories the mounter mounts under, like propagate = [%q]", KubeletDir))
-	v.setBool(p.key("ensure-shared"), d.EnsureShared, &r.EnsureShared)
-	v.setBool(p.key("require-privileged"), d.RequirePrivileged, &r.RequirePrivileged)
-	r.Namespaces = v.list(p.key("namespaces"), d.Namespaces, nil, "")
+	r.Propagate = v.list(p, "propagate", d.Propagate, v.checkPropagate,
+		`is empty: list the host directories the mounter mounts under, like propagate = ["`+KubeletDir+`"]`)
+	v.setBool(p, "ensure-shared", d.EnsureShared, &r.EnsureShared)
+	v.setBool(p, "require-privileged", d.RequirePrivileged, &r.RequirePrivileged)
+	r.Namespaces = v.list(p, "namespaces", d.Namespaces, nil, "")
 	if d.Match != nil {
-		r.Match = v.match(p.key("match"), *d.Match)
+		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, *d.Match)
 	}
 	for _, req := range []struct {
 		x            any
@@ -470,8 +470,8 @@ func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typ, p)
 		return m
 	}
-	m.Annotations, _ = v.strMap(p.key("annotations"), d.Annotations)
-	env, ok := v.strMap(p.key("env"), d.Env)
+	m.Annotations, _ = v.strMap(p, "annotations", d.Annotations)
+	env, ok := v.strMap(p, "env", d.Env)
 	for name := range env {
 		if strings.Contains(name, "=") {
 			v.fail(p.key("env").key(name), "an environment variable name cannot hold \"=\": write the name as the key and the value as the value")
@@ -481,7 +481,12 @@ func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 	if ok {
 		m.Env = env
 	}
-	v.setStr(p.key("container-name"), d.ContainerName, nonEmpty("is empty: give the container name, or remove the key"), &m.ContainerName)
+	v.setStr(p, "container-name", d.ContainerName, func(s string) (string, string) {
+		if s == "" {
+			return "", "is empty: give the container name, or remove the key"
+		}
+		return s, ""
+	}, &m.ContainerName)
 	if m.Empty() && !v.below(p) {
 		v.fail(p, "has no condition, so it would match no container: give annotations, env or container-name, like annotations = { %q = \"glusterfs\" }", spec.AnnotationMounter)
 	}
