@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 const (
@@ -83,7 +85,7 @@ func tomlHas(path []string, want any) check {
 		}
 		v, ok := lookup(doc, path)
 		if !ok || !reflect.DeepEqual(v, want) {
-			t.Fatalf("%s = %#v, want %#v\n%s", tomlPath(path), v, want, got)
+			t.Fatalf("%s = %#v, want %#v\n%s", toml.Key(path), v, want, got)
 		}
 	}
 }

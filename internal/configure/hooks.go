@@ -2,6 +2,7 @@ package configure
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -107,7 +108,7 @@ func hookTargets(o Options) []Target {
 func HookFile(hookPath, stage, config, stateDir string) []byte {
 	// The hook entry the wrapper injects, so both ways run the same command.
 	h := spec.InjectHooks{Path: hookPath, Config: config, StateDir: stateDir}.Hook(hookargs.Stage(stage))
-	q := tomlString // a JSON string, without HTML escaping
+	q := jsonString
 	qlist := func(ss []string) string {
 		out := make([]string, len(ss))
 		for i, s := range ss {
@@ -152,4 +153,13 @@ func (w wholeFile) Revert(cur []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return cur, nil
+}
+
+// jsonString quotes s as a JSON string, without HTML escaping.
+func jsonString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -2,11 +2,10 @@ package configure
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -61,17 +60,17 @@ func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 			return old, nil // configured by hand: leave it to its owner
 		}
 		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
-			e.id(), tomlPath(append(table, e.Key)))
+			e.id(), toml.Key(append(table, e.Key)))
 	}
 	out := e.insert(base, table, prelude, len(doc) == 0)
 	got, err := decodeTOML(out)
 	if err != nil {
 		return nil, fmt.Errorf("adding %s would break the file (%w); add this by hand instead:\n%s",
-			tomlPath(append(table, e.Key)), err, e.render(table, ""))
+			toml.Key(append(table, e.Key)), err, e.render(table, ""))
 	}
 	if have, _ := lookup(got, append(table, e.Key)); !reflect.DeepEqual(have, want) {
 		return nil, fmt.Errorf("adding %s as text did not give the intended value (%v, want %v); add this by hand instead:\n%s",
-			tomlPath(append(table, e.Key)), have, want, e.render(table, ""))
+			toml.Key(append(table, e.Key)), have, want, e.render(table, ""))
 	}
 	return out, nil
 }
@@ -115,7 +114,7 @@ func (e *tomlEditor) Revert(cur []byte) ([]byte, error) {
 func (e *tomlEditor) insert(base []byte, table []string, prelude string, empty bool) []byte {
 	if _, isTable := e.Val.(tomlTable); !isTable {
 		if at := findHeader(base, table); at >= 0 {
-			block := e.begin() + " " + markerNote + "\n" + tomlKey(e.Key) + " = " + tomlValue(e.Val) + "\n" + e.end() + "\n"
+			block := e.begin() + " " + markerNote + "\n" + keyValue(e.Key, e.Val) + e.end() + "\n"
 			return append(append(append([]byte{}, base[:at]...), block...), base[at:]...)
 		}
 	}
@@ -145,33 +144,42 @@ func (e *tomlEditor) render(table []string, prelude string) string {
 		b.WriteString(prelude + "\n\n")
 	}
 	if t, ok := e.Val.(tomlTable); ok {
-		renderTable(&b, append(append([]string{}, table...), e.Key), t, "")
-		return b.String()
+		renderTable(&b, append(slices.Clone(table), e.Key), t, "")
+	} else {
+		fmt.Fprintf(&b, "[%s]\n%s", toml.Key(table), keyValue(e.Key, e.Val))
 	}
-	fmt.Fprintf(&b, "[%s]\n%s = %s\n", tomlPath(table), tomlKey(e.Key), tomlValue(e.Val))
 	return b.String()
 }
 
 func renderTable(b *strings.Builder, path []string, t tomlTable, indent string) {
-	fmt.Fprintf(b, "%s[%s]\n", indent, tomlPath(path))
+	fmt.Fprintf(b, "%s[%s]\n", indent, toml.Key(path))
 	for _, kv := range t {
 		if _, sub := kv.Val.(tomlTable); !sub {
-			fmt.Fprintf(b, "%s  %s = %s\n", indent, tomlKey(kv.Key), tomlValue(kv.Val))
+			b.WriteString(indent + "  " + keyValue(kv.Key, kv.Val))
 		}
 	}
 	for _, kv := range t {
 		if sub, ok := kv.Val.(tomlTable); ok {
 			b.WriteString("\n")
-			renderTable(b, append(append([]string{}, path...), kv.Key), sub, indent+"  ")
+			renderTable(b, append(slices.Clone(path), kv.Key), sub, indent+"  ")
 		}
 	}
+}
+
+// keyValue is the line `key = value` for a string or a list of strings.
+func keyValue(k string, v any) string {
+	line, err := toml.Marshal(map[string]any{k: v})
+	if err != nil {
+		panic(fmt.Sprintf("configure: no TOML rendering for %T: %v", v, err))
+	}
+	return string(line)
 }
 
 // wanted is the entry's value as the TOML decoder returns it.
 func (e *tomlEditor) wanted(table []string) (any, error) {
 	doc, err := decodeTOML([]byte(e.render(table, "")))
 	if err != nil {
-		return nil, fmt.Errorf("render %s: %w (a runc-shared bug)", tomlPath(table), err)
+		return nil, fmt.Errorf("render %s: %w (a runc-shared bug)", toml.Key(table), err)
 	}
 	v, _ := lookup(doc, append(table, e.Key))
 	return v, nil
@@ -203,53 +211,18 @@ func lookup(doc map[string]any, path []string) (any, bool) {
 	return v, true
 }
 
-var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-func tomlKey(k string) string {
-	if bareKey.MatchString(k) {
-		return k
-	}
-	return tomlString(k)
-}
-
-func tomlPath(path []string) string {
-	parts := make([]string, len(path))
-	for i, k := range path {
-		parts[i] = tomlKey(k)
-	}
-	return strings.Join(parts, ".")
-}
-
-// tomlString quotes s as a TOML basic string: JSON's escapes are all valid
-// TOML escapes.
-func tomlString(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
-func tomlValue(v any) string {
-	switch v := v.(type) {
-	case string:
-		return tomlString(v)
-	case []string:
-		q := make([]string, len(v))
-		for i, s := range v {
-			q[i] = tomlString(s)
-		}
-		return "[" + strings.Join(q, ", ") + "]"
-	}
-	panic(fmt.Sprintf("configure: no TOML rendering for %T", v))
-}
-
 // findHeader returns the offset just after the line `[table]`, or -1.
 func findHeader(data []byte, table []string) int {
 	off := 0
 	for _, l := range strings.SplitAfter(string(data), "\n") {
 		off += len(l)
-		if path, ok := parseHeader(l); ok && reflect.DeepEqual(path, table) {
+		t := strings.TrimSpace(l)
+		if !strings.HasPrefix(t, "[") || strings.HasPrefix(t, "[[") {
+			continue
+		}
+		// A standard table header alone is a TOML document of one key.
+		md, err := toml.Decode(t, &map[string]any{})
+		if keys := md.Keys(); err == nil && len(keys) == 1 && slices.Equal(keys[0], table) {
 			if !strings.HasSuffix(l, "\n") {
 				return -1 // a header on the last line without newline: append instead
 			}
@@ -257,58 +230,4 @@ func findHeader(data []byte, table []string) int {
 		}
 	}
 	return -1
-}
-
-// parseHeader parses a standard table header line: [a."b c".'d'] # comment.
-func parseHeader(line string) ([]string, bool) {
-	s := strings.TrimSpace(line)
-	if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
-		return nil, false
-	}
-	s = s[1:]
-	var path []string
-	for {
-		s = strings.TrimLeft(s, " \t")
-		var key string
-		switch {
-		case strings.HasPrefix(s, `"`):
-			end := 1
-			for end < len(s) && s[end] != '"' {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			if end >= len(s) || json.Unmarshal([]byte(s[:end+1]), &key) != nil {
-				return nil, false
-			}
-			s = s[end+1:]
-		case strings.HasPrefix(s, "'"):
-			end := strings.IndexByte(s[1:], '\'')
-			if end < 0 {
-				return nil, false
-			}
-			key, s = s[1:end+1], s[end+2:]
-		default:
-			n := 0
-			for n < len(s) && (bareKey.MatchString(s[n : n+1])) {
-				n++
-			}
-			if n == 0 {
-				return nil, false
-			}
-			key, s = s[:n], s[n:]
-		}
-		path = append(path, key)
-		s = strings.TrimLeft(s, " \t")
-		switch {
-		case strings.HasPrefix(s, "."):
-			s = s[1:]
-		case strings.HasPrefix(s, "]"):
-			rest := strings.TrimSpace(s[1:])
-			return path, rest == "" || strings.HasPrefix(rest, "#")
-		default:
-			return nil, false
-		}
-	}
 }
