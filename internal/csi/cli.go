@@ -25,9 +25,9 @@ const (
 	exitSystem = 2
 )
 
-// StopTimeout bounds the wait for calls in flight at SIGTERM: a helper that
+// stopTimeout bounds the wait for calls in flight at SIGTERM: a helper that
 // hangs on an unreachable server must not keep the pod from stopping.
-const StopTimeout = 30 * time.Second
+const stopTimeout = 30 * time.Second
 
 // Usage is the help of `mounter csi`.
 const Usage = `usage: mounter csi --endpoint unix:///PATH --driver-name NAME --node-id ID
@@ -143,7 +143,7 @@ func NewLogger(w io.Writer, level string) *logrus.Logger {
 }
 
 // Serve serves s on o's endpoint (and kubelet's registration socket) until
-// ctx ends, then stops: calls in flight finish (for at most StopTimeout),
+// ctx ends, then stops: calls in flight finish (for at most stopTimeout),
 // the sockets are removed, the controller's mount point released.
 func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 	l, sock, err := Listen(o.Endpoint)
@@ -204,7 +204,7 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 	stopRecovery()
 	<-recovered
 	for _, srv := range servers {
-		gracefulStop(srv, StopTimeout)
+		gracefulStop(srv, stopTimeout)
 	}
 	if cerr := s.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("release the controller's mount point: %w", cerr))

@@ -25,6 +25,9 @@ type Mounter interface {
 	Bind(source, target string, ro bool) error
 	// Unmount removes the top mount at target, a resolved path.
 	Unmount(target string) error
+	// Detach removes the top mount at target lazily (MNT_DETACH): a dead
+	// mount that a process still holds would refuse Unmount.
+	Detach(target string) error
 	// MountsAt lists the mounts whose mount point is target.
 	MountsAt(target string) ([]*mountinfo.Info, error)
 }
@@ -123,6 +126,9 @@ func (SystemMounter) Bind(source, target string, ro bool) error {
 func (SystemMounter) Unmount(target string) error {
 	return hostmount.Unmount(target, unix.UMOUNT_NOFOLLOW)
 }
+
+// Detach is hostmount.Detach.
+func (SystemMounter) Detach(target string) error { return hostmount.Detach(target) }
 
 // MountsAt is hostmount.MountsAt.
 func (SystemMounter) MountsAt(target string) ([]*mountinfo.Info, error) {

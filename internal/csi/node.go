@@ -244,17 +244,20 @@ func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
 }
 
 // mountHelper runs the helper and checks that a mount is there afterwards
-// (a helper that exits 0 without mounting is a failure).
+// (a helper that exits 0 without mounting is a failure). The Mounter's
+// error names the mount already; it is not wrapped, so that a CSI caller
+// gets Internal whatever it holds (grpcError), and `mounter recover`
+// prints it as it is.
 func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error {
 	if err := s.Mounter.Mount(ctx, v, target); err != nil {
-		return status.Errorf(codes.Internal, "mount %s (%s) on %s: %v", v.Source, v.FSType, target, err)
+		return fmt.Errorf("%v", err)
 	}
 	ms, err := s.Mounter.MountsAt(target)
 	if err != nil {
 		return err
 	}
 	if len(ms) == 0 {
-		return status.Errorf(codes.Internal, "the %s helper exited 0 but nothing is mounted on %s", v.FSType, target)
+		return fmt.Errorf("the %s helper exited 0 but nothing is mounted on %s", v.FSType, target)
 	}
 	return nil
 }

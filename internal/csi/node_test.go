@@ -121,6 +121,8 @@ func (f *fakeMounter) Unmount(target string) error {
 	return nil
 }
 
+func (f *fakeMounter) Detach(target string) error { return f.Unmount(target) }
+
 func (f *fakeMounter) MountsAt(target string) ([]*mountinfo.Info, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

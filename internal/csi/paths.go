@@ -42,6 +42,12 @@ func resolvePath(what, path string, allow []string) (string, error) {
 	}
 }
 
+// ResolvePath is resolvePath, for `mounter recover`: a routed mount's
+// point, which may hold a dead mount.
+func ResolvePath(what, path string, allow []string) (string, error) {
+	return resolvePath(what, path, allow)
+}
+
 // deadMount reports an error from a FUSE mount whose daemon is gone.
 func deadMount(err error) bool {
 	return errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED)

@@ -31,7 +31,10 @@ import (
 // a shared mount propagates to its peers and slaves (mount_namespaces(7),
 // "Shared subtrees"), so every pod whose bind is rslave (Kubernetes'
 // HostToContainer) sees the new mount stacked on its dead one, without a
-// restart. Unpublish removes the whole stack.
+// restart. The dead binds of earlier recoveries stay too: a consumer that
+// (re)started after one of them bound that recovery's mount, which only a
+// bind on top of it reaches; so a target holds one dead mount more per
+// restart of its mounter. Unpublish removes the whole stack.
 
 // RecoverPolicy bounds the automatic retries of volumes that could not be
 // made live: the source is unreachable, the staging directory is gone.
@@ -46,9 +49,9 @@ type RecoverPolicy struct {
 	Workers int
 }
 
-// DefaultRecoverPolicy tries ten times over about six minutes (delays 1 s,
+// defaultRecoverPolicy tries ten times over about six minutes (delays 1 s,
 // 2 s, 4 s ... capped at 2 min).
-var DefaultRecoverPolicy = RecoverPolicy{Initial: time.Second, Max: 2 * time.Minute, Attempts: 10, Workers: 16}
+var defaultRecoverPolicy = RecoverPolicy{Initial: time.Second, Max: 2 * time.Minute, Attempts: 10, Workers: 16}
 
 // delay is the wait after attempt n (1-based).
 func (p RecoverPolicy) delay(n int) time.Duration {
@@ -118,11 +121,11 @@ func (s *Server) ownRecord(rec *Record) bool {
 	return s.RuleName == "" || rec.Rule == s.RuleName
 }
 
-// RecoverOnce makes every recorded volume of this server's rule(s) live
+// recoverOnce makes every recorded volume of this server's rule(s) live
 // that is not: one pass, Workers volumes at a time. ids limits the pass to
 // those volumes (nil: all). Records that cannot be read come back as
 // results with an empty VolumeID: they are reported, never removed.
-func (s *Server) RecoverOnce(ctx context.Context, ids []string, workers int) []RecoverResult {
+func (s *Server) recoverOnce(ctx context.Context, ids []string, workers int) []RecoverResult {
 	recs, errs := s.records.list()
 	var out []RecoverResult
 	for _, err := range errs {
@@ -170,7 +173,7 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 	start := time.Now()
 	var ids []string // nil: all
 	for attempt := 1; ; attempt++ {
-		results := s.RecoverOnce(ctx, ids, p.Workers)
+		results := s.recoverOnce(ctx, ids, p.Workers)
 		var failed []string
 		var unreadable []error
 		remounted, rebound := 0, 0
@@ -231,14 +234,14 @@ func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
 	var ids []string // nil: all
 	if rule != "" {
 		ids = []string{}
-		recs, _ := s.records.list() // unreadable ones come back from RecoverOnce
+		recs, _ := s.records.list() // unreadable ones come back from recoverOnce
 		for _, r := range recs {
 			if r.Rule == rule {
 				ids = append(ids, r.VolumeID)
 			}
 		}
 	}
-	results := s.RecoverOnce(ctx, ids, s.recoverPolicy().Workers)
+	results := s.recoverOnce(ctx, ids, s.recoverPolicy().Workers)
 	for _, r := range results {
 		if r.Err != nil && r.VolumeID != "" {
 			s.noteFailure(ctx, r.VolumeID, results, time.Time{}, true)
@@ -266,20 +269,11 @@ func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverRe
 	if err != nil || rec == nil {
 		return // unstaged meanwhile, or reported with the other unreadable ones
 	}
-	r := rec.Recovery
-	if r == nil {
-		r = &Recovery{}
+	if manual && rec.Recovery != nil && rec.Recovery.Next.After(time.Now()) {
+		next = rec.Recovery.Next
 	}
-	if manual && r.Next.After(time.Now()) {
-		next = r.Next
-	}
-	r.Attempts++
-	r.Error, r.Last, r.Next = rerr.Error(), time.Now().UTC(), next.UTC()
-	if next.IsZero() {
-		r.Next = time.Time{}
-	}
-	rec.Recovery = r
-	e := s.Log.WithFields(logrus.Fields{"volume": id, "attempt": r.Attempts})
+	rec.Recovery = rec.Recovery.Failed(rerr, time.Now(), next)
+	e := s.Log.WithFields(logrus.Fields{"volume": id, "attempt": rec.Recovery.Attempts})
 	if manual && next.IsZero() {
 		e.Errorf("recovery: %v; kept for the next `mounter recover` or start of the server", rerr)
 	} else if next.IsZero() {
@@ -344,30 +338,12 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 	if staging != rec.Staging {
 		return false, 0, fmt.Errorf("the staging path %s now resolves to %s: left alone", rec.Staging, staging)
 	}
-	st, err := s.stateAt(staging)
-	if err != nil {
+	base := recordVolume(rec)
+	base.Subdir = ""
+	// Nothing binds the staging path but the targets, which are handled
+	// below: a dead mount there goes.
+	if remounted, err = s.remount(ctx, base, staging); err != nil {
 		return false, 0, err
-	}
-	switch st {
-	case stateHung:
-		return false, 0, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", staging)
-	case stateDead:
-		// Nothing binds the staging path but the targets, which are
-		// handled below: the dead mount goes.
-		if err := unmountAll(s.Mounter, staging); err != nil {
-			return false, 0, fmt.Errorf("detach the dead mount at %s: %w", staging, err)
-		}
-		fallthrough
-	case stateMissing:
-		if err := isDir(staging); err != nil {
-			return false, 0, err
-		}
-		base := recordVolume(rec)
-		base.Subdir = ""
-		if err := s.mountHelper(ctx, base, staging); err != nil {
-			return false, 0, err
-		}
-		remounted = true
 	}
 	src := staging
 	if rec.Subdir != "" {
@@ -386,6 +362,58 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 		}
 	}
 	return remounted, rebound, errors.Join(errs...)
+}
+
+// remount makes the mount of v at path, a resolved mount point, live
+// again: a live mount is left alone, a hung one refused (its daemon may
+// still answer), dead ones are detached first. It reports whether it
+// mounted.
+func (s *Server) remount(ctx context.Context, v Volume, path string) (bool, error) {
+	st, err := s.redoState(path)
+	if err != nil || st == stateLive {
+		return false, err
+	}
+	if st == stateDead {
+		if err := s.detachDead(path); err != nil {
+			return false, err
+		}
+	}
+	if err := isDir(path); err != nil {
+		return false, err
+	}
+	return true, s.mountHelper(ctx, v, path)
+}
+
+// detachDead detaches the dead mounts stacked at path, top first, until
+// what is there answers or nothing is left.
+func (s *Server) detachDead(path string) error {
+	for range 64 {
+		st, err := s.stateAt(path)
+		if err != nil || st != stateDead {
+			return err
+		}
+		if err := s.Mounter.Detach(path); err != nil {
+			return fmt.Errorf("detach the dead mount at %s: %w", path, err)
+		}
+	}
+	return fmt.Errorf("%s: still dead after detaching 64 mounts there", path)
+}
+
+// redoState is stateAt for a mount that recovery makes again when it is
+// dead or missing: a hung one is an error (its daemon may still answer).
+func (s *Server) redoState(path string) (mountState, error) {
+	st, err := s.stateAt(path)
+	if err == nil && st == stateHung {
+		err = fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", path)
+	}
+	return st, err
+}
+
+// Remount makes the mount of v at target live again with m, as recovery
+// does with a staging mount: `mounter recover` makes routed mounts again
+// with it. target is a resolved path.
+func Remount(ctx context.Context, m Mounter, v Volume, target string) (bool, error) {
+	return (&Server{Mounter: m}).remount(ctx, v, target)
 }
 
 // targetPath resolves a recorded target, making its directory again when
@@ -409,15 +437,9 @@ func (s *Server) rebind(src string, t Target, allow []string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	st, err := s.stateAt(p)
-	if err != nil {
+	st, err := s.redoState(p)
+	if err != nil || st == stateLive {
 		return false, err
-	}
-	switch st {
-	case stateLive:
-		return false, nil
-	case stateHung:
-		return false, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", p)
 	}
 	if err := s.Mounter.Bind(src, p, t.ReadOnly); err != nil {
 		return false, fmt.Errorf("bind %s on %s: %w", src, p, err)
@@ -438,25 +460,18 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 			errs = append(errs, err)
 			continue
 		}
-		st, err := s.stateAt(p)
+		st, err := s.redoState(p)
 		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case st == stateHung:
-			errs = append(errs, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", p))
+		case err != nil || st == stateLive:
 		case st == stateMissing:
-			if err := s.mountHelper(ctx, recordVolume(rec), p); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			remounted = true
+			err = s.mountHelper(ctx, recordVolume(rec), p)
 		case st == stateDead:
 			rule := s.Config.Rule(rec.Rule)
-			err := s.withBase(ctx, rule, recordVolume(rec), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
+			err = s.withBase(ctx, rule, recordVolume(rec), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+		}
+		if err != nil {
+			errs = append(errs, err)
+		} else if st != stateLive {
 			remounted = true
 		}
 	}

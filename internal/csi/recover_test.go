@@ -150,6 +150,31 @@ func TestRecover(t *testing.T) {
 	}
 }
 
+// TestRecoverStackPerRestart: each restart of the mounter leaves one more
+// dead bind under the new one at a publish target, and no more: the dead
+// ones stay because a consumer that (re)started after an earlier recovery
+// binds that recovery's mount, and only a bind on top of it reaches the
+// consumer. The staging path holds one mount however often it is made.
+func TestRecoverStackPerRestart(t *testing.T) {
+	e := newNodeEnv(t)
+	src := "127.0.0.2:/v0"
+	staging, targets := e.published(t, "vol-1", src, 1)
+	for cycle := 1; cycle <= 3; cycle++ {
+		e.F.killDaemons()
+		for range 2 { // the second pass finds everything live
+			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
+				t.Fatalf("cycle %d: %v", cycle, err)
+			}
+		}
+		if m, live := e.top(targets[0]); !live || m.Source != staging || e.depth(targets[0]) != 1+cycle {
+			t.Errorf("cycle %d: target top %+v live=%v depth %d; want a live bind of %s, %d deep", cycle, m, live, e.depth(targets[0]), staging, 1+cycle)
+		}
+		if m, live := e.top(staging); !live || m.Source != src || e.depth(staging) != 1 {
+			t.Errorf("cycle %d: staging top %+v live=%v depth %d; want one live mount of %s", cycle, m, live, e.depth(staging), src)
+		}
+	}
+}
+
 // TestRecoverFailures: what cannot be recovered is kept in the record,
 // retried a bounded number of times, and recovered by a later run once the
 // cause is gone; the other volumes are recovered meanwhile.

@@ -8,9 +8,9 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
-// SupportedVersions are the CSI versions the driver speaks, as kubelet's
+// supportedVersions are the CSI versions the driver speaks, as kubelet's
 // plugin registration asks.
-var SupportedVersions = []string{"1.0.0"}
+var supportedVersions = []string{"1.0.0"}
 
 // RegistrationSocket is where kubelet's plugin watcher finds the driver:
 // DIR/<driver>-reg.sock, the name node-driver-registrar uses too.
@@ -38,7 +38,7 @@ func (r *Registration) GetInfo(context.Context, *registerapi.InfoRequest) (*regi
 		Type:              registerapi.CSIPlugin,
 		Name:              r.Driver,
 		Endpoint:          r.Endpoint,
-		SupportedVersions: SupportedVersions,
+		SupportedVersions: supportedVersions,
 	}, nil
 }
 

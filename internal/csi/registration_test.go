@@ -110,7 +110,7 @@ func TestKubeletRegistration(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(StopTimeout + 5*time.Second):
+	case <-time.After(stopTimeout + 5*time.Second):
 		t.Fatal("Serve did not return after its context ended")
 	}
 	for _, p := range []string{sock, endpoint} {

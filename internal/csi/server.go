@@ -44,7 +44,7 @@ type Server struct {
 	workErr  error
 	// statfsFunc replaces the statfs of a mount point in tests.
 	statfsFunc func(path string) error
-	// RecoverPolicy bounds recovery's retries; zero: DefaultRecoverPolicy.
+	// RecoverPolicy bounds recovery's retries; zero: defaultRecoverPolicy.
 	RecoverPolicy RecoverPolicy
 	// HelperPID is the process whose helpers hold the mounts, for the
 	// records; 0 means this process. `mounter recover` on the host, which
@@ -118,7 +118,7 @@ func (s *Server) ruleFor(fstype string) (*spec.Rule, error) {
 
 func (s *Server) recoverPolicy() RecoverPolicy {
 	if s.RecoverPolicy.Attempts == 0 {
-		return DefaultRecoverPolicy
+		return defaultRecoverPolicy
 	}
 	return s.RecoverPolicy
 }

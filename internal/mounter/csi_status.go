@@ -22,15 +22,14 @@ import (
 // csiTable writes to out the recorded CSI volumes and routed mounts: each path with
 // the state of its mount, the live mounter of its rule, what recovery could
 // not do, and per volume the consumers that cannot see a recovered mount.
-// It returns, by path, how to fix the recorded mounts that the table of
-// dead mounts must not advise to detach: pods' binds copy a publish target,
-// and recovery binds on top of it; a routed mount detached by hand is one
-// its user unmounted, which recovery forgets.
-func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]string, error) {
+// It returns the recorded publish targets, which the table of dead mounts
+// must not advise to detach: pods' binds copy them, and recovery binds on
+// top of them.
+func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]bool, error) {
 	vols, errs := mountrec.List(stateDir)
 	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
 	errs = append(errs, rerrs...)
-	recorded := map[string]string{}
+	recorded := map[string]bool{}
 	for _, err := range errs {
 		m.warnf("%v: the record is kept; fix or remove it", err)
 	}
@@ -58,12 +57,11 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 			row(v.Staging, "volume "+v.VolumeID+" (staging)", v.Rule)
 		}
 		for _, t := range v.Targets {
-			recorded[t.Path] = "mounter recover (a CSI publish target: made again on top)"
+			recorded[t.Path] = true
 			row(t.Path, "volume "+v.VolumeID+" (target)", v.Rule)
 		}
 	}
 	for _, r := range routed {
-		recorded[r.Target] = "mounter recover (a routed mount: made again)"
 		row(r.Target, "routed "+r.FSType+" "+r.Source, r.Rule)
 	}
 	if err := w.Flush(); err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/csi"
-	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -118,7 +117,7 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 			if r.Rule != name {
 				continue
 			}
-			note, gone, err := m.recoverRouted(cfg, store, live, rule, r, inv.Timeout)
+			note, gone, err := m.recoverRouted(m.execMounter(cfg, live, rule, inv.Timeout), store, r)
 			switch {
 			case gone:
 				forgotten = append(forgotten, r.Target)
@@ -269,7 +268,7 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 		}
 		return out
 	}
-	em := &execMounter{m: m, router: &Router{Config: cfg, Warn: m.warnf}, rec: live, rule: rule, timeout: timeout}
+	em := m.execMounter(cfg, live, rule, timeout)
 	s, err := csi.NewServer(driver, vols[0].Node, cfg, rule.Name, em, csi.NewLogger(m.Stderr, cfg.LogLevel))
 	if err != nil {
 		return fail(err), ""
@@ -323,6 +322,10 @@ type execMounter struct {
 	timeout time.Duration
 }
 
+func (m *Mounter) execMounter(cfg *config.Config, live *registry.Record, rule *spec.Rule, timeout time.Duration) *execMounter {
+	return &execMounter{m: m, router: &Router{Config: cfg, Warn: m.warnf}, rec: live, rule: rule, timeout: timeout}
+}
+
 // Mount runs the helper inside the mounter at target's place there.
 func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) error {
 	route, err := e.router.routeVia(e.rec, e.rule, target)
@@ -334,29 +337,20 @@ func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) erro
 }
 
 // recoverRouted makes one routed mount live again through the rule's live
-// mounter. gone is set, and the record removed, when the mount was taken
-// away without `mounter umount`: it is missing though runc-shared did not
-// detach it (Mount.Detached), or its mount point no longer exists. A user
-// who unmounted it expects it to stay unmounted.
-func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, live *registry.Record, rule *spec.Rule, r *mountrec.Mount, timeout time.Duration) (note string, gone bool, err error) {
+// mounter, as a staging mount is (csi.Remount). gone is set, and the record
+// removed, when the mount was taken away without `mounter umount`: it is
+// missing though runc-shared did not detach it (Mount.Detached), or its
+// mount point no longer exists. A user who unmounted it expects it to stay
+// unmounted.
+func (m *Mounter) recoverRouted(em *execMounter, store mountrec.MountStore, r *mountrec.Mount) (note string, gone bool, err error) {
 	state, err := csi.MountState(r.Target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", false, err
 	}
-	switch state {
-	case "live":
+	if state == "live" {
 		return "live, left alone", false, nil
-	case "hung":
-		return "", false, fmt.Errorf("the mount at %s does not answer statfs: left alone, check its daemon", r.Target)
-	case "dead":
-		if err := detachDead(r.Target); err != nil {
-			return "", false, m.noteRouted(store, r, err)
-		}
-		// Detached here: a failed mount below leaves it missing, and the
-		// next run must still make it.
-		r.Detached = m.now().UTC()
 	}
-	resolved, err := hostmount.ResolveSource(r.Target, rule.Propagate)
+	resolved, err := csi.ResolvePath("mount point", r.Target, em.rule.Propagate)
 	if errors.Is(err, fs.ErrNotExist) || (state == "missing" && r.Detached.IsZero()) {
 		if rerr := store.Remove(r.Target); rerr != nil {
 			return "", false, rerr
@@ -366,55 +360,26 @@ func (m *Mounter) recoverRouted(cfg *config.Config, store mountrec.MountStore, l
 	if err == nil && resolved != r.Target {
 		err = fmt.Errorf("the mount point %s now resolves to %s: left alone", r.Target, resolved)
 	}
+	if err == nil {
+		if state == "dead" {
+			// Detached by Remount: should the mount fail, it is missing,
+			// and the next run must still make it.
+			r.Detached = m.now().UTC()
+		}
+		_, err = csi.Remount(context.Background(), em, csi.Volume{FSType: r.FSType, Source: r.Source, Options: r.Options}, r.Target)
+	}
 	if err != nil {
-		return "", false, m.noteRouted(store, r, err)
+		r.Recovery = r.Recovery.Failed(err, m.now(), time.Time{})
+	} else {
+		r.Mounter, r.Recovery, r.Detached = em.rec.ID, nil, time.Time{}
 	}
-	route, err := (&Router{Config: cfg, Warn: m.warnf}).routeVia(live, rule, r.Target)
-	if err != nil {
-		return "", false, m.noteRouted(store, r, err)
-	}
-	inv := &Invocation{Prog: m.prog, Type: r.FSType, Options: r.Options, Args: []string{r.Source, r.Target}, Timeout: timeout}
-	if err := m.mountVia(inv, route); err != nil {
-		return "", false, m.noteRouted(store, r, err)
-	}
-	r.Mounter, r.Recovery, r.Detached = live.ID, nil, time.Time{}
-	if err := store.Write(r); err != nil {
-		m.warnf("%v", err)
-	}
-	return "mounted again through mounter " + live.ID, false, nil
-}
-
-// noteRouted keeps a failure in the routed mount's record and returns it.
-func (m *Mounter) noteRouted(store mountrec.MountStore, r *mountrec.Mount, err error) error {
-	rc := r.Recovery
-	if rc == nil {
-		rc = &mountrec.Recovery{}
-	}
-	rc.Attempts++
-	rc.Error, rc.Last = err.Error(), time.Now().UTC()
-	r.Recovery = rc
 	if werr := store.Write(r); werr != nil {
 		m.warnf("%v", werr)
 	}
-	return err
-}
-
-// detachDead detaches the dead mounts stacked at target, top first, until
-// what is there answers or nothing is left.
-func detachDead(target string) error {
-	for range 64 {
-		state, err := csi.MountState(target)
-		if err != nil {
-			return err
-		}
-		if state != "dead" {
-			return nil
-		}
-		if err := hostmount.Detach(target); err != nil {
-			return fmt.Errorf("detach the dead mount at %s: %w", target, err)
-		}
+	if err != nil {
+		return "", false, err
 	}
-	return fmt.Errorf("%s: still dead after detaching 64 mounts there", target)
+	return "mounted again through mounter " + em.rec.ID, false, nil
 }
 
 // lockRecovery takes the state dir's recovery lock, waiting for another

@@ -252,6 +252,7 @@ func (n *noMounts) Mount(_ context.Context, v csi.Volume, target string) error {
 }
 func (*noMounts) Bind(string, string, bool) error            { return nil }
 func (*noMounts) Unmount(string) error                       { return nil }
+func (*noMounts) Detach(string) error                        { return nil }
 func (*noMounts) MountsAt(string) ([]*mountinfo.Info, error) { return nil, nil }
 func (n *noMounts) mounts() []string {
 	n.mu.Lock()

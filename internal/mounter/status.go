@@ -61,7 +61,7 @@ func (m *Mounter) status(cfg *config.Config) error {
 		}
 	}
 	// The recorded mounts come last: the dead table needs to know which
-	// are recorded.
+	// are publish targets.
 	var recorded bytes.Buffer
 	targets, err := m.csiTable(&recorded, cfg.StateDir, live)
 	if err != nil {
@@ -150,11 +150,10 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 }
 
 // deadTable lists the FUSE mounts below the rules' paths whose daemon is
-// gone or does not answer, with what to do: for a recorded mount, the fix
-// in recorded. Recovery binds a CSI volume again on top of its dead
-// publish targets, which pods' binds copy: detaching one would cut those
-// pods off for good.
-func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, recorded map[string]string) error {
+// gone or does not answer, with what to do. Recovery binds a CSI volume
+// again on top of its dead publish targets (targets), which pods' binds
+// copy: detaching one would cut those pods off for good.
+func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) error {
 	if len(fuse.Dead)+len(fuse.Hung) == 0 {
 		return nil
 	}
@@ -162,9 +161,9 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, recorded map[string]string
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
 	for _, mi := range fuse.Dead {
-		fix, ok := recorded[mi.Mountpoint]
-		if !ok {
-			fix = "umount -l " + mi.Mountpoint
+		fix := "umount -l " + mi.Mountpoint
+		if targets[mi.Mountpoint] {
+			fix = "mounter recover (a CSI publish target: made again on top)"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\tdead\t%s\n", mi.Mountpoint, mi.FSType, mi.Source, fix)
 	}

@@ -64,6 +64,22 @@ type Recovery struct {
 	Next time.Time `json:"next,omitzero"`
 }
 
+// Failed returns the state after one more failed attempt, at now, with
+// err; next is when recovery tries again by itself (zero: it does not).
+// r may be nil: the first failure.
+func (r *Recovery) Failed(err error, now, next time.Time) *Recovery {
+	var out Recovery
+	if r != nil {
+		out = *r
+	}
+	out.Attempts++
+	out.Error, out.Last, out.Next = err.Error(), now.UTC(), time.Time{}
+	if !next.IsZero() {
+		out.Next = next.UTC()
+	}
+	return &out
+}
+
 // TargetIndex returns the index of path among the targets, or -1.
 func (r *Record) TargetIndex(path string) int {
 	for i, t := range r.Targets {

@@ -240,6 +240,11 @@ func TestRecoverWithoutServer(t *testing.T) {
 	if err := hostUnmount(v1Target); err != nil {
 		t.Fatal(err)
 	}
+	// Marked as mount-hook marks a mount it detached when its mounter
+	// stopped: one its user unmounted would be forgotten instead.
+	if err := (mountrec.MountStore{Dir: mountrec.MountsDir(e.StateDir)}).MarkDetached(v1Target, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := g.CLI(t, "volume", "stop", "v1", "force"); err != nil {
 		t.Fatal(err)
 	}
