@@ -28,38 +28,41 @@ import (
 // is one JSON object and nothing else, within spec.MaxConfigSize.
 
 // examine reads the bundle's config.json as far as matching needs. It
-// returns the file when a rule matches what the delegate will read, nil when
-// the call passes through untouched (the reason is logged at debug level),
-// or an error when a rule matches a file the wrapper will not rewrite.
-func (w *Wrapper) examine(cfg *config.Config, args *runtime.Args, bundle string) (*spec.File, error) {
+// returns the file and the rule that matches what the delegate will read,
+// nil when the call passes through untouched (the reason is logged at debug
+// level), or an error when a rule matches a file the wrapper will not
+// rewrite. The rule is matched here only: the full decode reads the same
+// annotations and env with the same decoder.
+func (w *Wrapper) examine(cfg *config.Config, args *runtime.Args, bundle string) (*spec.File, *spec.Rule, error) {
 	path := filepath.Join(bundle, "config.json")
 	file, err := spec.Read(path)
 	if errors.Is(err, spec.ErrTooLarge) {
-		return nil, w.examineLarge(cfg, args, path, err)
+		return nil, nil, w.examineLarge(cfg, args, path, err)
 	}
 	if err != nil {
 		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
-		return nil, nil
+		return nil, nil, nil
 	}
 	peek, err := file.Peek()
 	if err == nil {
-		if spec.FindRule(cfg.Mounters, peek) == nil {
+		rule := spec.FindRule(cfg.Mounters, peek)
+		if rule == nil {
 			w.logNoMatch(cfg, args, peek, "")
-			return nil, nil
+			return nil, nil, nil
 		}
-		return file, nil
+		return file, rule, nil
 	}
 	first, ferr := peekFirst(bytes.NewReader(file.Data), path)
 	if ferr != nil {
 		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, ferr, cfg.Runtime)
-		return nil, nil
+		return nil, nil, nil
 	}
 	if rule := spec.FindRule(cfg.Mounters, first); rule != nil {
-		return nil, fmt.Errorf("container %s matches mounter rule %q, but %w: runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it",
+		return nil, nil, fmt.Errorf("container %s matches mounter rule %q, but %w: runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it",
 			args.ContainerID, rule.Name, err)
 	}
 	w.logNoMatch(cfg, args, first, " (config.json has data after its JSON object, which runc ignores)")
-	return nil, nil
+	return nil, nil, nil
 }
 
 // examineLarge matches a config.json above spec.MaxConfigSize on its first

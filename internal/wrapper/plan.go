@@ -63,41 +63,39 @@ func allowlist(host Host, rule *spec.Rule, bundle string) hostmount.Allowlist {
 	return hostmount.Allowlist{Paths: rule.Propagate, Bundle: bundle, Resolve: host.ResolveSource}
 }
 
-// plan is what a rule does to one container: the spec modifiers, the host
-// preparation that must succeed before the spec is saved, and the argv the
-// delegate gets.
-type plan struct {
-	spec.Modifiers
-	prepare []func(*logrus.Logger) error
-	// sources returns the host paths the modifiers allowlisted.
-	sources func() []string
-	argv    func(*runtime.Args) []string
-	// beforeExec runs after the spec is saved and everything is logged.
-	beforeExec func() error
-	// prepared changes the spec with what the preparation made (the
-	// staging paths); it runs after Prepare.
-	prepared spec.Modifiers
-	// undo removes what Prepare left on the host, when the create is
+// plan is what a matched rule does to one container. Run calls check, then
+// prepare, then applies the modifier prepare returns, and after the save
+// argv. Only prepare changes the host; the modifier does no I/O: the spec
+// and what check and prepare found go in, the rewritten spec comes out.
+type plan interface {
+	// check refuses a container the rule cannot serve and reads what the
+	// rewrite needs (resolved bind sources, the image's files); it changes
+	// nothing.
+	check(s *specs.Spec) error
+	// prepare does the host-side work that must succeed before the spec is
+	// saved and returns the modifier that writes its outcome into the spec.
+	prepare(log *logrus.Logger) (spec.Modifier, error)
+	// undo removes what prepare left on the host, when the create is
 	// refused after it.
-	undo func()
+	undo()
+	// argv hands over what the delegate inherits and returns its argv: the
+	// last step before the exec, after all logging.
+	argv() ([]string, error)
 }
 
-// Prepare runs the host-side steps in order.
-func (p *plan) Prepare(log *logrus.Logger) error {
-	for _, f := range p.prepare {
-		if err := f(log); err != nil {
-			return err
-		}
-	}
-	return nil
+// rewriteError names the config.json and the rule of a rewrite that failed.
+func rewriteError(path string, rule *spec.Rule, err error) error {
+	return fmt.Errorf("rewrite %s for rule %q: %w", path, rule.Name, err)
 }
 
-// Argv returns the delegate's argv.
-func (p *plan) Argv(args *runtime.Args) []string {
-	if p.argv != nil {
-		return p.argv(args)
+// noBindError refuses a container that binds none of the rule's paths.
+func noBindError(rule *spec.Rule) error {
+	example := config.KubeletDir
+	if len(rule.Propagate) > 0 {
+		example = rule.Propagate[0]
 	}
-	return args.ExecArgv()
+	return fmt.Errorf("no bind mount of the rule's paths %v: bind one into the mounter (e.g. -v %s:%s)",
+		rule.Propagate, example, example)
 }
 
 func (w *Wrapper) host(cfg *config.Config) Host {
@@ -107,18 +105,15 @@ func (w *Wrapper) host(cfg *config.Config) Host {
 	return hostHost{lockDir: cfg.StateDir + "/locks"}
 }
 
-// plan builds the rewrite for a matched rule; delegate is the runtime the
-// wrapper execs, which the injected hook is told about.
-func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle, delegate string) *plan {
-	host := w.host(cfg)
-	switch rule.Mode {
-	case spec.ModePreload:
-		return w.withHook(cfg, args, delegate, w.preloadPlan(cfg, rule, args, bundle))
-	default:
-		p := propagatePlan(host, rule, bundle)
-		p.stage(host, cfg, rule, args.ContainerID)
-		return w.withHook(cfg, args, delegate, p)
+// plan builds the rewrite of a matched rule.
+func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle string) plan {
+	if rule.Mode == spec.ModePreload {
+		return &preloader{
+			rule: rule, args: args, host: w.host(cfg), bundle: bundle, self: w.self(),
+			mntns: cfg.HostMntns, fd: 3 + args.PreserveFDs, ns: -1,
+		}
 	}
+	return &propagator{host: w.host(cfg), cfg: cfg, rule: rule, args: args, bundle: bundle}
 }
 
 // stagingRoot is where the wrapper stages bind sources: below the state
@@ -133,113 +128,145 @@ func stagingDir(cfg *config.Config, id string) (string, error) {
 	return filepath.Join(stagingRoot(cfg), id), nil
 }
 
-// propagatePlan shares the rule's allowlisted binds with the host: rshared on
-// each bind and on the rootfs, and a shared host side, without which runc
-// sets up the binds and silently propagates nothing (platform-facts,
-// "Propagation").
-func propagatePlan(host Host, rule *spec.Rule, bundle string) *plan {
-	binds := &spec.SharedBinds{Resolver: allowlist(host, rule, bundle)}
-	p := &plan{}
-	p.Modifiers = spec.Modifiers{
-		spec.WithoutStagedSources,
-		binds,
-		spec.ModifierFunc(func(*specs.Spec) error {
-			if len(binds.Sources) == 0 {
-				return fmt.Errorf("no bind mount of the rule's paths %v: bind one into the mounter (e.g. -v %s:%s)",
-					rule.Propagate, rule.Propagate[0], rule.Propagate[0])
-			}
-			return nil
-		}),
-		spec.UnlistedPropagation("rslave"),
-		spec.RootfsPropagation("rshared"),
-	}
-	p.sources = func() []string { return binds.Sources }
-	p.prepare = append(p.prepare, func(log *logrus.Logger) error {
-		for _, src := range binds.Sources {
-			if !rule.EnsureShared {
-				shared, err := host.IsShared(src)
-				if err != nil {
-					return fmt.Errorf("check propagation of %s: %w", src, err)
-				}
-				if !shared {
-					return fmt.Errorf("host path %s is not a shared mount and rule %q has ensure-shared = false: run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
-						src, rule.Name, src, src, src)
-				}
-				continue
-			}
-			// The allowlisted path first, so the binds below it share one
-			// peer group (kubelet does the same for /var/lib/kubelet),
-			// then the source, in case it lies on a private mount of its
-			// own below it.
-			root, _ := hostmount.AllowlistRoot(src, rule.Propagate)
-			for _, path := range []string{root, src} {
-				if path == "" {
-					continue
-				}
-				changed, err := host.EnsureShared(path)
-				if err != nil {
-					return fmt.Errorf("make host path %s shared: %w", path, err)
-				}
-				if changed {
-					log.Infof("made host path %s a shared mount for rule %q", path, rule.Name)
-				}
-			}
-		}
-		return nil
-	})
-	return p
+// propagator is the propagate mode of one container: rshared on each
+// allowlisted bind and on the rootfs, and a shared host side, without which
+// runc sets up the binds and silently propagates nothing (platform-facts,
+// "Propagation"). Each bind source is staged: opened beneath its
+// allowlisted path without following a symlink and bound at
+// <state-dir>/staging/<id>/<n>, and runc is given that path
+// (spec.StagedBinds). Someone who can write below the allowlist (any pod's
+// emptyDir is below /var/lib/kubelet) can swap a directory for a symlink
+// between any check and runc's mount by name; runc's mount of the staging
+// path cannot be redirected. mount-hook detaches the staged binds at
+// createRuntime, `delete` removes those of a create that failed before.
+type propagator struct {
+	host   Host
+	cfg    *config.Config
+	rule   *spec.Rule
+	args   *runtime.Args
+	bundle string
+
+	mounts  []specs.Mount // the spec's mounts with the allowlisted binds shared
+	sources []string      // their resolved host paths
+	staging string        // the container's staging directory, once made
+	log     *logrus.Logger
 }
 
-// stage adds the staging of the plan's bind sources to its preparation:
-// each source is opened beneath its allowlisted path without following a
-// symlink and bound at <state-dir>/staging/<id>/<n>, and runc is given that
-// path (spec.StagedBinds). Someone who can write below the allowlist (any
-// pod's emptyDir is below /var/lib/kubelet) can swap a directory for a
-// symlink between any check and runc's mount by name; runc's mount of the
-// staging path cannot be redirected. mount-hook detaches the staged binds at
-// createRuntime, `delete` removes those of a create that failed before.
-func (p *plan) stage(host Host, cfg *config.Config, rule *spec.Rule, id string) {
+func (p *propagator) check(s *specs.Spec) error {
+	binds := &spec.SharedBinds{Resolver: allowlist(p.host, p.rule, p.bundle)}
+	mounts, err := binds.Mounts(s)
+	if err != nil {
+		return err
+	}
+	if len(binds.Sources) == 0 {
+		return noBindError(p.rule)
+	}
+	p.mounts, p.sources = mounts, binds.Sources
+	return nil
+}
+
+func (p *propagator) prepare(log *logrus.Logger) (spec.Modifier, error) {
+	p.log = log
+	if err := p.share(); err != nil {
+		return nil, err
+	}
+	staged, err := p.stage()
+	if err != nil {
+		return nil, err
+	}
+	return spec.Modifiers{
+		spec.WithoutStagedSources,
+		spec.ModifierFunc(func(s *specs.Spec) error { s.Mounts = p.mounts; return nil }),
+		spec.UnlistedPropagation("rslave"),
+		spec.RootfsPropagation("rshared"),
+		staged,
+	}, nil
+}
+
+func (p *propagator) undo() {
+	if p.staging == "" {
+		return
+	}
+	if err := p.host.Unstage(p.staging); err != nil {
+		p.log.Warnf("%v", err)
+	}
+}
+
+func (p *propagator) argv() ([]string, error) { return p.args.ExecArgv(), nil }
+
+// share makes the host side of each bind source shared, or refuses it when
+// the rule may not.
+func (p *propagator) share() error {
+	for _, src := range p.sources {
+		if !p.rule.EnsureShared {
+			shared, err := p.host.IsShared(src)
+			if err != nil {
+				return fmt.Errorf("check propagation of %s: %w", src, err)
+			}
+			if !shared {
+				return fmt.Errorf("host path %s is not a shared mount and rule %q has ensure-shared = false: run `mount --bind %s %s && mount --make-rshared %s` on the host, or set ensure-shared = true",
+					src, p.rule.Name, src, src, src)
+			}
+			continue
+		}
+		// The allowlisted path first, so the binds below it share one peer
+		// group (kubelet does the same for /var/lib/kubelet), then the
+		// source, in case it lies on a private mount of its own below it.
+		root, _ := hostmount.AllowlistRoot(src, p.rule.Propagate)
+		for _, path := range []string{root, src} {
+			if path == "" {
+				continue
+			}
+			changed, err := p.host.EnsureShared(path)
+			if err != nil {
+				return fmt.Errorf("make host path %s shared: %w", path, err)
+			}
+			if changed {
+				p.log.Infof("made host path %s a shared mount for rule %q", path, p.rule.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// stage binds each source at the container's staging directory and returns
+// the staging path of each.
+func (p *propagator) stage() (spec.StagedBinds, error) {
+	dir, err := stagingDir(p.cfg, p.args.ContainerID)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := p.host.PrepareStaging(stagingRoot(p.cfg))
+	if err != nil {
+		return nil, fmt.Errorf("prepare the staging directory: %w; check the state-dir %s", err, p.cfg.StateDir)
+	}
+	if changed {
+		p.log.Infof("made %s an unbindable mount point for staged binds", stagingRoot(p.cfg))
+	}
+	// What a create of the same ID left when it failed before runc's
+	// createRuntime.
+	if err := p.host.Unstage(dir); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create staging directory: %w", err)
+	}
+	p.staging = dir
 	staged := spec.StagedBinds{}
-	p.prepared = append(p.prepared, staged)
-	p.prepare = append(p.prepare, func(log *logrus.Logger) error {
-		dir, err := stagingDir(cfg, id)
-		if err != nil {
-			return err
-		}
-		changed, err := host.PrepareStaging(stagingRoot(cfg))
-		if err != nil {
-			return fmt.Errorf("prepare the staging directory: %w; check the state-dir %s", err, cfg.StateDir)
-		}
-		if changed {
-			log.Infof("made %s an unbindable mount point for staged binds", stagingRoot(cfg))
-		}
-		// What a create of the same ID left when it failed before runc's
-		// createRuntime.
-		if err := host.Unstage(dir); err != nil {
-			return err
-		}
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return fmt.Errorf("create staging directory: %w", err)
-		}
-		p.undo = func() {
-			if err := host.Unstage(dir); err != nil {
-				log.Warnf("%v", err)
+	for i, src := range p.sources {
+		root, ok := hostmount.AllowlistRoot(src, p.rule.Propagate)
+		if !ok {
+			err = fmt.Errorf("%w %v", hostmount.ErrOutsideAllowlist, p.rule.Propagate)
+		} else {
+			target := filepath.Join(dir, strconv.Itoa(i))
+			if err = p.host.Stage(root, src, target); err == nil {
+				staged[src] = target
+				continue
 			}
 		}
-		for i, src := range p.sources() {
-			root, ok := hostmount.AllowlistRoot(src, rule.Propagate)
-			if !ok {
-				err = fmt.Errorf("%w %v", hostmount.ErrOutsideAllowlist, rule.Propagate)
-			} else {
-				target := filepath.Join(dir, strconv.Itoa(i))
-				if err = host.Stage(root, src, target); err == nil {
-					staged[src] = target
-					continue
-				}
-			}
-			p.undo()
-			return fmt.Errorf("pin bind source %s: %w; was it swapped for a symlink while the container was created?", src, err)
-		}
-		return nil
-	})
+		p.undo()
+		p.staging = ""
+		return nil, fmt.Errorf("pin bind source %s: %w; was it swapped for a symlink while the container was created?", src, err)
+	}
+	return staged, nil
 }

@@ -59,35 +59,21 @@ type preloader struct {
 	self   string
 	mntns  string // host-mntns as configured
 
-	fd   int      // the fd number in the container's init: 3+N
-	argv []string // the delegate's argv, with --preserve-fds N+1
-	ns   int      // the open namespace fd in this process, -1 before prepare
+	fd         int      // the fd number in the container's init: 3+N
+	execArgv   []string // the delegate's argv, with --preserve-fds N+1
+	lib        string   // the library beside runc-shared
+	conf, list []byte   // hostmount.conf and ld.so.preload
+	ns         int      // the open namespace fd in this process, -1 before prepare
 }
 
-// preloadPlan builds the plan of a preload rule (plan adds mount-hook, which
-// registers the mounter for the routing client, as in every mode).
-func (w *Wrapper) preloadPlan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, bundle string) *plan {
-	pl := &preloader{
-		rule: rule, args: args, host: w.host(cfg), bundle: bundle, self: w.self(),
-		mntns: cfg.HostMntns, fd: 3 + args.PreserveFDs, ns: -1,
-	}
-	return &plan{
-		Modifiers:  spec.Modifiers{spec.ModifierFunc(pl.Modify)},
-		prepare:    []func(*logrus.Logger) error{pl.openNamespace},
-		argv:       func(*runtime.Args) []string { return pl.argv },
-		beforeExec: pl.handOver,
-	}
-}
-
-// Modify checks that the container can use the library, writes the library,
-// hostmount.conf and ld.so.preload into the bundle and adds their binds.
-func (pl *preloader) Modify(s *specs.Spec) error {
+// check refuses a container in which the library cannot work and renders
+// the library's configuration and the container's ld.so.preload.
+func (pl *preloader) check(s *specs.Spec) error {
 	argv, err := pl.args.WithPreserveFDs(pl.args.PreserveFDs + 1)
 	if err != nil {
 		return fmt.Errorf("preload rule %q hands the host mount namespace over with --preserve-fds, which %q does not take (%w): use mode = \"propagate\" for this container, or create it anew instead",
 			pl.rule.Name, pl.args.Command, err)
 	}
-	pl.argv = argv
 	if err := checkPreloadSpec(pl.rule, s); err != nil {
 		return err
 	}
@@ -107,44 +93,45 @@ func (pl *preloader) Modify(s *specs.Spec) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(pl.bundle, bundleSubdir)
-	if err := writePreloadFiles(dir, lib, hostmountConf(pl.rule, pl.fd, allow), ldPreloadList(image)); err != nil {
-		return err
-	}
-	s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
+	pl.execArgv, pl.lib = argv, lib
+	pl.conf, pl.list = hostmountConf(pl.rule, pl.fd, allow), ldPreloadList(image)
 	return nil
 }
 
+// prepare writes the library, hostmount.conf and ld.so.preload into the
+// bundle and opens the host mount namespace while the wrapper can still
+// refuse the container; the modifier binds the files.
+func (pl *preloader) prepare(log *logrus.Logger) (spec.Modifier, error) {
+	dir := filepath.Join(pl.bundle, bundleSubdir)
+	if err := writePreloadFiles(dir, pl.lib, pl.conf, pl.list); err != nil {
+		return nil, rewriteError(filepath.Join(pl.bundle, "config.json"), pl.rule, err)
+	}
+	if err := pl.openNamespace(log); err != nil {
+		return nil, err
+	}
+	return spec.ModifierFunc(func(s *specs.Spec) error {
+		s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
+		return nil
+	}), nil
+}
+
+// undo has nothing to remove: the bundle's files go with the bundle.
+func (pl *preloader) undo() {}
+
 // checkPreloadSpec refuses containers in which the library cannot work.
 func checkPreloadSpec(rule *spec.Rule, s *specs.Spec) error {
-	refuse := func(format string, a ...any) error {
-		return &spec.PolicyError{Rule: rule.Name, Reason: fmt.Sprintf(format, a...)}
-	}
 	// The library opens /proc/1/fd/<n>: PID 1 must be this container's init,
 	// which holds the fd. In the host's PID namespace it is the host's init;
 	// in a shared one (a pod's pause container) another container's.
-	var ownPID bool
-	if s.Linux != nil {
-		for _, ns := range s.Linux.Namespaces {
-			if ns.Type != specs.PIDNamespace {
-				continue
-			}
-			if ns.Path != "" {
-				return refuse("mode preload needs a PID namespace of its own, and it joins %s: the library reaches the host mount namespace through PID 1's fds; do not share the PID namespace (shareProcessNamespace, --pid container:...)", ns.Path)
-			}
-			ownPID = true
-		}
-	}
-	if !ownPID {
-		return refuse("mode preload needs a PID namespace of its own, and it shares the host's: the library reaches the host mount namespace through PID 1's fds; drop --pid=host / hostPID")
-	}
-	var bounding []string
-	if s.Process != nil && s.Process.Capabilities != nil {
-		bounding = s.Process.Capabilities.Bounding
+	switch path, ok := spec.NamespaceOf(s, specs.PIDNamespace); {
+	case path != "":
+		return rule.Refuse("mode preload needs a PID namespace of its own, and it joins %s: the library reaches the host mount namespace through PID 1's fds; do not share the PID namespace (shareProcessNamespace, --pid container:...)", path)
+	case !ok:
+		return rule.Refuse("mode preload needs a PID namespace of its own, and it shares the host's: the library reaches the host mount namespace through PID 1's fds; drop --pid=host / hostPID")
 	}
 	for _, c := range []string{spec.CapSysAdmin, capSysChroot} {
-		if !slices.Contains(bounding, c) {
-			return refuse("mode preload needs %s and %s (setns into the host mount namespace) and the container lacks %s in its bounding set; start it with --cap-add %s",
+		if !spec.InBoundingSet(s, c) {
+			return rule.Refuse("mode preload needs %s and %s (setns into the host mount namespace) and the container lacks %s in its bounding set; start it with --cap-add %s",
 				spec.CapSysAdmin, capSysChroot, c, strings.TrimPrefix(c, "CAP_"))
 		}
 	}
@@ -180,12 +167,7 @@ func preloadAllowlist(s *specs.Spec, rule *spec.Rule, host Host, bundle string) 
 		allow = append(allow, allowEntry{container: b.Destination, host: b.Source})
 	}
 	if len(allow) == 0 {
-		example := config.KubeletDir
-		if len(rule.Propagate) > 0 {
-			example = rule.Propagate[0]
-		}
-		return nil, fmt.Errorf("no bind mount of the rule's paths %v: bind one into the mounter (e.g. -v %s:%s)",
-			rule.Propagate, example, example)
+		return nil, noBindError(rule)
 	}
 	return allow, nil
 }
@@ -350,15 +332,15 @@ func openMountNamespace(src string) (int, error) {
 	return fd, nil
 }
 
-// handOver puts the namespace at exactly fd 3+N without close-on-exec, the
+// argv puts the namespace at exactly fd 3+N without close-on-exec, the
 // last step before exec, after all logging: whatever used that number
 // before (the --log file, say) is closed by it. The fd is a raw one, not an
 // *os.File, whose finalizer could close it before the exec.
-func (pl *preloader) handOver() error {
+func (pl *preloader) argv() ([]string, error) {
 	if err := handOverFD(pl.ns, pl.fd); err != nil {
-		return fmt.Errorf("hand over the host mount namespace as fd %d: %w", pl.fd, err)
+		return nil, fmt.Errorf("hand over the host mount namespace as fd %d: %w", pl.fd, err)
 	}
-	return nil
+	return pl.execArgv, nil
 }
 
 // handOverFD makes fd target a non-close-on-exec copy of fd.

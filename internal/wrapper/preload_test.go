@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
@@ -97,6 +99,24 @@ func newTestPreloader(t *testing.T, rule *spec.Rule, argv, bundle, self string) 
 		rule: rule, args: args, host: hostHost{}, bundle: bundle, self: self,
 		mntns: config.HostMntnsSelf, fd: 3 + args.PreserveFDs, ns: -1,
 	}
+}
+
+// preloadRewrite does to s what Run does with pl: check, prepare (the host
+// mount namespace it opens is closed again) and the modifier.
+func preloadRewrite(t *testing.T, pl *preloader, s *specs.Spec) error {
+	t.Helper()
+	if err := pl.check(s); err != nil {
+		return err
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	rewrite, err := pl.prepare(log)
+	if err != nil {
+		return err
+	}
+	unix.Close(pl.ns)
+	pl.ns = -1
+	return rewrite.Modify(s)
 }
 
 func readBundleFile(t *testing.T, bundle, name string) string {
@@ -355,10 +375,10 @@ func TestPreloadModify(t *testing.T) {
 			}
 			pl := newTestPreloader(t, preloadTestRule(host), strings.ReplaceAll(tt.argv, "BUNDLE", bundle), bundle, self)
 			s := preloadTestSpec(rootfs, bind(host, "/host", "rprivate"))
-			if err := pl.Modify(s); err != nil {
+			if err := preloadRewrite(t, pl, s); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := strings.Join(pl.argv, " "), strings.ReplaceAll(tt.wantArgv, "BUNDLE", bundle); got != want {
+			if got, want := strings.Join(pl.execArgv, " "), strings.ReplaceAll(tt.wantArgv, "BUNDLE", bundle); got != want {
 				t.Errorf("argv %q, want %q", got, want)
 			}
 			if pl.fd != tt.wantFD {
@@ -388,7 +408,7 @@ func TestPreloadModify(t *testing.T) {
 				t.Errorf("propagation changed: rootfs %q, bind %v", s.Linux.RootfsPropagation, s.Mounts[1].Options)
 			}
 			// A second rewrite of the same config.json adds nothing.
-			if err := pl.Modify(s); err != nil {
+			if err := preloadRewrite(t, pl, s); err != nil {
 				t.Fatal(err)
 			}
 			if len(s.Mounts) != n {
@@ -419,7 +439,7 @@ func TestPreloadModifySymlinkedImagePreload(t *testing.T) {
 		t.Fatal(err)
 	}
 	pl := newTestPreloader(t, preloadTestRule(host), "create --bundle "+bundle+" id", bundle, preloadTestSelf(t, false))
-	if err := pl.Modify(preloadTestSpec(rootfs, bind(host, host))); err != nil {
+	if err := preloadRewrite(t, pl, preloadTestSpec(rootfs, bind(host, host))); err != nil {
 		t.Fatal(err)
 	}
 	if got := readBundleFile(t, bundle, preloadList); got != preloadLib+"\n" {
@@ -477,7 +497,7 @@ func TestPreloadModifyRefusals(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(s)
 			}
-			err := pl.Modify(s)
+			err := preloadRewrite(t, pl, s)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}
@@ -788,7 +808,7 @@ func TestPreloadEngineSpecs(t *testing.T) {
 			bundle := preloadTestDir(t)
 			argv := "--root /r --log " + bundle + "/log.json --log-format json create --bundle " + bundle + " --pid-file " + bundle + "/init.pid id"
 			pl := newTestPreloader(t, preloadTestRule(host), argv, bundle, preloadTestSelf(t, false))
-			if err := pl.Modify(&s); err != nil {
+			if err := preloadRewrite(t, pl, &s); err != nil {
 				t.Fatal(err)
 			}
 			if conf := readBundleFile(t, bundle, preloadConf); !strings.Contains(conf, "\nmntns /proc/1/fd/3\nallow /var/lib/kubelet "+host+"\n") {

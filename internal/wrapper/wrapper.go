@@ -1,7 +1,7 @@
 // Package wrapper is the runc-shared pipeline, read top to bottom: argv,
-// then config, then bundle and spec, then match and policy, then rewrite and
-// host preparation, then save, then exec of the real runtime. Anything that
-// does not match a rule is executed unchanged.
+// then config, then bundle and match, then spec and policy, then the mode's
+// checks, host preparation and rewrite, then save, then exec of the real
+// runtime. Anything that does not match a rule is executed unchanged.
 package wrapper
 
 import (
@@ -89,7 +89,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err != nil {
 		return err
 	}
-	file, err := w.examine(cfg, args, bundle)
+	file, rule, err := w.examine(cfg, args, bundle)
 	if err != nil {
 		return err
 	}
@@ -100,31 +100,31 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
 	}
-	rule := spec.FindRule(cfg.Mounters, doc.Spec)
-	if rule == nil {
-		// Cannot happen: the same decoder read the same fields.
-		return fmt.Errorf("%s: the full spec no longer matches the rule its annotations and env matched", doc.Path)
-	}
 	w.log.Debugf("container %s matches mounter rule %q (mode %s)", args.ContainerID, rule.Name, rule.Mode)
 	if err := spec.CheckPolicy(rule, doc.Spec); err != nil {
 		return err
 	}
 
-	plan := w.plan(cfg, rule, args, bundle, delegate)
-	if err := plan.Modify(doc.Spec); err != nil {
-		return fmt.Errorf("rewrite %s for rule %q: %w", doc.Path, rule.Name, err)
+	p := w.plan(cfg, rule, args, bundle)
+	if err := p.check(doc.Spec); err != nil {
+		return rewriteError(doc.Path, rule, err)
 	}
-	if err := plan.Prepare(w.log); err != nil {
+	hook, err := w.hook(cfg, args, delegate)
+	if err != nil {
+		return rewriteError(doc.Path, rule, err)
+	}
+	rewrite, err := p.prepare(w.log)
+	if err != nil {
 		return err
 	}
 	// A refused create leaves nothing staged on the host.
 	defer func() {
-		if err != nil && plan.undo != nil {
-			plan.undo()
+		if err != nil {
+			p.undo()
 		}
 	}()
-	if err := plan.prepared.Modify(doc.Spec); err != nil {
-		return fmt.Errorf("rewrite %s for rule %q: %w", doc.Path, rule.Name, err)
+	if err := (spec.Modifiers{rewrite, hook}).Modify(doc.Spec); err != nil {
+		return rewriteError(doc.Path, rule, err)
 	}
 	if err := doc.ValidateChanges(); err != nil {
 		return fmt.Errorf("rewritten spec of %s is invalid (a runc-shared bug, please report it): %w", doc.Path, err)
@@ -133,11 +133,9 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		return err
 	}
 	w.log.Debugf("rewrote %s for mounter rule %q", doc.Path, rule.Name)
-	execArgv := plan.Argv(args)
-	if plan.beforeExec != nil {
-		if err := plan.beforeExec(); err != nil {
-			return err
-		}
+	execArgv, err := p.argv()
+	if err != nil {
+		return err
 	}
 	return w.exec(delegate, execArgv)
 }
