@@ -14,9 +14,9 @@ import (
 )
 
 // The fast path: statx(STATX_MNT_ID_UNIQUE) names the mount a path is on and
-// statmount(2) (Linux 6.8+) describes that one mount, in microseconds, where
-// reading /proc/self/mountinfo costs milliseconds on a host with thousands of
-// mounts. Any failure falls back to mountinfo.
+// statmount(2) (Linux 6.8+) describes that one mount, whatever the number of
+// mounts, where reading /proc/self/mountinfo formats and parses every mount
+// of the namespace. Any failure falls back to mountinfo.
 
 // forceMountinfo makes MountOf skip the fast path (tests run the package's
 // suite in both modes with it).
@@ -182,9 +182,9 @@ func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 // absolute, as process pid sees it) is opened through the magic link
 // /proc/<pid>/root, so the lookup walks pid's root and mount namespace, and
 // the mount found is described in that namespace (its id from
-// NS_GET_MNTNS_ID). Reading /proc/<pid>/mountinfo costs milliseconds in a
-// container made by runc before pivot_root, whose table still holds a copy
-// of every host mount; this costs the same with 50 mounts or 5,000. Any
+// NS_GET_MNTNS_ID). Reading /proc/<pid>/mountinfo grows with the mounts of
+// a container made by runc before pivot_root, whose table still holds a copy
+// of every host mount; this does not. Any
 // failure (kernel before 6.11, a path not in the dentry cache, an answer
 // mountinfo would give differently) means: read mountinfo.
 func mountOfInFast(pid int, path string) (*mountinfo.Info, error) {

@@ -27,8 +27,8 @@ func typeNames(want string) string {
 
 // mountsAt returns the host's mounts whose mount point is target, nothing
 // stat'ed through them (a dead FUSE mount would fail a stat, a hung one would
-// block it). hostmount.MountsAt answers with statmount(2) in microseconds
-// however many mounts the host has, stacks included (a mount propagated onto
+// block it). hostmount.MountsAt answers with statmount(2) whatever the
+// number of mounts on the host, stacks included (a mount propagated onto
 // a mount point that has mounts already is tucked under them, so the new
 // mount need not be on top), and reads mountinfo once where it cannot.
 func mountsAt(target string) ([]*mountinfo.Info, error) {

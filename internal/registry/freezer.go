@@ -29,7 +29,7 @@ import (
 //
 // Unlike `runc state`, this costs two small reads, whatever the number of
 // mounts on the host: runc reads the whole of /proc/self/mountinfo to find
-// its cgroup mounts (4 ms at 20 mounts, 12 ms at 5,000 here).
+// its cgroup mounts.
 func FreezerState(procDir, cgroupDir string, pid int) (string, error) {
 	path := filepath.Join(procDir, strconv.Itoa(pid), "cgroup")
 	b, err := os.ReadFile(path)
