@@ -48,7 +48,7 @@ func (r *run) createRuntime() error {
 		}
 	}
 	if rule.Mode != spec.ModePreload {
-		if err := VerifyPropagation(st.PID, st.Bundle, doc.Spec, rule); err != nil {
+		if err := verifyPropagation(r.tables(st.PID), st.Bundle, doc.Spec, rule); err != nil {
 			return err
 		}
 	}

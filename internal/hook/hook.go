@@ -56,6 +56,9 @@ type Hook struct {
 	Stdout, Stderr io.Writer
 	// Now returns the time recorded in the registry; nil means time.Now.
 	Now func() time.Time
+	// tablesOf returns the mount tables createRuntime checks the container
+	// of process pid in; nil means the real ones (procTables).
+	tablesOf func(pid int) mountTables
 }
 
 // Run runs one hook invocation. Its error is already logged.
@@ -141,6 +144,13 @@ func (h *Hook) now() time.Time {
 		return h.Now()
 	}
 	return time.Now()
+}
+
+func (h *Hook) tables(pid int) mountTables {
+	if h.tablesOf != nil {
+		return h.tablesOf(pid)
+	}
+	return procTables(pid)
 }
 
 // shortID shortens engine IDs (64 hex digits) for log lines.

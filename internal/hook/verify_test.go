@@ -95,29 +95,33 @@ func TestContainerViewAndCheckPeer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mi := strings.ReplaceAll(tc.mountinfo, "OPTIONAL", tc.optional)
-			v, err := NewContainerView([]byte(mi), rootfs, links)
+			table, err := hostmount.ParseTable(strings.NewReader(mi))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := openContainerView(table, links, rootfs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := v.prefix != ""; got != tc.prePivoted {
 				t.Errorf("seen before pivot_root: %v, want %v", got, tc.prePivoted)
 			}
-			ctr, err := v.MountAt(tc.dest)
+			ctr, err := v.mountAt(tc.dest)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if ctr.Mountpoint != tc.wantMount {
-				t.Errorf("MountAt(%s) = %s, want %s", tc.dest, ctr.Mountpoint, tc.wantMount)
+				t.Errorf("mountAt(%s) = %s, want %s", tc.dest, ctr.Mountpoint, tc.wantMount)
 			}
-			err = CheckPeer(spec.Bind{Source: "/h/shared", Destination: tc.dest}, hostMount(tc.host), ctr)
+			err = checkPeer(spec.Bind{Source: "/h/shared", Destination: tc.dest}, hostMount(tc.host), ctr)
 			if tc.wantErr == "" {
 				if err != nil {
-					t.Errorf("CheckPeer: %v", err)
+					t.Errorf("checkPeer: %v", err)
 				}
 				return
 			}
 			if err == nil || !errors.Is(err, ErrNotPropagated) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("CheckPeer = %v, want ErrNotPropagated containing %q", err, tc.wantErr)
+				t.Errorf("checkPeer = %v, want ErrNotPropagated containing %q", err, tc.wantErr)
 			}
 			if err != nil && !strings.Contains(err.Error(), "runc-shared") {
 				t.Errorf("the error does not name the fix (runc-shared): %v", err)
@@ -198,8 +202,8 @@ func TestPropagatedBinds(t *testing.T) {
 func TestVerifyPropagationWithoutBind(t *testing.T) {
 	rule := &spec.Rule{Name: "gluster", Propagate: []string{"/var/lib/kubelet"}}
 	s := &specs.Spec{Mounts: []specs.Mount{{Source: "/data", Destination: "/data", Type: "bind", Options: []string{"rbind"}}}}
-	err := VerifyPropagation(os.Getpid(), "/nonexistent", s, rule)
+	err := verifyPropagation(procTables(os.Getpid()), "/nonexistent", s, rule)
 	if !errors.Is(err, ErrNotPropagated) || !strings.Contains(err.Error(), "no bind mount of /var/lib/kubelet") {
-		t.Errorf("VerifyPropagation = %v", err)
+		t.Errorf("verifyPropagation = %v", err)
 	}
 }

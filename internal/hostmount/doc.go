@@ -9,9 +9,11 @@
 //     (ResolveSource, OpenResolved, ResolveAndOpen), with the sentinels
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
-//   - mount table queries (MountOf, MountOfIn, MountOfList, MountsAt,
-//     MountsUnder, PeerGroup, Master, IsShared, IsMountPointIn); tests feed
-//     their mountinfo parsing with fixtures (export_test.go);
+//   - mount table queries: of this process (MountOf, MountsAt, MountsUnder,
+//     IsShared), of another process (MountOfIn, IsMountPointIn, and Table
+//     for several paths of one process), and of a mount (PeerGroup, Master);
+//     ParseTable builds a Table from mountinfo text, the seam for tests and
+//     fixtures;
 //   - making a host path a shared mount once, under a file lock, however many
 //     processes ask at the same time (EnsureShared);
 //   - finding and detaching dead FUSE mounts (ScanFUSE, Detach, Unmount).
@@ -23,7 +25,7 @@
 //
 // A query asks the kernel about the mounts it needs where it can, and reads
 // /proc/<pid>/mountinfo only where it cannot; docs/benchmarks.md has what
-// each way costs on the CI machine and the benchmarks that measure it.
+// each way costs and the benchmarks that measure it.
 //
 // MountOf (and so IsShared and EnsureShared) first tries
 // statx(STATX_MNT_ID_UNIQUE) and statmount(2) (Linux 6.8+), whose cost does
@@ -31,7 +33,8 @@
 // fails: an older kernel, a missing path, a path not in the dentry cache, a
 // symlink on the way. MountOfIn does the same in another process's
 // namespace (Linux 6.11+, where statmount takes a namespace), else reads
-// /proc/<pid>/mountinfo; IsMountPointIn always reads it, stopping at the
+// /proc/<pid>/mountinfo; a Table does too, and parses that file at most
+// once for all its questions. IsMountPointIn always reads it, stopping at the
 // first match, so it never touches the file system at the path. MountsAt
 // (the stack of mounts on one mount point) works like MountOf.
 //
@@ -48,7 +51,8 @@
 // filters each entry as it is parsed (mountinfo.FilterFunc): time is O(n) in
 // the mounts of the namespace, memory O(k) in the entries that pass the
 // filter (a handful: the ancestors of a path, or the FUSE mounts under a
-// prefix). Nothing here caches: the mount table changes under us.
+// prefix); a Table keeps every entry, for the many questions of one check.
+// Nothing else here caches: the mount table changes under us.
 //
 // # When not to read mountinfo
 //

@@ -1,6 +1,7 @@
 package hostmount
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +20,10 @@ var errNoMount = errors.New("no mount contains the path")
 // MountOf returns the mount that contains path in this process's mount
 // namespace. path must be absolute and already resolved: mountinfo holds
 // canonical paths. On Linux 6.8+ an existing path whose lookup is in the
-// dentry cache is answered with statx and statmount(2), which costs the same
-// with 50 mounts or 5,000; otherwise (older kernel, missing or uncached path,
-// any error) /proc/self/mountinfo is read. Neither waits on a hung FUSE
-// mount.
+// dentry cache is answered with statx and statmount(2), whose cost does not
+// grow with the number of mounts; otherwise (older kernel, missing or
+// uncached path, any error) /proc/self/mountinfo is read. Neither waits on a
+// hung FUSE mount.
 func MountOf(path string) (*mountinfo.Info, error) {
 	c, err := checkAbs(path)
 	if err != nil {
@@ -42,19 +43,6 @@ func mountOfMountinfo(c string) (*mountinfo.Info, error) {
 		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
 	}
 	return pickVisible(cands, c)
-}
-
-// MountOfInFast is MountOfIn without the fallback: an error means the fast
-// path cannot answer (kernel before 6.11, a path not in the dentry cache,
-// a symlink on the way) and the caller reads /proc/<pid>/mountinfo, as
-// MountOfIn does. For a caller that asks several paths of one process and
-// parses that table once when it must.
-func MountOfInFast(pid int, path string) (*mountinfo.Info, error) {
-	c, err := checkAbs(path)
-	if err != nil {
-		return nil, err
-	}
-	return mountOfInFast(pid, c)
 }
 
 // MountOfIn is MountOf in the mount namespace and root of process pid: path
@@ -95,15 +83,53 @@ func mountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
 	return pickVisible(cands, c)
 }
 
-// MountOfList is mountOfReader over entries already parsed, in mountinfo
-// order: a caller that asks about several paths parses the table once.
-func MountOfList(ms []*mountinfo.Info, path string) (*mountinfo.Info, error) {
+// Table is the mount table of one process, for a caller that asks about
+// several of its paths. Each MountOf goes to statx and statmount(2) in the
+// process's namespace first, as MountOfIn does; the first question they
+// cannot answer reads and parses /proc/<pid>/mountinfo, once, for it and
+// every later one. ParseTable makes one from mountinfo text.
+type Table struct {
+	pid    int               // 0: only the parsed entries
+	mounts []*mountinfo.Info // in mountinfo order, once loaded
+	loaded bool
+}
+
+// TableOf returns the mount table of process pid; nothing is read yet.
+func TableOf(pid int) *Table { return &Table{pid: pid} }
+
+// ParseTable returns the table of the mountinfo text read from r: the seam
+// through which tests and benchmarks give a table of their own.
+func ParseTable(r io.Reader) (*Table, error) {
+	ms, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{mounts: ms, loaded: true}, nil
+}
+
+// MountOf returns the mount that holds path (absolute, resolved, as the
+// table's process sees it), picked as MountOf picks it. An error reading
+// the process's mountinfo is returned as it is: it names the file.
+func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return nil, err
 	}
+	if !t.loaded {
+		if m, err := mountOfInFast(t.pid, c); err == nil {
+			return m, nil
+		}
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
+		if err != nil {
+			return nil, err
+		}
+		if t.mounts, err = mountinfo.GetMountsFromReader(bytes.NewReader(data), nil); err != nil {
+			return nil, err
+		}
+		t.loaded = true
+	}
 	var cands []*mountinfo.Info
-	for _, m := range ms {
+	for _, m := range t.mounts {
 		if Within(c, m.Mountpoint) {
 			cands = append(cands, m)
 		}

@@ -70,6 +70,13 @@ func TestMountOfReader(t *testing.T) {
 		if m.ID != tt.wantID {
 			t.Errorf("MountOfReader(%q) = %d (%s), want %d", tt.path, m.ID, m.Mountpoint, tt.wantID)
 		}
+		table, err := ParseTable(strings.NewReader(tt.fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := table.MountOf(tt.path); err != nil || m.ID != tt.wantID {
+			t.Errorf("ParseTable(...).MountOf(%q) = %+v, %v; want %d", tt.path, m, err, tt.wantID)
+		}
 	}
 }
 
@@ -82,6 +89,16 @@ func TestMountOfReaderErrors(t *testing.T) {
 	}
 	if _, err := MountOfReader(strings.NewReader("garbage\n"), "/"); err == nil {
 		t.Error("malformed mountinfo: no error")
+	}
+	if _, err := ParseTable(strings.NewReader("garbage\n")); err == nil {
+		t.Error("ParseTable(malformed mountinfo): no error")
+	}
+	table, err := ParseTable(strings.NewReader(hostFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := table.MountOf("var/lib"); !errors.Is(err, ErrRelativePath) {
+		t.Errorf("Table.MountOf(relative): %v", err)
 	}
 	// A parent cycle in malformed input must not loop.
 	cyc := "1 2 0:1 / / rw - x x rw\n2 1 0:2 / / rw - x x rw\n"
@@ -147,6 +164,7 @@ func TestMountOfLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { detachQuiet(t, base+"/m") })
+	self := TableOf(os.Getpid()) // parsed once when the fast path cannot answer
 	for path, want := range map[string]string{
 		base:                base,
 		base + "/a/b":       base,
@@ -168,9 +186,15 @@ func TestMountOfLive(t *testing.T) {
 		if in.ID != m.ID {
 			t.Errorf("MountOfIn(self, %s) = %d, MountOf = %d", path, in.ID, m.ID)
 		}
+		if tm, err := self.MountOf(path); err != nil || tm.ID != m.ID {
+			t.Errorf("TableOf(self).MountOf(%s) = %+v, %v; MountOf = %d", path, tm, err, m.ID)
+		}
 	}
 	if _, err := MountOfIn(-1, "/"); err == nil {
 		t.Error("MountOfIn(-1): no error")
+	}
+	if _, err := TableOf(-1).MountOf("/"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("TableOf(-1).MountOf: %v, want the missing mountinfo", err)
 	}
 	for path, want := range map[string]bool{base: true, base + "/m": true, base + "/m/": true, base + "/a": false, "/": true} {
 		got, err := isMountPoint(path)
