@@ -2,10 +2,12 @@ package testutil
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,6 +137,126 @@ func TestMountOf(t *testing.T) {
 	for path, want := range map[string]string{"/": "/", "/proc/self/stat": "/proc", "/proc": "/proc"} {
 		if m := MountOf(t, path); m.Mountpoint != want {
 			t.Errorf("MountOf(%q) = %s, want %s", path, m.Mountpoint, want)
+		}
+	}
+}
+
+// fatalOf runs f with a fatalTB on a goroutine of its own, as t.Fatal ends
+// the goroutine, and returns the message f failed with ("" when it passed).
+func fatalOf(t *testing.T, f func(tb testing.TB)) string {
+	ftb := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() { defer close(done); f(ftb) }()
+	<-done
+	return ftb.msg
+}
+
+func TestWaitSocket(t *testing.T) {
+	dir := t.TempDir()
+	log := func() string { return "the log" }
+	sock := filepath.Join(dir, "s.sock")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		if l, err := net.Listen("unix", sock); err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+	}()
+	if msg := fatalOf(t, func(tb testing.TB) { WaitSocket(tb, sock, 5*time.Second, nil, log) }); msg != "" {
+		t.Errorf("a socket that comes: %q", msg)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg := fatalOf(t, func(tb testing.TB) { WaitSocket(tb, plain, 30*time.Millisecond, nil, log) })
+	if want := "waited 30ms for the socket " + plain + ":\nthe log"; msg != want {
+		t.Errorf("a file that is no socket: %q, want %q", msg, want)
+	}
+	exited := make(chan struct{})
+	close(exited)
+	msg = fatalOf(t, func(tb testing.TB) { WaitSocket(tb, filepath.Join(dir, "none"), time.Minute, exited, log) })
+	if want := "the server exited before it served on " + filepath.Join(dir, "none") + ":\nthe log"; msg != want {
+		t.Errorf("a server that exited: %q, want %q", msg, want)
+	}
+}
+
+// TestProcesses: Alive, Pids, Exited and Stop on a child of the test.
+func TestProcesses(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name of its own, for Pids to find it by.
+	marked := filepath.Join(t.TempDir(), "rstest-processes")
+	if err := os.Symlink(sleep, marked); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(marked, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	if !Alive(pid) {
+		t.Errorf("Alive(%d) of a running child = false", pid)
+	}
+	if got := Pids(func(argv []string) bool { return argv[0] == marked }); !slices.Equal(got, []int{pid}) {
+		t.Errorf("Pids = %v, want [%d]", got, pid)
+	}
+	exited := Exited(pid)
+	select {
+	case <-exited:
+		t.Fatal("Exited is closed while the child runs")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if !Stop(pid, 5*time.Second) {
+		t.Errorf("Stop(%d) of a child that takes SIGTERM = false", pid)
+	}
+	// Not reaped yet: a zombie, which counts as gone.
+	if Alive(pid) {
+		t.Errorf("Alive(%d) of a stopped child = true", pid)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Error("Exited not closed 5s after the child was stopped")
+	}
+	if got := Pids(func(argv []string) bool { return argv[0] == marked }); len(got) != 0 {
+		t.Errorf("Pids after Stop = %v, want none", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{[]time.Duration{3}, 3},
+		{[]time.Duration{5, 1, 3}, 3},
+		{[]time.Duration{4, 1, 3, 2}, 2},
+	} {
+		in := slices.Clone(tc.in)
+		if got := Median(in); got != tc.want || !slices.Equal(in, tc.in) {
+			t.Errorf("Median(%v) = %v (input now %v), want %v and the input unchanged", tc.in, got, in, tc.want)
+		}
+	}
+}
+
+func TestRuns(t *testing.T) {
+	const env = "RSTEST_RUNS"
+	for _, tc := range []struct {
+		value, fatal string
+		want         int
+	}{
+		{"", "", 21},
+		{"30", "", 30},
+		{"14", `RSTEST_RUNS="14": want a number of at least 15`, 0},
+		{"x", `RSTEST_RUNS="x": want a number of at least 15`, 0},
+	} {
+		t.Setenv(env, tc.value)
+		var got int
+		if msg := fatalOf(t, func(tb testing.TB) { got = Runs(tb, env, 21) }); msg != tc.fatal || got != tc.want {
+			t.Errorf("Runs with %s=%q = %d, failing with %q; want %d, %q", env, tc.value, got, msg, tc.want, tc.fatal)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -58,6 +59,17 @@ func Bin(t testing.TB, name string) string {
 	p := filepath.Join(RepoRoot(t), "bin", name)
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%s is missing: run make first (%v)", p, err)
+	}
+	return p
+}
+
+// LookPath returns the path of the command name, or fails the test with
+// what installs it.
+func LookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found: %v (make deps installs what the tests use)", name, err)
 	}
 	return p
 }

@@ -56,6 +56,15 @@ func NewRunc(t testing.TB, bin string) *Runc {
 	return &Runc{Bin: path, Root: filepath.Join(TempDir(t), "state")}
 }
 
+// Wrapper returns a runtime driver for the wrapper, bin/runc-shared, that
+// reads the configuration at config.
+func Wrapper(t testing.TB, config string) *Runc {
+	t.Helper()
+	r := NewRunc(t, Bin(t, "runc-shared"))
+	r.ExtraGlobal = []string{"--runc-shared-config=" + config}
+	return r
+}
+
 // Run runs the runtime with the global flags and args and returns its output. The
 // error includes stderr and, for create/run, the error lines of the --log file.
 func (r *Runc) Run(t testing.TB, args ...string) (stdout, stderr string, err error) {
