@@ -146,18 +146,25 @@ func (s *Server) keep(rec *Record, path string) error {
 	return nil
 }
 
-// unmountPath resolves path within the allowlist of rec's rule and removes
-// every mount there. It returns the resolved path, "" when the path does
-// not exist (nothing to unmount).
-func (s *Server) unmountPath(what, path string, rec *Record) (string, error) {
-	p, err := resolvePath(what, path, s.allowOf(rec))
+// unmountVolume is the prologue of the unstage and unpublish calls:
+// openVolume, then every mount at the path removed. It returns the
+// resolved path, "" when the path does not exist (nothing to unmount).
+func (s *Server) unmountVolume(ctx context.Context, id, what, path string) (rec *Record, resolved string, unlock func(), err error) {
+	if rec, unlock, err = s.openVolume(ctx, id, what, path); err != nil {
+		return nil, "", nil, err
+	}
+	resolved, err = resolvePath(what, path, s.allowOf(rec))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return rec, "", unlock, nil
+	}
+	if err == nil {
+		err = unmountAll(s.Mounter, resolved)
 	}
 	if err != nil {
-		return "", err
+		unlock()
+		return nil, "", nil, err
 	}
-	return p, unmountAll(s.Mounter, p)
+	return rec, resolved, unlock, nil
 }
 
 // NodeStageVolume mounts the volume at the staging path with its helper.
@@ -266,15 +273,11 @@ func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error
 // or holds no mount is unstaged already.
 func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
 	id := req.GetVolumeId()
-	rec, unlock, err := s.openVolume(ctx, id, "staging target path", req.GetStagingTargetPath())
+	rec, staging, unlock, err := s.unmountVolume(ctx, id, "staging target path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	staging, err := s.unmountPath("staging target path", req.GetStagingTargetPath(), rec)
-	if err != nil {
-		return nil, err
-	}
 	if rec != nil && (rec.Staging == staging || staging == "") {
 		if err := s.records.remove(id); err != nil {
 			return nil, err
@@ -385,15 +388,11 @@ func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolume
 // NodePublishVolume made there, as the CSI spec asks of the plugin.
 func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	rec, unlock, err := s.openVolume(ctx, id, "target path", req.GetTargetPath())
+	rec, target, unlock, err := s.unmountVolume(ctx, id, "target path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	target, err := s.unmountPath("target path", req.GetTargetPath(), rec)
-	if err != nil {
-		return nil, err
-	}
 	if target != "" {
 		// Remove, not RemoveAll: with nothing mounted, files left there
 		// are someone's data on the node's disk, not ours to delete.
