@@ -99,22 +99,26 @@ func TestPeerGroup(t *testing.T) {
 	}
 }
 
-// TestStat: a command name with spaces and parentheses does not shift the
-// fields that follow it.
-func TestStat(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
+// sleepAs starts `sleep 60` under the command name name (a symlink to
+// sleep); cleanup kills it.
+func sleepAs(t *testing.T, name string) *exec.Cmd {
+	t.Helper()
+	link := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(LookPath(t, "sleep"), link); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(t.TempDir(), "a) R 1 (b")
-	if err := os.Symlink(sleep, link); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(link, "10")
+	cmd := exec.Command(link, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// TestStat: a command name with spaces and parentheses does not shift the
+// fields that follow it.
+func TestStat(t *testing.T) {
+	cmd := sleepAs(t, "a) R 1 (b")
 	p, err := findProc(cmd.Process.Pid)
 	if err != nil || !p.alive() {
 		t.Fatalf("findProc: %v, alive %v", err, p.alive())
@@ -182,20 +186,8 @@ func TestWaitSocket(t *testing.T) {
 
 // TestProcesses: Alive, Pids, Exited and Stop on a child of the test.
 func TestProcesses(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A name of its own, for Pids to find it by.
-	marked := filepath.Join(t.TempDir(), "rstest-processes")
-	if err := os.Symlink(sleep, marked); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(marked, "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd := sleepAs(t, "rstest-processes") // a name of its own, for Pids to find it by
+	marked := cmd.Path
 	pid := cmd.Process.Pid
 	if !Alive(pid) {
 		t.Errorf("Alive(%d) of a running child = false", pid)
