@@ -15,28 +15,28 @@ import (
 
 // Defaults of the flags.
 const (
-	DefaultRuntimePath = "/usr/local/bin/runc-shared"
+	defaultRuntimePath = "/usr/local/bin/runc-shared"
 	DefaultRuntimeName = "shared"
-	// DefaultHooksDir is read by Podman and, as its only default, by CRI-O.
-	DefaultHooksDir = "/usr/share/containers/oci/hooks.d"
-	// BackupSuffix is appended to a file's path for the copy of its content
+	// defaultHooksDir is read by Podman and, as its only default, by CRI-O.
+	defaultHooksDir = "/usr/share/containers/oci/hooks.d"
+	// backupSuffix is appended to a file's path for the copy of its content
 	// from before runc-shared.
-	BackupSuffix = ".runc-shared.bak"
+	backupSuffix = ".runc-shared.bak"
 )
 
-// Engines lists the engines configure knows, with their default
+// engines lists the engines configure knows, with their default
 // configuration file.
-var Engines = map[string]string{
+var engines = map[string]string{
 	"docker":     "/etc/docker/daemon.json",
 	"containerd": "/etc/containerd/config.toml",
 	"podman":     "/etc/containers/containers.conf",
 	"crio":       "/etc/crio/crio.conf.d/99-runc-shared.conf",
 }
 
-// Options are the settings of one configure run.
-type Options struct {
+// options are the settings of one configure run.
+type options struct {
 	Engine      string // docker, containerd, podman or crio
-	ConfigFile  string // the engine's configuration file; "" means Engines[Engine]
+	ConfigFile  string // the engine's configuration file; "" means engines[Engine]
 	RuntimePath string // the runc-shared binary the engine runs
 	RuntimeName string // the runtime (Docker, Podman) or runtime handler (CRI) name
 	// RuncSharedConfig is runc-shared's own configuration file; "" means
@@ -62,37 +62,37 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mounter configure: %v\n", err)
 		return 2
 	}
-	p, err := NewPlan(o)
+	p, err := newPlan(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "mounter configure: %v\n", err)
 		return 2
 	}
-	if err := p.Execute(stdout); err != nil {
+	if err := p.execute(stdout); err != nil {
 		fmt.Fprintf(stderr, "mounter configure: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func parseArgs(args []string, stderr io.Writer) (Options, error) {
-	var o Options
+func parseArgs(args []string, stderr io.Writer) (options, error) {
+	var o options
 	fs := flag.NewFlagSet("mounter configure", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Engine, "engine", "", "engine to configure: docker, containerd, podman or crio (required)")
 	fs.StringVar(&o.ConfigFile, "config-file", "", "the engine's configuration file (default: per engine, see below)")
-	fs.StringVar(&o.RuntimePath, "runtime-path", DefaultRuntimePath, "the runc-shared binary")
+	fs.StringVar(&o.RuntimePath, "runtime-path", defaultRuntimePath, "the runc-shared binary")
 	fs.StringVar(&o.RuntimeName, "runtime-name", DefaultRuntimeName, "runtime name (Docker, Podman) or CRI runtime handler (containerd, CRI-O)")
 	fs.StringVar(&o.RuncSharedConfig, "runc-shared-config", "", "runc-shared's configuration file (default: $RUNC_SHARED_CONFIG, else "+config.DefaultPath+")")
-	fs.StringVar(&o.HooksDir, "hooks-dir", DefaultHooksDir, "OCI hooks directory for the mount-hook files (Podman, CRI-O)")
+	fs.StringVar(&o.HooksDir, "hooks-dir", defaultHooksDir, "OCI hooks directory for the mount-hook files (Podman, CRI-O)")
 	fs.StringVar(&o.HookPath, "hook-path", "", "the mount-hook binary named in the hook files (default: mount-hook beside --runtime-path)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the change as a unified diff and write nothing")
 	fs.BoolVar(&o.Remove, "remove", false, "undo the configuration (restores the backup when the file is unchanged since)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: mounter configure --engine docker|containerd|podman|crio [flags]\n\n"+
 			"Registers runc-shared with a container engine; idempotent. Before the first change to a\n"+
-			"file it keeps FILE"+BackupSuffix+". Default configuration files:\n")
+			"file it keeps FILE"+backupSuffix+". Default configuration files:\n")
 		for _, e := range []string{"docker", "containerd", "podman", "crio"} {
-			fmt.Fprintf(stderr, "  %-10s %s\n", e, Engines[e])
+			fmt.Fprintf(stderr, "  %-10s %s\n", e, engines[e])
 		}
 		fmt.Fprint(stderr, "\nFlags:\n")
 		fs.PrintDefaults()
@@ -106,28 +106,28 @@ func parseArgs(args []string, stderr io.Writer) (Options, error) {
 	return o, nil
 }
 
-// Plan is the list of file edits for one engine, and what to tell the user.
-type Plan struct {
-	Options Options
-	Targets []Target
-	// Notes are the next steps, printed when something changed, and
+// plan is the list of file edits for one engine, and what to tell the user.
+type plan struct {
+	opts    options
+	targets []target
+	// notes are the next steps, printed when something changed, and
 	// warnings ("warning: ..."), printed always.
-	Notes []string
+	notes []string
 }
 
-// Target is one file that configure manages.
-type Target struct {
+// target is one file that configure manages.
+type target struct {
 	Path   string
 	What   string // for messages: `runtime "shared"`, `createRuntime hook`
-	Editor Editor
+	editor editor
 	// Next, when set, tells the step that makes a change take effect from
 	// what the file holds afterwards (nil: the file is gone). It is printed
-	// after the Notes, when the file changed.
+	// after the notes, when the file changed.
 	Next func(result []byte) string
 }
 
-// Editor knows how runc-shared's entry looks in one file.
-type Editor interface {
+// editor knows how runc-shared's entry looks in one file.
+type editor interface {
 	// Apply returns content with the entry; old is nil for a missing file.
 	// When the entry is already there it returns old unchanged.
 	Apply(old []byte) ([]byte, error)
@@ -136,9 +136,9 @@ type Editor interface {
 	Revert(cur []byte) ([]byte, error)
 }
 
-// NewPlan validates o, fills in the defaults and builds the engine's plan.
-func NewPlan(o Options) (*Plan, error) {
-	def, ok := Engines[o.Engine]
+// newPlan validates o, fills in the defaults and builds the engine's plan.
+func newPlan(o options) (*plan, error) {
+	def, ok := engines[o.Engine]
 	if !ok {
 		return nil, fmt.Errorf("--engine %q: want docker, containerd, podman or crio", o.Engine)
 	}
@@ -165,9 +165,9 @@ func NewPlan(o Options) (*Plan, error) {
 		o.HookPath = filepath.Join(filepath.Dir(o.RuntimePath), hookargs.Name)
 	}
 	if o.HooksDir == "" {
-		o.HooksDir = DefaultHooksDir
+		o.HooksDir = defaultHooksDir
 	}
-	p := &Plan{Options: o}
+	p := &plan{opts: o}
 	switch o.Engine {
 	case "docker":
 		p.docker()
@@ -179,7 +179,7 @@ func NewPlan(o Options) (*Plan, error) {
 		p.crio()
 	}
 	if _, err := os.Stat(o.RuntimePath); err != nil && !o.Remove {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: %s: %v; install runc-shared there (make install) before starting containers with runtime %q",
+		p.notes = append(p.notes, fmt.Sprintf("warning: %s: %v; install runc-shared there (make install) before starting containers with runtime %q",
 			o.RuntimePath, err, o.RuntimeName))
 	}
 	return p, nil
@@ -187,13 +187,13 @@ func NewPlan(o Options) (*Plan, error) {
 
 // customConfig tells whether the user named a runc-shared configuration
 // that the binary would not find on its own.
-func (o Options) customConfig() bool {
+func (o options) customConfig() bool {
 	return o.RuncSharedConfig != "" && o.RuncSharedConfig != config.DefaultPath
 }
 
 // configArg is the runc-shared configuration to pass as an argument: the
 // named one, else the default path.
-func (o Options) configArg() string {
+func (o options) configArg() string {
 	if o.RuncSharedConfig != "" {
 		return o.RuncSharedConfig
 	}

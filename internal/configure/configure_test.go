@@ -165,16 +165,16 @@ func TestRoundTrip(t *testing.T) {
 			got := readOrNil(t, file)
 			tc.check(t, got)
 			if original != nil {
-				if bak := readOrNil(t, file+BackupSuffix); !bytes.Equal(bak, original) {
+				if bak := readOrNil(t, file+backupSuffix); !bytes.Equal(bak, original) {
 					t.Errorf("backup differs from the original")
 				}
-			} else if _, err := os.Stat(file + BackupSuffix); err == nil {
+			} else if _, err := os.Stat(file + backupSuffix); err == nil {
 				t.Errorf("a backup of a file that did not exist")
 			}
 			if tc.hooks {
 				for name, stage := range HookFiles {
 					h := readOrNil(t, filepath.Join(hooksDir, name))
-					if !bytes.Equal(h, HookFile("/opt/rs/bin/mount-hook", stage, "", "")) {
+					if !bytes.Equal(h, hookFile("/opt/rs/bin/mount-hook", stage, "", "")) {
 						t.Errorf("hook file %s = %s", name, h)
 					}
 				}
@@ -339,7 +339,7 @@ func TestRemoveKeepsLaterEdits(t *testing.T) {
 			if !strings.Contains(out, "is kept: compare it") {
 				t.Errorf("remove does not tell about the kept backup: %s", out)
 			}
-			if _, err := os.Stat(file + BackupSuffix); err != nil {
+			if _, err := os.Stat(file + backupSuffix); err != nil {
 				t.Errorf("backup gone: %v", err)
 			}
 		})
@@ -411,7 +411,7 @@ func TestRefusals(t *testing.T) {
 			if got := readOrNil(t, file); string(got) != tc.content {
 				t.Errorf("file changed:\n%s", got)
 			}
-			if _, err := os.Stat(file + BackupSuffix); err == nil {
+			if _, err := os.Stat(file + backupSuffix); err == nil {
 				t.Errorf("backup written")
 			}
 			if _, err := os.Stat(hooks); tc.code != 0 && err == nil {
@@ -454,7 +454,7 @@ func TestContainerdVersions(t *testing.T) {
 		{"version = 2\n", []string{"plugins", "io.containerd.grpc.v1.cri"}},
 		{"version = 3\n", []string{"plugins", "io.containerd.cri.v1.runtime"}},
 	} {
-		got, err := containerdEditor(Options{RuntimeName: "shared", RuntimePath: testRuntime}).Apply([]byte(tc.content))
+		got, err := containerdEditor(options{RuntimeName: "shared", RuntimePath: testRuntime}).Apply([]byte(tc.content))
 		if err != nil {
 			t.Errorf("%q: %v", tc.content, err)
 			continue
@@ -474,14 +474,14 @@ func TestHookFilesMatchRepo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := HookFile("/usr/local/bin/mount-hook", stage, "", ""); !jsonEqual(got, repo) {
+		if got := hookFile("/usr/local/bin/mount-hook", stage, "", ""); !jsonEqual(got, repo) {
 			t.Errorf("%s differs from hooks.d/%s:\n%s\n---\n%s", stage, name, got, repo)
 		}
 	}
 	var h struct {
 		Hook struct{ Args []string }
 	}
-	if err := json.Unmarshal(HookFile("/x/mount-hook", "poststop", testConfig, ""), &h); err != nil {
+	if err := json.Unmarshal(hookFile("/x/mount-hook", "poststop", testConfig, ""), &h); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"mount-hook", "--config", testConfig, "poststop"}; !reflect.DeepEqual(h.Hook.Args, want) {
@@ -560,7 +560,7 @@ func TestDeployExamples(t *testing.T) {
 func TestBackupOnceAndModeKept(t *testing.T) {
 	file := copyTestdata(t, "docker-populated.json", "daemon.json") // mode 0640
 	older := []byte("{\"from\": \"before runc-shared\"}\n")
-	if err := os.WriteFile(file+BackupSuffix, older, 0o600); err != nil {
+	if err := os.WriteFile(file+backupSuffix, older, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := run(t, "--engine", "docker", "--config-file", file, "--runtime-path", testRuntime)
@@ -570,7 +570,7 @@ func TestBackupOnceAndModeKept(t *testing.T) {
 	if !strings.Contains(out, "from before runc-shared is kept") {
 		t.Errorf("output does not say the old backup is kept: %s", out)
 	}
-	if got := readOrNil(t, file+BackupSuffix); !bytes.Equal(got, older) {
+	if got := readOrNil(t, file+backupSuffix); !bytes.Equal(got, older) {
 		t.Errorf("existing backup overwritten: %s", got)
 	}
 	fi, err := os.Stat(file)

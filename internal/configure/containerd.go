@@ -19,23 +19,23 @@ var containerdCRI = map[int64][]string{
 	3: {"plugins", "io.containerd.cri.v1.runtime"},
 }
 
-func (p *Plan) containerd() {
-	o := p.Options
-	p.Targets = []Target{{
+func (p *plan) containerd() {
+	o := p.opts
+	p.targets = []target{{
 		Path:   o.ConfigFile,
 		What:   fmt.Sprintf("CRI runtime handler %q", o.RuntimeName),
-		Editor: containerdEditor(o),
+		editor: containerdEditor(o),
 	}}
 	if o.Remove {
-		p.Notes = append(p.Notes, "next: restart containerd (systemctl restart containerd); running pods keep their runtime")
+		p.notes = append(p.notes, "next: restart containerd (systemctl restart containerd); running pods keep their runtime")
 		return
 	}
-	p.Notes = append(p.Notes,
+	p.notes = append(p.notes,
 		"next: restart containerd (systemctl restart containerd); running containers survive, their shims are separate processes",
 		fmt.Sprintf("then: a RuntimeClass with handler %q (deploy/kubernetes/runtimeclass.yaml) and pods with runtimeClassName and the annotation %s: NAME; ctr run takes --runc-binary %s --annotation %s=NAME",
 			o.RuntimeName, spec.AnnotationMounter, o.RuntimePath, spec.AnnotationMounter))
 	if o.customConfig() {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: containerd passes no arguments to a runtime, so runc-shared reads $%s or %s: "+
+		p.notes = append(p.notes, fmt.Sprintf("warning: containerd passes no arguments to a runtime, so runc-shared reads $%s or %s: "+
 			"install %s there, or set %s=%s in containerd's environment (a systemd drop-in with Environment=; the shims inherit it)",
 			config.EnvVar, config.DefaultPath, o.RuncSharedConfig, config.EnvVar, o.RuncSharedConfig))
 	}
@@ -43,7 +43,7 @@ func (p *Plan) containerd() {
 		if doc, err := decodeTOML(raw); err == nil {
 			dis, _ := doc["disabled_plugins"].([]any)
 			if slices.Contains(dis, any("cri")) || slices.Contains(dis, any("io.containerd.grpc.v1.cri")) {
-				p.Notes = append(p.Notes, fmt.Sprintf("warning: %s disables the cri plugin (disabled_plugins): Kubernetes cannot use this containerd until you take it out (Docker's containerd.io package ships it disabled)", o.ConfigFile))
+				p.notes = append(p.notes, fmt.Sprintf("warning: %s disables the cri plugin (disabled_plugins): Kubernetes cannot use this containerd until you take it out (Docker's containerd.io package ships it disabled)", o.ConfigFile))
 			}
 		}
 	}
@@ -53,7 +53,7 @@ func (p *Plan) containerd() {
 // BinaryName pointing at runc-shared, and pod_annotations letting the
 // mounter annotation through (the CRI plugin passes no pod annotation to
 // the OCI spec unless a handler lists it).
-func containerdEditor(o Options) *tomlEditor {
+func containerdEditor(o options) *tomlEditor {
 	return &tomlEditor{
 		Key: o.RuntimeName,
 		Val: tomlTable{

@@ -14,12 +14,12 @@ import (
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-func (p *Plan) docker() {
-	o := p.Options
-	p.Targets = []Target{{
+func (p *plan) docker() {
+	o := p.opts
+	p.targets = []target{{
 		Path: o.ConfigFile,
 		What: fmt.Sprintf("runtime %q", o.RuntimeName),
-		Editor: &dockerEditor{name: o.RuntimeName, runtime: dockerRuntime{
+		editor: &dockerEditor{name: o.RuntimeName, runtime: dockerRuntime{
 			Path: o.RuntimePath,
 			// Docker puts runtimeArgs before the runtime's own global
 			// options, where runc-shared looks for this flag.
@@ -27,10 +27,10 @@ func (p *Plan) docker() {
 		}},
 	}}
 	if o.Remove {
-		p.Targets[0].Next = func(result []byte) string { return dockerRemoveStep(o.RuntimeName, result) }
+		p.targets[0].Next = func(result []byte) string { return dockerRemoveStep(o.RuntimeName, result) }
 		return
 	}
-	p.Notes = append(p.Notes,
+	p.notes = append(p.notes,
 		"next: reload dockerd (systemctl reload docker, or SIGHUP: daemon.json runtimes are reloadable; runtimes given with dockerd --add-runtime are dropped by a reload, so define them in one place)",
 		fmt.Sprintf("then: docker run --runtime %s --cap-add SYS_ADMIN --device /dev/fuse -e %s=NAME ... (Docker before 24 passes no annotations to the runtime; Docker 24 and later also take --annotation %s=NAME)", o.RuntimeName, spec.EnvMounter, spec.AnnotationMounter))
 }

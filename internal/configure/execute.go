@@ -18,18 +18,18 @@ import (
 
 // change is what one target needs.
 type change struct {
-	t       Target
+	t       target
 	old     []byte // nil: the file does not exist
 	new     []byte // nil: delete the file
 	restore bool   // new is the backup, which is then removed
 	action  string
 }
 
-// Execute computes every change first and writes only when all of them
+// execute computes every change first and writes only when all of them
 // could be computed, so a broken file leaves the others untouched too.
-func (p *Plan) Execute(stdout io.Writer) error {
+func (p *plan) execute(stdout io.Writer) error {
 	var changes []change
-	for _, t := range p.Targets {
+	for _, t := range p.targets {
 		c, err := p.compute(t)
 		if err != nil {
 			return err
@@ -37,7 +37,7 @@ func (p *Plan) Execute(stdout io.Writer) error {
 		changes = append(changes, c)
 	}
 	verb := "configure"
-	if p.Options.Remove {
+	if p.opts.Remove {
 		verb = "remove"
 	}
 	for _, c := range changes {
@@ -45,7 +45,7 @@ func (p *Plan) Execute(stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%s: %s: unchanged (%s)\n", verb, c.t.Path, c.t.What)
 			continue
 		}
-		if p.Options.DryRun {
+		if p.opts.DryRun {
 			fmt.Fprintf(stdout, "%s (dry run): %s: would be %s (%s)\n", verb, c.t.Path, c.action, c.t.What)
 			to := c.t.Path
 			if c.new == nil {
@@ -65,7 +65,7 @@ func (p *Plan) Execute(stdout io.Writer) error {
 	}
 	// Next steps only matter after a change; warnings always do.
 	changed := slices.ContainsFunc(changes, func(c change) bool { return c.action != "" })
-	for _, n := range p.Notes {
+	for _, n := range p.notes {
 		if changed || strings.HasPrefix(n, "warning:") {
 			fmt.Fprintln(stdout, n)
 		}
@@ -85,15 +85,15 @@ func unifiedDiff(fromName, toName string, a, b []byte) string {
 }
 
 // compute decides what one file needs, without writing.
-func (p *Plan) compute(t Target) (change, error) {
+func (p *plan) compute(t target) (change, error) {
 	c := change{t: t}
 	old, err := readIfExists(t.Path)
 	if err != nil {
 		return c, err
 	}
 	c.old = old
-	if !p.Options.Remove {
-		c.new, err = t.Editor.Apply(old)
+	if !p.opts.Remove {
+		c.new, err = t.editor.Apply(old)
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", t.Path, err)
 		}
@@ -103,9 +103,9 @@ func (p *Plan) compute(t Target) (change, error) {
 		case old == nil:
 			c.action = "created"
 		default:
-			c.action = "updated, backup in " + t.Path + BackupSuffix
-			if _, err := os.Lstat(t.Path + BackupSuffix); err == nil {
-				c.action = "updated, the backup " + t.Path + BackupSuffix + " from before runc-shared is kept"
+			c.action = "updated, backup in " + t.Path + backupSuffix
+			if _, err := os.Lstat(t.Path + backupSuffix); err == nil {
+				c.action = "updated, the backup " + t.Path + backupSuffix + " from before runc-shared is kept"
 			}
 		}
 		return c, nil
@@ -115,18 +115,18 @@ func (p *Plan) compute(t Target) (change, error) {
 	}
 	// The backup is restored only when the file is still exactly what
 	// configure made of it: otherwise the user's later edits would be lost.
-	backup, err := readIfExists(t.Path + BackupSuffix)
+	backup, err := readIfExists(t.Path + backupSuffix)
 	if err != nil {
 		return c, err
 	}
 	if backup != nil {
-		made, err := t.Editor.Apply(backup)
+		made, err := t.editor.Apply(backup)
 		if err == nil && bytes.Equal(made, old) {
-			c.new, c.restore, c.action = backup, true, "restored from "+t.Path+BackupSuffix
+			c.new, c.restore, c.action = backup, true, "restored from "+t.Path+backupSuffix
 			return c, nil
 		}
 	}
-	c.new, err = t.Editor.Revert(old)
+	c.new, err = t.editor.Revert(old)
 	if err != nil {
 		return c, fmt.Errorf("%s: %w", t.Path, err)
 	}
@@ -138,7 +138,7 @@ func (p *Plan) compute(t Target) (change, error) {
 	default:
 		c.action = "entry removed"
 		if backup != nil {
-			c.action += "; the file changed since configure, so " + t.Path + BackupSuffix + " is kept: compare it"
+			c.action += "; the file changed since configure, so " + t.Path + backupSuffix + " is kept: compare it"
 		}
 	}
 	return c, nil
@@ -152,8 +152,8 @@ func apply(c change) error {
 		if err := writeFile(path, c.new); err != nil {
 			return err
 		}
-		if err := os.Remove(path + BackupSuffix); err != nil {
-			return fmt.Errorf("remove backup %s: %w", path+BackupSuffix, err)
+		if err := os.Remove(path + backupSuffix); err != nil {
+			return fmt.Errorf("remove backup %s: %w", path+backupSuffix, err)
 		}
 		return nil
 	case c.new == nil:
@@ -189,7 +189,7 @@ func readIfExists(path string) ([]byte, error) {
 // every later configure. The copy is written whole or not at all, so a
 // crash never leaves a partial backup that later runs would keep.
 func backupOnce(path string) error {
-	bak := path + BackupSuffix
+	bak := path + backupSuffix
 	if _, err := os.Lstat(bak); err == nil {
 		return nil
 	}

@@ -17,8 +17,8 @@ import (
 // Podman and CRI-O run mount-hook from hooks.d files; their configuration
 // only names the runtime, in a TOML table of its own.
 
-func (p *Plan) podman() {
-	o := p.Options
+func (p *plan) podman() {
+	o := p.opts
 	p.hooksDEngine(fmt.Sprintf("runtime %q", o.RuntimeName), []string{"engine", "runtimes"}, []string{o.RuntimePath})
 	if o.Remove {
 		return
@@ -27,17 +27,17 @@ func (p *Plan) podman() {
 	if o.customConfig() {
 		run += " --runtime-flag " + runtime.ConfigFlag + "=" + o.RuncSharedConfig + " (containers.conf has no per-runtime arguments)"
 	}
-	p.Notes = append(p.Notes, "next: nothing to restart, Podman reads containers.conf and hooks.d on every command", run)
-	if o.HooksDir != DefaultHooksDir && o.HooksDir != "/etc/containers/oci/hooks.d" {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: Podman does not read %s by default: add it to hooks_dir in containers.conf or pass --hooks-dir", o.HooksDir))
+	p.notes = append(p.notes, "next: nothing to restart, Podman reads containers.conf and hooks.d on every command", run)
+	if o.HooksDir != defaultHooksDir && o.HooksDir != "/etc/containers/oci/hooks.d" {
+		p.notes = append(p.notes, fmt.Sprintf("warning: Podman does not read %s by default: add it to hooks_dir in containers.conf or pass --hooks-dir", o.HooksDir))
 	}
 }
 
 // crio is written from CRI-O's documentation (crio.conf(5), "CRIO.RUNTIME.RUNTIMES
 // TABLE") and is untested: CRI-O is not packaged on the machines the tests
 // run on.
-func (p *Plan) crio() {
-	o := p.Options
+func (p *plan) crio() {
+	o := p.opts
 	// No allowed_annotations: that list is for CRI-O's own
 	// io.kubernetes.cri-o.* annotations. Whether a pod annotation reaches
 	// the container's spec is untested: deploy/README.md suggests matching
@@ -45,28 +45,28 @@ func (p *Plan) crio() {
 	p.hooksDEngine(fmt.Sprintf("runtime handler %q (untested)", o.RuntimeName), []string{"crio", "runtime", "runtimes"},
 		tomlTable{{"runtime_path", o.RuntimePath}, {"runtime_type", "oci"}})
 	if o.Remove {
-		p.Notes = append(p.Notes, "next: restart CRI-O (systemctl restart crio)")
+		p.notes = append(p.notes, "next: restart CRI-O (systemctl restart crio)")
 		return
 	}
-	p.Notes = append(p.Notes,
+	p.notes = append(p.notes,
 		"note: the CRI-O configuration is written from its documentation and untested",
 		fmt.Sprintf("next: restart CRI-O (systemctl restart crio); then a RuntimeClass with handler %q", o.RuntimeName))
-	if o.HooksDir != DefaultHooksDir {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O reads only %s by default: add %s to hooks_dir in crio.conf", DefaultHooksDir, o.HooksDir))
+	if o.HooksDir != defaultHooksDir {
+		p.notes = append(p.notes, fmt.Sprintf("warning: CRI-O reads only %s by default: add %s to hooks_dir in crio.conf", defaultHooksDir, o.HooksDir))
 	}
 	if o.customConfig() {
-		p.Notes = append(p.Notes, fmt.Sprintf("warning: CRI-O passes no arguments to a runtime, so runc-shared reads $%s or %s: install %s there", config.EnvVar, config.DefaultPath, o.RuncSharedConfig))
+		p.notes = append(p.notes, fmt.Sprintf("warning: CRI-O passes no arguments to a runtime, so runc-shared reads $%s or %s: install %s there", config.EnvVar, config.DefaultPath, o.RuncSharedConfig))
 	}
 }
 
 // hooksDEngine makes the targets of an engine that reads hooks.d: the
 // runtime entry val at table in its configuration, then the two hook files.
-func (p *Plan) hooksDEngine(what string, table []string, val any) {
-	o := p.Options
-	p.Targets = append([]Target{{
+func (p *plan) hooksDEngine(what string, table []string, val any) {
+	o := p.opts
+	p.targets = append([]target{{
 		Path: o.ConfigFile,
 		What: what,
-		Editor: &tomlEditor{Key: o.RuntimeName, Val: val,
+		editor: &tomlEditor{Key: o.RuntimeName, Val: val,
 			Locate: func(map[string]any) ([]string, string, error) { return table, "", nil }},
 	}}, hookTargets(o)...)
 }
@@ -78,7 +78,7 @@ var HookFiles = map[string]string{
 	"runc-shared-mount-hook-poststop.json": "poststop",
 }
 
-func hookTargets(o Options) []Target {
+func hookTargets(o options) []target {
 	// A state dir other than the default goes on the hook's command line, as
 	// the wrapper does for the hook it injects: poststop then finds the
 	// mounter's record even when the configuration is gone or broken.
@@ -90,22 +90,22 @@ func hookTargets(o Options) []Target {
 	if !ok || stateDir == config.DefaultStateDir {
 		stateDir = ""
 	}
-	var ts []Target
+	var ts []target
 	for _, name := range []string{"runc-shared-mount-hook.json", "runc-shared-mount-hook-poststop.json"} {
 		stage := HookFiles[name]
-		ts = append(ts, Target{
+		ts = append(ts, target{
 			Path:   filepath.Join(o.HooksDir, name),
 			What:   stage + " hook",
-			Editor: wholeFile(HookFile(o.HookPath, stage, o.RuncSharedConfig, stateDir)),
+			editor: wholeFile(hookFile(o.HookPath, stage, o.RuncSharedConfig, stateDir)),
 		})
 	}
 	return ts
 }
 
-// HookFile returns the OCI hook file (schema 1.0.0) that runs mount-hook at
+// hookFile returns the OCI hook file (schema 1.0.0) that runs mount-hook at
 // stage for containers with the mounter annotation; config and stateDir, when
 // set, are passed to it with --config and --state-dir.
-func HookFile(hookPath, stage, config, stateDir string) []byte {
+func hookFile(hookPath, stage, config, stateDir string) []byte {
 	// The hook entry the wrapper injects, so both ways run the same command.
 	h := spec.InjectHooks{Path: hookPath, Config: config, StateDir: stateDir}.Hook(hookargs.Stage(stage))
 	q := jsonString
