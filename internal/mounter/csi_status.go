@@ -129,14 +129,7 @@ func privateConsumers(vols []*mountrec.Record, proc string) map[string][]consume
 func volumeDevices(vols []*mountrec.Record) map[uint64]string {
 	devOf := map[uint64]string{}
 	for _, v := range vols {
-		paths := []string{}
-		if v.Staging != "" {
-			paths = append(paths, v.Staging)
-		}
-		for _, t := range v.Targets {
-			paths = append(paths, t.Path)
-		}
-		for _, p := range paths {
+		for _, p := range volumePaths(v) {
 			ms, err := hostmount.MountsAt(p)
 			if err != nil {
 				continue

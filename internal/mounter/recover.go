@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -87,29 +88,18 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 	slices.Sort(rules)
 	rules = slices.Compact(rules)
 
-	notes := map[string]string{} // by record: what this run did
+	notes := map[string]string{}   // by record: what this run did
+	skipped := map[string]string{} // by rule: why this run did nothing
 	var forgotten []string
 	for _, name := range rules {
 		live := newestLive(recs.Live, name)
 		rule := cfg.Rule(name)
-		why := ""
 		switch {
 		case rule == nil:
-			why = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, configName(cfg))
+			skipped[name] = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, configName(cfg))
+			continue
 		case live == nil:
-			why = fmt.Sprintf("no live mounter of rule %q: start one through runc-shared, then run mounter recover again", name)
-		}
-		if why != "" {
-			for _, v := range vols {
-				if v.Rule == name {
-					notes[volumeKey(v)] = why
-				}
-			}
-			for _, r := range routed {
-				if r.Rule == name {
-					notes[routedKey(r)] = why
-				}
-			}
+			skipped[name] = fmt.Sprintf("no live mounter of rule %q: start one through runc-shared, then run mounter recover again", name)
 			continue
 		}
 		m.recoverVolumes(cfg, live, rule, vols, inv.Timeout, notes)
@@ -129,15 +119,16 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		}
 	}
 
+	note := func(key, rule string) string { return cmp.Or(skipped[rule], notes[key]) }
 	var all []recordedMount
 	for _, v := range vols {
 		for _, p := range volumePaths(v) {
-			all = append(all, recordedMount{Path: p, Record: volumeKey(v), Rule: v.Rule, Note: notes[volumeKey(v)]})
+			all = append(all, recordedMount{Path: p, Record: volumeKey(v), Rule: v.Rule, Note: note(volumeKey(v), v.Rule)})
 		}
 	}
 	for _, r := range routed {
 		if !slices.Contains(forgotten, r.Target) {
-			all = append(all, recordedMount{Path: r.Target, Record: "routed " + r.FSType, Rule: r.Rule, Note: notes[routedKey(r)]})
+			all = append(all, recordedMount{Path: r.Target, Record: "routed " + r.FSType, Rule: r.Rule, Note: note(routedKey(r), r.Rule)})
 		}
 	}
 	for _, t := range forgotten {
