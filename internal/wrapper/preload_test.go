@@ -800,21 +800,21 @@ func TestPreloadEngineSpecs(t *testing.T) {
 	for engine, doc := range preloadEngineSpecs {
 		t.Run(engine, func(t *testing.T) {
 			host := preloadTestDir(t)
-			var s specs.Spec
-			if err := json.Unmarshal([]byte(strings.ReplaceAll(doc, "HOST", host)), &s); err != nil {
+			d, err := spec.Parse([]byte(strings.ReplaceAll(doc, "HOST", host)))
+			if err != nil {
 				t.Fatal(err)
 			}
-			s.Root = &specs.Root{Path: preloadTestDir(t)}
+			d.Spec.Root = &specs.Root{Path: preloadTestDir(t)}
 			bundle := preloadTestDir(t)
 			argv := "--root /r --log " + bundle + "/log.json --log-format json create --bundle " + bundle + " --pid-file " + bundle + "/init.pid id"
 			pl := newTestPreloader(t, preloadTestRule(host), argv, bundle, preloadTestSelf(t, false))
-			if err := preloadRewrite(t, pl, &s); err != nil {
+			if err := preloadRewrite(t, pl, d.Spec); err != nil {
 				t.Fatal(err)
 			}
 			if conf := readBundleFile(t, bundle, preloadConf); !strings.Contains(conf, "\nmntns /proc/1/fd/3\nallow /var/lib/kubelet "+host+"\n") {
 				t.Errorf("hostmount.conf:\n%s", conf)
 			}
-			if err := spec.ValidateRewrite(&s); err != nil {
+			if err := d.ValidateChanges(); err != nil {
 				t.Error(err)
 			}
 		})

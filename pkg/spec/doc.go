@@ -23,7 +23,7 @@ const MaxConfigSize = 8 << 20
 var ErrTooLarge = errors.New("config.json too large")
 
 // Doc is a loaded config.json. Spec is the typed view that matchers read and
-// modifiers change; Encode writes back only what the modifiers changed, onto
+// modifiers change; Save writes back only what the modifiers changed, onto
 // the original document, so fields unknown to runtime-spec survive.
 type Doc struct {
 	Path string
@@ -119,18 +119,12 @@ func Parse(data []byte) (*Doc, error) {
 	return &Doc{Spec: &s, raw: data, orig: orig, mode: 0o644}, nil
 }
 
-// Encode returns the document with the modifiers' changes applied to the
-// original JSON. It computes the difference between the typed view as loaded
-// and as it is now, and applies only that difference to the original tree: a
-// field that runtime-spec v1.3.0 does not know (a newer spec, an engine
-// extension) is never dropped, since it is never re-encoded from the struct.
-func (d *Doc) Encode() ([]byte, error) {
-	data, _, err := d.encode()
-	return data, err
-}
-
-// encode is Encode that also tells whether anything changed, so that Save
-// encodes the typed view once.
+// encode returns the document with the modifiers' changes applied to the
+// original JSON, and whether there were any. It computes the difference
+// between the typed view as loaded and as it is now, and applies only that
+// difference to the original tree: a field that runtime-spec v1.3.0 does not
+// know (a newer spec, an engine extension) is never dropped, since it is
+// never re-encoded from the struct.
 func (d *Doc) encode() (data []byte, changed bool, err error) {
 	cur, err := json.Marshal(d.Spec)
 	if err != nil {
@@ -176,7 +170,7 @@ func (d *Doc) patched(cur []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// ErrAmbiguous is returned by Encode for a config.json whose rewrite would
+// ErrAmbiguous is returned by Save for a config.json whose rewrite would
 // not decode to the typed view that was checked and modified.
 var ErrAmbiguous = errors.New("ambiguous config.json")
 
@@ -206,7 +200,7 @@ func patch(w *bytes.Buffer, raw []byte, old, now any) error {
 		o, ok := old.([]any)
 		elems, err := splitArray(raw)
 		// A list that decoded to another length than it has (a repeated key
-		// filled it twice) is replaced; Encode's read-back check decides.
+		// filled it twice) is replaced; the read-back check decides.
 		if !ok || err != nil || len(elems) != len(o) {
 			return writeValue(w, now)
 		}
@@ -239,7 +233,7 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 	// encoding/json (runc's decoder too) matches a key to a field without
 	// regard to case, an exact match first. The member that holds a field
 	// is its last exact key, else its only case variant; with several
-	// variants and no exact key none is chosen, and Encode's read-back
+	// variants and no exact key none is chosen, and the read-back
 	// check refuses what cannot read back as the typed view.
 	chosen := map[string]int{} // typed key -> member index
 	fields := make([]string, 0, len(now)+len(old))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Raw returns the bytes the document was parsed from.
@@ -16,4 +18,35 @@ func (d *Doc) Changed() (bool, error) {
 		return false, fmt.Errorf("encode runtime spec: %w", err)
 	}
 	return !bytes.Equal(cur, d.orig), nil
+}
+
+// Encode returns the document with the modifiers' changes applied.
+func (d *Doc) Encode() ([]byte, error) {
+	data, _, err := d.encode()
+	return data, err
+}
+
+// ValidateRewrite applies Doc.ValidateChanges' checks to every value of s,
+// as if runc-shared had written all of them: the tests' check of a spec
+// they rewrote.
+func ValidateRewrite(s *specs.Spec) error {
+	if s.Linux != nil {
+		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
+			return err
+		}
+	}
+	for i := range s.Mounts {
+		if err := checkDestination(&s.Mounts[i]); err != nil {
+			return err
+		}
+		if err := checkPropagation(&s.Mounts[i]); err != nil {
+			return err
+		}
+	}
+	for _, h := range allHooks(s) {
+		if err := checkHookPath(h); err != nil {
+			return err
+		}
+	}
+	return nil
 }

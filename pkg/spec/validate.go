@@ -14,48 +14,20 @@ import (
 // (libcontainer/specconv: mountPropagationMapping).
 var rootfsPropagations = []string{"", "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable"}
 
-// ValidateRewrite checks every value of s that a rewrite can write, the way
-// runc's specconv and validator would, so that a broken rewrite fails with a
-// clear message rather than inside runc: linux.rootfsPropagation, each mount
-// (an absolute destination, no second propagation option beside rshared)
-// and each hook (an absolute path). It takes every value of s as written by
-// runc-shared, so it suits a spec the project built; for an engine's spec,
-// Doc.ValidateChanges applies the same checks to what the modifiers wrote
-// and leaves the engine's own values to runc (which accepts a relative
-// mount destination, for one).
+// ValidateChanges checks the values the modifiers changed since the
+// document was loaded the way runc's specconv and validator would, so that a
+// broken rewrite fails with a clear message rather than inside runc:
+// linux.rootfsPropagation when it changed; a mount the modifiers added (no
+// loaded mount at its destination) in full (an absolute destination, no
+// second propagation option beside rshared); a loaded mount they changed
+// (moved ones included) for its propagation options; a hook they added, for
+// its path. A value the engine wrote and the rewrite left alone is runc's
+// to judge (runc accepts a relative mount destination, for one), so an
+// error here is a fault of the rewrite.
 //
 // The checks are written here rather than taken from libcontainer's
 // specconv and validate: those need cgo and their package init runs on every
 // invocation of the wrapper, pass-through included.
-func ValidateRewrite(s *specs.Spec) error {
-	if s.Linux != nil {
-		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
-			return err
-		}
-	}
-	for i := range s.Mounts {
-		if err := checkDestination(&s.Mounts[i]); err != nil {
-			return err
-		}
-		if err := checkPropagation(&s.Mounts[i]); err != nil {
-			return err
-		}
-	}
-	for _, h := range allHooks(s) {
-		if err := checkHookPath(h); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// ValidateChanges applies ValidateRewrite's checks to the values the
-// modifiers changed since the document was loaded, and to nothing else:
-// linux.rootfsPropagation when it changed; a mount the modifiers added (no
-// loaded mount at its destination) in full; a loaded mount they changed
-// (moved ones included) for its propagation options; a hook they added, for
-// its path. A value the engine wrote and the rewrite left alone is runc's
-// to judge, so an error here is a fault of the rewrite.
 func (d *Doc) ValidateChanges() error {
 	var before struct {
 		Mounts []specs.Mount `json:"mounts"`
