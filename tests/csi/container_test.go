@@ -1,7 +1,6 @@
 package csi_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +34,7 @@ func TestMounterContainer(t *testing.T) {
 	side := testutil.TempDir(t)
 	e.StateDir = filepath.Join(side, "state")
 	e.Config = filepath.Join(side, "config.toml")
-	writeEnvConfig(t, e)
+	testutil.WriteFile(t, e.Config, testutil.GlusterRuleConfig(e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue, ""))
 	sock := filepath.Join(side, "csi.sock")
 	regDir := filepath.Join(side, "plugins_registry")
 	// The server reads its own copy of the configuration at /run/csi inside,
@@ -45,10 +44,9 @@ func TestMounterContainer(t *testing.T) {
 	const inside = "/run/csi"
 	in := *e
 	in.StateDir, in.Config = filepath.Join(inside, "state"), filepath.Join(side, "inside.toml")
-	writeEnvConfig(t, &in)
+	testutil.WriteFile(t, in.Config, testutil.GlusterRuleConfig(in.StateDir, in.Shared, spec.AnnotationMounter, annotationValue, ""))
 
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.Config}
+	r := testutil.Wrapper(t, e.Config)
 	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
 		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
 		testutil.WithAnnotation(spec.AnnotationMounter, annotationValue),
@@ -63,18 +61,9 @@ func TestMounterContainer(t *testing.T) {
 	if _, err := registry.New(e.StateDir).Read(id); err != nil {
 		t.Fatalf("the mounter is not registered (mount-hook): %v\n%s", err, b.Log(t))
 	}
-	exited := make(chan struct{})
-	go func() {
-		for {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-				close(exited)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	exited := testutil.Exited(pid)
 	initLog := func() string { o, e := b.InitOutput(t); return o + e }
-	waitSocket(t, sock, exited, initLog)
+	testutil.WaitSocket(t, sock, 10*time.Second, exited, initLog)
 	c := connect(t, sock)
 	ctx := ctxT(t)
 
@@ -184,23 +173,5 @@ func TestMounterContainer(t *testing.T) {
 	}
 	if st, err := r.State(t, id); err != nil || st.Status != "stopped" {
 		t.Errorf("container state after SIGTERM: %+v, %v", st, err)
-	}
-}
-
-func writeEnvConfig(t *testing.T, e *env) {
-	t.Helper()
-	cfg := fmt.Sprintf(`runtime = "runc"
-state-dir = %q
-
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-
-[mounter.match]
-annotations = { %q = %q }
-`, e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue)
-	if err := os.WriteFile(e.Config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

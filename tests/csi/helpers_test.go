@@ -5,7 +5,6 @@
 package csi_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
+	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -44,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := testutil.TempDir(t)
 	e := &env{Dir: dir, Shared: testutil.SharedDir(t), StateDir: filepath.Join(dir, "state"), Config: filepath.Join(dir, "config.toml")}
-	writeEnvConfig(t, e)
+	testutil.WriteFile(t, e.Config, testutil.GlusterRuleConfig(e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue, ""))
 	return e
 }
 
@@ -52,25 +52,14 @@ func newEnv(t *testing.T) *env {
 type server struct {
 	Cmd      *exec.Cmd
 	Socket   string
-	mu       sync.Mutex
-	out      bytes.Buffer
+	out      testutil.SyncBuffer
 	exited   chan struct{}
 	waitErr  error
 	stopOnce sync.Once
 }
 
-func (s *server) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.Write(p)
-}
-
 // Log is what the server wrote so far.
-func (s *server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
+func (s *server) Log() string { return s.out.String() }
 
 // startServer runs bin/mounter csi on the host with args after the
 // required ones, waits for its socket and stops it (SIGTERM) in cleanup.
@@ -80,7 +69,7 @@ func startServer(t *testing.T, e *env, extra ...string) *server {
 	args := append([]string{"csi", "--endpoint", "unix://" + s.Socket, "--driver-name", driverName,
 		"--node-id", "node-1", "--config", e.Config}, extra...)
 	s.Cmd = exec.Command(testutil.Bin(t, "mounter"), args...)
-	s.Cmd.Stdout, s.Cmd.Stderr = s, s
+	s.Cmd.Stdout, s.Cmd.Stderr = &s.out, &s.out
 	if err := s.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,27 +79,8 @@ func startServer(t *testing.T, e *env, extra ...string) *server {
 			t.Errorf("%v\n%s", err, s.Log())
 		}
 	})
-	waitSocket(t, s.Socket, s.exited, s.Log)
+	testutil.WaitSocket(t, s.Socket, 10*time.Second, s.exited, s.Log)
 	return s
-}
-
-func waitSocket(t *testing.T, sock string, exited <-chan struct{}, log func() string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("mounter csi exited before serving:\n%s", log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no socket at %s after 10s:\n%s", sock, log())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // stop sends SIGTERM (to the process this test started, by its PID) and

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,11 +51,7 @@ annotations = { %q = "fuse" }
 
 func runcPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatalf("runc: %v (scripts/deps.sh base)", err)
-	}
-	return p
+	return testutil.LookPath(t, "runc")
 }
 
 func (e *env) registry() *registry.Registry { return registry.New(e.stateDir) }
@@ -64,9 +59,7 @@ func (e *env) registry() *registry.Registry { return registry.New(e.stateDir) }
 // wrapper returns a runtime driver for bin/runc-shared with this config.
 func (e *env) wrapper(t *testing.T) *testutil.Runc {
 	t.Helper()
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.config}
-	return r
+	return testutil.Wrapper(t, e.config)
 }
 
 func (e *env) hookLog(t *testing.T) string {
@@ -88,20 +81,13 @@ func mounterBundle(t *testing.T, rootfs, host string, opts ...testutil.BundleOpt
 // waitStopped polls the runtime until the container is stopped.
 func waitStopped(t *testing.T, r *testutil.Runc, id string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "container "+id+" to stop after kill", func() (bool, string) {
 		st, err := r.State(t, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Status == "stopped" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s is still %s 10 s after kill", id, st.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st.Status == "stopped", "it is " + st.Status
+	})
 }
 
 func TestRegisteredWhileRunning(t *testing.T) {
@@ -181,34 +167,6 @@ func bindfsInside(t *testing.T, r *testutil.Runc, id, name string) {
 	}
 }
 
-// deadHostFUSE makes a dead FUSE mount at dir on the host: bindfs in the
-// foreground, killed by its PID.
-func deadHostFUSE(t *testing.T, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bindfs", "-f", "/etc", dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("bindfs: %v (scripts/deps.sh base installs it)", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(testutil.MountsUnder(t, dir)) == 0 {
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("bindfs did not mount %s", dir)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); !errors.Is(err, unix.ENOTCONN) {
-		t.Fatalf("statfs %s after killing bindfs: %v, want ENOTCONN", dir, err)
-	}
-}
-
 func TestDeadFUSEDetachedLiveKept(t *testing.T) {
 	testutil.CheckLeaks(t)
 	testutil.ForEachHost(t, func(t *testing.T, _ testutil.Host) {
@@ -231,7 +189,7 @@ func TestDeadFUSEDetachedLiveKept(t *testing.T) {
 		// shares a prefix, and a plain temp dir. The hook must leave them.
 		outside := []string{host + "-evil", filepath.Join(testutil.TempDir(t), "elsewhere")}
 		for _, d := range outside {
-			deadHostFUSE(t, d)
+			testutil.DeadFuseMount(t, d)
 		}
 
 		if err := r.Kill(t, "fuse-a", "KILL"); err != nil {

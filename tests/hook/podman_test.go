@@ -197,17 +197,10 @@ func TestPodmanHooksD(t *testing.T) {
 		}
 		// Podman runs poststop hooks itself while cleaning up the stopped
 		// container, with a state that has no pid.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.Eventually(t, 10*time.Second, "the record to go after podman stop", func() (bool, string) {
 			_, err := e.registry().Read(id)
-			if errors.Is(err, registry.ErrNotFound) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("record still there 10 s after podman stop: %v\nhook log:\n%s", err, e.hookLog(t))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return errors.Is(err, registry.ErrNotFound), fmt.Sprintf("read: %v\nhook log:\n%s", err, e.hookLog(t))
+		})
 		log := e.hookLog(t)
 		for _, want := range []string{"stage=createRuntime", "registered mounter", "stage=poststop", "unregistered mounter"} {
 			if !strings.Contains(log, want) {

@@ -86,8 +86,7 @@ func TestPoststopStateDirFlag(t *testing.T) {
 		host := testutil.SharedDir(t)
 		e := newEnv(t, host, "")
 		dead := filepath.Join(host, "dead")
-		deadHostFUSE(t, dead)
-		t.Cleanup(func() { _ = testutil.UnmountAll(dead) })
+		testutil.DeadFuseMount(t, dead)
 		writeRecord(t, e.stateDir, &registry.Record{ID: "gone", Name: "fuse", PID: 1, Bundle: "/nonexistent",
 			Propagate: []string{host}, Created: time.Now()})
 		if err := os.WriteFile(e.config, []byte("[[[ not toml\n"), 0o644); err != nil {

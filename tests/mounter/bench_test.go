@@ -17,11 +17,9 @@ package mounter_test
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,24 +30,14 @@ import (
 )
 
 func TestBenchLatency(t *testing.T) {
-	runs := 21
-	if v := os.Getenv("MOUNTER_BENCH_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 15 {
-			t.Fatalf("MOUNTER_BENCH_RUNS=%q: want a number of at least 15", v)
-		}
-		runs = n
-	}
+	runs := testutil.Runs(t, "MOUNTER_BENCH_RUNS", 21)
 	testutil.CheckLeaks(t)
 	g := testutil.Glusterd(t)
 	s := newSetup(t, "")
 	kube := mkdir(t, s.Shared, "k")
 	box := s.startMounter(t, "mounter-bench", map[string]string{kube: kube})
 	src := g.Server + ":/" + g.Volume
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runc := testutil.LookPath(t, "runc")
 
 	type way struct {
 		name string
@@ -95,20 +83,11 @@ func TestBenchLatency(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "median of %d runs each, alternating, volume %s:\n", runs, src)
 	for k, w := range ways {
-		med[k] = median(times[k])
+		med[k] = testutil.Median(times[k])
 		fmt.Fprintf(&b, "  %-28s median %7.1f ms  (min %6.1f, max %6.1f)\n", w.name, ms(med[k]), ms(slices.Min(times[k])), ms(slices.Max(times[k])))
 	}
 	fmt.Fprintf(&b, "  routed / native = %.2fx (goal <= 1.25x); routed / runc exec = %.2fx", float64(med[0])/float64(med[1]), float64(med[0])/float64(med[2]))
 	t.Log(b.String())
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -117,29 +96,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // exit does not overlap the next timed mount.
 func waitNoClient(t *testing.T, target string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for clientRuns(target) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the glusterfs client of %s still runs 10s after unmount", target)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func clientRuns(target string) bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if filepath.Base(argv[0]) == "glusterfs" && argv[len(argv)-1] == target {
-			return true
-		}
-	}
-	return false
+	testutil.Eventually(t, 10*time.Second, "the glusterfs client of "+target+" to exit after unmount", func() (bool, string) {
+		pids := testutil.Pids(func(argv []string) bool {
+			return filepath.Base(argv[0]) == "glusterfs" && argv[len(argv)-1] == target
+		})
+		return len(pids) == 0, fmt.Sprintf("still runs: %v", pids)
+	})
 }

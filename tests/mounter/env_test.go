@@ -62,27 +62,9 @@ func newHostSetup(t *testing.T, h testutil.Host, extra string) *setup {
 		Config:   filepath.Join(dir, "config.toml"),
 		Mounter:  testutil.Bin(t, "mounter"),
 	}
-	writeConfig(t, s.Config, fmt.Sprintf(`runtime = "runc"
-state-dir = %q
-%s
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-
-[mounter.match]
-annotations = { %q = %q }
-`, s.StateDir, h.ConfigLines()+extra, s.Shared, spec.AnnotationMounter, annotationValue))
-	s.Runc = testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	s.Runc.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	testutil.WriteFile(t, s.Config, testutil.GlusterRuleConfig(s.StateDir, s.Shared, spec.AnnotationMounter, annotationValue, h.ConfigLines()+extra))
+	s.Runc = testutil.Wrapper(t, s.Config)
 	return s
-}
-
-func writeConfig(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // mounterBox is a running mounter container.

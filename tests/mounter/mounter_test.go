@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -334,7 +333,7 @@ func TestRouted(t *testing.T) {
 			// The same setup with hook-path pointing nowhere and a second rule
 			// whose mounter never started.
 			cfg := filepath.Join(testutil.TempDir(t), "config.toml")
-			writeConfig(t, cfg, fmt.Sprintf(`state-dir = %q
+			testutil.WriteFile(t, cfg, fmt.Sprintf(`state-dir = %q
 	hook-path = "/nonexistent/mount-hook"
 
 	[[mounter]]
@@ -482,20 +481,9 @@ func deadPID(t *testing.T) int {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return
-		}
-		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X') {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still runs 10s after SIGKILL", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("process %d to exit after SIGKILL", pid), func() (bool, string) {
+		return !testutil.Alive(pid), "it still runs"
+	})
 }
 
 // testPropagationNotLive: a mounter whose mounts stay inside it (started by
@@ -547,39 +535,20 @@ func testPropagationNotLive(t *testing.T, g *testutil.Gluster) {
 // mounter) that serves target, and waits until the host sees the mount dead.
 func killFUSEDaemon(t *testing.T, target string) {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
+	pids := testutil.Pids(func(argv []string) bool {
+		return len(argv) >= 2 && filepath.Base(argv[0]) == "glusterfs" && argv[len(argv)-1] == target
+	})
+	if len(pids) == 0 {
+		t.Fatalf("no glusterfs process serves %s", target)
 	}
-	killed := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(argv) < 2 || filepath.Base(argv[0]) != "glusterfs" || argv[len(argv)-1] != target {
-			continue
-		}
+	for _, pid := range pids {
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 			t.Fatalf("kill glusterfs %d: %v", pid, err)
 		}
-		killed++
 	}
-	if killed == 0 {
-		t.Fatalf("no glusterfs process serves %s", target)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(t, 10*time.Second, target+" to be dead after its daemon was killed", func() (bool, string) {
 		var st unix.Statfs_t
-		if err := unix.Statfs(target, &st); errors.Is(err, unix.ENOTCONN) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is not dead 10s after its daemon was killed", target)
-		}
-	}
+		err := unix.Statfs(target, &st)
+		return errors.Is(err, unix.ENOTCONN), fmt.Sprintf("statfs: %v, want ENOTCONN", err)
+	})
 }

@@ -2,7 +2,6 @@ package mounter_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,15 +30,7 @@ func TestUntrustedStateDir(t *testing.T) {
 	s := newSetup(t, "")
 	stateDir := filepath.Join(open, "state")
 	s.StateDir = stateDir
-	writeConfig(t, s.Config, fmt.Sprintf(`runtime = "runc"
-state-dir = %q
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-[mounter.match]
-annotations = { %q = %q }
-`, stateDir, s.Shared, spec.AnnotationMounter, annotationValue))
+	testutil.WriteFile(t, s.Config, testutil.GlusterRuleConfig(stateDir, s.Shared, spec.AnnotationMounter, annotationValue, ""))
 
 	// What the attacker (uid 65534) plants: a runtime of theirs, and a
 	// record that names it with this test's live process as the mounter.

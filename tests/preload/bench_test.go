@@ -22,9 +22,7 @@ package preload_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,28 +32,6 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
-
-func benchRuns(t *testing.T, def int) int {
-	t.Helper()
-	v := os.Getenv("PRELOAD_BENCH_RUNS")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 15 {
-		t.Fatalf("PRELOAD_BENCH_RUNS=%q: want a number of at least 15", v)
-	}
-	return n
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 // plainRunc drives the delegate runc on the wrapper's state root: exec is
 // what the routing client runs, and it goes through no wrapper.
@@ -67,7 +43,7 @@ func plainRunc(t *testing.T, r *testutil.Runc) *testutil.Runc {
 }
 
 func TestBenchMountLatency(t *testing.T) {
-	runs := benchRuns(t, 21)
+	runs := testutil.Runs(t, "PRELOAD_BENCH_RUNS", 21)
 	testutil.CheckLeaks(t)
 	type side struct {
 		name string
@@ -111,16 +87,16 @@ func TestBenchMountLatency(t *testing.T) {
 	}
 	p, q := sides[0], sides[1]
 	t.Logf("runc exec ... mount -t tmpfs, median of %d alternating runs: preload %v, propagate %v (%+.1f%%)",
-		runs, median(p.exec).Round(10*time.Microsecond), median(q.exec).Round(10*time.Microsecond),
-		100*(float64(median(p.exec))/float64(median(q.exec))-1))
+		runs, testutil.Median(p.exec).Round(10*time.Microsecond), testutil.Median(q.exec).Round(10*time.Microsecond),
+		100*(float64(testutil.Median(p.exec))/float64(testutil.Median(q.exec))-1))
 	t.Logf("runc exec ... mkdir (the exec's own cost), median: preload %v, propagate %v",
-		median(p.base).Round(10*time.Microsecond), median(q.base).Round(10*time.Microsecond))
+		testutil.Median(p.base).Round(10*time.Microsecond), testutil.Median(q.base).Round(10*time.Microsecond))
 	t.Logf("mount+umount pair inside one exec, median of %d runs of %d pairs: preload %v, propagate %v",
-		runs, pairs, median(p.loop).Round(time.Microsecond), median(q.loop).Round(time.Microsecond))
+		runs, pairs, testutil.Median(p.loop).Round(time.Microsecond), testutil.Median(q.loop).Round(time.Microsecond))
 }
 
 func TestBenchExecTrue(t *testing.T) {
-	runs := benchRuns(t, 15)
+	runs := testutil.Runs(t, "PRELOAD_BENCH_RUNS", 15)
 	testutil.CheckLeaks(t)
 	host := testutil.PrivateDir(t)
 	s := newSetup(t, "preload", host)
@@ -173,8 +149,8 @@ func TestBenchExecTrue(t *testing.T) {
 	w, wo := res["with"], res["without"]
 	t.Logf("exec of /bin/true, per exec, median of %d alternating runs of %d: wall %v with the preload, %v without (%+.1f%%); CPU %v with, %v without (%+.1f%%)",
 		runs, execs,
-		median(w.wall).Round(time.Microsecond), median(wo.wall).Round(time.Microsecond),
-		100*(float64(median(w.wall))/float64(median(wo.wall))-1),
-		median(w.cpu).Round(time.Microsecond), median(wo.cpu).Round(time.Microsecond),
-		100*(float64(median(w.cpu))/float64(median(wo.cpu))-1))
+		testutil.Median(w.wall).Round(time.Microsecond), testutil.Median(wo.wall).Round(time.Microsecond),
+		100*(float64(testutil.Median(w.wall))/float64(testutil.Median(wo.wall))-1),
+		testutil.Median(w.cpu).Round(time.Microsecond), testutil.Median(wo.cpu).Round(time.Microsecond),
+		100*(float64(testutil.Median(w.cpu))/float64(testutil.Median(wo.cpu))-1))
 }

@@ -72,8 +72,7 @@ annotations = { %q = %q }
 	if err := os.WriteFile(s.Config, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.Runc = testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	s.Runc.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	s.Runc = testutil.Wrapper(t, s.Config)
 	testutil.Bin(t, "libhostmount.so") // fails early with "run make" when missing
 	testutil.Bin(t, "mount-hook")
 	return s
