@@ -2,12 +2,15 @@ package testutil
 
 import (
 	"fmt"
+	"go/parser"
+	"go/token"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,6 +252,31 @@ func TestRuns(t *testing.T) {
 		var got int
 		if msg := fatalOf(t, func(tb testing.TB) { got = Runs(tb, env, 21) }); msg != tc.fatal || got != tc.want {
 			t.Errorf("Runs with %s=%q = %d, failing with %q; want %d, %q", env, tc.value, got, msg, tc.want, tc.fatal)
+		}
+	}
+}
+
+// TestImportsNothingInternal: the package's own files import no package of
+// this module, so the tests of any package, the lowest included, can use it
+// without an import cycle.
+func TestImportsNothingInternal(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path := strings.Trim(imp.Path.Value, `"`); strings.HasPrefix(path, "github.com/runc-shared/runc-shared/") {
+				t.Errorf("%s imports %s: testutil must depend on nothing internal", name, path)
+			}
 		}
 	}
 }
