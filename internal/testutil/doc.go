@@ -1,6 +1,8 @@
 // Package testutil is the end-to-end test harness: root and binary checks, shared and
-// private mount points, cached rootfs trees, OCI bundles, a runc driver, a loopback
-// glusterd and a leak check. Import it from _test.go files only.
+// private mount points, FUSE mounts, cached rootfs trees, OCI bundles, a runc driver,
+// a loopback glusterd, a leak check, and the one way tests wait for something
+// (Eventually, Poll, WaitSocket, Exited). Import it from _test.go files only. It
+// imports no package of this module, so the tests of every package can use it.
 //
 // Everything it creates is removed in t.Cleanup, also when the test fails: mounts
 // are detached (deepest first), containers are killed and deleted through the runtime
