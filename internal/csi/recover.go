@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,26 +122,19 @@ func (s *Server) ownRecord(rec *Record) bool {
 	return s.RuleName == "" || rec.Rule == s.RuleName
 }
 
-// recoverOnce makes every recorded volume of this server's rule(s) live
-// that is not: one pass, Workers volumes at a time. ids limits the pass to
-// those volumes (nil: all). Records that cannot be read come back as
-// results with an empty VolumeID: they are reported, never removed.
-func (s *Server) recoverOnce(ctx context.Context, ids []string, workers int) []RecoverResult {
+// recoverOnce makes every recorded volume of this server's rule(s) that
+// want takes live, when it is not: one pass, workers volumes at a time.
+// Records that cannot be read come back as results with an empty
+// VolumeID: they are reported, never removed.
+func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, workers int) []RecoverResult {
 	recs, errs := s.records.list()
 	var out []RecoverResult
 	for _, err := range errs {
 		out = append(out, RecoverResult{Err: err})
 	}
-	var want map[string]bool
-	if ids != nil {
-		want = map[string]bool{}
-		for _, id := range ids {
-			want[id] = true
-		}
-	}
 	var todo []string
 	for _, r := range recs {
-		if s.ownRecord(r) && (want == nil || want[r.VolumeID]) {
+		if s.ownRecord(r) && want(r) {
 			todo = append(todo, r.VolumeID)
 		}
 	}
@@ -171,10 +165,10 @@ func (s *Server) recoverOnce(ctx context.Context, ids []string, workers int) []R
 // every volume is live, else an error that names what is not.
 func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 	start := time.Now()
-	var ids []string // nil: all
+	want := func(*Record) bool { return true }
 	for attempt := 1; ; attempt++ {
-		results := s.recoverOnce(ctx, ids, p.Workers)
-		var failed []string
+		results := s.recoverOnce(ctx, want, p.Workers)
+		failed := map[string]error{}
 		var unreadable []error
 		remounted, rebound := 0, 0
 		for _, r := range results {
@@ -182,7 +176,7 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 			case r.Err != nil && r.VolumeID == "":
 				unreadable = append(unreadable, r.Err)
 			case r.Err != nil:
-				failed = append(failed, r.VolumeID)
+				failed[r.VolumeID] = r.Err
 			default:
 				if r.Remounted {
 					remounted++
@@ -201,8 +195,8 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 		if !giveUp {
 			next = time.Now().Add(p.delay(attempt))
 		}
-		for _, id := range failed {
-			s.noteFailure(ctx, id, results, next, false)
+		for id, err := range failed {
+			s.noteFailure(ctx, id, err, next, false)
 		}
 		s.Log.WithFields(logrus.Fields{"attempt": attempt, "took": time.Since(start).Round(time.Millisecond).String()}).
 			Infof("recovery: %d volumes mounted again, %d targets bound again, %d failed, %d records unreadable",
@@ -214,16 +208,15 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 			return nil
 		}
 		if giveUp {
-			sort.Strings(failed)
 			return fmt.Errorf("volumes not live after %d attempts (kept for the next start of the server or `mounter recover`): %s",
-				attempt, strings.Join(failed, ", "))
+				attempt, strings.Join(slices.Sorted(maps.Keys(failed)), ", "))
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Until(next)):
 		}
-		ids = failed
+		want = func(r *Record) bool { return failed[r.VolumeID] != nil }
 	}
 }
 
@@ -231,20 +224,10 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 // of the server's) and keeps each failure in its record, for `mounter
 // recover`. A retry the automatic recovery has scheduled stays scheduled.
 func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
-	var ids []string // nil: all
-	if rule != "" {
-		ids = []string{}
-		recs, _ := s.records.list() // unreadable ones come back from recoverOnce
-		for _, r := range recs {
-			if r.Rule == rule {
-				ids = append(ids, r.VolumeID)
-			}
-		}
-	}
-	results := s.recoverOnce(ctx, ids, s.recoverPolicy().Workers)
+	results := s.recoverOnce(ctx, func(r *Record) bool { return rule == "" || r.Rule == rule }, s.recoverPolicy().Workers)
 	for _, r := range results {
 		if r.Err != nil && r.VolumeID != "" {
-			s.noteFailure(ctx, r.VolumeID, results, time.Time{}, true)
+			s.noteFailure(ctx, r.VolumeID, r.Err, time.Time{}, true)
 		}
 	}
 	return results
@@ -253,13 +236,7 @@ func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
 // noteFailure logs a volume's failure and keeps it in its record. next is
 // when the automatic recovery tries again (zero: it has given up); manual
 // keeps the retry already scheduled.
-func (s *Server) noteFailure(ctx context.Context, id string, results []RecoverResult, next time.Time, manual bool) {
-	var rerr error
-	for _, r := range results {
-		if r.VolumeID == id {
-			rerr = r.Err
-		}
-	}
+func (s *Server) noteFailure(ctx context.Context, id string, rerr error, next time.Time, manual bool) {
 	unlock, err := s.lockVolume(ctx, id)
 	if err != nil {
 		return
