@@ -10,8 +10,8 @@
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
 //   - mount table queries: of this process (MountOf, MountsAt, MountsUnder,
-//     IsShared), of another process (MountOfIn, IsMountPointIn, and Table
-//     for several paths of one process), and of a mount (PeerGroup, Master);
+//     IsShared), of another process (Table, IsMountPointIn), and of a mount
+//     (PeerGroup, Master);
 //     ParseTable builds a Table from mountinfo text, the seam for tests and
 //     fixtures;
 //   - making a host path a shared mount once, under a file lock, however many
@@ -31,10 +31,10 @@
 // statx(STATX_MNT_ID_UNIQUE) and statmount(2) (Linux 6.8+), whose cost does
 // not grow with the number of mounts, and reads mountinfo only when that
 // fails: an older kernel, a missing path, a path not in the dentry cache, a
-// symlink on the way. MountOfIn does the same in another process's
-// namespace (Linux 6.11+, where statmount takes a namespace), else reads
-// /proc/<pid>/mountinfo; a Table does too, and parses that file at most
-// once for all its questions. IsMountPointIn always reads it, stopping at the
+// symlink on the way. A Table does the same in another process's namespace
+// (Linux 6.11+, where statmount takes a namespace), else reads
+// /proc/<pid>/mountinfo, parsed at most once for all its questions.
+// IsMountPointIn always reads that file, stopping at the
 // first match, so it never touches the file system at the path. MountsAt
 // (the stack of mounts on one mount point) works like MountOf.
 //
@@ -62,7 +62,7 @@
 //     mountinfo.MountedFast (openat2 RESOLVE_NO_XDEV) costs two syscalls.
 //   - With an unresolved path: mountinfo holds canonical paths relative to the
 //     reading process's root. Resolve symlinks first (ResolveSource), and read
-//     /proc/<pid>/mountinfo (MountOfIn) for another process's view, since a
+//     /proc/<pid>/mountinfo (TableOf) for another process's view, since a
 //     container sees other paths than the host.
 //   - Never replace it with stat(2) when a mount may be a dead or hung FUSE
 //     mount: reading mountinfo never touches the mounted file systems, whereas

@@ -45,49 +45,12 @@ func mountOfMountinfo(c string) (*mountinfo.Info, error) {
 	return pickVisible(cands, c)
 }
 
-// MountOfIn is MountOf in the mount namespace and root of process pid: path
-// is the path as that process sees it. Like MountOf it tries statx and
-// statmount first (Linux 6.11+, in pid's namespace), then reads
-// /proc/<pid>/mountinfo.
-func MountOfIn(pid int, path string) (*mountinfo.Info, error) {
-	c, err := checkAbs(path)
-	if err != nil {
-		return nil, err
-	}
-	if m, err := mountOfInFast(pid, c); err == nil {
-		return m, nil
-	}
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("mount of %s in process %d: %w", path, pid, err)
-	}
-	defer f.Close()
-	m, err := mountOfReader(f, path)
-	if err != nil {
-		return nil, fmt.Errorf("process %d: %w", pid, err)
-	}
-	return m, nil
-}
-
-// mountOfReader is MountOf over mountinfo text read from r (fixtures,
-// another process's mountinfo).
-func mountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
-	c, err := checkAbs(path)
-	if err != nil {
-		return nil, err
-	}
-	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
-	}
-	return pickVisible(cands, c)
-}
-
 // Table is the mount table of one process, for a caller that asks about
-// several of its paths. Each MountOf goes to statx and statmount(2) in the
-// process's namespace first, as MountOfIn does; the first question they
-// cannot answer reads and parses /proc/<pid>/mountinfo, once, for it and
-// every later one. ParseTable makes one from mountinfo text.
+// one or more of its paths. Each MountOf goes to statx and statmount(2) in
+// the process's namespace first (Linux 6.11+, where statmount takes a
+// namespace); the first question they cannot answer reads and parses
+// /proc/<pid>/mountinfo, once, for it and every later one. ParseTable makes
+// one from mountinfo text.
 type Table struct {
 	pid    int               // 0: only the parsed entries
 	mounts []*mountinfo.Info // in mountinfo order, once loaded

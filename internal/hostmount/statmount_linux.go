@@ -178,7 +178,7 @@ func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 	return n, symlink, nil
 }
 
-// mountOfInFast is MountOfIn through statx and statmount: path (clean,
+// mountOfInFast is Table.MountOf through statx and statmount: path (clean,
 // absolute, as process pid sees it) is opened through the magic link
 // /proc/<pid>/root, so the lookup walks pid's root and mount namespace, and
 // the mount found is described in that namespace (its id from

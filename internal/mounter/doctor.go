@@ -252,13 +252,14 @@ func checkPropagation(rec *registry.Record, rule *spec.Rule) Check {
 			"mounter %s binds none of the propagated paths %v", rec.ID, propagate)
 	}
 	var bad []string
+	inMounter := hostmount.TableOf(rec.PID)
 	for _, b := range binds {
 		host, err := hostmount.MountOf(b.Source)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %v", b.Source, err))
 			continue
 		}
-		inside, err := hostmount.MountOfIn(rec.PID, b.Destination)
+		inside, err := inMounter.MountOf(b.Destination)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s inside: %v", b.Destination, err))
 			continue
