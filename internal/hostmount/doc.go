@@ -10,8 +10,8 @@
 //     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
 //     ("claims an allowlisted path but resolves outside it: refuse");
 //   - mount table queries: of this process (MountOf, MountsAt, MountsUnder,
-//     IsShared), of another process (Table, IsMountPointIn), and of a mount
-//     (PeerGroup, Master);
+//     IsShared), of another process (Table), and of a mount (PeerGroup,
+//     Master);
 //     ParseTable builds a Table from mountinfo text, the seam for tests and
 //     fixtures;
 //   - making a host path a shared mount once, under a file lock, however many
@@ -34,9 +34,9 @@
 // symlink on the way. A Table does the same in another process's namespace
 // (Linux 6.11+, where statmount takes a namespace), else reads
 // /proc/<pid>/mountinfo, parsed at most once for all its questions.
-// IsMountPointIn always reads that file, stopping at the
-// first match, so it never touches the file system at the path. MountsAt
-// (the stack of mounts on one mount point) works like MountOf.
+// Table.IsMountPoint asks only that file, up to the first match, so it never
+// touches the file system at the path. MountsAt (the stack of mounts on one
+// mount point) works like MountOf.
 //
 // MountsUnder (and so ScanFUSE) lists the mounts below each
 // path with listmount(2) and statmounts each, when every path is a mount

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -234,31 +235,25 @@ func isMountPoint(path string) (bool, error) {
 	return len(found) > 0, nil
 }
 
-// IsMountPointIn is isMountPoint in the mount namespace and root of process
-// pid, from /proc/<pid>/mountinfo: path is the path as that process sees it.
-func IsMountPointIn(pid int, path string) (bool, error) {
+// IsMountPoint reports whether path (absolute, as the table's process sees
+// it) is a mount point there. Like isMountPoint it asks mountinfo only, and
+// reads it up to the first match unless the table is parsed already.
+func (t *Table) IsMountPoint(path string) (bool, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return false, err
 	}
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if t.loaded {
+		return slices.ContainsFunc(t.mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == c }), nil
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
 	if err != nil {
-		return false, fmt.Errorf("mount points of process %d: %w", pid, err)
+		return false, err
 	}
 	defer f.Close()
-	ok, err := isMountPointReader(f, c)
+	found, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter(c))
 	if err != nil {
-		return false, fmt.Errorf("process %d: %w", pid, err)
-	}
-	return ok, nil
-}
-
-// isMountPointReader is IsMountPointIn over mountinfo text; c is clean and
-// absolute.
-func isMountPointReader(r io.Reader, c string) (bool, error) {
-	found, err := mountinfo.GetMountsFromReader(r, mountinfo.SingleEntryFilter(c))
-	if err != nil {
-		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
+		return false, fmt.Errorf("read %s: %w", f.Name(), err)
 	}
 	return len(found) > 0, nil
 }

@@ -107,23 +107,27 @@ func TestMountOfReaderErrors(t *testing.T) {
 	}
 }
 
-// TestIsMountPointReader: a container's mount points, as it sees them,
+// TestTableIsMountPoint: a container's mount points, as it sees them,
 // from its mountinfo; only an exact mount point counts.
-func TestIsMountPointReader(t *testing.T) {
+func TestTableIsMountPoint(t *testing.T) {
+	table, err := ParseTable(strings.NewReader(containerFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for path, want := range map[string]bool{
 		"/": true, "/var/lib/kubelet": true, "/var/lib/kubelet/mnt": true,
 		"/var/lib": false, "/var/lib/kubelet/mnt/x": false, "/var/lib/kubelet-evil": false,
 	} {
-		got, err := isMountPointReader(strings.NewReader(containerFixture), path)
+		got, err := table.IsMountPoint(path)
 		if err != nil || got != want {
-			t.Errorf("isMountPointReader(%s) = %v, %v; want %v", path, got, err, want)
+			t.Errorf("IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
 		}
 	}
-	if _, err := IsMountPointIn(-1, "/"); err == nil {
-		t.Error("IsMountPointIn(-1): no error")
+	if _, err := TableOf(-1).IsMountPoint("/"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("TableOf(-1).IsMountPoint = %v, want the missing mountinfo", err)
 	}
-	if _, err := IsMountPointIn(os.Getpid(), "var/lib"); !errors.Is(err, ErrRelativePath) {
-		t.Errorf("IsMountPointIn(relative) = %v, want ErrRelativePath", err)
+	if _, err := TableOf(os.Getpid()).IsMountPoint("var/lib"); !errors.Is(err, ErrRelativePath) {
+		t.Errorf("IsMountPoint(relative) = %v, want ErrRelativePath", err)
 	}
 }
 
@@ -191,8 +195,11 @@ func TestMountOfLive(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("isMountPoint(%s) = %v, %v; want %v", path, got, err, want)
 		}
-		if got, err := IsMountPointIn(os.Getpid(), path); err != nil || got != want {
-			t.Errorf("IsMountPointIn(self, %s) = %v, %v; want %v", path, got, err, want)
+		if got, err := TableOf(os.Getpid()).IsMountPoint(path); err != nil || got != want {
+			t.Errorf("TableOf(self).IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
+		}
+		if got, err := self.IsMountPoint(path); err != nil || got != want {
+			t.Errorf("TableOf(self), asked before, IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
 		}
 	}
 	if shared, err := IsShared(base + "/a"); err != nil || shared {

@@ -61,7 +61,7 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 // mountedIn reports whether path is a mount point for process pid (paths as
 // it sees them); true when that cannot be read, so the caller tries.
 func mountedIn(pid int, path string) bool {
-	ok, err := hostmount.IsMountPointIn(pid, path)
+	ok, err := hostmount.TableOf(pid).IsMountPoint(path)
 	return err != nil || ok
 }
 
