@@ -23,8 +23,8 @@ type validator struct {
 	probs []problem
 	// names of the rules so far: each must be unique.
 	names map[string]bool
-	// resolved memoizes checkResolved: rules and mount-container entries
-	// mostly name the same /var/lib/kubelet.
+	// resolved memoizes checkPropagate's resolution: rules and
+	// mount-container entries mostly name the same /var/lib/kubelet.
 	resolved map[string]string
 }
 
@@ -37,8 +37,9 @@ func (v *validator) fail(p keyPath, format string, args ...any) {
 	v.probs = append(v.probs, problem{p, fmt.Sprintf(format, args...)})
 }
 
-// check turns a string value into the setting, or says why it is refused.
-type check func(string) (string, string)
+// valueCheck turns a string value into the setting, or says why it is
+// refused.
+type valueCheck func(string) (string, string)
 
 // validate checks every key and returns the configuration it makes.
 func (v *validator) validate(d *document) *Config {
@@ -150,14 +151,12 @@ func editDistance(a, b string) int {
 }
 
 // Typed accessors: each reports a wrong type with what to write instead,
-// and does nothing for an absent key (nil: TOML has no null).
-
-// The key's path is only made for a problem: Load makes none for a valid
-// file.
+// and does nothing for an absent key (nil: TOML has no null). They make the
+// key's path only for a problem, so a valid file costs no allocation here.
 
 // setStr sets *dst to x, the string at key k of parent, as check (when not
 // nil) accepts and makes it.
-func (v *validator) setStr(parent keyPath, k string, x any, check check, dst *string) {
+func (v *validator) setStr(parent keyPath, k string, x any, check valueCheck, dst *string) {
 	if x == nil {
 		return
 	}
@@ -189,7 +188,7 @@ func (v *validator) setBool(parent keyPath, k string, x any, dst *bool) {
 // list returns x, the list of non-empty strings at key k of parent, each as
 // check (when not nil) makes it; empty, when not "", says why an empty list
 // is refused.
-func (v *validator) list(parent keyPath, k string, x any, check check, empty string) []string {
+func (v *validator) list(parent keyPath, k string, x any, check valueCheck, empty string) []string {
 	if x == nil {
 		return nil
 	}
@@ -201,7 +200,7 @@ func (v *validator) list(parent keyPath, k string, x any, check check, empty str
 	return out
 }
 
-func strList(k string, x any, check check, empty string) ([]string, string) {
+func strList(k string, x any, check valueCheck, empty string) ([]string, string) {
 	list, ok := x.([]any)
 	switch s, isStr := x.(string); {
 	case isStr:
