@@ -144,16 +144,29 @@ func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 	if forceMountinfo || statmountMissing.Load() {
 		return nil, false, errNoFastPath
 	}
-	// Reading mountinfo never waits on a file system; this path must not
-	// either. RESOLVE_CACHED walks path in the dentry cache only and fails
-	// with EAGAIN where the walk would ask a file system (a FUSE lookup or
-	// revalidation, which blocks on a hung daemon), and DONT_SYNC takes the
-	// attributes from the inode without a FUSE getattr. O_NOFOLLOW: the mount
-	// holding a final symlink, as mountinfo's lexical match gives; O_PATH
-	// triggers no automount.
-	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+	return mountNodeAt(unix.AT_FDCWD, path, 0, 0)
+}
+
+// mountNodeAt looks path up below dirfd with the resolve flags added and
+// describes its mount in the mount namespace with id ns (0: this one).
+// Reading mountinfo never waits on a file system; this must not either.
+// RESOLVE_CACHED walks path in the dentry cache only and fails with EAGAIN
+// where the walk would ask a file system (a FUSE lookup or revalidation,
+// which blocks on a hung daemon), and DONT_SYNC takes the attributes from
+// the inode without a FUSE getattr. O_NOFOLLOW: the mount holding a final
+// symlink, as mountinfo's lexical match gives; O_PATH triggers no automount.
+// A mount point that is not path or one of its ancestors means path went
+// through a symlink or out of the root: the caller reads mountinfo.
+func mountNodeAt(dirfd int, path string, resolve, ns uint64) (n *mountNode, symlink bool, err error) {
+	rel := path
+	if dirfd != unix.AT_FDCWD {
+		if rel = strings.TrimPrefix(path, "/"); rel == "" {
+			rel = "."
+		}
+	}
+	fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: resolveCached,
+		Resolve: resolveCached | resolve,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("open %s from the dentry cache: %w", path, err)
@@ -167,7 +180,7 @@ func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
 		return nil, false, errNoFastPath // kernel before 6.8: stx_mnt_id is the reusable id
 	}
-	n, err = statmountNode(st.Mnt_id)
+	n, err = statmountNodeIn(st.Mnt_id, ns)
 	if err != nil {
 		return nil, false, err
 	}
@@ -180,13 +193,13 @@ func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 
 // mountOfInFast is Table.MountOf through statx and statmount: path (clean,
 // absolute, as process pid sees it) is opened through the magic link
-// /proc/<pid>/root, so the lookup walks pid's root and mount namespace, and
-// the mount found is described in that namespace (its id from
-// NS_GET_MNTNS_ID). Reading /proc/<pid>/mountinfo grows with the mounts of
-// a container made by runc before pivot_root, whose table still holds a copy
-// of every host mount; this does not. Any
-// failure (kernel before 6.11, a path not in the dentry cache, an answer
-// mountinfo would give differently) means: read mountinfo.
+// /proc/<pid>/root with RESOLVE_IN_ROOT, so the lookup walks pid's root and
+// mount namespace, and the mount found is described in that namespace (its
+// id from NS_GET_MNTNS_ID). Reading /proc/<pid>/mountinfo grows with the
+// mounts of a container made by runc before pivot_root, whose table still
+// holds a copy of every host mount; this does not. Any failure (kernel
+// before 6.11, a path not in the dentry cache, an answer mountinfo would
+// give differently) means: read mountinfo.
 func mountOfInFast(pid int, path string) (*mountinfo.Info, error) {
 	if forceMountinfo || statmountMissing.Load() {
 		return nil, errNoFastPath
@@ -201,41 +214,15 @@ func mountOfInFast(pid int, path string) (*mountinfo.Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount namespace id of process %d: %w", pid, err)
 	}
-	// The root of pid, then path below it as pid resolves it
-	// (RESOLVE_IN_ROOT); as in mountNodeOf: the dentry cache only, no
-	// automount, no FUSE getattr, the mount of a final symlink. The magic
-	// link itself is opened apart: procfs lookups are not cached lookups.
+	// The magic link is opened apart: procfs lookups are not cached lookups.
 	root, err := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the root of process %d: %w", pid, err)
 	}
-	rel := strings.TrimPrefix(path, "/")
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: resolveCached | unix.RESOLVE_IN_ROOT,
-	})
+	n, _, err := mountNodeAt(root, path, unix.RESOLVE_IN_ROOT, ns)
 	_ = unix.Close(root)
 	if err != nil {
-		return nil, fmt.Errorf("open %s in process %d from the dentry cache: %w", path, pid, err)
-	}
-	var st unix.Statx_t
-	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID_UNIQUE, &st)
-	_ = unix.Close(fd)
-	if err != nil {
-		return nil, fmt.Errorf("statx %s in process %d: %w", path, pid, err)
-	}
-	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
-		return nil, errNoFastPath
-	}
-	n, err := statmountNodeIn(st.Mnt_id, ns)
-	if err != nil {
-		return nil, err
-	}
-	if !Within(path, n.info.Mountpoint) {
-		return nil, fmt.Errorf("statmount: mount point %s of %s in process %d: %w", n.info.Mountpoint, path, pid, errNoFastPath)
+		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return n.info, nil
 }
