@@ -1,17 +1,22 @@
 package csi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
@@ -23,6 +28,16 @@ import (
 // its helper inside the mounter (its cgroup, seccomp profile and
 // capabilities) without the cost of a runtime exec. Its messages are JSON:
 // a few plain structs need no generated protobuf code.
+//
+// The host speaks it as one JSON line per connection (hostRequest, then
+// hostResponse), not through gRPC: a routed mount is one short-lived
+// process making one call, and a gRPC client's connection set-up (its
+// resolver and balancer goroutines, the HTTP/2 preface and settings
+// exchange) cost that process more than the rest of its routing. The
+// server tells the two apart by a connection's first byte: an HTTP/2 client
+// preface starts with "PRI" (RFC 9113, section 3.4), a host request with
+// "{". The same methods stay registered as a gRPC service, for a host
+// `mounter` of an earlier release.
 
 // hostService is the gRPC service name.
 const hostService = "runcshared.host.v1.Mounter"
@@ -162,19 +177,156 @@ var hostServiceDesc = grpc.ServiceDesc{
 // registerHost adds the host service to g.
 func (s *Server) registerHost(g *grpc.Server) { g.RegisterService(&hostServiceDesc, s) }
 
+// hostRequest is a call of the host protocol: a method of hostServiceDesc
+// and its request message.
+type hostRequest struct {
+	Method  string          `json:"method"`
+	Request json.RawMessage `json:"request"`
+}
+
+// hostResponse is the answer: a gRPC status code and message, and the
+// response message when the code is OK.
+type hostResponse struct {
+	Code     codes.Code      `json:"code"`
+	Message  string          `json:"message,omitempty"`
+	Response json.RawMessage `json:"response,omitempty"`
+}
+
+// maxHostRequest bounds a request line: the largest is a mount's options.
+const maxHostRequest = 1 << 20
+
+// hostCreds hands the host protocol's connections to serveHost from
+// inside gRPC's own accept path: a server's transport credentials see each
+// new connection first, in a goroutine of its own, before any HTTP/2 (and
+// under gRPC's connection timeout), and a connection they keep
+// (credentials.ErrConnDispatched) is one gRPC leaves alone. Every other
+// connection goes on without transport security, as a server without
+// credentials has it. The host call runs in that goroutine, which gRPC's
+// stop waits for, so a graceful stop lets it finish as it lets gRPC calls
+// finish.
+type hostCreds struct {
+	credentials.TransportCredentials
+	s *Server
+}
+
+// hostOption is the server option that serves the host protocol beside
+// gRPC on the same socket.
+func (s *Server) hostOption() grpc.ServerOption {
+	return grpc.Creds(hostCreds{TransportCredentials: insecure.NewCredentials(), s: s})
+}
+
+func (h hostCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	r := bufio.NewReader(c)
+	first, err := r.Peek(1)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.EOF // gRPC's own word for a client that left before a byte
+		}
+		return nil, nil, err
+	}
+	if first[0] != '{' {
+		return h.TransportCredentials.ServerHandshake(&peekedConn{Conn: c, r: r})
+	}
+	_ = c.SetDeadline(time.Time{})
+	h.s.serveHost(c, r)
+	return nil, nil, credentials.ErrConnDispatched
+}
+
+func (h hostCreds) Clone() credentials.TransportCredentials {
+	return hostCreds{TransportCredentials: h.TransportCredentials.Clone(), s: h.s}
+}
+
+// peekedConn is a connection whose first bytes sit in r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// serveHost answers the one call of a host connection through the method
+// table and the logging interceptor that gRPC uses. The call's context ends
+// when the client hangs up, as a gRPC call's does.
+func (s *Server) serveHost(c net.Conn, r *bufio.Reader) {
+	defer c.Close()
+	resp := s.hostCall(r)
+	out, err := json.Marshal(resp)
+	if err != nil {
+		out, _ = json.Marshal(hostResponse{Code: codes.Internal, Message: err.Error()})
+	}
+	_, _ = c.Write(append(out, '\n'))
+}
+
+func (s *Server) hostCall(r *bufio.Reader) hostResponse {
+	line, err := readRequest(r)
+	if err != nil {
+		return hostResponse{Code: codes.InvalidArgument, Message: fmt.Sprintf("read the request: %v", err)}
+	}
+	var req hostRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return hostResponse{Code: codes.InvalidArgument, Message: fmt.Sprintf("decode the request: %v", err)}
+	}
+	var method *grpc.MethodDesc
+	for i := range hostServiceDesc.Methods {
+		if hostServiceDesc.Methods[i].MethodName == req.Method {
+			method = &hostServiceDesc.Methods[i]
+		}
+	}
+	if method == nil {
+		return hostResponse{Code: codes.Unimplemented, Message: fmt.Sprintf("unknown method %q of %s", req.Method, hostService)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The client sends nothing after its request: a read returns when it
+	// hangs up (or when this side closes the connection after answering).
+	go func() { _, _ = r.ReadByte(); cancel() }()
+	dec := func(v any) error {
+		if err := json.Unmarshal(req.Request, v); err != nil {
+			return status.Errorf(codes.InvalidArgument, "decode the %s request: %v", req.Method, err)
+		}
+		return nil
+	}
+	out, err := method.Handler(s, ctx, dec, s.logCall)
+	if err != nil {
+		st := status.Convert(err)
+		return hostResponse{Code: st.Code(), Message: st.Message()}
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return hostResponse{Code: codes.Internal, Message: err.Error()}
+	}
+	return hostResponse{Code: codes.OK, Response: body}
+}
+
+// readRequest reads the request line, up to maxHostRequest bytes.
+func readRequest(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		part, err := r.ReadSlice('\n')
+		line = append(line, part...)
+		if len(line) > maxHostRequest {
+			return nil, fmt.Errorf("request longer than %d bytes", maxHostRequest)
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
+}
+
 // HostClient talks to a live mounter's server from the host.
 type HostClient struct {
-	conn *grpc.ClientConn
-	// sock is the handle on the socket file the connection dials.
+	// addr reaches the socket through the handle sock.
+	addr string
 	sock *os.File
 }
 
-// DialMounter connects to the server whose socket is endpoint (an absolute
-// path as the server sees it) in the mount namespace of process pid (a
-// mounter's init, as the host sees it). The path is resolved inside that
-// process's root, as the server would (openat2 RESOLVE_IN_ROOT: a symlink
-// there cannot lead to a socket of the host), and dialed through the
-// handle, which also lifts the 108-byte limit of a socket address.
+// DialMounter opens the socket of the server whose endpoint is endpoint
+// (an absolute path as the server sees it) in the mount namespace of
+// process pid (a mounter's init, as the host sees it). The path is resolved
+// inside that process's root, as the server would (openat2
+// RESOLVE_IN_ROOT: a symlink there cannot lead to a socket of the host),
+// and each call connects through the handle, which also lifts the 108-byte
+// limit of a socket address.
 func DialMounter(pid int, endpoint string) (*HostClient, error) {
 	return dialInRoot(filepath.Join("/proc", strconv.Itoa(pid), "root"), endpoint)
 }
@@ -200,26 +352,11 @@ func dialInRoot(root, endpoint string) (*HostClient, error) {
 		_ = sock.Close()
 		return nil, fmt.Errorf("%s in the mounter's root %s is not a socket", sockPath, root)
 	}
-	addr := fmt.Sprintf("/proc/self/fd/%d", sfd)
-	conn, err := grpc.NewClient("passthrough:///"+sockPath,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", addr)
-		}))
-	if err != nil {
-		_ = sock.Close()
-		return nil, err
-	}
-	return &HostClient{conn: conn, sock: sock}, nil
+	return &HostClient{addr: fmt.Sprintf("/proc/self/fd/%d", sfd), sock: sock}, nil
 }
 
-// Close closes the connection.
-func (c *HostClient) Close() error {
-	err := c.conn.Close()
-	_ = c.sock.Close()
-	return err
-}
+// Close releases the handle on the socket.
+func (c *HostClient) Close() error { return c.sock.Close() }
 
 // Recover asks the server for one recovery pass.
 func (c *HostClient) Recover(ctx context.Context, rule string) ([]VolumeResult, error) {
@@ -231,7 +368,8 @@ func (c *HostClient) Recover(ctx context.Context, rule string) ([]VolumeResult, 
 }
 
 // Unavailable reports an error of a call that never reached the server:
-// the socket does not answer.
+// the socket does not answer, or its server does not speak the host
+// protocol.
 func Unavailable(err error) bool { return status.Code(err) == codes.Unavailable }
 
 // Mount asks the server to run the helper of a routed mount.
@@ -239,6 +377,54 @@ func (c *HostClient) Mount(ctx context.Context, req *MountRequest) error {
 	return c.invoke(ctx, "Mount", req, &MountResponse{})
 }
 
+// invoke makes one call on a connection of its own. Its errors are gRPC
+// statuses: the server's, or Unavailable when nothing was asked of it.
 func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) error {
-	return c.conn.Invoke(ctx, "/"+hostService+"/"+method, req, resp, grpc.CallContentSubtype("json"), grpc.WaitForReady(false))
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	line, err := json.Marshal(hostRequest{Method: method, Request: body})
+	if err != nil {
+		return err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.addr)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "connect to the mounter's server: %v", err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		return status.Errorf(codes.Unavailable, "send the request to the mounter's server: %v", err)
+	}
+	r := bufio.NewReader(conn)
+	if first, err := r.Peek(1); err == nil && first[0] != '{' {
+		// A gRPC server answers any connection with its settings frame
+		// (RFC 9113, section 3.4), then drops one that sends no HTTP/2
+		// preface: it ran nothing.
+		return status.Error(codes.Unavailable, "the mounter's server does not speak the host protocol: a `mounter csi` of an earlier release")
+	}
+	answer, err := r.ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.Unknown, "the mounter's server hung up before it answered %s: %v; it may have stopped during the call", method, err)
+	}
+	var hr hostResponse
+	if err := json.Unmarshal(answer, &hr); err != nil {
+		return status.Errorf(codes.Unknown, "decode the answer of the mounter's server: %v", err)
+	}
+	if hr.Code != codes.OK {
+		return status.Error(hr.Code, hr.Message)
+	}
+	if len(hr.Response) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(hr.Response, resp); err != nil {
+		return status.Errorf(codes.Unknown, "decode the answer of the mounter's server: %v", err)
+	}
+	return nil
 }

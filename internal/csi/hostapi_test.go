@@ -1,15 +1,21 @@
 package csi
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -195,5 +201,120 @@ func TestHostMount(t *testing.T) {
 	}
 	if m1, _, _ := e.F.count(); m1 != m0 {
 		t.Errorf("%d helper mounts run for refused requests", m1-m0)
+	}
+}
+
+// TestHostProtocolBesideGRPC: on the server's one socket, kubelet's gRPC
+// calls, the host protocol and the host service through gRPC (what a host
+// `mounter` of an earlier release speaks) are all answered.
+func TestHostProtocolBesideGRPC(t *testing.T) {
+	e := newNodeEnv(t)
+	sock := serveHost(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	conn, err := grpc.NewClient("passthrough:///csi", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	info, err := csipb.NewIdentityClient(conn).GetPluginInfo(ctx, &csipb.GetPluginInfoRequest{})
+	if err != nil || info.GetName() != e.S.Driver {
+		t.Fatalf("GetPluginInfo over gRPC: %v, %v; want %s", info, err, e.S.Driver)
+	}
+	target := e.dir(t, "kubelet/old-client")
+	req := &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: target}
+	if err := conn.Invoke(ctx, "/"+hostService+"/Mount", req, &MountResponse{}, grpc.CallContentSubtype("json")); err != nil {
+		t.Fatalf("Mount through the gRPC host service: %v", err)
+	}
+
+	c, err := DialMounter(os.Getpid(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req.Target = e.dir(t, "kubelet/new-client")
+	if err := c.Mount(ctx, req); err != nil {
+		t.Fatalf("Mount through the host protocol: %v", err)
+	}
+	for _, p := range []string{target, req.Target} {
+		if m, _ := e.top(p); m == nil || m.Source != "127.0.0.2:/v0" {
+			t.Errorf("mount at %s: %+v, want the helper's", p, m)
+		}
+	}
+	if m, _, _ := e.F.count(); m != 2 {
+		t.Errorf("%d helper mounts, want 2", m)
+	}
+}
+
+// TestHostProtocolOlderServer: a server that speaks only gRPC (an earlier
+// release) runs nothing for a host call, and the client says Unavailable,
+// so that `mounter mount` falls back to the runtime exec.
+func TestHostProtocolOlderServer(t *testing.T) {
+	e := newNodeEnv(t)
+	l, sock, err := Listen("unix://" + filepath.Join(e.dir(t, "old"), "csi.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	e.S.Register(g)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	c, err := DialMounter(os.Getpid(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Mount(ctx, &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: e.dir(t, "kubelet/routed")})
+	if !Unavailable(err) {
+		t.Errorf("Mount on a gRPC-only server: %v, want Unavailable", err)
+	}
+	if m, _, _ := e.F.count(); m != 0 {
+		t.Errorf("%d helper mounts run by a server that did not understand the call", m)
+	}
+}
+
+// TestHostProtocolRefuses: a host request the server cannot read or does
+// not know is refused with a status, and the server goes on serving.
+func TestHostProtocolRefuses(t *testing.T) {
+	e := newNodeEnv(t)
+	sock := serveHost(t, e)
+	for name, tc := range map[string]struct {
+		line string
+		want codes.Code
+	}{
+		"not JSON":       {"{nope\n", codes.InvalidArgument},
+		"unknown method": {`{"method":"Format","request":{}}` + "\n", codes.Unimplemented},
+		"bad request":    {`{"method":"Mount","request":{"rule":1}}` + "\n", codes.InvalidArgument},
+		"refused mount":  {`{"method":"Mount","request":{"rule":"glusterfs","fstype":"nfs","source":"h:/v","target":"/x"}}` + "\n", codes.InvalidArgument},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := conn.Write([]byte(tc.line)); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(conn).ReadBytes('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			var resp hostResponse
+			if err := json.Unmarshal(line, &resp); err != nil || resp.Code != tc.want || resp.Message == "" {
+				t.Errorf("answer %s (%v), want code %v with a message", line, err, tc.want)
+			}
+		})
+	}
+	if m, _, _ := e.F.count(); m != 0 {
+		t.Errorf("%d helper mounts run for refused requests", m)
 	}
 }

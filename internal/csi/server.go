@@ -236,9 +236,10 @@ func socketPath(endpoint string) (string, error) {
 	return filepath.Clean(p), nil
 }
 
-// NewGRPC returns a gRPC server that logs each call through s.
+// NewGRPC returns a gRPC server that logs each call through s and also
+// answers the host protocol on its connections.
 func (s *Server) NewGRPC() *grpc.Server {
-	return grpc.NewServer(grpc.UnaryInterceptor(s.logCall))
+	return grpc.NewServer(grpc.UnaryInterceptor(s.logCall), s.hostOption())
 }
 
 // Close releases the controller's private mount point.
