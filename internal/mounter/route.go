@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -84,13 +86,18 @@ func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error)
 // routeVia builds the route through one live mounter, or explains why
 // target is out of its reach.
 func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) (*Route, error) {
-	doc, err := spec.Load(filepath.Join(rec.Bundle, "config.json"))
+	// Only what the binds need: the whole document is not.
+	var s *specs.Spec
+	f, err := spec.Read(filepath.Join(rec.Bundle, "config.json"))
+	if err == nil {
+		s, err = f.PeekBinds()
+	}
 	if err != nil {
 		return nil, failure("mounter %s (rule %q): %w; the registry record points at bundle %s", rec.ID, rule.Name, err, rec.Bundle)
 	}
 	// The configuration's paths, not the record's: a record does not
 	// widen what a rule propagates.
-	binds := SharedBinds(doc.Spec, rec.Bundle, rule.Propagate)
+	binds := SharedBinds(s, rec.Bundle, rule.Propagate)
 	inner, bind, ok := Translate(target, binds)
 	if !ok {
 		return nil, noBindError(target, rec.ID, rule.Name, binds)
