@@ -70,7 +70,7 @@ func TestRecoveryCrashSafety(t *testing.T) {
 	sock := filepath.Join(e.Dir, "csi.sock")
 
 	first := startPidnsServer(t, mounter, e.Config, sock)
-	waitSocket(t, sock, first.exited, first.Log)
+	testutil.WaitSocket(t, sock, 20*time.Second, first.exited, first.Log)
 	c := dialNow(t, sock)
 	ctx := ctxT(t)
 	var vols []volume
@@ -124,11 +124,10 @@ func TestRecoveryCrashSafety(t *testing.T) {
 	start = time.Now()
 	s = startPidnsServer(t, mounter, e.Config, sock)
 	took := waitLive(t, paths, start, 30*time.Second, s.Log)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.Log(), "0 failed, 0 records unreadable"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the last recovery did not finish without failures:\n%s", s.Log())
-		}
-	}
+	testutil.Eventually(t, 10*time.Second, "the last recovery to finish without failures", func() (bool, string) {
+		log := s.Log()
+		return strings.Contains(log, "0 failed, 0 records unreadable"), "server log:\n" + log
+	})
 	t.Logf("the recovery after %d killed ones: all live in %v", crashRuns, took.Round(time.Millisecond))
 	if after := records(t, e.StateDir); !reflect.DeepEqual(before, after) {
 		t.Errorf("records lost, duplicated or changed:\nbefore %+v\nafter  %+v", before, after)

@@ -4,16 +4,15 @@
 package recovery_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,30 +40,18 @@ type env struct {
 	Dir, Shared, StateDir, Config string
 }
 
+// writeConfig writes a configuration with the glusterfs rule of these tests.
+func writeConfig(t *testing.T, path, stateDir, shared string) {
+	t.Helper()
+	testutil.WriteFile(t, path, testutil.GlusterRuleConfig(stateDir, shared, spec.AnnotationMounter, annotationValue, ""))
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := testutil.TempDir(t)
 	e := &env{Dir: dir, Shared: testutil.SharedDir(t), StateDir: filepath.Join(dir, "state"), Config: filepath.Join(dir, "config.toml")}
 	writeConfig(t, e.Config, e.StateDir, e.Shared)
 	return e
-}
-
-func writeConfig(t *testing.T, path, stateDir, shared string) {
-	t.Helper()
-	cfg := fmt.Sprintf(`runtime = "runc"
-state-dir = %q
-
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-
-[mounter.match]
-annotations = { %q = %q }
-`, stateDir, shared, spec.AnnotationMounter, annotationValue)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // glusterVolume creates and starts one more single-brick volume on g; its
@@ -185,26 +172,16 @@ func liveState(t *testing.T, path string) string {
 // and returns how long that took from start.
 func waitLive(t *testing.T, paths []string, start time.Time, timeout time.Duration, log func() string) time.Duration {
 	t.Helper()
-	for {
-		all := true
+	if !testutil.Poll(timeout-time.Since(start), func() bool {
+		return !slices.ContainsFunc(paths, func(p string) bool { return !isLive(p) })
+	}) {
+		var states []string
 		for _, p := range paths {
-			if !isLive(p) {
-				all = false
-				break
-			}
+			states = append(states, p+": "+liveState(t, p))
 		}
-		if all {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			var states []string
-			for _, p := range paths {
-				states = append(states, p+": "+liveState(t, p))
-			}
-			t.Fatalf("not all live after %v:\n%s\nserver log:\n%s", timeout, strings.Join(states, "\n"), log())
-		}
-		time.Sleep(5 * time.Millisecond)
+		t.Fatalf("waited %v for every path to hold a live GlusterFS mount:\n%s\nserver log:\n%s", timeout, strings.Join(states, "\n"), log())
 	}
+	return time.Since(start)
 }
 
 // isLive: a GlusterFS mount at path that answers statfs. It reads only the
@@ -243,22 +220,11 @@ func records(t *testing.T, stateDir string) map[string]csi.Record {
 type pidnsServer struct {
 	cmd    *exec.Cmd
 	pid    int // the server, the namespace's first process
-	mu     sync.Mutex
-	out    bytes.Buffer
+	out    testutil.SyncBuffer
 	exited chan struct{}
 }
 
-func (s *pidnsServer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.Write(p)
-}
-
-func (s *pidnsServer) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
+func (s *pidnsServer) Log() string { return s.out.String() }
 
 // startPidnsServer starts the server; the returned value's pid is the
 // server's host PID. Cleanup kills it (by that PID) if it still runs.
@@ -268,18 +234,16 @@ func startPidnsServer(t *testing.T, mounter, config, sock string) *pidnsServer {
 	// --kill-child: unshare's own death kills the server too.
 	s.cmd = exec.Command("unshare", "--pid", "--fork", "--kill-child", "--",
 		mounter, "csi", "--endpoint", "unix://"+sock, "--driver-name", driverName, "--node-id", "node-1", "--config", config)
-	s.cmd.Stdout, s.cmd.Stderr = s, s
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() { s.kill(t) })
-	for deadline := time.Now().Add(5 * time.Second); s.pid == 0; time.Sleep(time.Millisecond) {
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the server process below unshare %d", s.cmd.Process.Pid), func() (bool, string) {
 		s.pid = childOf(s.cmd.Process.Pid)
-		if time.Now().After(deadline) {
-			t.Fatalf("no server process below unshare %d:\n%s", s.cmd.Process.Pid, s.Log())
-		}
-	}
+		return s.pid != 0, "no child yet:\n" + s.Log()
+	})
 	return s
 }
 
@@ -315,23 +279,4 @@ func childOf(pid int) int {
 	}
 	c, _ := strconv.Atoi(f[0])
 	return c
-}
-
-func waitSocket(t *testing.T, sock string, exited <-chan struct{}, log func() string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("mounter csi exited before serving:\n%s", log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no socket at %s after 20s:\n%s", sock, log())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -83,8 +83,7 @@ func TestRecoverWithoutServer(t *testing.T) {
 	glusterVolume(t, g, "v1")
 	e := newEnv(t)
 	side := newMounterSide(t, e)
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.Config}
+	r := testutil.Wrapper(t, e.Config)
 
 	pid1, log1 := startMounter(t, r, e, side, "rcv-mounter-1")
 	c := connect(t, side.Sock)
@@ -142,7 +141,7 @@ func TestRecoverWithoutServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-procGone(pid1):
+	case <-testutil.Exited(pid1):
 	case <-time.After(20 * time.Second):
 		t.Fatal("the mounter's init survived SIGKILL for 20s")
 	}

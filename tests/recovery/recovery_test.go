@@ -59,23 +59,8 @@ func startMounter(t *testing.T, r *testutil.Runc, e *env, side *mounterSide, id 
 	}
 	pid := r.Up(t, b, id)
 	log := func() string { o, e := b.InitOutput(t); return o + e }
-	waitSocket(t, side.Sock, procGone(pid), log)
+	testutil.WaitSocket(t, side.Sock, 20*time.Second, testutil.Exited(pid), log)
 	return pid, log
-}
-
-// procGone is closed when process pid has exited.
-func procGone(pid int) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		for {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-				close(ch)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	return ch
 }
 
 // TestKillAndRecover: five GlusterFS volumes provisioned, staged and
@@ -96,8 +81,7 @@ func TestKillAndRecover(t *testing.T) {
 	glusterVolume(t, g, "v1")
 	e := newEnv(t)
 	side := newMounterSide(t, e)
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.Config}
+	r := testutil.Wrapper(t, e.Config)
 
 	pid1, log1 := startMounter(t, r, e, side, "rec-mounter-1")
 	c := connect(t, side.Sock)
@@ -146,7 +130,7 @@ func TestKillAndRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-procGone(pid1):
+	case <-testutil.Exited(pid1):
 	case <-time.After(20 * time.Second):
 		t.Fatal("the mounter's init survived SIGKILL for 20s")
 	}
@@ -207,20 +191,15 @@ func TestKillAndRecover(t *testing.T) {
 
 	// The stopped GlusterFS volume: reported, retried, the server serves.
 	var failed *csi.Record
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testutil.Eventually(t, 20*time.Second, "a second failed attempt of "+static.ID+" in its record", func() (bool, string) {
 		recs, _ := csi.ListRecords(e.StateDir)
 		for _, r := range recs {
 			if r.VolumeID == static.ID && r.Recovery != nil && r.Recovery.Attempts >= 2 {
 				failed = r
 			}
 		}
-		if failed != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no second failed attempt of %s in its record within 20s:\n%s", static.ID, log2())
-		}
-	}
+		return failed != nil, "server log:\n" + log2()
+	})
 	if failed.Recovery.Error == "" || failed.Recovery.Next.IsZero() {
 		t.Errorf("failure in the record: %+v, want the error and the next attempt", failed.Recovery)
 	}
@@ -241,19 +220,14 @@ func TestKillAndRecover(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("records changed by recovery:\nbefore %+v\nafter  %+v", before, after)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	testutil.Eventually(t, 10*time.Second, "records after recovery without a failure or an old pid", func() (bool, string) {
 		recs, _ := csi.ListRecords(e.StateDir)
 		clean := len(recs) == 6
 		for _, r := range recs {
 			clean = clean && r.Recovery == nil && r.PID == 1
 		}
-		if clean {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records after recovery still hold a failure or an old pid: %+v", recs)
-		}
-	}
+		return clean, fmt.Sprintf("%+v", recs)
+	})
 
 	// The pod goes, then kubelet unpublishes and unstages, and the
 	// provisioner deletes: nothing is left, not the stacked mounts.

@@ -27,8 +27,7 @@ func TestRollingUpdateGap(t *testing.T) {
 	g := testutil.Glusterd(t)
 	e := newEnv(t)
 	side := newMounterSide(t, e)
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.Config}
+	r := testutil.Wrapper(t, e.Config)
 
 	pid1, log1 := startMounter(t, r, e, side, "roll-mounter-1")
 	c := dialNow(t, side.Sock)
@@ -63,7 +62,7 @@ func TestRollingUpdateGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-procGone(pid1):
+	case <-testutil.Exited(pid1):
 	case <-time.After(time.Minute):
 		t.Fatalf("mounter csi did not stop within a minute of SIGTERM:\n%s", log1())
 	}

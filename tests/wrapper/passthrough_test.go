@@ -71,11 +71,8 @@ func ours(log string) (mine, runcs string) {
 // runc's own messages (they name its argv[0]), no warning of ours on stderr
 // (go-runc reads it), and runc's own error for a bundle it cannot read.
 func TestPassThroughIsExact(t *testing.T) {
-	runcPath, err := exec.LookPath("runc")
+	runcPath, err := filepath.Abs(testutil.LookPath(t, "runc"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if runcPath, err = filepath.Abs(runcPath); err != nil {
 		t.Fatal(err)
 	}
 	bin := testutil.Bin(t, "runc-shared")
@@ -155,7 +152,7 @@ func TestPassThroughIsExact(t *testing.T) {
 // data after the JSON object, or a file above the wrapper's size limit.
 func TestPassThroughWhatRuncReads(t *testing.T) {
 	host := testutil.SharedDir(t)
-	r := wrapper(t, ruleConfig(t, testutil.TempDir(t), host, ""))
+	r := testutil.Wrapper(t, ruleConfig(t, testutil.TempDir(t), host, ""))
 	for _, tc := range []struct {
 		name string
 		edit func(raw []byte) []byte

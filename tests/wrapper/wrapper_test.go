@@ -48,12 +48,6 @@ annotations = { %q = "tmpfs" }
 `, stateDir, hostDir, extra, mounterAnnotation))
 }
 
-func wrapper(t *testing.T, cfg string) *testutil.Runc {
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + cfg}
-	return r
-}
-
 // mountInside mounts a tmpfs at dir inside container id.
 func mountInside(t *testing.T, r *testutil.Runc, id, dir string) {
 	t.Helper()
@@ -71,7 +65,7 @@ func TestMatchingMounterReachesHost(t *testing.T) {
 	testutil.ForEachHost(t, func(t *testing.T, h testutil.Host) {
 		host := testutil.PrivateDir(t) // not a mount point; shared only where / is
 		cfg := hostRuleConfig(t, h, testutil.TempDir(t), host, "")
-		r := wrapper(t, cfg)
+		r := testutil.Wrapper(t, cfg)
 		b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
 			testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
 			testutil.WithAddCaps("CAP_SYS_ADMIN"),
@@ -105,7 +99,7 @@ func TestNonMatchingContainerUntouched(t *testing.T) {
 	testutil.ForEachHost(t, func(t *testing.T, _ testutil.Host) {
 		host := testutil.SharedDir(t)
 		cfg := ruleConfig(t, testutil.TempDir(t), host, "")
-		r := wrapper(t, cfg)
+		r := testutil.Wrapper(t, cfg)
 		b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
 			testutil.WithAnnotation(mounterAnnotation, "something-else"),
 			testutil.WithAddCaps("CAP_SYS_ADMIN"),
@@ -177,7 +171,7 @@ func TestRefusals(t *testing.T) {
 			want: `^runc-shared: container malformed matches mounter rule "tmpfs", but .*config.json: decode runtime spec: invalid character '{' after top-level value: runc-shared rewrites only a config.json that holds one JSON object`,
 		}} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := wrapper(t, cfg)
+				r := testutil.Wrapper(t, cfg)
 				b := testutil.NewBundle(t, rootfs, tc.opts...)
 				if tc.raw != "" {
 					if err := os.WriteFile(b.ConfigPath(), []byte(tc.raw), 0o644); err != nil {
@@ -226,7 +220,7 @@ func TestEnsureSharedFalse(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				host := tc.dir(t)
 				cfg := hostRuleConfig(t, h, testutil.TempDir(t), host, "ensure-shared = false")
-				r := wrapper(t, cfg)
+				r := testutil.Wrapper(t, cfg)
 				b := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
 					testutil.WithAnnotation(mounterAnnotation, "tmpfs"),
 					testutil.WithAddCaps("CAP_SYS_ADMIN"),
@@ -280,7 +274,7 @@ func TestSeedSyntax(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := wrapper(t, cfg)
+			r := testutil.Wrapper(t, cfg)
 			b := testutil.NewBundle(t, testutil.BusyboxRootfs(t), tc.opt,
 				testutil.WithAddCaps("CAP_SYS_ADMIN"), testutil.WithBind(host, "/var/lib/kubelet", "rbind"))
 			err := r.Create(t, b, "seed-"+tc.name)
@@ -298,7 +292,7 @@ func TestSeedSyntax(t *testing.T) {
 func TestVersionAndPassThrough(t *testing.T) {
 	host := testutil.SharedDir(t)
 	cfg := ruleConfig(t, testutil.TempDir(t), host, "")
-	r := wrapper(t, cfg)
+	r := testutil.Wrapper(t, cfg)
 
 	out, err := exec.Command(r.Bin, "--runc-shared-config="+cfg, "--version").Output()
 	if err != nil {
