@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # demo-lib.sh: what scripts/demo.sh and scripts/demo-csi.sh share, sourced by both after
-# they set REPO, BIN, SERVER, VOLUME, ID and STEP: the transcript helpers, the
+# they set REPO and ID (the container's id): the settings, the transcript helpers, the
 # prerequisites and the before-snapshot of the host, the temporary directory, the
-# teardown with the host check, and start_glusterd, the first step of both.
+# teardown with the host check, start_glusterd, the first step of both, and the
+# parts of the second: the host side and the configuration, the mounter's rootfs and
+# spec, its create and start.
+
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+BIN="$REPO/bin"
+SERVER=127.0.0.2 # glusterd refuses 127.0.0.1 and localhost for bricks
+VOLUME=demo
+STEP="checking prerequisites"
 
 # --- transcript helpers ------------------------------------------------------
 
@@ -106,6 +114,68 @@ share_dir() {
 		SHARED_MOUNTED=1
 		run mount --make-rshared "$SHARED"
 	fi
+}
+
+# host_and_config puts $SHARED on a shared mount and writes $CONFIG: one rule that
+# routes glusterfs to the container annotated runc-shared.io/mounter=glusterfs, with
+# runc-shared's state in $STATE_DIR.
+host_and_config() {
+	say "The host side: $SHARED stands for /var/lib/kubelet, which must lie on a shared mount."
+	mkdir -p "$SHARED" "$TARGET"
+	share_dir
+
+	say "The configuration: one rule routes glusterfs to the container annotated"
+	say "runc-shared.io/mounter=glusterfs and propagates $SHARED."
+	cat >"$CONFIG" <<EOF
+runtime = "runc"
+state-dir = "$STATE_DIR"
+
+[[mounter]]
+name = "glusterfs"
+fstypes = ["glusterfs"]
+propagate = ["$SHARED"]
+
+[mounter.match]
+annotations = { "runc-shared.io/mounter" = "glusterfs" }
+EOF
+	chmod 0644 "$CONFIG"
+	run cat "$CONFIG"
+}
+
+# create_mounter creates and starts the mounter container of $BUNDLE through
+# runc-shared as an engine does; it sets INIT_PID.
+create_mounter() {
+	say "Created as an engine does it (containerd-shim: create, then start). The container's"
+	say "stdio goes to a file, so nothing holds this terminal."
+	show "${RS[*]} --log $BUNDLE/log.json --log-format json create --bundle $BUNDLE --pid-file $BUNDLE/init.pid $ID"
+	"${RS[@]}" --log "$BUNDLE/log.json" --log-format json create --bundle "$BUNDLE" --pid-file "$BUNDLE/init.pid" "$ID" \
+		</dev/null >"$BUNDLE/init.out" 2>&1 || {
+		cat "$BUNDLE/init.out" >&2
+		die "runc-shared create failed"
+	}
+	INIT_PID=$(cat "$BUNDLE/init.pid")
+	run "${RS[@]}" start "$ID"
+}
+
+# mounter_bundle makes the mounter's rootfs and a default runc spec for it; it sets
+# ROOTFS and BUNDLE, and each demo then edits $BUNDLE/config.json for its container.
+mounter_bundle() {
+	say "The rootfs borrows the host's /usr read-only (a bind mount in config.json, so"
+	say "nothing is mounted on the host): mount.glusterfs and glusterfs exist inside."
+	ROOTFS="$TMP/rootfs"
+	mkdir -p "$ROOTFS"/{etc,usr,proc,sys,dev,tmp,root,run/gluster,var/log/glusterfs,var/lib/glusterd,var/tmp}
+	chmod 1777 "$ROOTFS/tmp" "$ROOTFS/var/tmp"
+	for l in bin sbin lib lib64; do ln -s "usr/$l" "$ROOTFS/$l"; done
+	ln -s ../run "$ROOTFS/var/run"
+	ln -s ../proc/self/mounts "$ROOTFS/etc/mtab"
+	for f in passwd group nsswitch.conf hosts ld.so.cache; do
+		[ -e "/etc/$f" ] && cp "/etc/$f" "$ROOTFS/etc/$f"
+	done
+	BUNDLE="$TMP/bundle"
+	mkdir -p "$BUNDLE"
+	runc spec --bundle "$BUNDLE"
+	say "The spec: host network (to reach $SERVER), /dev/fuse, CAP_SYS_ADMIN, a bind of"
+	say "$SHARED, and only the match annotation: runc-shared does the rest."
 }
 
 # --- teardown, also on failure ------------------------------------------------

@@ -17,14 +17,9 @@
 # shared mount point. Only PIDs started here are stopped. The host is left as
 # found; the last step checks it. Exit status: 0 when every step passed.
 set -euo pipefail
-export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$REPO/bin"
-SERVER=127.0.0.2 # glusterd refuses 127.0.0.1 and localhost for bricks
-VOLUME=demo
 ID=glusterfs-mounter
-STEP="checking prerequisites"
 
 # shellcheck source=scripts/demo-lib.sh
 . "$REPO/scripts/demo-lib.sh"
@@ -38,43 +33,9 @@ start_glusterd
 # --- 2. the mounter -----------------------------------------------------------
 
 step "start the mounter container through runc-shared"
-say "The host side: $SHARED stands for /var/lib/kubelet, which must lie on a shared mount."
-mkdir -p "$SHARED" "$TARGET"
-share_dir
+host_and_config
 
-say "The configuration: one rule routes glusterfs to the container annotated"
-say "runc-shared.io/mounter=glusterfs and propagates $SHARED."
-cat >"$CONFIG" <<EOF
-runtime = "runc"
-state-dir = "$TMP/state"
-
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = ["$SHARED"]
-
-[mounter.match]
-annotations = { "runc-shared.io/mounter" = "glusterfs" }
-EOF
-chmod 0644 "$CONFIG"
-run cat "$CONFIG"
-
-say "The rootfs borrows the host's /usr read-only (a bind mount in config.json, so"
-say "nothing is mounted on the host): mount.glusterfs and glusterfs exist inside."
-ROOTFS="$TMP/rootfs"
-mkdir -p "$ROOTFS"/{etc,usr,proc,sys,dev,tmp,root,run/gluster,var/log/glusterfs,var/lib/glusterd,var/tmp}
-chmod 1777 "$ROOTFS/tmp" "$ROOTFS/var/tmp"
-for l in bin sbin lib lib64; do ln -s "usr/$l" "$ROOTFS/$l"; done
-ln -s ../run "$ROOTFS/var/run"
-ln -s ../proc/self/mounts "$ROOTFS/etc/mtab"
-for f in passwd group nsswitch.conf hosts ld.so.cache; do
-	[ -e "/etc/$f" ] && cp "/etc/$f" "$ROOTFS/etc/$f"
-done
-BUNDLE="$TMP/bundle"
-mkdir -p "$BUNDLE"
-runc spec --bundle "$BUNDLE"
-say "The spec: host network (to reach $SERVER), /dev/fuse, CAP_SYS_ADMIN, a bind of"
-say "$SHARED, and only the match annotation: runc-shared does the rest."
+mounter_bundle
 show "jq '...' $BUNDLE/config.json   # edits below"
 jq --arg rootfs "$ROOTFS" --arg shared "$SHARED" '
 	.root = {path: $rootfs, readonly: false}
@@ -92,16 +53,7 @@ jq --arg rootfs "$ROOTFS" --arg shared "$SHARED" '
 mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
 jq -c '{annotations, mounts: [.mounts[] | select(.type == "bind")], namespaces: [.linux.namespaces[].type], rootfsPropagation: .linux.rootfsPropagation}' "$BUNDLE/config.json"
 
-say "Created as an engine does it (containerd-shim: create, then start). The container's"
-say "stdio goes to a file, so nothing holds this terminal."
-show "${RS[*]} --log $BUNDLE/log.json --log-format json create --bundle $BUNDLE --pid-file $BUNDLE/init.pid $ID"
-"${RS[@]}" --log "$BUNDLE/log.json" --log-format json create --bundle "$BUNDLE" --pid-file "$BUNDLE/init.pid" "$ID" \
-	</dev/null >"$BUNDLE/init.out" 2>&1 || {
-	cat "$BUNDLE/init.out" >&2
-	die "runc-shared create failed"
-}
-INIT_PID=$(cat "$BUNDLE/init.pid")
-run "${RS[@]}" start "$ID"
+create_mounter
 say "runc-shared rewrote the spec: the bind and the root are now rshared, and mount-hook is injected:"
 jq -c '{mounts: [.mounts[] | select(.destination == $shared)], rootfsPropagation: .linux.rootfsPropagation, hooks: (.hooks | map_values([.[].path]))}' \
 	--arg shared "$SHARED" "$BUNDLE/config.json"

@@ -257,16 +257,8 @@ func (p *runningPod) log(t *testing.T) string {
 // StartContainer) and removes the pod in cleanup.
 func (e *criEngine) startPod(t *testing.T, p criPod) *runningPod {
 	t.Helper()
-	nsNode := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}
-	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: p.name, Namespace: "kube-system", Uid: "uid-" + p.name},
-		LogDirectory: filepath.Join(e.logs, p.name),
-		Annotations:  map[string]string{},
-		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent:    e.cgroup,
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: nsNode},
-		},
-	}
+	cfg := e.podConfig(p.name)
+	nsNode := cfg.Linux.SecurityContext.NamespaceOptions
 	name := p.name
 	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: nsNode}
 	var devices []*runtimeapi.Device

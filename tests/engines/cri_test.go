@@ -56,7 +56,7 @@ func startCRI(t *testing.T, s *setup) *criEngine {
 		t.Fatalf("containerd config default: %v", err)
 	}
 	cfg := filepath.Join(dir, "config.toml")
-	write(t, cfg, relocateDefaultConfig(t, string(def), dir))
+	testutil.WriteFile(t, cfg, relocateDefaultConfig(t, string(def), dir))
 	t.Log(s.configure(t, "--engine", "containerd", "--config-file", cfg))
 	raw, _ := os.ReadFile(cfg)
 	c := startContainerd(t, s, "cri", string(raw))
@@ -136,19 +136,26 @@ func criCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), cmdTimeout)
 }
 
-func (e *criEngine) start(t *testing.T, b box) (string, result) {
-	t.Helper()
-	host := e.s.Host
+// podConfig is the sandbox of pod name as kubelet asks for a host-network
+// pod in kube-system, below the engine's cgroup parent.
+func (e *criEngine) podConfig(name string) *runtimeapi.PodSandboxConfig {
 	nsNode := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}
-	pod := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: b.name, Namespace: "kube-system", Uid: "uid-" + b.name},
-		LogDirectory: filepath.Join(e.logs, b.name),
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "kube-system", Uid: "uid-" + name},
+		LogDirectory: filepath.Join(e.logs, name),
 		Annotations:  map[string]string{},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent:    e.cgroup,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: nsNode},
 		},
 	}
+}
+
+func (e *criEngine) start(t *testing.T, b box) (string, result) {
+	t.Helper()
+	host := e.s.Host
+	pod := e.podConfig(b.name)
+	nsNode := pod.Linux.SecurityContext.NamespaceOptions
 	name := b.name
 	if b.mounter {
 		pod.Annotations[spec.AnnotationMounter] = ruleName

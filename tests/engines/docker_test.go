@@ -28,33 +28,10 @@ const dockerCLI = "/usr/bin/docker"
 func TestDocker(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSetup(t, true)
-	// Fixed paths that dockerd and containerd-shim create whatever the
-	// root options say.
-	testutil.KeepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
-
-	dir := s.Dir
-	daemonJSON := filepath.Join(dir, "daemon.json")
-	// A key of our own first: configure must merge into it, not replace it.
-	// deprecated-key-path keeps dockerd from writing /etc/docker/key.json.
-	pre, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
-	if err := os.WriteFile(daemonJSON, pre, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Log(s.configure(t, "--engine", "docker", "--config-file", daemonJSON))
-	raw, _ := os.ReadFile(daemonJSON)
+	d, configured := startDockerd(t, s)
+	t.Log(configured)
+	raw, _ := os.ReadFile(filepath.Join(s.Dir, "daemon.json"))
 	t.Logf("daemon.json:\n%s", raw)
-
-	sock := filepath.Join(dir, "docker.sock")
-	d := &dockerEngine{s: s, sock: sock, env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
-	startDaemon(t, "dockerd", nil, filepath.Join(dir, "dockerd.log"), func() error {
-		if err := socketReady(sock)(); err != nil {
-			return err
-		}
-		return d.cli(t, nil, "version").err
-	}, "dockerd", "--config-file", daemonJSON, "--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "dockerd.pid"),
-		"-H", "unix://"+sock, "--iptables=false", "--ip6tables=false", "--bridge=none",
-		"--cgroup-parent", cgroupParent(t, "docker"), "--log-level", "info")
 	s.watch.lap("dockerd ready")
 	if info := d.cli(t, nil, "info", "--format", "{{json .Runtimes}}"); !strings.Contains(info.stdout, `"shared"`) {
 		t.Fatalf("dockerd does not list runtime shared: %v", info)
@@ -68,6 +45,37 @@ func TestDocker(t *testing.T) {
 	}
 	s.watch.lap("images imported")
 	acceptance(t, s, d)
+}
+
+// startDockerd registers runc-shared as runtime "shared" in s.Dir/daemon.json
+// with `mounter configure --engine docker` and starts dockerd on it, with
+// everything below s.Dir (data root, exec root with the netns mounts, pid
+// file, API socket, trust key); it returns the engine and what configure
+// printed. daemon.json holds a key of its own first: configure must merge
+// into it, not replace it; deprecated-key-path keeps dockerd from writing
+// /etc/docker/key.json.
+func startDockerd(t *testing.T, s *setup) (*dockerEngine, string) {
+	t.Helper()
+	// Fixed paths that dockerd and containerd-shim create whatever the
+	// root options say.
+	testutil.KeepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
+	dir := s.Dir
+	daemonJSON := filepath.Join(dir, "daemon.json")
+	pre, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
+	testutil.WriteFile(t, daemonJSON, string(pre))
+	configured := s.configure(t, "--engine", "docker", "--config-file", daemonJSON)
+	sock := filepath.Join(dir, "docker.sock")
+	d := &dockerEngine{s: s, sock: sock, env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
+	startDaemon(t, "dockerd", nil, filepath.Join(dir, "dockerd.log"), func() error {
+		if err := socketReady(sock)(); err != nil {
+			return err
+		}
+		return d.cli(t, nil, "version").err
+	}, "dockerd", "--config-file", daemonJSON, "--data-root", filepath.Join(dir, "data"),
+		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "dockerd.pid"),
+		"-H", "unix://"+sock, "--iptables=false", "--ip6tables=false", "--bridge=none",
+		"--cgroup-parent", cgroupParent(t, "docker"), "--log-level", "info")
+	return d, configured
 }
 
 // dockerEngine drives dockerd through the Debian CLI.

@@ -44,7 +44,7 @@ func TestPodman(t *testing.T) {
 	// The network settings keep Podman from probing for a backend, which
 	// creates lock files in /etc/cni/net.d and /etc/containers/networks;
 	// image_copy_tmp_dir (and TMPDIR) keep image imports out of /var/tmp.
-	write(t, conf, fmt.Sprintf(`[engine]
+	testutil.WriteFile(t, conf, fmt.Sprintf(`[engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 lock_type = "file"
@@ -56,7 +56,7 @@ network_backend = "netavark"
 network_config_dir = %[2]q
 `, filepath.Join(dir, "tmp"), filepath.Join(dir, "networks")))
 	storage := filepath.Join(dir, "storage.conf")
-	write(t, storage, fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(dir, "root"), filepath.Join(dir, "run")))
+	testutil.WriteFile(t, storage, fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(dir, "root"), filepath.Join(dir, "run")))
 	t.Log(s.configure(t, "--engine", "podman", "--config-file", conf, "--hooks-dir", hooks))
 	for name := range configure.HookFiles {
 		raw, err := os.ReadFile(filepath.Join(hooks, name))
@@ -79,13 +79,6 @@ network_config_dir = %[2]q
 	}
 	s.watch.lap("images imported")
 	acceptance(t, s, p)
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // podmanEngine drives podman; every call carries the same global options.

@@ -2,7 +2,6 @@ package engines_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,25 +23,7 @@ import (
 func TestDockerRestartRecover(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSetup(t, true)
-	testutil.KeepHostDirsClean(t, "/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
-	dir := s.Dir
-	daemonJSON := filepath.Join(dir, "daemon.json")
-	pre, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(dir, "key.json")})
-	if err := os.WriteFile(daemonJSON, pre, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.configure(t, "--engine", "docker", "--config-file", daemonJSON)
-	sock := filepath.Join(dir, "docker.sock")
-	d := &dockerEngine{s: s, sock: sock, env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
-	startDaemon(t, "dockerd", nil, filepath.Join(dir, "dockerd.log"), func() error {
-		if err := socketReady(sock)(); err != nil {
-			return err
-		}
-		return d.cli(t, nil, "version").err
-	}, "dockerd", "--config-file", daemonJSON, "--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "dockerd.pid"),
-		"-H", "unix://"+sock, "--iptables=false", "--ip6tables=false", "--bridge=none",
-		"--cgroup-parent", cgroupParent(t, "docker"), "--log-level", "info")
+	d, _ := startDockerd(t, s)
 	if r := d.cli(t, bytes.NewReader(rootfsTar(t, testutil.HostUsrRootfs(t))), "import", "-", "rstest-hostusr"); r.err != nil {
 		t.Fatal(r)
 	}

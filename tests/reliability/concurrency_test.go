@@ -3,7 +3,6 @@ package reliability_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,13 +23,9 @@ const concurrentCreates = 50
 func TestConcurrentCreates(t *testing.T) {
 	testutil.CheckLeaks(t)
 	host := testutil.PrivateDir(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runc := testutil.LookPath(t, "runc")
 	s := newSetup(t, runc, rule{name: "conc", propagate: []string{host}, annotation: "conc"})
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	r := testutil.Wrapper(t, s.Config)
 	rootfs := testutil.BusyboxRootfs(t)
 
 	bundles := make([]*testutil.Bundle, concurrentCreates)

@@ -31,10 +31,7 @@ const flipperCreates = 30
 // Runs in throwaway mount namespaces, / private and / rshared.
 func TestFlipperNeverEscapes(t *testing.T) {
 	testutil.ForEachHostIsolated(t, func(t *testing.T, h testutil.Host) {
-		runc, err := exec.LookPath("runc")
-		if err != nil {
-			t.Fatal(err)
-		}
+		runc := testutil.LookPath(t, "runc")
 		for _, stacked := range []bool{false, true} {
 			name := "bind"
 			if stacked {
@@ -54,8 +51,7 @@ func TestFlipperNeverEscapes(t *testing.T) {
 					}
 				}
 				s := newSetup(t, runc, rule{name: "flip", propagate: []string{allow}, annotation: "flip"})
-				r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-				r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+				r := testutil.Wrapper(t, s.Config)
 				opts := []testutil.BundleOpt{
 					testutil.WithAnnotation(spec.AnnotationMounter, "flip"),
 					testutil.WithAddCaps("CAP_SYS_ADMIN"),

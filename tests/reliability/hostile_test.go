@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -198,25 +197,7 @@ func TestMountNamespaceJoinRefused(t *testing.T) {
 	h := newHostileTree(t)
 	s := newSetup(t, "", rule{name: "ann", propagate: []string{h.allow}, annotation: "ann"})
 
-	child := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "1000")
-	if err := child.Start(); err != nil {
-		t.Fatalf("start a throwaway mount namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = child.Process.Kill()
-		_ = child.Wait()
-	})
-	nsPath := fmt.Sprintf("/proc/%d/ns/mnt", child.Process.Pid)
-	self, _ := os.Readlink("/proc/self/ns/mnt")
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if ns, err := os.Readlink(nsPath); err == nil && ns != self {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare did not enter a new mount namespace")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nsPath := fmt.Sprintf("/proc/%d/ns/mnt", throwawayMountNamespace(t))
 	nsFile := filepath.Join(h.base, "throwaway-mntns")
 	if err := os.WriteFile(nsFile, nil, 0o600); err != nil {
 		t.Fatal(err)

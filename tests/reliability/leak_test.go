@@ -3,7 +3,6 @@ package reliability_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,14 +29,10 @@ const (
 // and at the end the registry must be empty and no process of ours left.
 func TestMounterCyclesLeakNothing(t *testing.T) {
 	testutil.CheckLeaks(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runc := testutil.LookPath(t, "runc")
 	host := testutil.SharedDir(t)
 	s := newSetup(t, runc, rule{name: "leak", propagate: []string{host}, annotation: "leak"})
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	r := testutil.Wrapper(t, s.Config)
 	rootfs := testutil.HostUsrRootfs(t)
 	baseline := snapshot(t, host)
 
@@ -133,20 +128,15 @@ func cycle(t *testing.T, r *testutil.Runc, rootfs, host string, i int) (dead boo
 }
 
 func waitStopped(t *testing.T, r *testutil.Runc, id string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := r.State(t, id)
-		if err != nil {
-			return err
-		}
-		if st.Status == "stopped" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("container %s is %s 10s after SIGKILL", id, st.Status)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var st *testutil.State
+	var err error
+	if testutil.Poll(10*time.Second, func() bool {
+		st, err = r.State(t, id)
+		return err != nil || st.Status == "stopped"
+	}) {
+		return err
 	}
+	return fmt.Errorf("container %s is %s 10s after SIGKILL", id, st.Status)
 }
 
 // ourProcesses lists live processes whose root is the test rootfs or whose

@@ -2,13 +2,9 @@ package reliability_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
-	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // TestPreloadShimIsNoBoundary proves what docs/security.md says of preload
@@ -21,35 +17,9 @@ import (
 // into the container.
 func TestPreloadShimIsNoBoundary(t *testing.T) {
 	testutil.CheckLeaks(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	host := testutil.PrivateDir(t)
 	outside := testutil.PrivateDir(t)
-	s := newSetup(t, runc, rule{name: "pl", propagate: []string{host}, annotation: "pl", extra: `mode = "preload"`})
-	cfg, err := os.ReadFile(s.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.Config, append([]byte("host-mntns = \"self\"\n"), cfg...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Bin(t, "libhostmount.so")
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
-
-	// The preload binds need mount points in the rootfs: a private copy.
-	rootfs := filepath.Join(testutil.TempDir(t), "rootfs")
-	if out, err := exec.Command("cp", "-a", testutil.HostUsrRootfs(t), rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("copy the rootfs: %v: %s", err, out)
-	}
-	b := testutil.NewBundle(t, rootfs,
-		testutil.WithAnnotation(spec.AnnotationMounter, "pl"),
-		testutil.WithAddCaps("SYS_ADMIN", "SYS_CHROOT"),
-		testutil.WithRootfsPropagation("rprivate"),
-		testutil.WithBind(host, "/host", "rbind", "rprivate"))
-	r.Up(t, b, "pl-escape")
+	r := upPreloadMounter(t, "pl", host, "self", "pl-escape")
 
 	script := fmt.Sprintf("nsenter --mount=/proc/1/fd/3 mount -t tmpfs rstest-escape %s", outside)
 	if out, errOut, err := r.Exec(t, "pl-escape", "sh", "-c", script); err != nil {

@@ -37,10 +37,6 @@ const flipCalls = 300
 // share.
 func TestPreloadFlipper(t *testing.T) {
 	testutil.CheckLeaks(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := testutil.TempDir(t)
 	allow := filepath.Join(base, "allow")
 	dirs := []string{"flip", "flip2/sub", "flip2/sub2", "legit"}
@@ -64,28 +60,7 @@ func TestPreloadFlipper(t *testing.T) {
 	hostMount(t, host, "rstest-legit-sub2", filepath.Join(allow, "flip2", "sub2"))
 	hostMount(t, host, "rstest-outside-sub2", filepath.Join(base, "outside2", "sub2"))
 
-	s := newSetup(t, runc, rule{name: "fl", propagate: []string{allow}, annotation: "fl", extra: `mode = "preload"`})
-	cfg, err := os.ReadFile(s.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostLine := fmt.Sprintf("host-mntns = \"/proc/%d/ns/mnt\"\n", host)
-	if err := os.WriteFile(s.Config, append([]byte(hostLine), cfg...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Bin(t, "libhostmount.so")
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
-	rootfs := filepath.Join(testutil.TempDir(t), "rootfs")
-	if out, err := exec.Command("cp", "-a", testutil.HostUsrRootfs(t), rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("copy the rootfs: %v: %s", err, out)
-	}
-	b := testutil.NewBundle(t, rootfs,
-		testutil.WithAnnotation(spec.AnnotationMounter, "fl"),
-		testutil.WithAddCaps("SYS_ADMIN", "SYS_CHROOT"),
-		testutil.WithRootfsPropagation("rprivate"),
-		testutil.WithBind(allow, "/host", "rbind", "rprivate"))
-	r.Up(t, b, "pl-flipper")
+	r := upPreloadMounter(t, "fl", allow, fmt.Sprintf("/proc/%d/ns/mnt", host), "pl-flipper")
 
 	// At the target itself, then at a parent of the target.
 	stop := startFlipper(t, filepath.Join(allow, "flip"), filepath.Join(allow, ".flip-other"))
@@ -149,6 +124,35 @@ func mkdirAll(t *testing.T, d string) {
 	}
 }
 
+// upPreloadMounter starts container id through runc-shared in preload mode:
+// one rule, named and annotated name, whose allowlist is allow, with the
+// host mount namespace hostMntns (a host-mntns value); the rootfs is a
+// private copy of the host-/usr rootfs, as the preload binds need mount
+// points in it, and allow is bound at /host rprivate.
+func upPreloadMounter(t *testing.T, name, allow, hostMntns, id string) *testutil.Runc {
+	t.Helper()
+	runc := testutil.LookPath(t, "runc")
+	s := newSetup(t, runc, rule{name: name, propagate: []string{allow}, annotation: name, extra: `mode = "preload"`})
+	cfg, err := os.ReadFile(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFile(t, s.Config, fmt.Sprintf("host-mntns = %q\n", hostMntns)+string(cfg))
+	testutil.Bin(t, "libhostmount.so")
+	r := testutil.Wrapper(t, s.Config)
+	rootfs := filepath.Join(testutil.TempDir(t), "rootfs")
+	if out, err := exec.Command("cp", "-a", testutil.HostUsrRootfs(t), rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("copy the rootfs: %v: %s", err, out)
+	}
+	b := testutil.NewBundle(t, rootfs,
+		testutil.WithAnnotation(spec.AnnotationMounter, name),
+		testutil.WithAddCaps("SYS_ADMIN", "SYS_CHROOT"),
+		testutil.WithRootfsPropagation("rprivate"),
+		testutil.WithBind(allow, "/host", "rbind", "rprivate"))
+	r.Up(t, b, id)
+	return r
+}
+
 // throwawayMountNamespace starts a sleeping child in a mount namespace of
 // its own (private propagation) and returns its pid; cleanup kills it, and
 // the namespace goes away with its last user.
@@ -167,15 +171,11 @@ func throwawayMountNamespace(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if ns, err := os.Readlink(nsPath); err == nil && ns != self {
-			return child.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare did not enter a new mount namespace")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "unshare to enter a new mount namespace", func() (bool, string) {
+		ns, err := os.Readlink(nsPath)
+		return err == nil && ns != self, fmt.Sprintf("%s: %s, %v; ours is %s", nsPath, ns, err, self)
+	})
+	return child.Process.Pid
 }
 
 // hostMount mounts a tmpfs named source at target in the mount namespace of
@@ -203,8 +203,9 @@ func mountAtPid(t *testing.T, pid int, path string) string {
 }
 
 // startFlipper swaps dir and link (RENAME_EXCHANGE: both names always exist)
-// until the returned stop is called, which leaves dir the directory.
-func startFlipper(t *testing.T, dir, link string) (stop func()) {
+// until the returned stop is called, which leaves dir the directory and
+// returns how many swaps were made.
+func startFlipper(t *testing.T, dir, link string) (stop func() int64) {
 	t.Helper()
 	var (
 		done  = make(chan struct{})
@@ -229,7 +230,7 @@ func startFlipper(t *testing.T, dir, link string) (stop func()) {
 		}
 	}()
 	var once sync.Once
-	stop = func() {
+	stop = func() int64 {
 		once.Do(func() {
 			close(done)
 			wg.Wait()
@@ -242,8 +243,9 @@ func startFlipper(t *testing.T, dir, link string) (stop func()) {
 				t.Errorf("the flipper of %s never swapped", dir)
 			}
 		})
+		return swaps.Load()
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() { stop() })
 	return stop
 }
 

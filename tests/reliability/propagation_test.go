@@ -30,15 +30,11 @@ import (
 // never reaches the host.
 func TestRsharedRootOnlyForMounter(t *testing.T) {
 	testutil.CheckLeaks(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runc := testutil.LookPath(t, "runc")
 	extra := testutil.SharedDir(t) // shared, as / is on a systemd host
 	host := testutil.PrivateDir(t) // the allowlisted path
 	s := newSetup(t, runc, rule{name: "root", propagate: []string{host}, annotation: "root"})
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	r := testutil.Wrapper(t, s.Config)
 	roots := testutil.SharedDir(t) // the rootfs dirs lie on a shared mount too
 
 	for _, tc := range []struct {

@@ -3,15 +3,9 @@ package reliability_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
@@ -32,10 +26,7 @@ const raceCreates = 60
 // /var/lib/kubelet).
 func TestSymlinkSwapRace(t *testing.T) {
 	testutil.CheckLeaks(t)
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runc := testutil.LookPath(t, "runc")
 	d := testutil.SharedDir(t)
 	allow, outside := filepath.Join(d, "allow"), filepath.Join(d, "outside")
 	flip, other := filepath.Join(allow, "flip"), filepath.Join(allow, ".flip-other")
@@ -53,41 +44,12 @@ func TestSymlinkSwapRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSetup(t, runc, rule{name: "race", propagate: []string{allow}, annotation: "race"})
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+	r := testutil.Wrapper(t, s.Config)
 	rootfs := testutil.BusyboxRootfs(t)
 
 	// The swapper: RENAME_EXCHANGE makes "flip" always exist, a directory
 	// or the symlink in turn.
-	var swaps atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := unix.Renameat2(unix.AT_FDCWD, flip, unix.AT_FDCWD, other, unix.RENAME_EXCHANGE); err != nil {
-				t.Errorf("swap: %v", err)
-				return
-			}
-			swaps.Add(1)
-			time.Sleep(20 * time.Microsecond)
-		}
-	}()
-	stopSwapper := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-			wg.Wait()
-		}
-	}
-	t.Cleanup(stopSwapper)
+	stopSwapper := startFlipper(t, flip, other)
 
 	var refused, allowed, escaped int
 	reasons := map[string]int{}
@@ -128,14 +90,14 @@ func TestSymlinkSwapRace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stopSwapper()
+	swaps := stopSwapper()
 	t.Logf("%d creates during %d swaps: %d refused %v, %d bound the allowlisted dir, %d bound the outside target",
-		raceCreates, swaps.Load(), refused, reasons, allowed, escaped)
+		raceCreates, swaps, refused, reasons, allowed, escaped)
 	// Whether a create gets through at all is chance (about one in ten: the
 	// source must be the directory at each of the three looks); that some
 	// are refused shows the swapper was at work.
-	if refused == 0 || swaps.Load() == 0 {
-		t.Errorf("the swaps did not race the creates: %d swaps, %d refused", swaps.Load(), refused)
+	if refused == 0 || swaps == 0 {
+		t.Errorf("the swaps did not race the creates: %d swaps, %d refused", swaps, refused)
 	}
 }
 

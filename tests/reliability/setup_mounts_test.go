@@ -26,10 +26,7 @@ const setupStarts = 5
 // its failure multiplies mounts.
 func TestNoSetupMountReachesHost(t *testing.T) {
 	testutil.ForEachHostIsolated(t, func(t *testing.T, h testutil.Host) {
-		runc, err := exec.LookPath("runc")
-		if err != nil {
-			t.Fatal(err)
-		}
+		runc := testutil.LookPath(t, "runc")
 		for _, tc := range []struct {
 			name  string
 			binds [][2]string // source below the allowlisted dir, destination
@@ -50,8 +47,7 @@ func TestNoSetupMountReachesHost(t *testing.T) {
 					}
 				}
 				s := newSetup(t, runc, rule{name: "nest", propagate: []string{allow}, annotation: "nest"})
-				r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-				r.ExtraGlobal = []string{"--runc-shared-config=" + s.Config}
+				r := testutil.Wrapper(t, s.Config)
 				rootfs := filepath.Join(testutil.TempDir(t), "rootfs") // runc makes the destinations in it
 				if out, err := exec.Command("cp", "-a", testutil.BusyboxRootfs(t), rootfs).CombinedOutput(); err != nil {
 					t.Fatalf("copy the rootfs: %v: %s", err, out)
