@@ -112,8 +112,8 @@ func parse(file string, data []byte) (*Config, error) {
 
 // blankComments empties the comment lines of a document, keeping its line
 // breaks (so lines in errors do not move). The TOML lexer walks comments
-// rune by rune, and a well-documented configuration is mostly comments, so
-// this is most of what Load costs on every runtime call. It is only safe
+// rune by rune, and a well-documented configuration is mostly comments,
+// which Load would otherwise lex on every runtime call. It is only safe
 // without multi-line strings, the one place where a line starting with # is
 // not a comment, so a document with triple quotes is left as is.
 func blankComments(data []byte) string {
