@@ -1,25 +1,15 @@
-// Package hostmount is the one place in runc-shared that does mount work on the
-// host and answers questions about the mount table.
+// Package hostmount is the one place in runc-shared that reads mount tables
+// and does mount work on the host: path checks that compare whole components
+// (Within), bind sources resolved against an allowlist (ResolveSource,
+// Allowlist), staging and shared mounts (Stage, EnsureShared), mount table
+// queries of this process (MountOf, MountsAt, MountsUnder, IsShared) and of
+// another (Table; ParseTable for mountinfo text), and dead FUSE mounts
+// (ScanFUSE, Detach).
 //
-// It offers:
-//
-//   - component-wise path checks (Within, WithinAny): "/var/lib/kubelet-evil"
-//     is not within "/var/lib/kubelet";
-//   - safe resolution of bind-mount sources against an allowlist
-//     (ResolveSource, OpenResolved, ResolveAndOpen), with the sentinels
-//     ErrNotAllowlisted ("not ours, leave it alone") and ErrOutsideAllowlist
-//     ("claims an allowlisted path but resolves outside it: refuse");
-//   - mount table queries: of this process (MountOf, MountsAt, MountsUnder,
-//     IsShared), of another process (Table), and of a mount (PeerGroup,
-//     Master);
-//     ParseTable builds a Table from mountinfo text, the seam for tests and
-//     fixtures;
-//   - making a host path a shared mount once, under a file lock, however many
-//     processes ask at the same time (EnsureShared);
-//   - finding and detaching dead FUSE mounts (ScanFUSE, Detach, Unmount).
-//
-// The package logs nothing: it returns what it did (EnsureShared's changed) or
-// found, and the caller logs.
+// It never logs (it returns what it did or found, and the caller logs),
+// never stats a mount that may be a dead or hung FUSE mount but in ScanFUSE,
+// under a timeout, and keeps no mount table beyond the one a caller holds in
+// a Table.
 //
 // # How a query reaches the mount table
 //
@@ -57,7 +47,7 @@
 // # When not to read mountinfo
 //
 //   - In a loop over many paths: read once with a filter that selects all of
-//     them, not once per path.
+//     them, or hold a Table, not once per path.
 //   - To learn whether a single, trusted path is a mount point on a hot path:
 //     mountinfo.MountedFast (openat2 RESOLVE_NO_XDEV) costs two syscalls.
 //   - With an unresolved path: mountinfo holds canonical paths relative to the
