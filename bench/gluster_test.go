@@ -228,14 +228,7 @@ func testRoutedMount(t *testing.T, e *glusterEnv) {
 		addRows(&Row{Scenario: "3 seed's route `docker exec <mounter> mount`", Status: "n/a (-bench.docker=false)"})
 		return
 	}
-	d := StartDocker(t)
-	d.Import(t, testutil.HostUsrRootfs(t), "rsbench-mounter")
-	d.Run(t, "rsbench-mounter", "--network", "host", "--cap-add", "SYS_ADMIN", "--device", "/dev/fuse",
-		"-v", "/usr:/usr:ro", "-v", e.shared+":"+e.shared+":rshared", "rsbench-mounter", "sleep", "100000")
-	dtarget := mkdir(t, e.shared, "docker")
-	dexec := mountTrial(t, Cmd{Argv: d.ExecArgv("rsbench-mounter", "mount", "-t", "glusterfs",
-		"-o", logOpt(e.shared, "docker"), e.src, dtarget)}, dtarget)
-	a, b = Compare(t, warm, n, Side{"`docker exec` (seed)", dexec}, Side{"mounter (routed)", routed})
+	a, b = Compare(t, warm, n, Side{"`docker exec` (seed)", seedRoute(t, e, "docker")}, Side{"mounter (routed)", routed})
 	addRows(&Row{Scenario: "3 GlusterFS mount: routed vs the seed's `docker exec <mounter> mount`", A: a, B: b,
 		Goal: Goal{"ratio", "<", 1, "B/A < 1 (faster)"}})
 }

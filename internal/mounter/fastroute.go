@@ -22,7 +22,8 @@ func (m *Mounter) runMount(ctx context.Context, inv *Invocation, route *Route) (
 
 // mountByServer sends the mount to the mounter's server; done is false
 // when there is no server to ask (none announced in the mounter's mount
-// namespace, or it does not answer), or when the invocation needs mount(8)
+// namespace, it does not answer, or it is of an earlier release that
+// speaks only gRPC), or when the invocation needs mount(8)
 // itself: -s, -v and -n are mount(8)'s flags, and a target the mounter
 // sees elsewhere than the host is for the runtime exec's translation.
 func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Route) (done bool, err error) {
