@@ -27,7 +27,7 @@ type Bundle struct {
 // BundleOpt edits the spec, decoded as generic JSON so that no field is lost.
 type BundleOpt func(spec map[string]any)
 
-// DefaultCaps are the capabilities of `runc spec`; WithCaps replaces them.
+// DefaultCaps are the capabilities of `runc spec`.
 var DefaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
 
 // baseSpec is `runc spec` output, generated once per test binary.
@@ -106,20 +106,6 @@ func (b *Bundle) write(t testing.TB, spec map[string]any) {
 		t.Fatal(err)
 	}
 	b.Spec = spec
-}
-
-// Edit applies opts to the spec on disk (as the runtime or a wrapper left it) and
-// writes it back, with the same checks as NewBundle.
-func (b *Bundle) Edit(t testing.TB, opts ...BundleOpt) {
-	t.Helper()
-	spec, err := decodeSpec(b.ConfigBytes(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range opts {
-		o(spec)
-	}
-	b.write(t, spec)
 }
 
 // ConfigPath is BUNDLE/config.json.
@@ -249,34 +235,6 @@ func WithHostUsr() BundleOpt {
 func addMount(s map[string]any, m map[string]any) {
 	ms, _ := s["mounts"].([]any)
 	s["mounts"] = append(ms, m)
-}
-
-// WithCaps sets exactly caps ("SYS_ADMIN" or "CAP_SYS_ADMIN") as the bounding,
-// effective and permitted sets; ambient keeps only caps that remain. The default
-// runc caps lack CAP_SYS_ADMIN: a mounter needs WithAddCaps("SYS_ADMIN").
-func WithCaps(caps ...string) BundleOpt {
-	return func(s map[string]any) {
-		c := obj(obj(s, "process"), "capabilities")
-		var norm []string
-		for _, x := range caps {
-			norm = append(norm, normCap(x))
-		}
-		for _, set := range []string{"bounding", "effective", "permitted"} {
-			c[set] = strs(norm)
-		}
-		for _, set := range []string{"ambient", "inheritable"} {
-			if _, ok := c[set]; !ok {
-				continue
-			}
-			var keep []string
-			for _, x := range anyStrings(c[set]) {
-				if slices.Contains(norm, normCap(x)) {
-					keep = append(keep, x)
-				}
-			}
-			c[set] = strs(keep)
-		}
-	}
 }
 
 // WithAddCaps adds caps to the bounding, effective and permitted sets.

@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,12 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Gluster is a glusterd started by Glusterd, serving one started single-brick volume.
@@ -274,40 +270,4 @@ func (g *Gluster) stop(t testing.TB) {
 		t.Errorf("process %d %q from our glusterd outlived it; stopping it", p.pid, cmdline(p.pid))
 		p.stop(5 * time.Second)
 	}
-}
-
-var mountSeq atomic.Int64
-
-// NativeMount mounts the volume on the host at target (mount -t glusterfs
-// 127.0.0.2:/v0 TARGET). Cleanup unmounts it and checks that its FUSE client
-// process, found by our unique target on its command line, has exited.
-func NativeMount(t testing.TB, g *Gluster, target string) {
-	t.Helper()
-	var client proc
-	t.Cleanup(func() {
-		err := unix.Unmount(target, 0)
-		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(target, unix.MNT_DETACH)
-		}
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("unmount %s: %v", target, err)
-		}
-		if !client.waitGone(10 * time.Second) {
-			t.Errorf("glusterfs client %d for %s still runs after unmount; stopping it", client.pid, target)
-			client.stop(5 * time.Second)
-		}
-	})
-	log := filepath.Join(g.Dir, "log", fmt.Sprintf("client-%d.log", mountSeq.Add(1)))
-	src := g.Server + ":/" + g.Volume
-	if out, err := exec.Command("mount", "-t", "glusterfs", "-o", "log-file="+log, src, target).CombinedOutput(); err != nil {
-		t.Fatalf("mount -t glusterfs %s %s: %v: %s", src, target, err, out)
-	}
-	clean := filepath.Clean(target)
-	ps := findProcs(func(argv []string) bool {
-		return filepath.Base(argv[0]) == "glusterfs" && filepath.Clean(argv[len(argv)-1]) == clean
-	})
-	if len(ps) != 1 {
-		t.Fatalf("want one glusterfs client for %s, found %d", target, len(ps))
-	}
-	client = ps[0]
 }
