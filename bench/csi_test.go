@@ -205,20 +205,11 @@ func startCSI(t *testing.T, e *glusterEnv) *exec.Cmd {
 			t.Error("mounter csi did not stop on SIGTERM")
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return cmd
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(log.Name())
-			t.Fatalf("mounter csi exited: %s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("mounter csi did not serve within 10s")
-		}
-	}
+	testutil.WaitSocket(t, sock, 10*time.Second, exited, func() string {
+		b, _ := os.ReadFile(log.Name())
+		return string(b)
+	})
+	return cmd
 }
 
 // vmKiB reads a Vm* line of /proc/PID/status, in KiB.

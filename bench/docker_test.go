@@ -65,21 +65,16 @@ func StartDocker(t testing.TB) *Docker {
 	}
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() { d.stop(t) })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := d.CLI("version"); err == nil {
-			return d
-		}
+	testutil.Eventually(t, 60*time.Second, "dockerd to answer", func() (bool, string) {
+		_, err := d.CLI("version")
 		select {
 		case <-d.exited:
 			t.Fatalf("dockerd exited during start-up:\n%s", d.logTail())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dockerd not ready after 60s:\n%s", d.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprintf("docker version: %v\n%s", err, d.logTail())
+	})
+	return d
 }
 
 func (d *Docker) logTail() string {
@@ -159,90 +154,21 @@ func (d *Docker) stop(t testing.TB) {
 			<-d.exited
 		}
 	}
-	for _, pid := range pidsWith(func(cmdline string, _ []string) bool { return strings.Contains(cmdline, d.Dir+"/") }) {
+	for _, pid := range testutil.Pids(func(argv []string) bool { return strings.Contains(strings.Join(argv, " "), d.Dir+"/") }) {
 		t.Logf("cleanup: stopping process %d left by dockerd", pid)
-		stopPID(pid)
+		testutil.Stop(pid, 5*time.Second)
 	}
-}
-
-// pidsWith returns the live processes (other than us) whose command line
-// (joined with spaces, and as argv) satisfies match.
-func pidsWith(match func(cmdline string, argv []string) bool) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if !match(strings.Join(argv, " "), argv) {
-			continue
-		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && zombie(st) {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
-func zombie(stat []byte) bool {
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
-}
-
-// stopPID sends SIGTERM, then SIGKILL after 5 s, to a process we found by
-// our own temp dir on its command line. The start time guards against a
-// recycled PID: a process that is not the one found is never signalled.
-func stopPID(pid int) {
-	start := startTime(pid)
-	if start == "" {
-		return
-	}
-	same := func() bool { return startTime(pid) == start }
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for range 50 {
-		if !same() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if same() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// startTime returns field 22 of /proc/PID/stat, "" for a process that is
-// gone or a zombie.
-func startTime(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil || zombie(b) {
-		return ""
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
 }
 
 // waitGone waits until no process has target as its last argument (the
 // FUSE daemon of a mount at target, after its unmount), up to timeout.
 func waitGone(target string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		pids := pidsWith(func(_ string, argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == target })
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v serving %s still run %v after its unmount", pids, target, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var pids []int
+	if testutil.Poll(timeout, func() bool {
+		pids = testutil.Pids(func(argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == target })
+		return len(pids) == 0
+	}) {
+		return nil
 	}
+	return fmt.Errorf("processes %v serving %s still run %v after its unmount", pids, target, timeout)
 }

@@ -48,22 +48,22 @@ const mounterAnnotation = "glusterfs"
 // to go away, up to timeout.
 func waitPortFree(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for logged := false; ; {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
+	var err error
+	logged := false
+	if !testutil.Poll(timeout, func() bool {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
 			ln.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still taken after %v (another glusterd runs): %v", addr, timeout, err)
+			return true
 		}
 		if !logged {
 			t.Logf("%s is taken (another glusterd runs): waiting up to %v", addr, timeout)
 			logged = true
 		}
 		checkInterrupt(t)
-		time.Sleep(time.Second)
+		return false
+	}) {
+		t.Fatalf("%s still taken after %v (another glusterd runs): %v", addr, timeout, err)
 	}
 }
 
@@ -115,8 +115,7 @@ annotations = { %q = %q }
 			t.Fatal(err)
 		}
 	}
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.cfg}
+	r := testutil.Wrapper(t, e.cfg)
 	e.root = r.Root
 	e.bundle = testutil.NewBundle(t, testutil.HostUsrRootfs(t),
 		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
@@ -250,7 +249,7 @@ func testIO(t *testing.T, e *glusterEnv) {
 		t.Fatalf("%v %s", err, r.Output)
 	}
 	if *flagIOCPU {
-		for _, pid := range pidsWith(func(_ string, argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == routed }) {
+		for _, pid := range testutil.Pids(func(argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == routed }) {
 			if err := os.WriteFile("/sys/fs/cgroup/cpu/cgroup.procs", []byte(fmt.Sprint(pid)), 0o644); err != nil {
 				t.Fatalf("move the routed FUSE daemon %d to the root cpu cgroup: %v", pid, err)
 			}

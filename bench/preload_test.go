@@ -101,8 +101,7 @@ annotations = { %q = %q }
 `, e.runc, state, host, spec.AnnotationMounter, mounterAnnotation))
 	mkdir(t, host, "logs")
 
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + cfg}
+	r := testutil.Wrapper(t, cfg)
 	with := testutil.NewBundle(t, privateRootfs(t), preloadShape(host)...)
 	r.Up(t, with, "rsbench-preload")
 	if out, _, err := r.Exec(t, "rsbench-preload", "cat", "/etc/ld.so.preload"); err != nil || !strings.Contains(out, "libhostmount.so") {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 // profile runs c once under `strace -f -c` and once tracing openat, and
@@ -60,7 +62,7 @@ func profile(t testing.TB, label string, c Cmd, follow bool, after func() error)
 // daemon serving target: the routed one runs in the mounter container.
 func describeDaemon(t testing.TB, target string) {
 	t.Helper()
-	for _, pid := range pidsWith(func(_ string, argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == target }) {
+	for _, pid := range testutil.Pids(func(argv []string) bool { return filepath.Clean(argv[len(argv)-1]) == target }) {
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		cgroup, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
