@@ -8,6 +8,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 func mountpoints(ms []*mountinfo.Info) []string {
@@ -108,9 +110,9 @@ func TestDeadFUSEMountsLive(t *testing.T) {
 	dead, live, evil := prefix+"/pods/a b/dead", prefix+"/pods/live", base+"/kubelet-evil/dead"
 	mkdirs(t, src)
 
-	killBindfs(t, startBindfs(t, src, dead))
-	startBindfs(t, src, live)
-	killBindfs(t, startBindfs(t, src, evil))
+	killBindfs(t, testutil.Bindfs(t, src, dead))
+	testutil.Bindfs(t, src, live)
+	killBindfs(t, testutil.Bindfs(t, src, evil))
 
 	var st unix.Statfs_t
 	if err := unix.Statfs(dead, &st); !errors.Is(err, unix.ENOTCONN) {
@@ -161,13 +163,13 @@ func TestDeadFUSEMountsHung(t *testing.T) {
 	base := privateBase(t)
 	prefix := base + "/kubelet"
 	hung := prefix + "/hung"
-	cmd := startBindfs(t, base+"/src", hung)
-	killBindfs(t, startBindfs(t, base+"/src", prefix+"/dead"))
+	cmd := testutil.Bindfs(t, base+"/src", hung)
+	killBindfs(t, testutil.Bindfs(t, base+"/src", prefix+"/dead"))
 
 	if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// Registered after startBindfs, so it runs before its kill and detach.
+	// Registered after testutil.Bindfs, so it runs before its kill and detach.
 	t.Cleanup(func() { _ = cmd.Process.Signal(unix.SIGCONT) })
 
 	start := time.Now()

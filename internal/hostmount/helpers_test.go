@@ -1,49 +1,29 @@
 package hostmount
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
-
-// requireRoot fails (never skips: CI runs as root) when not root.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes mounts and must run as root")
-	}
-}
-
-// realTempDir is t.TempDir with symlinks resolved (TMPDIR may be a link), so
-// its paths compare equal to mountinfo's.
-func realTempDir(t testing.TB) string {
-	t.Helper()
-	d, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
 
 // privateBase returns a temp dir bound onto itself and made rprivate, so the
 // test does not depend on the host's propagation (private here, shared on a
-// systemd host) and nothing it mounts below propagates anywhere. The bind and
-// everything below it are detached in Cleanup, before TempDir removes files.
+// systemd host) and nothing it mounts below propagates anywhere. The
+// TempDir's cleanup detaches the bind and everything below it.
 func privateBase(t testing.TB) string {
 	t.Helper()
-	requireRoot(t)
-	d := realTempDir(t)
+	testutil.RequireRoot(t)
+	d := testutil.TempDir(t)
 	if err := unix.Mount(d, d, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		t.Fatalf("bind %s: %v", d, err)
 	}
-	t.Cleanup(func() { detachQuiet(t, d) })
 	if err := unix.Mount("", d, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
 		t.Fatalf("make %s rprivate: %v", d, err)
 	}
@@ -91,43 +71,6 @@ func mountsAt(t *testing.T, p string) int {
 		t.Fatal(err)
 	}
 	return len(ms)
-}
-
-// startBindfs runs `bindfs -f [opts] src mnt` as our own child and waits until the
-// FUSE mount is there. Cleanup kills that process (by its PID) and detaches
-// the mount.
-func startBindfs(t *testing.T, src, mnt string, opts ...string) *exec.Cmd {
-	t.Helper()
-	requireRoot(t)
-	mkdirs(t, src, mnt)
-	var out bytes.Buffer
-	cmd := exec.Command("bindfs", append(append([]string{"-f"}, opts...), src, mnt)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start bindfs (Debian package bindfs): %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(unix.SIGCONT)
-		_ = cmd.Process.Kill()
-		<-exited
-		detachQuiet(t, mnt)
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ok, err := isMountPoint(mnt); err == nil && ok {
-			return cmd
-		}
-		select {
-		case <-exited:
-			t.Fatalf("bindfs %s %s exited before mounting: %s", src, mnt, out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bindfs %s %s did not mount in 10 s: %s", src, mnt, out.String())
-		}
-	}
 }
 
 // killBindfs SIGKILLs our bindfs child: its FUSE connection aborts and the

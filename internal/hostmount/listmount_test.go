@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 // mountsUnderMountinfo is MountsUnder's fallback, the reference.
@@ -59,7 +61,7 @@ func TestMountsUnderAgreesWithMountinfo(t *testing.T) {
 	mount(t, "lm-hidden", shared+"/stack/hidden", "tmpfs", 0, "")
 	mount(t, "lm-stack2", shared+"/stack", "tmpfs", 0, "")
 	mount(t, "lm-evil", evil+"/t", "tmpfs", 0, "")
-	startBindfs(t, base+"/fusesrc", shared+"/a/fuse", "-o", "subtype=bindfs")
+	testutil.Bindfs(t, base+"/fusesrc", shared+"/a/fuse", "-o", "subtype=bindfs")
 	symlink(t, shared, base+"/link")
 
 	isFUSE := func(m *mountinfo.Info) bool { return IsFUSE(m.FSType) }
@@ -214,7 +216,7 @@ func TestMountsUnderHungFUSE(t *testing.T) {
 	shared := base + "/shared"
 	mkdirs(t, shared)
 	mount(t, shared, shared, "", unix.MS_BIND, "")
-	cmd := startBindfs(t, base+"/src", shared+"/hung")
+	cmd := testutil.Bindfs(t, base+"/src", shared+"/hung")
 	if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

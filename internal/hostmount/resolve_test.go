@@ -9,13 +9,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // resolveTree builds a host-like tree with hostile symlinks under a temp dir.
 func resolveTree(t *testing.T) string {
 	t.Helper()
-	b := realTempDir(t)
+	b := testutil.TempDir(t)
 	mkdirs(t,
 		b+"/kubelet/pods/x",
 		b+"/kubelet-evil/y",

@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 // modeEnv, set in a re-executed test binary, forces the mountinfo fallback.
@@ -88,8 +90,8 @@ func TestStatmountAgreesWithMountinfo(t *testing.T) {
 	mount(t, "hidden", base+"/hide/inner", "tmpfs", 0, "")
 	mount(t, "hider", base+"/hide", "tmpfs", 0, "")
 	mkdirs(t, base+"/hide/inner")
-	startBindfs(t, base+"/fusesrc", shared+"/fuse")
-	startBindfs(t, base+"/fusesrc", shared+"/fusesub", "-o", "subtype=bindfs")
+	testutil.Bindfs(t, base+"/fusesrc", shared+"/fuse")
+	testutil.Bindfs(t, base+"/fusesrc", shared+"/fusesub", "-o", "subtype=bindfs")
 
 	paths := []string{
 		base, base + "/src", shared, shared + "/nonexistent-is-fallback-only",
@@ -268,11 +270,11 @@ func TestMountOfHungFUSE(t *testing.T) {
 	base := privateBase(t)
 	hung := base + "/hung"
 	mkdirs(t, base+"/src/fresh/deeper")
-	cmd := startBindfs(t, base+"/src", hung)
+	cmd := testutil.Bindfs(t, base+"/src", hung)
 	if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// Registered after startBindfs, so it runs before its kill and detach,
+	// Registered after testutil.Bindfs, so it runs before its kill and detach,
 	// and unblocks a MountOf that hangs after all.
 	t.Cleanup(func() { _ = cmd.Process.Signal(unix.SIGCONT) })
 
