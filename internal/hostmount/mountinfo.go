@@ -39,7 +39,22 @@ func MountOf(path string) (*mountinfo.Info, error) {
 // mountOfMountinfo is MountOf from /proc/self/mountinfo; c is clean and
 // absolute.
 func mountOfMountinfo(c string) (*mountinfo.Info, error) {
-	cands, err := mountinfo.GetMounts(ancestorsFilter(c))
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	defer f.Close()
+	return mountOfReader(f, c)
+}
+
+// mountOfReader is MountOf over mountinfo text read from r, keeping only
+// the ancestors of path as the entries are parsed.
+func mountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
 	}
