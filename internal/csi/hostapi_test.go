@@ -21,7 +21,10 @@ import (
 
 // serveHost serves e's server on a socket below a long directory, so that
 // the path through /proc/PID/root is longer than a socket address may be.
-func serveHost(t *testing.T, e *nodeEnv) string {
+func serveHost(t *testing.T, e *nodeEnv) string { return serveOn(t, e, e.S.NewGRPC()) }
+
+// serveOn serves e's services through g, as serveHost does.
+func serveOn(t *testing.T, e *nodeEnv, g *grpc.Server) string {
 	t.Helper()
 	pad := 100 - len(e.Root) - len("//csi.sock")
 	if pad < 1 {
@@ -32,11 +35,24 @@ func serveHost(t *testing.T, e *nodeEnv) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := e.S.NewGRPC()
 	e.S.Register(g)
 	go func() { _ = g.Serve(l) }()
 	t.Cleanup(g.Stop)
 	return sock
+}
+
+// hostClient dials the server at sock as `mounter` on the host does, and
+// gives a context for its calls.
+func hostClient(t *testing.T, sock string) (*HostClient, context.Context) {
+	t.Helper()
+	c, err := DialMounter(os.Getpid(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c, ctx
 }
 
 // TestHostRecover: `mounter recover` on the host asks the server through
@@ -54,13 +70,7 @@ func TestHostRecover(t *testing.T) {
 		t.Fatalf("socket path %s too short to test the long-path dial", sock)
 	}
 
-	c, err := DialMounter(os.Getpid(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	c, ctx := hostClient(t, sock)
 	res, err := c.Recover(ctx, "glusterfs")
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +177,7 @@ func TestAnnounce(t *testing.T) {
 func TestHostMount(t *testing.T) {
 	e := newNodeEnv(t)
 	sock := serveHost(t, e)
-	c, err := DialMounter(os.Getpid(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	c, ctx := hostClient(t, sock)
 	target := e.dir(t, "kubelet/routed")
 	ok := MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Options: []string{"ro"}, Target: target}
 	if err := c.Mount(ctx, &ok); err != nil {
@@ -210,8 +214,7 @@ func TestHostMount(t *testing.T) {
 func TestHostProtocolBesideGRPC(t *testing.T) {
 	e := newNodeEnv(t)
 	sock := serveHost(t, e)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	c, ctx := hostClient(t, sock)
 
 	conn, err := grpc.NewClient("passthrough:///csi", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -232,11 +235,6 @@ func TestHostProtocolBesideGRPC(t *testing.T) {
 		t.Fatalf("Mount through the gRPC host service: %v", err)
 	}
 
-	c, err := DialMounter(os.Getpid(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	req.Target = e.dir(t, "kubelet/new-client")
 	if err := c.Mount(ctx, req); err != nil {
 		t.Fatalf("Mount through the host protocol: %v", err)
@@ -256,22 +254,8 @@ func TestHostProtocolBesideGRPC(t *testing.T) {
 // so that `mounter mount` falls back to the runtime exec.
 func TestHostProtocolOlderServer(t *testing.T) {
 	e := newNodeEnv(t)
-	l, sock, err := Listen("unix://" + filepath.Join(e.dir(t, "old"), "csi.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	e.S.Register(g)
-	go func() { _ = g.Serve(l) }()
-	t.Cleanup(g.Stop)
-	c, err := DialMounter(os.Getpid(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = c.Mount(ctx, &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: e.dir(t, "kubelet/routed")})
+	c, ctx := hostClient(t, serveOn(t, e, grpc.NewServer()))
+	err := c.Mount(ctx, &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: e.dir(t, "kubelet/routed")})
 	if !Unavailable(err) {
 		t.Errorf("Mount on a gRPC-only server: %v, want Unavailable", err)
 	}
