@@ -179,6 +179,18 @@ func TestWaitSocket(t *testing.T) {
 	if want := "waited 30ms for the socket " + plain + ":\nthe log"; msg != want {
 		t.Errorf("a file that is no socket: %q, want %q", msg, want)
 	}
+	// A socket file nobody serves on, as a killed server leaves behind.
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	msg = fatalOf(t, func(tb testing.TB) { WaitSocket(tb, stale, 30*time.Millisecond, nil, log) })
+	if want := "waited 30ms for the socket " + stale + ":\nthe log"; msg != want {
+		t.Errorf("a socket nobody serves on: %q, want %q", msg, want)
+	}
 	exited := make(chan struct{})
 	close(exited)
 	msg = fatalOf(t, func(tb testing.TB) { WaitSocket(tb, filepath.Join(dir, "none"), time.Minute, exited, log) })

@@ -1,7 +1,7 @@
 package testutil
 
 import (
-	"os"
+	"net"
 	"testing"
 	"time"
 )
@@ -41,15 +41,18 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// WaitSocket waits until a unix socket is at path, as a server creates it
-// when it is ready to serve. It fails the test with log() when exited is
+// WaitSocket waits until a server accepts connections on the unix socket at
+// path. The file alone proves nothing: it exists from bind(2), before
+// listen(2), and a killed server leaves its socket behind, so WaitSocket
+// connects (and hangs up at once). It fails the test with log() when exited is
 // closed first (the server died before serving) or timeout passes; exited
 // may be nil.
 func WaitSocket(t testing.TB, path string, timeout time.Duration, exited <-chan struct{}, log func() string) {
 	t.Helper()
 	died := false
 	if Poll(timeout, func() bool {
-		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
 			return true
 		}
 		select {
