@@ -257,7 +257,7 @@ func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
 // prints it as it is.
 func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error {
 	if err := s.Mounter.Mount(ctx, v, target); err != nil {
-		return fmt.Errorf("%v", err)
+		return errors.New(err.Error())
 	}
 	ms, err := s.Mounter.MountsAt(target)
 	if err != nil {
