@@ -3,6 +3,7 @@ package mounter
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 
@@ -37,10 +38,13 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 		return system("umount %s: %v; looking for a mounter that holds it: %w", target, hostErr, err)
 	}
 	if route == nil {
-		return failure("umount %s: %v%s", target, hostErr, notMountedHint(hostErr))
+		if errors.Is(hostErr, unix.EINVAL) {
+			return m.notMounted(cfg, target, fmt.Sprintf("%v (not a mount point)", hostErr))
+		}
+		return failure("umount %s: %v", target, hostErr)
 	}
 	if errors.Is(hostErr, unix.EINVAL) && !mountedIn(route.Record.PID, route.Inner) {
-		return failure("umount %s: not mounted (neither on the host nor at %s in mounter %s)", target, route.Inner, route.Record.ID)
+		return m.notMounted(cfg, target, fmt.Sprintf("not mounted (neither on the host nor at %s in mounter %s)", route.Inner, route.Record.ID))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
@@ -65,11 +69,23 @@ func mountedIn(pid int, path string) bool {
 	return err != nil || ok
 }
 
-func notMountedHint(err error) string {
-	if errors.Is(err, unix.EINVAL) {
-		return " (not a mount point)"
+// notMounted answers the umount of a target mounted nowhere: still a
+// failure, as umount(8) answers it, but its record goes too. The user wants
+// it unmounted, and a record left behind would have mounter recover mount it
+// again.
+func (m *Mounter) notMounted(cfg *config.Config, target, why string) error {
+	store := routedStore(cfg)
+	rec, err := store.Read(target)
+	switch {
+	case err != nil:
+		return failure("umount %s: %s; its record: %w", target, why, err)
+	case rec == nil:
+		return failure("umount %s: %s", target, why)
 	}
-	return ""
+	if err := store.Remove(target); err != nil {
+		return failure("umount %s: %s; %w: mounter recover would mount it again; remove the file", target, why, err)
+	}
+	return failure("umount %s: %s; removed its record of a routed mount, so mounter recover will not mount it again", target, why)
 }
 
 // umountRoute finds the newest live mounter, of any rule, whose shared
