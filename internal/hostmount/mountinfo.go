@@ -98,14 +98,9 @@ func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 		if m, err := mountOfInFast(t.pid, c); err == nil {
 			return m, nil
 		}
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
-		if err != nil {
+		if err := t.load(); err != nil {
 			return nil, err
 		}
-		if t.mounts, err = mountinfo.GetMountsFromReader(bytes.NewReader(data), nil); err != nil {
-			return nil, err
-		}
-		t.loaded = true
 	}
 	var cands []*mountinfo.Info
 	for _, m := range t.mounts {
@@ -114,6 +109,45 @@ func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 		}
 	}
 	return pickVisible(cands, c)
+}
+
+// Mounts returns the table's entries that filter keeps (all for a nil
+// filter), in mountinfo order, for a question about the whole table rather
+// than one path. It parses the process's mountinfo once.
+func (t *Table) Mounts(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
+	if err := t.load(); err != nil {
+		return nil, err
+	}
+	var out []*mountinfo.Info
+	for _, m := range t.mounts {
+		skip, stop := false, false
+		if filter != nil {
+			skip, stop = filter(m)
+		}
+		if !skip {
+			out = append(out, m)
+		}
+		if stop {
+			break
+		}
+	}
+	return out, nil
+}
+
+// load reads and parses /proc/<pid>/mountinfo, unless the table has it.
+func (t *Table) load() error {
+	if t.loaded {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
+	if err != nil {
+		return err
+	}
+	if t.mounts, err = mountinfo.GetMountsFromReader(bytes.NewReader(data), nil); err != nil {
+		return err
+	}
+	t.loaded = true
+	return nil
 }
 
 func checkAbs(path string) (string, error) {

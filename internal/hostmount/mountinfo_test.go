@@ -3,6 +3,7 @@ package hostmount
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,41 @@ func TestMountOfReaderErrors(t *testing.T) {
 	cyc := "1 2 0:1 / / rw - x x rw\n2 1 0:2 / / rw - x x rw\n"
 	if _, err := MountOfReader(strings.NewReader(cyc), "/x"); err != nil {
 		t.Errorf("cycle: %v", err)
+	}
+}
+
+// TestTableMounts: the entries a filter keeps, in mountinfo order, up to
+// the one it stops at.
+func TestTableMounts(t *testing.T) {
+	table, err := ParseTable(strings.NewReader(containerFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		filter mountinfo.FilterFunc
+		want   []int
+	}{
+		{"all", nil, []int{600, 601, 602, 603}},
+		{"propagating", func(m *mountinfo.Info) (bool, bool) { return PeerGroup(m)+Master(m) == 0, false }, []int{602, 603}},
+		{"stop", func(m *mountinfo.Info) (bool, bool) { return false, m.ID == 601 }, []int{600, 601}},
+		{"none", func(*mountinfo.Info) (bool, bool) { return true, false }, nil},
+	} {
+		ms, err := table.Mounts(tt.filter)
+		var got []int
+		for _, m := range ms {
+			got = append(got, m.ID)
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: Mounts = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := TableOf(-1).Mounts(nil); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("TableOf(-1).Mounts = %v, want the missing mountinfo", err)
+	}
+	own, err := TableOf(os.Getpid()).Mounts(func(m *mountinfo.Info) (bool, bool) { return m.Mountpoint != "/", false })
+	if err != nil || len(own) == 0 {
+		t.Errorf("this process's mounts on /: %v, %v", own, err)
 	}
 }
 

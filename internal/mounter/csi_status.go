@@ -77,7 +77,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 			fmt.Fprintf(out, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
 		}
 	}
-	private := privateConsumers(vols, "/proc")
+	private := privateConsumers(vols)
 	for _, v := range vols {
 		for _, c := range private[v.VolumeID] {
 			fmt.Fprintf(out, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
@@ -117,11 +117,11 @@ type consumer struct {
 // the volume's paths on the host: the dead mount a publish target keeps
 // and the live one recovery stacked on it. Binds that are shared or slaves
 // (master:N) receive what recovery mounts and are not listed. It reads
-// /proc/PID/ns/mnt of each process and the mountinfo of one process per
+// /proc/PID/ns/mnt of each process and the mount table of one process per
 // namespace, and never statfs'es a mount (a dead one would fail, a hung
 // one block).
-func privateConsumers(vols []*mountrec.Record, proc string) map[string][]consumer {
-	return scanConsumers(proc, volumeDevices(vols))
+func privateConsumers(vols []*mountrec.Record) map[string][]consumer {
+	return scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
 }
 
 // volumeDevices maps the devices of the mounts stacked at the volumes'
@@ -143,8 +143,9 @@ func volumeDevices(vols []*mountrec.Record) map[uint64]string {
 }
 
 // scanConsumers finds the private binds of the devices in devOf in the
-// mount namespaces of the processes under proc, but its own.
-func scanConsumers(proc string, devOf map[uint64]string) map[string][]consumer {
+// mount namespaces of the processes under proc, but its own; tableOf gives
+// a process's mount table.
+func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf map[uint64]string) map[string][]consumer {
 	out := map[string][]consumer{}
 	if len(devOf) == 0 {
 		return out
@@ -165,15 +166,10 @@ func scanConsumers(proc string, devOf map[uint64]string) map[string][]consumer {
 			continue
 		}
 		seen[ns] = true
-		f, err := os.Open(filepath.Join(proc, e.Name(), "mountinfo"))
-		if err != nil {
-			continue
-		}
-		ms, _ := mountinfo.GetMountsFromReader(f, func(mi *mountinfo.Info) (skip, stop bool) {
+		ms, _ := tableOf(pid).Mounts(func(mi *mountinfo.Info) (skip, stop bool) {
 			_, ok := devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))]
-			return !ok || propagates(mi.Optional), false
+			return !ok || propagates(mi), false
 		})
-		_ = f.Close()
 		if len(ms) == 0 {
 			continue
 		}
@@ -186,13 +182,8 @@ func scanConsumers(proc string, devOf map[uint64]string) map[string][]consumer {
 	return out
 }
 
-// propagates reports whether a mount with mountinfo's optional fields
-// receives mounts from its peers or master: shared:N or master:N.
-func propagates(optional string) bool {
-	for _, f := range strings.Fields(optional) {
-		if strings.HasPrefix(f, "shared:") || strings.HasPrefix(f, "master:") {
-			return true
-		}
-	}
-	return false
+// propagates reports whether a mount receives mounts from its peers or
+// master: shared:N or master:N among mountinfo's optional fields.
+func propagates(mi *mountinfo.Info) bool {
+	return hostmount.PeerGroup(mi) > 0 || hostmount.Master(mi) > 0
 }

@@ -1,10 +1,12 @@
 package mounter
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,19 +57,31 @@ func TestScanConsumers(t *testing.T) {
 		"self": {"mnt:[9]", "x", ""},
 	})
 	devs := map[uint64]string{unix.Mkdev(0, 61): "vol-1", unix.Mkdev(0, 72): "vol-1"}
-	got := scanConsumers(proc, devs)
+	// Each process's table from its mountinfo under the fake /proc.
+	tableOf := func(pid int) *hostmount.Table {
+		data, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "mountinfo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, err := hostmount.ParseTable(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return table
+	}
+	got := scanConsumers(proc, tableOf, devs)
 	want := map[string][]consumer{"vol-1": {{PID: 100, Comm: "sleep", Mountpoint: "/data0"}, {PID: 300, Comm: "app", Mountpoint: "/data2"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("consumers %+v, want %+v", got, want)
 	}
-	if got := scanConsumers(proc, nil); len(got) != 0 {
+	if got := scanConsumers(proc, tableOf, nil); len(got) != 0 {
 		t.Errorf("consumers of no device: %+v", got)
 	}
 }
 
 func TestPropagates(t *testing.T) {
 	for opt, want := range map[string]bool{"": false, "shared:3": true, "master:4": true, "shared:3 master:4": true, "propagate_from:2": false, "unbindable": false} {
-		if got := propagates(opt); got != want {
+		if got := propagates(&mountinfo.Info{Optional: opt}); got != want {
 			t.Errorf("propagates(%q) = %v, want %v", opt, got, want)
 		}
 	}
