@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// FreezerState tells a paused container from a running one by asking the
+// freezerState tells a paused container from a running one by asking the
 // kernel instead of the runtime: `runtime pause` freezes the container's
 // cgroup, and the freezer's state file says so. It reads
 // <procDir>/<pid>/cgroup and then one file under cgroupDir:
@@ -30,7 +30,7 @@ import (
 // Unlike `runc state`, this costs two small reads, whatever the number of
 // mounts on the host: runc reads the whole of /proc/self/mountinfo to find
 // its cgroup mounts.
-func FreezerState(procDir, cgroupDir string, pid int) (string, error) {
+func freezerState(procDir, cgroupDir string, pid int) (string, error) {
 	path := filepath.Join(procDir, strconv.Itoa(pid), "cgroup")
 	b, err := os.ReadFile(path)
 	if err != nil {

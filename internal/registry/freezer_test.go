@@ -57,18 +57,18 @@ func TestFreezerState(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc, cg := fakeCgroup(t, "42", tc.cgroup, tc.files)
-			got, err := FreezerState(proc, cg, 42)
+			got, err := freezerState(proc, cg, 42)
 			if got != tc.want || (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Errorf("FreezerState = %q, %v; want %q, error %q", got, err, tc.want, tc.wantErr)
+				t.Errorf("freezerState = %q, %v; want %q, error %q", got, err, tc.want, tc.wantErr)
 			}
 		})
 	}
-	if _, err := FreezerState(t.TempDir(), t.TempDir(), 42); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("FreezerState of a missing process: %v, want not-exist", err)
+	if _, err := freezerState(t.TempDir(), t.TempDir(), 42); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("freezerState of a missing process: %v, want not-exist", err)
 	}
 	// The real thing: this test process is not frozen.
-	if got, err := FreezerState("/proc", "/sys/fs/cgroup", os.Getpid()); got != "running" || err != nil {
-		t.Errorf("FreezerState(self) = %q, %v; want running", got, err)
+	if got, err := freezerState("/proc", "/sys/fs/cgroup", os.Getpid()); got != "running" || err != nil {
+		t.Errorf("freezerState(self) = %q, %v; want running", got, err)
 	}
 }
 

@@ -69,7 +69,7 @@ type Checker struct {
 	ProcDir string
 	// Kernel, with State nil, asks the kernel instead of the runtime: a
 	// process that /proc shows alive is paused when its freezer cgroup is
-	// frozen (FreezerState) and running otherwise. It cannot tell a created
+	// frozen (freezerState) and running otherwise. It cannot tell a created
 	// container (init not yet exec'd) from a running one; `runtime exec`
 	// works in both. No runtime start, and no cost that grows with the
 	// host's mounts.
@@ -108,7 +108,7 @@ func (c *Checker) Check(rec *Record) Verdict {
 	if rec.PID <= 0 {
 		return Verdict{Liveness: Stale, Reason: "the record has no init PID"}
 	}
-	state, start, err := ProcStat(c.procDir(), rec.PID)
+	state, start, err := procStat(c.procDir(), rec.PID)
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoProcess):
 		return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
@@ -121,7 +121,7 @@ func (c *Checker) Check(rec *Record) Verdict {
 	}
 	stateFn := c.State
 	if stateFn == nil && c.Kernel {
-		switch status, err := FreezerState(c.procDir(), c.cgroupDir(), rec.PID); {
+		switch status, err := freezerState(c.procDir(), c.cgroupDir(), rec.PID); {
 		case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 			// It exited between the two reads of /proc.
 			return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
@@ -134,7 +134,7 @@ func (c *Checker) Check(rec *Record) Verdict {
 		}
 	}
 	if stateFn == nil {
-		stateFn = func(rec *Record) (string, error) { return RuntimeState(c.Runtime, rec) }
+		stateFn = func(rec *Record) (string, error) { return runtimeState(c.Runtime, rec) }
 	}
 	status, err := stateFn(rec)
 	switch {
@@ -235,9 +235,9 @@ func sameRecord(a, b *Record) bool {
 
 var errNoProcess = errors.New("no such process")
 
-// ProcStat returns the state letter (field 3) and the start time (field 22,
+// procStat returns the state letter (field 3) and the start time (field 22,
 // clock ticks after boot) of pid from <procDir>/<pid>/stat.
-func ProcStat(procDir string, pid int) (state byte, start uint64, err error) {
+func procStat(procDir string, pid int) (state byte, start uint64, err error) {
 	path := procDir + "/" + strconv.Itoa(pid) + "/stat"
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -270,15 +270,15 @@ func ProcStat(procDir string, pid int) (state byte, start uint64, err error) {
 // ProcStart returns the start time of pid (field 22 of /proc/<pid>/stat), the
 // value to store in Record.PIDStart.
 func ProcStart(pid int) (uint64, error) {
-	_, start, err := ProcStat("/proc", pid)
+	_, start, err := procStat("/proc", pid)
 	return start, err
 }
 
-// RuntimeState runs `<runtime> [--root R] state <id>` with R the record's
+// runtimeState runs `<runtime> [--root R] state <id>` with R the record's
 // runtime root, and returns the status it prints. A runtime that does not
 // know the container (runc: "container does not exist") gives
 // ErrNoContainer.
-func RuntimeState(runtime string, rec *Record) (string, error) {
+func runtimeState(runtime string, rec *Record) (string, error) {
 	if runtime == "" {
 		return "", fmt.Errorf("mounter %s: no runtime to ask for its state", rec.ID)
 	}

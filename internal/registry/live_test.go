@@ -39,17 +39,17 @@ func TestProcStat(t *testing.T) {
 		11: "11 (short) R 1 2",
 		12: "12 no parenthesis",
 	})
-	state, start, err := ProcStat(proc, 10)
+	state, start, err := procStat(proc, 10)
 	if err != nil || state != 'S' || start != 123456 {
-		t.Errorf("ProcStat = %c, %d, %v; want S, 123456", state, start, err)
+		t.Errorf("procStat = %c, %d, %v; want S, 123456", state, start, err)
 	}
 	for _, pid := range []int{11, 12} {
-		if _, _, err := ProcStat(proc, pid); err == nil {
-			t.Errorf("ProcStat of a malformed line %d: no error", pid)
+		if _, _, err := procStat(proc, pid); err == nil {
+			t.Errorf("procStat of a malformed line %d: no error", pid)
 		}
 	}
-	if _, _, err := ProcStat(proc, 13); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ProcStat of a missing pid: %v", err)
+	if _, _, err := procStat(proc, 13); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("procStat of a missing pid: %v", err)
 	}
 	// The real thing: our own start time is stable and nonzero.
 	a, err := ProcStart(os.Getpid())
@@ -131,19 +131,19 @@ func TestRuntimeState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			os.Remove(argsFile)
 			rec := &Record{ID: "m", Runtime: "/nonexistent/forged-runtime", RuntimeRoot: tc.root}
-			got, err := RuntimeState(fakeRuntime(t, tc.script), rec)
+			got, err := runtimeState(fakeRuntime(t, tc.script), rec)
 			switch {
 			case tc.err != nil:
 				if !errors.Is(err, tc.err) {
-					t.Errorf("RuntimeState = %q, %v; want %v", got, err, tc.err)
+					t.Errorf("runtimeState = %q, %v; want %v", got, err, tc.err)
 				}
 			case tc.errText != "":
 				if err == nil || errors.Is(err, ErrNoContainer) || !strings.Contains(err.Error(), tc.errText) {
-					t.Errorf("RuntimeState = %q, %v; want an error containing %q", got, err, tc.errText)
+					t.Errorf("runtimeState = %q, %v; want an error containing %q", got, err, tc.errText)
 				}
 			default:
 				if err != nil || got != tc.want {
-					t.Errorf("RuntimeState = %q, %v; want %q", got, err, tc.want)
+					t.Errorf("runtimeState = %q, %v; want %q", got, err, tc.want)
 				}
 				args, _ := os.ReadFile(argsFile)
 				if strings.TrimSpace(string(args)) != tc.wantArgs {
@@ -152,7 +152,7 @@ func TestRuntimeState(t *testing.T) {
 			}
 		})
 	}
-	if _, err := RuntimeState("", &Record{ID: "m"}); err == nil {
+	if _, err := runtimeState("", &Record{ID: "m"}); err == nil {
 		t.Error("no runtime: no error")
 	}
 }
