@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -300,7 +301,7 @@ func TestNodeLifecycle(t *testing.T) {
 	_, err = e.S.NodePublishVolume(ctx, roPub)
 	wantCode(t, err, codes.AlreadyExists)
 
-	all, errs := ListRecords(e.S.Config.StateDir)
+	all, errs := mountrec.List(e.S.Config.StateDir)
 	if len(errs) != 0 || len(all) != 1 || len(all[0].Targets) != 1 || all[0].Targets[0].Path != target {
 		t.Fatalf("records %+v %v, want vol-1 published at %s", all, errs, target)
 	}
@@ -323,7 +324,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if _, _, live := e.F.count(); live != 0 {
 		t.Fatalf("%d mounts left after unstage", live)
 	}
-	if all, _ := ListRecords(e.S.Config.StateDir); len(all) != 0 {
+	if all, _ := mountrec.List(e.S.Config.StateDir); len(all) != 0 {
 		t.Fatalf("records left after unstage: %+v", all)
 	}
 }

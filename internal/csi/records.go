@@ -23,14 +23,6 @@ func recordVolume(rec *Record) Volume {
 	return Volume{FSType: rec.FSType, Source: rec.Source, Options: rec.Options, Subdir: rec.Subdir}
 }
 
-// RecordsDir is where the records of driver live under stateDir.
-func RecordsDir(stateDir, driver string) string { return mountrec.Dir(stateDir, driver) }
-
-// ListRecords returns the records of every driver under stateDir, sorted by
-// driver and volume id: what `mounter status` shows. Records that cannot be
-// read are returned as errors beside the others.
-func ListRecords(stateDir string) ([]*Record, []error) { return mountrec.List(stateDir) }
-
 // records is one driver's record store; only this server writes it.
 type records struct{ mountrec.Store }
 

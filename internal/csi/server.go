@@ -71,7 +71,7 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, configName(cfg))
 	}
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
-	s.records = records{mountrec.Store{Dir: RecordsDir(cfg.StateDir, driver)}}
+	s.records = records{mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
 	return s, nil
 }

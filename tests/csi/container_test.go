@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -102,7 +103,7 @@ func TestMounterContainer(t *testing.T) {
 	if m := testutil.MountAt(t, target); m == nil || m.FSType != "fuse.glusterfs" {
 		t.Fatalf("publish mount on the host: %+v, want fuse.glusterfs", m)
 	}
-	recs, errs := csi.ListRecords(e.StateDir)
+	recs, errs := mountrec.List(e.StateDir)
 	if len(errs) != 0 || len(recs) != 1 || recs[0].Staging != staging || len(recs[0].Targets) != 1 || recs[0].Targets[0].Path != target {
 		t.Fatalf("records on the host: %+v %v; want the volume staged at %s and published at %s", recs, errs, staging, target)
 	}
@@ -142,7 +143,7 @@ func TestMounterContainer(t *testing.T) {
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Errorf("target directory left: %v", err)
 	}
-	if recs, errs := csi.ListRecords(e.StateDir); len(recs)+len(errs) != 0 {
+	if recs, errs := mountrec.List(e.StateDir); len(recs)+len(errs) != 0 {
 		t.Errorf("records left: %+v %v", recs, errs)
 	}
 	if left := brickEntries(t, g.Brick); len(left) != 0 {

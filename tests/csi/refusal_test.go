@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -70,7 +71,7 @@ func TestRefusals(t *testing.T) {
 			}
 		})
 	}
-	if recs, _ := csi.ListRecords(e.StateDir); len(recs) != 0 {
+	if recs, _ := mountrec.List(e.StateDir); len(recs) != 0 {
 		t.Errorf("records after refusals: %+v", recs)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -103,7 +104,7 @@ func TestSanity(t *testing.T) {
 	if ms := mountsUnder(t, e.Shared); len(ms) != 0 {
 		t.Errorf("mounts left under %s: %v", e.Shared, ms)
 	}
-	if recs, errs := csi.ListRecords(e.StateDir); len(recs)+len(errs) != 0 {
+	if recs, errs := mountrec.List(e.StateDir); len(recs)+len(errs) != 0 {
 		t.Errorf("CSI records left: %+v %v", recs, errs)
 	}
 	if left := brickEntries(t, g.Brick); len(left) != 0 {

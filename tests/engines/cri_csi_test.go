@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -146,7 +147,7 @@ func TestContainerdCRICSI(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(s.Gluster.Brick, pv, "from-host")); err != nil || string(got) != "written on the host\n" {
 		t.Fatalf("the host's file on the brick: %q, %v", got, err)
 	}
-	recs, errs := csi.ListRecords(s.StateDir)
+	recs, errs := mountrec.List(s.StateDir)
 	if len(errs) != 0 || len(recs) != 1 || recs[0].Staging != staging || len(recs[0].Targets) != 1 || recs[0].Targets[0].Path != target {
 		t.Fatalf("records on the host: %+v %v; want the volume staged at %s and published at %s", recs, errs, staging, target)
 	}
@@ -196,7 +197,7 @@ func TestContainerdCRICSI(t *testing.T) {
 	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("target directory %s left: %v", target, err)
 	}
-	if recs, errs := csi.ListRecords(s.StateDir); len(recs)+len(errs) != 0 {
+	if recs, errs := mountrec.List(s.StateDir); len(recs)+len(errs) != 0 {
 		t.Errorf("records left: %+v %v", recs, errs)
 	}
 	if _, err := os.Lstat(filepath.Join(s.Gluster.Brick, pv)); !errors.Is(err, os.ErrNotExist) {

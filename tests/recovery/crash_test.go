@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -132,7 +133,7 @@ func TestRecoveryCrashSafety(t *testing.T) {
 	if after := records(t, e.StateDir); !reflect.DeepEqual(before, after) {
 		t.Errorf("records lost, duplicated or changed:\nbefore %+v\nafter  %+v", before, after)
 	}
-	dir := csi.RecordsDir(e.StateDir, driverName)
+	dir := mountrec.Dir(e.StateDir, driverName)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestRecoveryCrashSafety(t *testing.T) {
 	if len(names) != len(vols) {
 		t.Errorf("record directory holds %v, want %d records and nothing else (no half-written file left)", names, len(vols))
 	}
-	recs, _ := csi.ListRecords(e.StateDir)
+	recs, _ := mountrec.List(e.StateDir)
 	for _, r := range recs {
 		if r.Recovery != nil {
 			t.Errorf("record of %s still holds a failure: %+v", r.VolumeID, r.Recovery)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -198,7 +199,7 @@ func isLive(path string) bool {
 // changes when a server restarts (its pid, a recovery failure).
 func records(t *testing.T, stateDir string) map[string]csi.Record {
 	t.Helper()
-	recs, errs := csi.ListRecords(stateDir)
+	recs, errs := mountrec.List(stateDir)
 	if len(errs) != 0 {
 		t.Fatalf("records that cannot be read: %v", errs)
 	}

@@ -12,6 +12,7 @@ import (
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -192,7 +193,7 @@ func TestKillAndRecover(t *testing.T) {
 	// The stopped GlusterFS volume: reported, retried, the server serves.
 	var failed *csi.Record
 	testutil.Eventually(t, 20*time.Second, "a second failed attempt of "+static.ID+" in its record", func() (bool, string) {
-		recs, _ := csi.ListRecords(e.StateDir)
+		recs, _ := mountrec.List(e.StateDir)
 		for _, r := range recs {
 			if r.VolumeID == static.ID && r.Recovery != nil && r.Recovery.Attempts >= 2 {
 				failed = r
@@ -221,7 +222,7 @@ func TestKillAndRecover(t *testing.T) {
 		t.Errorf("records changed by recovery:\nbefore %+v\nafter  %+v", before, after)
 	}
 	testutil.Eventually(t, 10*time.Second, "records after recovery without a failure or an old pid", func() (bool, string) {
-		recs, _ := csi.ListRecords(e.StateDir)
+		recs, _ := mountrec.List(e.StateDir)
 		clean := len(recs) == 6
 		for _, r := range recs {
 			clean = clean && r.Recovery == nil && r.PID == 1
@@ -252,7 +253,7 @@ func TestKillAndRecover(t *testing.T) {
 			t.Errorf("mount left on the host: %s %s", m.Mountpoint, m.FSType)
 		}
 	}
-	if recs, errs := csi.ListRecords(e.StateDir); len(recs)+len(errs) != 0 {
+	if recs, errs := mountrec.List(e.StateDir); len(recs)+len(errs) != 0 {
 		t.Errorf("records left: %+v %v", recs, errs)
 	}
 }
