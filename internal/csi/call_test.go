@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
 func TestCall(t *testing.T) {
@@ -18,15 +20,10 @@ func TestCall(t *testing.T) {
 		done <- Serve(ctx, e.S, &Options{Endpoint: "unix://" + sock, Driver: e.S.Driver, NodeID: "node-1"})
 	}()
 	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testutil.Eventually(t, 5*time.Second, "the server to answer Probe", func() (bool, string) {
 		var out bytes.Buffer
-		if Call([]string{"--endpoint", "unix://" + sock, "Probe"}, &out, &out) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server never answered: %s", out.String())
-		}
-	}
+		return Call([]string{"--endpoint", "unix://" + sock, "Probe"}, &out, &out) == 0, out.String()
+	})
 	tests := []struct {
 		args     []string
 		code     int

@@ -18,6 +18,7 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -352,16 +353,12 @@ func TestVolumeCallsSerialized(t *testing.T) {
 			}
 			// Let both calls reach the helper (or the lock) before
 			// releasing: the second of one volume waits on the lock.
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			// The count is checked below, once the helpers are released.
+			testutil.Poll(5*time.Second, func() bool {
 				e.F.mu.Lock()
-				run := e.F.running
-				e.F.mu.Unlock()
-				if run == tc.wantMax || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
+				defer e.F.mu.Unlock()
+				return e.F.running == tc.wantMax
+			})
 			time.Sleep(50 * time.Millisecond)
 			close(e.F.block)
 			wg.Wait()

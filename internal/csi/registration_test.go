@@ -1,38 +1,19 @@
 package csi
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/runc-shared/runc-shared/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
-
-// syncBuffer is a log sink read after the server stopped.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func dial(t *testing.T, sock string) *grpc.ClientConn {
 	t.Helper()
@@ -50,7 +31,7 @@ func dial(t *testing.T, sock string) *grpc.ClientConn {
 // serves CSI), reports the registration, and stops the server.
 func TestKubeletRegistration(t *testing.T) {
 	e := newNodeEnv(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	e.S.Log = NewLogger(&logs, "info")
 	dir := t.TempDir()
 	regDir := filepath.Join(dir, "plugins_registry")
@@ -64,19 +45,15 @@ func TestKubeletRegistration(t *testing.T) {
 
 	// The plugin watcher: a new socket file in the registration directory.
 	var sock string
-	deadline := time.Now().Add(10 * time.Second)
-	for sock == "" {
+	testutil.Eventually(t, 10*time.Second, "a socket in "+regDir, func() (bool, string) {
 		ents, _ := os.ReadDir(regDir)
 		for _, de := range ents {
 			if de.Type()&os.ModeSocket != 0 && !strings.HasPrefix(de.Name(), ".") {
 				sock = filepath.Join(regDir, de.Name())
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no socket appeared in %s", regDir)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return sock != "", "none there"
+	})
 	if want := RegistrationSocket(regDir, e.S.Driver); sock != want {
 		t.Errorf("registration socket %s, want %s", sock, want)
 	}
