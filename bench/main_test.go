@@ -30,7 +30,7 @@ var (
 	flagIOSize = flag.Int("bench.iosize", 256, "MiB written and read per I/O run")
 	flagIORuns = flag.Int("bench.ioruns", 15, "measured runs per side of the I/O scenario")
 	flagProf   = flag.Bool("bench.profile", false, "profile the slow paths once (strace -f -c, mountinfo reads) and log the summaries")
-	flagBefore = flag.String("bench.before", "", "a bin/ directory of an earlier build: scenario 1 also compares its runc-shared (before) with bin/runc-shared (after)")
+	flagBefore = flag.String("bench.before", "", "a bin/ directory of an earlier build: scenario 1 also compares its runc-shared (before) with bin/runc-shared (after), scenario 8 its mounter's routed mount with bin/mounter's")
 	flagIOCPU  = flag.Bool("bench.io-rootcpu", false, "experiment: move the routed FUSE daemon into the root cpu cgroup (v1) before the I/O runs, to see what the mounter's own CPU group costs")
 	flagDocker = flag.Bool("bench.docker", true, "start a dockerd for the seed's `docker exec` route (false: skip that row)")
 )

@@ -36,9 +36,15 @@ const recoverDriver = "recover.csi.runc-shared.io"
 // answers statfs. Between trials (not timed) each target is unpublished and
 // published again, so that the binds recovery stacks on the dead ones do
 // not pile up on the host.
+//
+// RSBENCH_ROUTE_ONLY=1 in the environment runs the routed mount's rows
+// only, for a quick look at the route.
 func testRecover(t *testing.T, e *glusterEnv) {
 	n, warm := runs(), *flagWarm
 	testServerRoute(t, e, warm, n)
+	if os.Getenv("RSBENCH_ROUTE_ONLY") == "1" {
+		return
+	}
 	samples := map[int]Sample{}
 	for _, count := range []int{1, 10, 50} {
 		samples[count] = recoverTrials(t, e, count, warm, n)
@@ -276,12 +282,31 @@ const serverDriver = "route.csi.runc-shared.io"
 // runs of the other rows (the goal is a margin of a few milliseconds on a
 // mount whose own time varies by tens), and against the seed's `docker
 // exec <mounter> mount` in the same run.
+//
+// A tmpfs mount through the same route against the host's mount(8) of a
+// tmpfs shows the route's own cost without the spread of a GlusterFS
+// mount: the rule of the server's mounter routes tmpfs too.
 func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
-	serverLog := startServerMounter(t, e)
+	cfg := filepath.Join(e.dir, "config-route.toml")
+	data, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTmpfs := strings.Replace(string(data), `fstypes = ["glusterfs"]`, `fstypes = ["glusterfs", "tmpfs"]`, 1)
+	if withTmpfs == string(data) {
+		t.Fatalf("%s has no fstypes line to extend:\n%s", e.cfg, data)
+	}
+	writeFile(t, cfg, withTmpfs)
+	serverLog := startServerMounter(t, e, cfg)
 	target := mkdir(t, e.shared, "served")
-	routed := mountTrial(t, e.mounterCmd(e.cfg, "mount", "-t", "glusterfs", "-o", logOpt(e.shared, "served"), e.src, target), target)
+	routed := mountTrial(t, e.mounterCmd(cfg, "mount", "-t", "glusterfs", "-o", logOpt(e.shared, "served"), e.src, target), target)
 	mounts := 0
 	served := func() (Measure, error) { mounts++; return routed() }
+	servedTmpfs := func(mounter string) Trial {
+		target := mkdir(t, e.shared, "served-tmpfs")
+		trial := tmpfsTrial(t, Cmd{Argv: []string{mounter, "--config", cfg, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", target}}, target)
+		return func() (Measure, error) { mounts++; return trial() }
+	}
 	native := mountTrial(t, Cmd{Argv: []string{"mount", "-t", "glusterfs", "-o", logOpt(e.dir, "native-served"), e.src,
 		mkdir(t, e.dir, "native-served")}}, filepath.Join(e.dir, "native-served"))
 	// The route must have gone through the server, not the runtime exec.
@@ -294,7 +319,22 @@ func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
 	a, b := Compare(t, warm, 3*n, Side{"host mount(8)", native}, Side{"mounter (routed through the server)", served})
 	checkServed()
 	addRows(&Row{Scenario: "3 GlusterFS mount: routed through the mounter's server (no runtime exec) vs host-native", A: a, B: b,
-		Goal: Goal{"ratio", "<=", 1.10, "B/A ≤ 1.10"}, CPU: true})
+		Goal: Goal{"ratio", "<=", 1.10, "B/A ≤ 1.10"}, CPU: true, Note: pairedNote(a, b)})
+
+	nativeTmpfs := tmpfsTrial(t, Cmd{Argv: []string{"mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mkdir(t, e.dir, "native-tmpfs")}},
+		filepath.Join(e.dir, "native-tmpfs"))
+	a, b = Compare(t, warm, 3*n, Side{"host mount(8) of a tmpfs", nativeTmpfs}, Side{"mounter (routed through the server)", servedTmpfs(e.mounter)})
+	checkServed()
+	addRows(&Row{Scenario: "3 the server route's own cost: a tmpfs mount routed through the server vs host-native", A: a, B: b,
+		CPU: true, Note: pairedNote(a, b)})
+
+	if *flagBefore != "" {
+		// The same route by an earlier build's client.
+		a, b := Compare(t, warm, 3*n, Side{"mounter of " + *flagBefore, servedTmpfs(filepath.Join(*flagBefore, "mounter"))},
+			Side{"mounter (routed through the server)", servedTmpfs(e.mounter)})
+		checkServed()
+		addRows(&Row{Scenario: "3 a tmpfs mount routed through the server: before → after (" + *flagBefore + ")", A: a, B: b, CPU: true, Note: pairedNote(a, b)})
+	}
 
 	const seedRow = "3 GlusterFS mount: routed through the mounter's server vs the seed's `docker exec <mounter> mount`"
 	if !*flagDocker {
@@ -306,13 +346,41 @@ func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
 	}
 }
 
+// pairedNote is the median and the quartiles of the differences B−A of the
+// runs taken side by side: a change of a few milliseconds shows there
+// even when each side's own spread is larger.
+func pairedNote(a, b Sample) string {
+	var d []float64
+	for i := range min(len(a.Values), len(b.Values)) {
+		d = append(d, b.Values[i]-a.Values[i])
+	}
+	return fmt.Sprintf("B−A per pair: median %+.2f ms (quartiles %+.2f, %+.2f ms, %d pairs)",
+		quantile(d, 0.5)*1e3, quantile(d, 0.25)*1e3, quantile(d, 0.75)*1e3, len(d))
+}
+
+// tmpfsTrial times c, which must leave a tmpfs at target, then (not timed)
+// checks it on the host and unmounts it.
+func tmpfsTrial(t testing.TB, c Cmd, target string) Trial {
+	cleanupMount(t, target)
+	return func() (Measure, error) {
+		r, err := c.Run()
+		if err != nil {
+			return Measure{}, err
+		}
+		if m := testutil.MountAt(t, target); m == nil || m.FSType != "tmpfs" {
+			return Measure{}, fmt.Errorf("after %v: no tmpfs at %s on the host: %+v", c.Argv, target, m)
+		}
+		return r.measure(), unix.Unmount(target, 0)
+	}
+}
+
 // startServerMounter starts a second mounter of the rule through
-// runc-shared, with `mounter csi` as its main process, waits for its socket
+// runc-shared, configured by cfg, with `mounter csi` as its main process, waits for its socket
 // and returns a reader of its output (the server's log).
-func startServerMounter(t *testing.T, e *glusterEnv) (serverLog func() string) {
+func startServerMounter(t *testing.T, e *glusterEnv, cfg string) (serverLog func() string) {
 	t.Helper()
 	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + e.cfg}
+	r.ExtraGlobal = []string{"--runc-shared-config=" + cfg}
 	sock := filepath.Join(e.dir, "route.sock")
 	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
 		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
@@ -321,7 +389,7 @@ func startServerMounter(t *testing.T, e *glusterEnv) (serverLog func() string) {
 		testutil.WithBind(e.dir, e.dir),
 		testutil.WithBind(filepath.Dir(e.mounter), "/mnt", "rbind", "ro"),
 		testutil.WithArgs("/mnt/mounter", "csi", "--endpoint", "unix://"+sock, "--driver-name", serverDriver,
-			"--node-id", "bench", "--config", e.cfg))
+			"--node-id", "bench", "--config", cfg))
 	pid := r.Up(t, b, "rsbench-server")
 	serverLog = func() string { o, e := b.InitOutput(t); return o + e }
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
