@@ -21,8 +21,10 @@
 //   - lost updates: two read-modify-write cycles that overlap both write,
 //     and the second rename drops the first one's change. Callers that
 //     merge serialise with a lock;
-//   - the temporary file of a writer killed between create and rename:
-//     RemoveLeftovers takes those away where no other writer can be running;
+//   - the temporary file of a writer killed between create and rename (or
+//     between Prepare and Commit): RemoveLeftovers takes those away where
+//     no other writer can be running, RemoveStale those older than any
+//     write;
 //   - a symlink at the name is replaced, not followed, and other hard links
 //     keep the old content;
 //   - the old file's mode, owner, extended attributes and ACLs are not
@@ -42,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Option changes the temporary file before it is renamed into place.
@@ -84,15 +87,61 @@ func RemoveLeftovers(path string) {
 	}
 }
 
+// RemoveStale removes the temporary files in dir, of any name's writes,
+// last changed before cutoff: writes killed between create and rename.
+// Where no write of a file there takes as long, no live writer loses its
+// file.
+func RemoveStale(dir string, cutoff time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, ".") || !strings.Contains(name, ".tmp-") || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
+
 // tempPrefix names the temporary files of path: hidden, beside it, so that
 // the rename stays on one filesystem.
 func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
 
-func write(path string, data []byte, perm os.FileMode, durable bool, opts []Option) (err error) {
+func write(path string, data []byte, perm os.FileMode, durable bool, opts []Option) error {
+	p, err := prepare(path, data, perm, durable, opts)
+	if err != nil {
+		return err
+	}
+	return p.Commit()
+}
+
+// Pending is a new content of a file, complete (and with Prepare on disk)
+// beside it under a temporary name, not yet in place: readers still see
+// the old content. Commit puts it in place, Abort throws it away. A
+// process killed in between leaves the temporary file, as a killed write
+// does (RemoveLeftovers, RemoveStale).
+type Pending struct {
+	tmp, path string
+	durable   bool
+}
+
+// Prepare does the first half of WriteFileDurable: the data, its mode and
+// opts in a temporary file beside path, fsynced. The caller can do other
+// work meanwhile (the slow part of a durable write is over) and then
+// Commit once it knows the content is right, or Abort.
+func Prepare(path string, data []byte, perm os.FileMode, opts ...Option) (*Pending, error) {
+	return prepare(path, data, perm, true, opts)
+}
+
+func prepare(path string, data []byte, perm os.FileMode, durable bool, opts []Option) (_ *Pending, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w (is the directory there, writable and not full?)", path, err)
+		return nil, fmt.Errorf("write %s: %w (is the directory there, writable and not full?)", path, err)
 	}
 	defer func() {
 		if err != nil {
@@ -102,35 +151,45 @@ func write(path string, data []byte, perm os.FileMode, durable bool, opts []Opti
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Chmod(perm); err != nil {
-		return err
+		return nil, err
 	}
 	for _, o := range opts {
 		if err = o(f); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// Sync before the rename: otherwise the kernel may write the directory
 	// entry first, and after a crash the name points at an empty file.
 	if durable {
 		if err = f.Sync(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
+	return &Pending{tmp: f.Name(), path: path, durable: durable}, nil
+}
+
+// Commit renames the new content over the name (and with Prepare makes
+// the rename durable).
+func (p *Pending) Commit() error {
+	if err := os.Rename(p.tmp, p.path); err != nil {
+		os.Remove(p.tmp)
+		return fmt.Errorf("write %s: %w", p.path, err)
 	}
-	if durable {
+	if p.durable {
 		// The rename itself is on disk only once the directory is.
-		if d, derr := os.Open(dir); derr == nil {
+		if d, derr := os.Open(filepath.Dir(p.path)); derr == nil {
 			_ = d.Sync()
 			d.Close()
 		}
 	}
 	return nil
 }
+
+// Abort removes the new content; the file keeps its old one.
+func (p *Pending) Abort() { _ = os.Remove(p.tmp) }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 type writeFunc func(string, []byte, os.FileMode, ...Option) error
@@ -222,6 +223,76 @@ func TestRemoveLeftovers(t *testing.T) {
 	}
 	RemoveLeftovers(path)
 	want := []string{".other.json.tmp-1", "config.json", "config.json.tmp-7"}
+	if got := names(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("left %v, want %v", got, want)
+	}
+}
+
+// TestPrepare: a prepared content is invisible until Commit, and Abort
+// leaves the old content and no temporary file.
+func TestPrepare(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		commit bool
+		want   string
+	}{
+		{"commit", true, "new"},
+		{"abort", false, "old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "rec.json")
+			if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := Prepare(path, []byte("new"), 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(path); string(got) != "old" {
+				t.Errorf("content %q before Commit, want old", got)
+			}
+			if ns := names(t, dir); len(ns) != 2 {
+				t.Errorf("directory holds %v, want rec.json and one temporary file", ns)
+			}
+			if tc.commit {
+				if err := p.Commit(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				p.Abort()
+			}
+			if got, _ := os.ReadFile(path); string(got) != tc.want {
+				t.Errorf("content %q, want %s", got, tc.want)
+			}
+			if fi, err := os.Stat(path); err != nil || tc.commit && fi.Mode().Perm() != 0o600 {
+				t.Errorf("mode after Commit: %v, %v", fi.Mode(), err)
+			}
+			if ns := names(t, dir); fmt.Sprint(ns) != "[rec.json]" {
+				t.Errorf("directory holds %v, want only rec.json", ns)
+			}
+		})
+	}
+}
+
+// TestRemoveStale: only temporary files older than the cutoff go, of any
+// name in the directory.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	for n, stale := range map[string]bool{".a.json.tmp-1": true, ".b.json.tmp-2": true, ".a.json.tmp-3": false, "a.json": true, ".hidden": true} {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if stale {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	RemoveStale(dir, time.Now().Add(-time.Hour))
+	want := []string{".a.json.tmp-3", ".hidden", "a.json"}
 	if got := names(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("left %v, want %v", got, want)
 	}
