@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
 // sameBind rewrites the fixture's mounter spec so that it binds shared/k at
@@ -41,6 +43,10 @@ func TestRoutedMountByServer(t *testing.T) {
 	}
 	if msg := f.stderr.String(); !strings.Contains(msg, "mount inside mounter m1") || !strings.Contains(msg, "nothing is mounted on "+target) {
 		t.Errorf("stderr does not carry the server's answer: %s", msg)
+	}
+	// The record written during the call goes with the failed mount.
+	if ents, err := os.ReadDir(mountrec.MountsDir(f.state)); len(ents) != 0 || err != nil && !os.IsNotExist(err) {
+		t.Errorf("a failed mount left in the record directory: %v, %v", ents, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package mounter
 import (
 	"strings"
 
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
@@ -12,18 +13,52 @@ func routedStore(cfg *config.Config) mountrec.MountStore {
 	return mountrec.MountStore{Dir: mountrec.MountsDir(cfg.StateDir)}
 }
 
-// recordMount keeps a routed mount that reached the host, for `mounter
-// recover` after its mounter restarted. The mount is there either way: a
-// record that cannot be written is a warning, not a failed mount.
-func (m *Mounter) recordMount(cfg *config.Config, inv *Invocation, route *Route) {
+// pendingRecord is the record of a routed mount, written while the mount
+// is made: the durable part of the write (the file's fsync) runs beside
+// the mounter's work, and only the rename waits for the mount.
+type pendingRecord struct {
+	done chan struct{}
+	p    *atomicfile.Pending
+	err  error
+}
+
+// prepareRecord starts writing the record of a routed mount, for
+// `mounter recover` after its mounter restarted; finishRecord puts it in
+// place once the mount reached the host. Until then it is no record: a
+// recovery or status meanwhile does not see it, and a `mounter mount`
+// killed before the rename leaves no record of a mount that may not be
+// there, as before the write began.
+func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Route) *pendingRecord {
 	var opts []string
 	if o := inv.OptionString(); o != "" {
 		opts = strings.Split(o, ",")
 	}
 	rec := &mountrec.Mount{Target: route.Target, Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(),
 		Options: opts, Mounter: route.Record.ID, Created: m.now().UTC()}
-	if err := routedStore(cfg).Write(rec); err != nil {
-		m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", err)
+	r := &pendingRecord{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.p, r.err = routedStore(cfg).Prepare(rec)
+	}()
+	return r
+}
+
+// finishRecord puts the record in place when mounted, else drops it. The
+// mount is there either way: a record that cannot be written is a
+// warning, not a failed mount.
+func (m *Mounter) finishRecord(r *pendingRecord, mounted bool) {
+	<-r.done
+	switch {
+	case r.err != nil:
+		if mounted {
+			m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", r.err)
+		}
+	case !mounted:
+		r.p.Abort()
+	default:
+		if err := r.p.Commit(); err != nil {
+			m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", err)
+		}
 	}
 }
 

@@ -159,11 +159,10 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if err != nil {
 		return err
 	}
-	if err := m.mountVia(inv, route); err != nil {
-		return err
-	}
-	m.recordMount(cfg, inv, route)
-	return nil
+	rec := m.prepareRecord(cfg, inv, route)
+	err = m.mountVia(inv, route)
+	m.finishRecord(rec, err == nil)
+	return err
 }
 
 func (m *Mounter) mountVia(inv *Invocation, route *Route) error {

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 )
 
 // Mount is one mount that `mounter mount` on the host routed into a
@@ -50,6 +52,21 @@ func (s MountStore) Read(target string) (*Mount, error) { return s.dir().read(ta
 
 // Write stores m durably.
 func (s MountStore) Write(m *Mount) error { return s.dir().write(m) }
+
+// Prepare writes m durably beside its record, not in place yet: a caller
+// that writes the record while it makes the mount Commits it once the
+// mount is there, or Aborts. Until then readers see the old record, or
+// none; a writer killed in between leaves a temporary file, which is no
+// record (List skips it) and which Prepare removes an hour later (no
+// mount takes that long).
+func (s MountStore) Prepare(m *Mount) (*atomicfile.Pending, error) {
+	atomicfile.RemoveStale(s.Dir, time.Now().Add(-staleWrite))
+	return s.dir().prepare(m)
+}
+
+// staleWrite is the age from which a temporary file of the directory
+// belongs to a killed writer.
+const staleWrite = time.Hour
 
 // Remove removes the record of target; none is no error.
 func (s MountStore) Remove(target string) error { return s.dir().remove(target) }

@@ -76,3 +76,59 @@ func TestMountStore(t *testing.T) {
 		t.Errorf("Read after Remove: %+v, %v", m, err)
 	}
 }
+
+// TestMountStorePrepare: a prepared record is no record until Commit (a
+// recovery or status that lists meanwhile does not see it), Abort leaves
+// none, and Prepare takes away what a writer killed long ago left.
+func TestMountStorePrepare(t *testing.T) {
+	s := MountStore{Dir: MountsDir(t.TempDir())}
+	m := &Mount{Target: "/k/p", Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Mounter: "m1"}
+	for _, commit := range []bool{false, true} {
+		p, err := s.Prepare(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Read(m.Target); got != nil || err != nil {
+			t.Errorf("Read before Commit: %+v, %v", got, err)
+		}
+		if ms, errs := s.List(); len(ms)+len(errs) != 0 {
+			t.Errorf("List before Commit: %+v, %v", ms, errs)
+		}
+		if !commit {
+			p.Abort()
+			if ents, _ := os.ReadDir(s.Dir); len(ents) != 0 {
+				t.Errorf("Abort left %v", ents)
+			}
+			continue
+		}
+		if err := p.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Read(m.Target); err != nil || got == nil || got.Mounter != "m1" {
+			t.Errorf("Read after Commit: %+v, %v", got, err)
+		}
+	}
+	// A killed writer's file: kept while a write could still be running,
+	// removed once it is older than any.
+	killed, live := filepath.Join(s.Dir, ".00.json.tmp-1"), filepath.Join(s.Dir, ".00.json.tmp-2")
+	for _, f := range []string{killed, live} {
+		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleWrite)
+	if err := os.Chtimes(killed, old, old); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Prepare(&Mount{Target: "/k/q", Rule: "glusterfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	if _, err := os.Stat(killed); !os.IsNotExist(err) {
+		t.Errorf("a killed write's file outlived Prepare: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a recent write's file went: %v", err)
+	}
+}

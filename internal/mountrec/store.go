@@ -49,18 +49,32 @@ func (d recordDir[T]) read(key string) (*T, error) {
 }
 
 func (d recordDir[T]) write(v *T) error {
-	if err := os.MkdirAll(d.dir, 0o700); err != nil {
-		return fmt.Errorf("create the %s: %w", d.dirName, err)
-	}
-	data, err := json.MarshalIndent(v, "", "  ")
+	p, err := d.prepare(v)
 	if err != nil {
 		return err
 	}
-	key := d.key(v)
-	if err := atomicfile.WriteFileDurable(d.path(key), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write the record of "+d.of+": %w", key, err)
+	if err := p.Commit(); err != nil {
+		return fmt.Errorf("write the record of "+d.of+": %w", d.key(v), err)
 	}
 	return nil
+}
+
+// prepare writes v durably under a temporary name beside its record, for
+// a Commit that puts it in place.
+func (d recordDir[T]) prepare(v *T) (*atomicfile.Pending, error) {
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the %s: %w", d.dirName, err)
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	key := d.key(v)
+	p, err := atomicfile.Prepare(d.path(key), append(data, '\n'), 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write the record of "+d.of+": %w", key, err)
+	}
+	return p, nil
 }
 
 // remove removes the record of key; none is no error.
