@@ -1,6 +1,6 @@
 // Package bench is `make bench`: end-to-end benchmarks of runc-shared, each
 // scenario measured against its reference in the same run, the two sides
-// alternating (A B A B ...) after a warm-up, so that load from elsewhere on
+// alternating (A B B A ...) after a warm-up, so that load from elsewhere on
 // the machine hits both alike. It prints a Markdown table of medians, min-max
 // spreads and ratios, with the machine at the top; where the trial can tell,
 // a second line gives the CPU time (user + system, the process and the

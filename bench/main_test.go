@@ -149,7 +149,7 @@ func machine(t *testing.T) string {
 	_ = unix.Sysinfo(&mem)
 	return fmt.Sprintf("Benchmarks of %s, %s UTC.\n\n"+
 		"Machine: %d cores (%s), %.0f GiB RAM, %sLinux %s, %s, %s.\n"+
-		"Method: each row runs A and B alternating (A B A B ...), %d warm-up runs each, then %d measured runs each (I/O: %d); medians with min – max.\n",
+		"Method: each row runs A and B alternating, every other pair in the other order (A B B A ...), %d warm-up runs each, then %d measured runs each (I/O: %d); medians with min – max.\n",
 		commit, time.Now().UTC().Format("2006-01-02 15:04"),
 		runtime.NumCPU(), cpu, float64(mem.Totalram)*float64(mem.Unit)/(1<<30), distro, kernel,
 		runcVersion, runtime.Version(), *flagWarm, runs(), *flagIORuns)

@@ -114,14 +114,22 @@ func (u Unit) format(v float64) string {
 }
 
 // Compare measures a and b alternating, after warm runs of each, n samples
-// each: a b a b ... A failed sample fails the test: a benchmark of a broken
-// path means nothing.
+// each, and swaps the order of every other pair: a b, b a, a b ... The side
+// that runs second in a pair was measured faster on this machine (caches
+// the first one warmed), by as much as some rows look for, so one fixed
+// order would count it as a difference. A failed sample fails the test: a
+// benchmark of a broken path means nothing.
 func Compare(t testing.TB, warm, n int, a, b Side) (Sample, Sample) {
 	t.Helper()
 	sides := []Side{a, b}
 	out := []Sample{{Name: a.Name}, {Name: b.Name}}
 	for i := 0; i < warm+n; i++ {
-		for k, s := range sides {
+		for j := range sides {
+			k := j
+			if i%2 == 1 {
+				k = len(sides) - 1 - j
+			}
+			s := sides[k]
 			checkInterrupt(t)
 			m, err := s.Trial()
 			if err != nil {

@@ -330,7 +330,7 @@ func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
 
 	if *flagBefore != "" {
 		// The same route by an earlier build's client.
-		a, b := compareBothOrders(t, warm, 3*n, Side{"mounter of " + *flagBefore, servedTmpfs(filepath.Join(*flagBefore, "mounter"))},
+		a, b := Compare(t, warm, 3*n, Side{"mounter of " + *flagBefore, servedTmpfs(filepath.Join(*flagBefore, "mounter"))},
 			Side{"mounter (routed through the server)", servedTmpfs(e.mounter)})
 		checkServed()
 		addRows(&Row{Scenario: "3 a tmpfs mount routed through the server: before → after (" + *flagBefore + ")", A: a, B: b, CPU: true, Note: pairedNote(a, b)})
@@ -344,19 +344,6 @@ func testServerRoute(t *testing.T, e *glusterEnv, warm, n int) {
 		checkServed()
 		addRows(&Row{Scenario: seedRow, A: a, B: b, Goal: Goal{"ratio", "<=", 0.5, "B/A ≤ 0.5 (2x faster)"}})
 	}
-}
-
-// compareBothOrders is Compare with the sides swapped for half of the
-// pairs: on this route the side that runs second in a pair was measured
-// faster, by about as much as the change a before → after row looks for,
-// and one order alone would count that as the change.
-func compareBothOrders(t testing.TB, warm, n int, a, b Side) (Sample, Sample) {
-	t.Helper()
-	a1, b1 := Compare(t, warm, n/2, a, b)
-	b2, a2 := Compare(t, warm, n-n/2, b, a)
-	a1.Values, a1.CPU = append(a1.Values, a2.Values...), append(a1.CPU, a2.CPU...)
-	b1.Values, b1.CPU = append(b1.Values, b2.Values...), append(b1.CPU, b2.CPU...)
-	return a1, b1
 }
 
 // pairedNote is the median and the quartiles of the differences B−A of the

@@ -7,7 +7,7 @@
 #     $OUT/micro.txt. Compare two runs with `benchstat old.txt new.txt`.
 #  2. The end-to-end scenarios of bench/ (wrapper cost, start-up, routed
 #     mount, I/O, scale, preload), each against its reference, alternating
-#     A B A B: the Markdown table with the machine header goes to stdout and
+#     A B B A: the Markdown table with the machine header goes to stdout and
 #     $OUT/table.md.
 #
 # Environment: OUT (default bin/bench), BENCH_COUNT (micro-benchmark -count,
