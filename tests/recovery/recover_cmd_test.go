@@ -76,7 +76,9 @@ func routedRecords(t *testing.T, stateDir string) map[string]*mountrec.Mount {
 // recorded mount again through a runtime exec into it and exits 0; the
 // consumer, never restarted, reads and writes again. A routed mount whose
 // GlusterFS volume is stopped makes recover exit 32 and name it; once the
-// volume is back, recover exits 0. `mounter umount` forgets a routed mount.
+// volume is back, recover exits 0. A routed mount its user unmounted (a
+// plain umount, then mounter recover or mounter umount) is forgotten, not
+// made again.
 func TestRecoverWithoutServer(t *testing.T) {
 	testutil.CheckLeaks(t)
 	g := testutil.Glusterd(t)
@@ -264,16 +266,47 @@ func TestRecoverWithoutServer(t *testing.T) {
 		t.Errorf("%s: %s after v1 is back", v1Target, got)
 	}
 
-	// mounter umount forgets the mount; the consumer goes; the volumes are
-	// unpublished and unstaged from the host (no server runs).
-	for target := range routed {
-		if out, errOut, code := runMounter(t, e, "umount", target); code != 0 {
-			t.Errorf("mounter umount %s: exit %d\n%s%s", target, code, out, errOut)
-		}
+	// A plain umount(8) of a routed mount while its mounter runs is its
+	// user's: mounter recover forgets the record and does not mount it
+	// again.
+	v0Target := filepath.Join(e.Shared, "routed-"+g.Volume)
+	if out, err := exec.Command("umount", v0Target).CombinedOutput(); err != nil {
+		t.Fatalf("umount %s: %v\n%s", v0Target, err, out)
+	}
+	out, errOut, code = runMounter(t, e, "recover")
+	if code != 0 || !strings.Contains(out, "forgot the routed mount at "+v0Target) {
+		t.Errorf("mounter recover after a plain umount of %s: exit %d, want 0 and the mount forgotten\n%s%s", v0Target, code, out, errOut)
+	}
+	if got := liveState(t, v0Target); got != "none" {
+		t.Errorf("%s after a plain umount and mounter recover: %s, want none", v0Target, got)
+	}
+	if m := routedRecords(t, e.StateDir)[v0Target]; m != nil {
+		t.Errorf("record of %s kept after a plain umount and mounter recover: %+v", v0Target, m)
+	}
+
+	// mounter umount of a recorded target that is not mounted any more
+	// fails as umount(8) does, and forgets it too.
+	if out, err := exec.Command("umount", v1Target).CombinedOutput(); err != nil {
+		t.Fatalf("umount %s: %v\n%s", v1Target, err, out)
+	}
+	out, errOut, code = runMounter(t, e, "umount", v1Target)
+	if code != 32 || !strings.Contains(errOut, "not mounted") || !strings.Contains(errOut, "removed its record") {
+		t.Errorf("mounter umount of the unmounted %s: exit %d, want 32, not mounted, its record removed\n%s%s", v1Target, code, out, errOut)
 	}
 	if left := routedRecords(t, e.StateDir); len(left) != 0 {
-		t.Errorf("records left after mounter umount: %+v", left)
+		t.Errorf("records left after the routed mounts were unmounted: %+v", left)
 	}
+	if out, errOut, code := runMounter(t, e, "recover"); code != 0 || strings.Contains(out, "routed") {
+		t.Errorf("mounter recover after the routed mounts were unmounted: exit %d, want 0 and no routed mount\n%s%s", code, out, errOut)
+	}
+	for target := range routed {
+		if got := liveState(t, target); got != "none" {
+			t.Errorf("%s made again though unmounted by its user: %s", target, got)
+		}
+	}
+
+	// The consumer goes; the volumes are unpublished and unstaged from the
+	// host (no server runs).
 	if err := consumer.Kill(t, "rcv-consumer", "KILL"); err != nil {
 		t.Fatal(err)
 	}
