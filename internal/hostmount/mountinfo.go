@@ -113,10 +113,17 @@ func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 
 // Mounts returns the table's entries that filter keeps (all for a nil
 // filter), in mountinfo order, for a question about the whole table rather
-// than one path. It parses the process's mountinfo once.
+// than one path. A table not parsed yet is streamed through filter and not
+// kept: a scan of every namespace on a host with thousands of mounts would
+// otherwise hold and collect every entry of each.
 func (t *Table) Mounts(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
-	if err := t.load(); err != nil {
-		return nil, err
+	if !t.loaded {
+		f, err := os.Open("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return mountinfo.GetMountsFromReader(f, filter)
 	}
 	var out []*mountinfo.Info
 	for _, m := range t.mounts {

@@ -137,9 +137,15 @@ func TestTableMounts(t *testing.T) {
 	if _, err := TableOf(-1).Mounts(nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("TableOf(-1).Mounts = %v, want the missing mountinfo", err)
 	}
-	own, err := TableOf(os.Getpid()).Mounts(func(m *mountinfo.Info) (bool, bool) { return m.Mountpoint != "/", false })
+	ownTable := TableOf(os.Getpid())
+	own, err := ownTable.Mounts(func(m *mountinfo.Info) (bool, bool) { return m.Mountpoint != "/", false })
 	if err != nil || len(own) == 0 {
 		t.Errorf("this process's mounts on /: %v, %v", own, err)
+	}
+	// A scan of every namespace asks each table once: what the filter
+	// skips must not be parsed into the table and kept.
+	if ownTable.loaded || len(ownTable.mounts) != 0 {
+		t.Errorf("Mounts kept the whole table (%d entries) of a process it streamed", len(ownTable.mounts))
 	}
 }
 
