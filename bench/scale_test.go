@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -115,6 +116,19 @@ func testScale(t *testing.T, e *glusterEnv) {
 	t.Cleanup(func() {
 		if err := l.set(0); err != nil {
 			t.Errorf("cleanup: %v", err)
+		}
+	})
+	// Each createRuntime below registers the live mounter again, with the
+	// copy of its bundle that goes with this scenario's temp dir: the
+	// scenarios after this one route through the record as it was.
+	reg := registry.New(e.state)
+	rec, err := reg.Read(e.id)
+	if err != nil {
+		t.Fatalf("the mounter's registry record: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := reg.Write(rec); err != nil {
+			t.Errorf("cleanup: put back the mounter's registry record: %v", err)
 		}
 	})
 	dir := testutil.TempDir(t)
