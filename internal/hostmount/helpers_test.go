@@ -2,6 +2,7 @@ package hostmount
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -81,11 +82,7 @@ func killBindfs(t *testing.T, cmd *exec.Cmd) {
 		t.Fatal(err)
 	}
 	// Cleanup's goroutine reaps it; wait for the process to be gone.
-	deadline := time.Now().Add(5 * time.Second)
-	for unix.Kill(cmd.Process.Pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("bindfs %d did not die", cmd.Process.Pid)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("bindfs %d to die", cmd.Process.Pid), func() (bool, string) {
+		return unix.Kill(cmd.Process.Pid, 0) != nil, "still there"
+	})
 }
