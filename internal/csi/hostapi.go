@@ -270,6 +270,7 @@ func (s *Server) hostCall(r *bufio.Reader) hostResponse {
 	for i := range hostServiceDesc.Methods {
 		if hostServiceDesc.Methods[i].MethodName == req.Method {
 			method = &hostServiceDesc.Methods[i]
+			break
 		}
 	}
 	if method == nil {
