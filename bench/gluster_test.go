@@ -99,17 +99,7 @@ func newGlusterEnv(t *testing.T, g *testutil.Gluster) *glusterEnv {
 	}
 	e.state = filepath.Join(e.dir, "state")
 	e.cfg = filepath.Join(e.dir, "config.toml")
-	writeFile(t, e.cfg, fmt.Sprintf(`runtime = %q
-state-dir = %q
-
-[[mounter]]
-name = "glusterfs"
-fstypes = ["glusterfs"]
-propagate = [%q]
-
-[mounter.match]
-annotations = { %q = %q }
-`, e.runc, e.state, e.shared, spec.AnnotationMounter, mounterAnnotation))
+	writeFile(t, e.cfg, testutil.GlusterRuleConfig(e.state, e.shared, spec.AnnotationMounter, mounterAnnotation, ""))
 	for _, d := range []string{filepath.Join(e.dir, "logs"), filepath.Join(e.shared, "logs")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

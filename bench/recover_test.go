@@ -208,22 +208,12 @@ func startRecoverServer(t *testing.T, e *glusterEnv, sock string) *recoverServer
 	}
 	go func() { _ = s.cmd.Wait(); _ = out.Close(); close(s.exited) }()
 	t.Cleanup(func() { s.kill(t) })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if s.pid == 0 {
-			s.pid = firstChild(s.cmd.Process.Pid)
-		}
-		if fi, err := os.Stat(sock); s.pid != 0 && err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return s
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("mounter csi exited:\n%s", s.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mounter csi did not serve within 10s:\n%s", s.log())
-		}
+	testutil.WaitSocket(t, sock, 10*time.Second, s.exited, s.log)
+	// The server answers, so unshare has forked it.
+	if s.pid = firstChild(s.cmd.Process.Pid); s.pid == 0 {
+		t.Fatalf("mounter csi serves on %s, but unshare %d has no child:\n%s", sock, s.cmd.Process.Pid, s.log())
 	}
+	return s
 }
 
 // kill sends SIGKILL to the server, the first process of its PID
@@ -392,12 +382,6 @@ func startServerMounter(t *testing.T, e *glusterEnv, cfg string) (serverLog func
 			"--node-id", "bench", "--config", cfg))
 	pid := r.Up(t, b, "rsbench-server")
 	serverLog = func() string { o, e := b.InitOutput(t); return o + e }
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			return serverLog
-		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil || time.Now().After(deadline) {
-			t.Fatalf("the server mounter did not serve within 10s:\n%s", serverLog())
-		}
-	}
+	testutil.WaitSocket(t, sock, 10*time.Second, testutil.Exited(pid), serverLog)
+	return serverLog
 }
