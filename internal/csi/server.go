@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -217,8 +218,20 @@ func Listen(endpoint string) (net.Listener, string, error) {
 			return nil, "", fmt.Errorf("remove the stale socket %s: %w", path, err)
 		}
 	}
-	l, err := net.Listen("unix", path)
+	// The socket is bound and listening under a private name, then renamed
+	// into place: kubelet's plugin watcher and the clients that wait for the
+	// file dial as soon as it appears, and a socket bound but not yet
+	// listening refuses them (ECONNREFUSED, unix(7)).
+	tmp := filepath.Join(filepath.Dir(path), "."+strconv.Itoa(os.Getpid()))
+	_ = os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w", path, err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, path); err != nil {
+		_ = l.Close()
+		_ = os.Remove(tmp)
 		return nil, "", fmt.Errorf("listen on %s: %w", path, err)
 	}
 	return l, path, nil

@@ -3,6 +3,7 @@ package engines_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,7 +307,8 @@ func (e *criEngine) startPod(t *testing.T, p criPod) *runningPod {
 func (e *criEngine) waitSocket(t *testing.T, p *runningPod, sock string) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, "the socket "+sock, func() (bool, string) {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
 			return true, ""
 		}
 		ctx, cancel := criCtx()
