@@ -82,11 +82,7 @@ func hookTargets(o options) []target {
 	// A state dir other than the default goes on the hook's command line, as
 	// the wrapper does for the hook it injects: poststop then finds the
 	// mounter's record even when the configuration is gone or broken.
-	cfg := o.RuncSharedConfig
-	if cfg == "" {
-		cfg = config.DefaultPath
-	}
-	stateDir, ok := config.StateDirOf(cfg)
+	stateDir, ok := config.StateDirOf(o.configArg())
 	if !ok || stateDir == config.DefaultStateDir {
 		stateDir = ""
 	}
