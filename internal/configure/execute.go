@@ -163,7 +163,7 @@ func apply(c change) error {
 		return nil
 	}
 	if c.old != nil {
-		if err := backupOnce(path); err != nil {
+		if err := backupOnce(path, c.old); err != nil {
 			return err
 		}
 	}
@@ -178,26 +178,20 @@ func readIfExists(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %w", err)
 	}
-	if b == nil {
-		b = []byte{}
-	}
-	return b, nil
+	return b, nil // not nil for an empty file: os.ReadFile allocates before reading
 }
 
-// backupOnce copies path to path.runc-shared.bak unless a backup exists:
-// that one holds the content from before runc-shared and must survive
-// every later configure. The copy is written whole or not at all, so a
-// crash never leaves a partial backup that later runs would keep.
-func backupOnce(path string) error {
+// backupOnce writes data, the content of path, to path.runc-shared.bak
+// unless a backup exists: that one holds the content from before
+// runc-shared and must survive every later configure. The copy is written
+// whole or not at all, so a crash never leaves a partial backup that later
+// runs would keep.
+func backupOnce(path string, data []byte) error {
 	bak := path + backupSuffix
 	if _, err := os.Lstat(bak); err == nil {
 		return nil
 	}
 	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("back up %w", err)
-	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("back up %w", err)
 	}
