@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -65,33 +66,34 @@ type dockerEditor struct {
 }
 
 func (e *dockerEditor) Apply(old []byte) ([]byte, error) {
-	doc, err := parseObject(old)
-	if err != nil {
-		return nil, err
-	}
-	rts, err := doc.object("runtimes")
-	if err != nil {
-		return nil, err
-	}
-	want, err := json.Marshal(e.runtime)
-	if err != nil {
-		return nil, err
-	}
-	if have, ok := rts.vals[e.name]; ok && jsonEqual(have, want) {
-		return old, nil
-	}
-	ind := indentOf(old)
-	var entry bytes.Buffer
-	if err := json.Indent(&entry, want, ind+ind, ind); err != nil {
-		return nil, err
-	}
-	rts.set(e.name, entry.Bytes())
-	doc.set("runtimes", rts.format(ind, 1))
-	return append(doc.format(ind, 0), '\n'), nil
+	want, _ := json.Marshal(e.runtime) // a struct of strings always encodes
+	return e.edit(old, func(rts *jsonObject, ind string) (bool, error) {
+		if have, ok := rts.vals[e.name]; ok && jsonEqual(have, want) {
+			return false, nil
+		}
+		var entry bytes.Buffer
+		if err := json.Indent(&entry, want, ind+ind, ind); err != nil {
+			return false, err
+		}
+		rts.set(e.name, entry.Bytes())
+		return true, nil
+	})
 }
 
 func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
-	doc, err := parseObject(cur)
+	return e.edit(cur, func(rts *jsonObject, _ string) (bool, error) {
+		_, ok := rts.vals[e.name]
+		rts.del(e.name)
+		return ok, nil
+	})
+}
+
+// edit lets change edit the "runtimes" object of daemon.json data (ind is
+// the file's indentation) and returns the file with the result: data itself
+// when change reports no change, nil when no key is left, and without
+// "runtimes" when it is left empty.
+func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string) (bool, error)) ([]byte, error) {
+	doc, err := parseObject(data)
 	if err != nil {
 		return nil, err
 	}
@@ -99,11 +101,10 @@ func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := rts.vals[e.name]; !ok {
-		return cur, nil
+	ind := indentOf(data)
+	if changed, err := change(rts, ind); err != nil || !changed {
+		return data, err
 	}
-	rts.del(e.name)
-	ind := indentOf(cur)
 	if len(rts.keys) == 0 {
 		doc.del("runtimes")
 	} else {
@@ -180,11 +181,8 @@ func (o *jsonObject) set(key string, v json.RawMessage) {
 
 func (o *jsonObject) del(key string) {
 	delete(o.vals, key)
-	for i, k := range o.keys {
-		if k == key {
-			o.keys = append(o.keys[:i], o.keys[i+1:]...)
-			break
-		}
+	if i := slices.Index(o.keys, key); i >= 0 {
+		o.keys = slices.Delete(o.keys, i, i+1)
 	}
 }
 
