@@ -2,9 +2,7 @@ package runtime
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,66 +110,36 @@ func isSelf(cand, self string) bool {
 	return c.Size() == s.Size() && sameContent(cand, self)
 }
 
+// sameContent compares two files of the same size whole: it runs only in
+// the rare case that a candidate is as large as runc-shared.
 func sameContent(a, b string) bool {
-	fa, err := os.Open(a)
+	da, err := os.ReadFile(a)
 	if err != nil {
 		return false
 	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return false
-	}
-	defer fb.Close()
-	bufA, bufB := make([]byte, 64<<10), make([]byte, 64<<10)
-	for {
-		na, errA := io.ReadFull(fa, bufA)
-		nb, errB := io.ReadFull(fb, bufB)
-		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
-			return false
-		}
-		endA := errors.Is(errA, io.EOF) || errors.Is(errA, io.ErrUnexpectedEOF)
-		endB := errors.Is(errB, io.EOF) || errors.Is(errB, io.ErrUnexpectedEOF)
-		if endA || endB {
-			return endA && endB
-		}
-		if errA != nil || errB != nil {
-			return false
-		}
-	}
+	db, err := os.ReadFile(b)
+	return err == nil && bytes.Equal(da, db)
 }
 
-// Argv0 returns the program name the delegate at path gets, given the
-// program name runc-shared was called with. runc prints its argv[0] in its
+// ExecAs returns the function that replaces the current process with the
+// delegate at path, running it with argv and env; it returns only on
+// failure. Nothing is written to stdout: it belongs to the delegate.
+//
+// called is runc-shared's own argv[0]. runc prints its argv[0] in its
 // messages (`/usr/sbin/runc: "state" requires exactly 1 argument(s)`), so
 // the delegate gets the name its caller would have used had it called the
 // delegate directly: a caller that names runc-shared by a path (engines exec
 // the path they are configured with) names the delegate by its path too; one
 // that uses a bare name looked up in PATH (a shell) uses its bare name.
-func Argv0(called, path string) string {
-	if strings.Contains(called, "/") {
-		return path
-	}
-	return filepath.Base(path)
-}
-
-// ExecAs returns Exec for a runc-shared called as called (its own argv[0]):
-// the delegate's program name is Argv0(called, path).
 func ExecAs(called string) func(path string, argv, env []string) error {
 	return func(path string, argv, env []string) error {
-		return Exec(path, Argv0(called, path), argv, env)
+		argv0 := path
+		if !strings.Contains(called, "/") {
+			argv0 = filepath.Base(path)
+		}
+		if err := unix.Exec(path, append([]string{argv0}, argv...), env); err != nil {
+			return fmt.Errorf("exec runtime %s: %w", path, err)
+		}
+		return nil
 	}
-}
-
-// Exec replaces the current process with the delegate at path, running it
-// with argv0 as its program name, then argv, and env. It returns only on
-// failure. Nothing is written to stdout: it belongs to the delegate.
-func Exec(path, argv0 string, argv, env []string) error {
-	full := make([]string, 0, len(argv)+1)
-	full = append(full, argv0)
-	full = append(full, argv...)
-	if err := unix.Exec(path, full, env); err != nil {
-		return fmt.Errorf("exec runtime %s: %w", path, err)
-	}
-	return nil
 }

@@ -193,7 +193,7 @@ func TestExecChild(t *testing.T) {
 }
 
 func TestExecError(t *testing.T) {
-	err := Exec("/nonexistent/runc", "runc", []string{"state", "id"}, os.Environ())
+	err := ExecAs("runc")("/nonexistent/runc", []string{"state", "id"}, os.Environ())
 	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "/nonexistent/runc") {
 		t.Errorf("Exec(missing) = %v, want a wrapped ENOENT naming the path", err)
 	}
