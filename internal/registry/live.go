@@ -110,7 +110,8 @@ func (c *Checker) Check(rec *Record) Verdict {
 	}
 	state, start, err := procStat(c.procDir(), rec.PID)
 	switch {
-	case errors.Is(err, os.ErrNotExist) || errors.Is(err, errNoProcess):
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH):
+		// ESRCH: the process exited between open and read.
 		return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
 	case err != nil:
 		return Verdict{Liveness: Unknown, Reason: err.Error()}
@@ -194,6 +195,10 @@ type Records struct {
 // registry cannot judge (the record's rule is no longer configured).
 func (r *Records) Hold(rec *Record, v Verdict) {
 	r.Live = slices.DeleteFunc(r.Live, func(x *Record) bool { return x == rec })
+	r.hold(rec, v)
+}
+
+func (r *Records) hold(rec *Record, v Verdict) {
 	r.Held = append(r.Held, HeldRecord{Record: rec, Verdict: v})
 	r.Skipped = append(r.Skipped, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason))
 }
@@ -217,8 +222,7 @@ func (c *Checker) Sort(r *Registry) Records {
 			}
 			out.Stale = append(out.Stale, StaleRecord{Record: rec, Reason: v.Reason, RemoveErr: r.Remove(rec.ID)})
 		default:
-			out.Held = append(out.Held, HeldRecord{Record: rec, Verdict: v})
-			out.Skipped = append(out.Skipped, fmt.Errorf("mounter %s (rule %q) is %s: %s", rec.ID, rec.Name, v.Liveness, v.Reason))
+			out.hold(rec, v)
 		}
 	}
 	return out
@@ -233,21 +237,12 @@ func sameRecord(a, b *Record) bool {
 	return a.PID == b.PID && a.PIDStart == b.PIDStart && a.Created.Equal(b.Created)
 }
 
-var errNoProcess = errors.New("no such process")
-
 // procStat returns the state letter (field 3) and the start time (field 22,
 // clock ticks after boot) of pid from <procDir>/<pid>/stat.
 func procStat(procDir string, pid int) (state byte, start uint64, err error) {
 	path := procDir + "/" + strconv.Itoa(pid) + "/stat"
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, 0, fmt.Errorf("read %s: %w", path, err)
-	}
 	if err != nil {
-		// ESRCH: the process exited between open and read.
-		if errors.Is(err, syscall.ESRCH) {
-			return 0, 0, fmt.Errorf("read %s: %w", path, errNoProcess)
-		}
 		return 0, 0, fmt.Errorf("read %s: %w", path, err)
 	}
 	// The command name (field 2) may hold spaces and parentheses: the
