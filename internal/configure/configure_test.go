@@ -489,6 +489,31 @@ func TestHookFilesMatchRepo(t *testing.T) {
 	}
 }
 
+// TestRepoHookFilesKept: the hooks.d files that `make install` copies from
+// the repository, laid out by hand, are what configure would write: it
+// leaves them alone rather than rewrite them with a backup.
+func TestRepoHookFilesKept(t *testing.T) {
+	hooks := t.TempDir()
+	for name := range HookFiles {
+		repo, err := os.ReadFile(filepath.Join("..", "..", "hooks.d", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(hooks, name), repo, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dirState(t, hooks)
+	file := copyTestdata(t, "podman-4.3-containers.conf", "containers.conf")
+	code, out, errOut := run(t, "--engine", "podman", "--config-file", file, "--runtime-path", "/usr/local/bin/runc-shared", "--hooks-dir", hooks)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if got := dirState(t, hooks); !reflect.DeepEqual(got, before) || strings.Count(out, "hook)") != 2 || strings.Count(out, "unchanged") != 2 {
+		t.Errorf("configure rewrote the repository's hook files:\n%s\n%v", out, keys(got))
+	}
+}
+
 func TestNotes(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "config.toml")
 	os.WriteFile(file, []byte("version = 2\ndisabled_plugins = [\"cri\"]\n"), 0o644)

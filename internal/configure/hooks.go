@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/hookargs"
@@ -102,41 +103,37 @@ func hookTargets(o options) []target {
 // stage for containers with the mounter annotation; config and stateDir, when
 // set, are passed to it with --config and --state-dir.
 func hookFile(hookPath, stage, config, stateDir string) []byte {
-	// The hook entry the wrapper injects, so both ways run the same command.
-	h := spec.InjectHooks{Path: hookPath, Config: config, StateDir: stateDir}.Hook(hookargs.Stage(stage))
-	q := jsonString
-	qlist := func(ss []string) string {
-		out := make([]string, len(ss))
-		for i, s := range ss {
-			out[i] = q(s)
-		}
-		return "[" + strings.Join(out, ", ") + "]"
+	type when struct {
+		Annotations map[string]string `json:"annotations"`
 	}
-	// The engines read annotation keys and values as unanchored Go regexps.
-	key := "^" + regexp.QuoteMeta(spec.AnnotationMounter) + "$"
-	return fmt.Appendf(nil, `{
-  "version": "1.0.0",
-  "hook": {
-    "path": %s,
-    "args": %s,
-    "env": %s,
-    "timeout": %d
-  },
-  "when": {
-    "annotations": {
-      %s: "^.+$"
-    }
-  },
-  "stages": [%s]
-}
-`, q(h.Path), qlist(h.Args), qlist(h.Env), *h.Timeout, q(key), q(stage))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(struct { // strings, a slice and a map always encode
+		Version string     `json:"version"`
+		Hook    specs.Hook `json:"hook"`
+		When    when       `json:"when"`
+		Stages  []string   `json:"stages"`
+	}{
+		Version: "1.0.0",
+		// The hook entry the wrapper injects, so both ways run the same command.
+		Hook: spec.InjectHooks{Path: hookPath, Config: config, StateDir: stateDir}.Hook(hookargs.Stage(stage)),
+		// The engines read annotation keys and values as unanchored Go regexps.
+		When:   when{Annotations: map[string]string{"^" + regexp.QuoteMeta(spec.AnnotationMounter) + "$": "^.+$"}},
+		Stages: []string{stage},
+	})
+	return b.Bytes()
 }
 
 // wholeFile is a file runc-shared owns entirely.
 type wholeFile []byte
 
+// Apply leaves a file with the same JSON content as it is, whatever its
+// layout (the repository's hooks.d files, which `make install` copies, are
+// laid out by hand).
 func (w wholeFile) Apply(old []byte) ([]byte, error) {
-	if old != nil && bytes.Equal(old, w) {
+	if jsonEqual(old, w) {
 		return old, nil
 	}
 	return append([]byte{}, w...), nil
@@ -149,13 +146,4 @@ func (w wholeFile) Revert(cur []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return cur, nil
-}
-
-// jsonString quotes s as a JSON string, without HTML escaping.
-func jsonString(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return strings.TrimSuffix(b.String(), "\n")
 }
