@@ -21,24 +21,14 @@ var ErrBadState = errors.New("bad OCI state on stdin")
 // in its tests against the engines' captures (Status, Annotations); others
 // are ignored.
 type State struct {
-	ID     string
-	Status string
+	ID     string `json:"id"`
+	Status string `json:"status"`
 	// PID is the container's init process as the host sees it. Podman's
 	// poststop state has none (0).
-	PID int
+	PID int `json:"pid"`
 	// Bundle is the bundle directory (absolute), from "bundle" or the
 	// legacy "bundlePath" of pre-1.0 runtimes.
-	Bundle      string
-	Annotations map[string]string
-}
-
-// wireState is the document as runtimes write it.
-type wireState struct {
-	ID          string            `json:"id"`
-	Status      string            `json:"status"`
-	PID         int               `json:"pid"`
 	Bundle      string            `json:"bundle"`
-	BundlePath  string            `json:"bundlePath"`
 	Annotations map[string]string `json:"annotations"`
 }
 
@@ -54,11 +44,14 @@ func ParseState(r io.Reader) (*State, error) {
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil, fmt.Errorf("%w: stdin is empty; mount-hook is an OCI hook: the runtime writes the container state to its stdin", ErrBadState)
 	}
-	var w wireState
+	var w struct {
+		State
+		BundlePath string `json:"bundlePath"`
+	}
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}
-	st := &State{ID: w.ID, Status: w.Status, PID: w.PID, Bundle: w.Bundle, Annotations: w.Annotations}
+	st := &w.State
 	if st.Bundle == "" {
 		st.Bundle = w.BundlePath
 	}
