@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/config"
@@ -24,13 +25,19 @@ const (
 	backupSuffix = ".runc-shared.bak"
 )
 
-// engines lists the engines configure knows, with their default
-// configuration file.
-var engines = map[string]string{
-	"docker":     "/etc/docker/daemon.json",
-	"containerd": "/etc/containerd/config.toml",
-	"podman":     "/etc/containers/containers.conf",
-	"crio":       "/etc/crio/crio.conf.d/99-runc-shared.conf",
+// engines lists the engines configure knows, in the order the usage gives
+// them, each with its default configuration file and the method that plans
+// its edits.
+var engines = []engine{
+	{"docker", "/etc/docker/daemon.json", (*plan).docker},
+	{"containerd", "/etc/containerd/config.toml", (*plan).containerd},
+	{"podman", "/etc/containers/containers.conf", (*plan).podman},
+	{"crio", "/etc/crio/crio.conf.d/99-runc-shared.conf", (*plan).crio},
+}
+
+type engine struct {
+	name, file string
+	plan       func(*plan)
 }
 
 // options are the settings of one configure run.
@@ -91,8 +98,8 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprint(stderr, "Usage: mounter configure --engine docker|containerd|podman|crio [flags]\n\n"+
 			"Registers runc-shared with a container engine; idempotent. Before the first change to a\n"+
 			"file it keeps FILE"+backupSuffix+". Default configuration files:\n")
-		for _, e := range []string{"docker", "containerd", "podman", "crio"} {
-			fmt.Fprintf(stderr, "  %-10s %s\n", e, engines[e])
+		for _, e := range engines {
+			fmt.Fprintf(stderr, "  %-10s %s\n", e.name, e.file)
 		}
 		fmt.Fprint(stderr, "\nFlags:\n")
 		fs.PrintDefaults()
@@ -138,12 +145,12 @@ type editor interface {
 
 // newPlan validates o, fills in the defaults and builds the engine's plan.
 func newPlan(o options) (*plan, error) {
-	def, ok := engines[o.Engine]
-	if !ok {
+	e := slices.IndexFunc(engines, func(e engine) bool { return e.name == o.Engine })
+	if e < 0 {
 		return nil, fmt.Errorf("--engine %q: want docker, containerd, podman or crio", o.Engine)
 	}
 	if o.ConfigFile == "" {
-		o.ConfigFile = def
+		o.ConfigFile = engines[e].file
 	}
 	if o.RuntimeName == "" || strings.ContainsAny(o.RuntimeName, " \t\n\"'/=.[]") {
 		return nil, fmt.Errorf("--runtime-name %q: want a plain name such as %q", o.RuntimeName, DefaultRuntimeName)
@@ -168,16 +175,7 @@ func newPlan(o options) (*plan, error) {
 		o.HooksDir = defaultHooksDir
 	}
 	p := &plan{opts: o}
-	switch o.Engine {
-	case "docker":
-		p.docker()
-	case "containerd":
-		p.containerd()
-	case "podman":
-		p.podman()
-	case "crio":
-		p.crio()
-	}
+	engines[e].plan(p)
 	if _, err := os.Stat(o.RuntimePath); err != nil && !o.Remove {
 		p.notes = append(p.notes, fmt.Sprintf("warning: %s: %v; install runc-shared there (make install) before starting containers with runtime %q",
 			o.RuntimePath, err, o.RuntimeName))
