@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -38,10 +36,9 @@ func freezerState(procDir, cgroupDir string, pid int) (string, error) {
 	}
 	var v1, v2 string
 	haveV1, haveV2 := false, false
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
+	for _, line := range strings.Split(string(b), "\n") {
 		// hierarchy-ID:controller-list:cgroup-path (cgroups(7)).
-		id, rest, ok := strings.Cut(sc.Text(), ":")
+		id, rest, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,7 +109,8 @@ func (c *Checker) Check(rec *Record) Verdict {
 	if rec.PID <= 0 {
 		return Verdict{Liveness: Stale, Reason: "the record has no init PID"}
 	}
-	state, start, err := procStat(c.procDir(), rec.PID)
+	procDir := cmp.Or(c.ProcDir, "/proc")
+	state, start, err := procStat(procDir, rec.PID)
 	switch {
 	case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 		// ESRCH: the process exited between open and read.
@@ -122,7 +124,7 @@ func (c *Checker) Check(rec *Record) Verdict {
 	}
 	stateFn := c.State
 	if stateFn == nil && c.Kernel {
-		switch status, err := freezerState(c.procDir(), c.cgroupDir(), rec.PID); {
+		switch status, err := freezerState(procDir, cmp.Or(c.CgroupDir, "/sys/fs/cgroup"), rec.PID); {
 		case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 			// It exited between the two reads of /proc.
 			return Verdict{Liveness: Stale, Reason: fmt.Sprintf("its init process %d is gone", rec.PID)}
@@ -150,20 +152,6 @@ func (c *Checker) Check(rec *Record) Verdict {
 	default:
 		return Verdict{Liveness: NotRunning, Reason: fmt.Sprintf("the runtime reports it %s", status), State: status}
 	}
-}
-
-func (c *Checker) cgroupDir() string {
-	if c.CgroupDir == "" {
-		return "/sys/fs/cgroup"
-	}
-	return c.CgroupDir
-}
-
-func (c *Checker) procDir() string {
-	if c.ProcDir == "" {
-		return "/proc"
-	}
-	return c.ProcDir
 }
 
 // StaleRecord is a record of a mounter that no longer runs.
