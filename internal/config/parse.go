@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -93,12 +94,13 @@ func parse(file string, data []byte) (*Config, error) {
 	var doc document
 	md, err := toml.Decode(src, &doc)
 	if err != nil {
+		// Into a document of any and Primitive fields only a syntax error
+		// fails, and the library reports it as a ParseError; any other
+		// error keeps its own text, without line.
 		var pe toml.ParseError
-		if !errors.As(err, &pe) {
-			return nil, &Error{File: file, Err: err, Problems: []Problem{{Msg: err.Error() + ": fix the TOML syntax"}}}
-		}
+		errors.As(err, &pe)
 		return nil, &Error{File: file, Err: err, Problems: []Problem{{
-			Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message + ": fix the TOML syntax (https://toml.io)",
+			Line: pe.Position.Line, Key: pe.LastKey, Msg: cmp.Or(pe.Message, err.Error()) + ": fix the TOML syntax (https://toml.io)",
 		}}}
 	}
 	v := &validator{md: &md, names: map[string]bool{}, resolved: map[string]string{}}
