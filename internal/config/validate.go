@@ -213,22 +213,19 @@ func strList(k string, x any, check valueCheck, empty string) ([]string, string)
 	out := make([]string, len(list))
 	for i, e := range list {
 		s, ok := e.(string)
-		if !ok {
-			return nil, fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(e))
+		why := ""
+		switch {
+		case !ok:
+			why = fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(e))
+		case strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0:
+			why = fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
+		case check != nil:
+			s, why = check(s)
 		}
-		if strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0 {
-			return nil, fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
-		}
-		out[i] = s
-	}
-	for i := range out {
-		if check == nil {
-			break
-		}
-		var why string
-		if out[i], why = check(out[i]); why != "" {
+		if why != "" {
 			return nil, why
 		}
+		out[i] = s
 	}
 	return out, ""
 }
