@@ -53,13 +53,13 @@ const maxProblems = 10
 // library knows it.
 func (v *validator) error(file, src string) error {
 	keys := v.md.Keys()
-	aot := v.md.Type("mounter") == "ArrayHash"
+	rules := ruleOfKeys(v.md, keys)
 	probs := make([]struct {
 		problem
 		at int // index in keys of p's key
 	}, len(v.probs))
 	for i, p := range v.probs {
-		probs[i].problem, probs[i].at = p, find(keys, p.path, aot)
+		probs[i].problem, probs[i].at = p, find(keys, rules, p.path)
 	}
 	sort.SliceStable(probs, func(i, j int) bool { return probs[i].at < probs[j].at })
 	e := &Error{File: file}
@@ -80,33 +80,37 @@ func (v *validator) error(file, src string) error {
 	return e
 }
 
-// find returns the index in keys (the document's keys, in file order) of the
-// first key at or below p, within p's rule when the rules are [[mounter]]
-// tables (aot); len(keys) when there is none. The keys of an inline array of
-// tables do not say which table they are in: there find may return the
-// key of another rule, which lastDefinition then refuses to give a line.
-func find(keys []toml.Key, p keyPath, aot bool) int {
-	start, end := 0, len(keys)
-	if p.elem >= 0 && aot {
-		n := -1
-		for j, k := range keys {
-			if len(k) == 1 && k[0] == "mounter" {
-				n++
-				if n == p.elem {
-					start = j
-				} else if n > p.elem {
-					end = j
-					break
-				}
-			}
-		}
-	}
-	for j := start; j < end; j++ {
-		if hasPrefix(keys[j], p.parts) {
+// find returns the index in keys (the document's keys, in file order, and
+// rules the rule of each) of the first key at or below p, within p's rule
+// when the key's rule is known; len(keys) when there is none. The keys of
+// an inline array of tables do not say which table they are in: there find
+// may return the key of another rule, which lastDefinition then refuses to
+// give a line.
+func find(keys []toml.Key, rules []int, p keyPath) int {
+	for j, k := range keys {
+		if (p.elem < 0 || rules[j] < 0 || rules[j] == p.elem) && hasPrefix(k, p.parts) {
 			return j
 		}
 	}
 	return len(keys)
+}
+
+// ruleOfKeys returns for each of keys the index from 0 of the [[mounter]]
+// table it is in, by counting the tables' headers; -1 for a key outside
+// them, and for every key when the rules are no [[mounter]] tables.
+func ruleOfKeys(md *toml.MetaData, keys []toml.Key) []int {
+	aot := md.Type("mounter") == "ArrayHash"
+	rules, n := make([]int, len(keys)), -1
+	for j, k := range keys {
+		if aot && len(k) == 1 && k[0] == "mounter" {
+			n++
+		}
+		rules[j] = -1
+		if aot && k[0] == "mounter" {
+			rules[j] = n
+		}
+	}
+	return rules
 }
 
 // lastDefinition reports whether no key after keys[j] has the same name: the

@@ -81,21 +81,15 @@ func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
 // lower case. Keys below a mounter that is no list of tables are left to
 // that mounter's problem (skipMounter).
 func (v *validator) unknownKeys(skipMounter bool) {
-	aot := v.md.Type("mounter") == "ArrayHash"
-	elem := -1
+	keys := v.md.Keys()
+	rules := ruleOfKeys(v.md, keys)
 	seen := map[string]bool{}
-	for _, k := range v.md.Keys() {
-		if aot && len(k) == 1 && k[0] == "mounter" {
-			elem++
-		}
+	for j, k := range keys {
 		n, known := unknownPart(k)
 		if n < 0 || skipMounter && k[0] == "mounter" {
 			continue
 		}
-		p := keyPath{elem: -1, parts: k[:n+1]}
-		if aot && k[0] == "mounter" {
-			p.elem = elem
-		}
+		p := keyPath{elem: rules[j], parts: k[:n+1]}
 		if id := p.indexed(); !seen[id] {
 			seen[id] = true
 			v.fail(p, "%s", unknownMsg(k[n], known))
