@@ -76,7 +76,7 @@ func (s *Server) announce(endpoint string) (*Announcement, error) {
 // of the driver may have replaced it.
 func (s *Server) unannounce(a *Announcement) error {
 	path := AnnouncementPath(s.Config.StateDir, s.Driver)
-	cur, err := readAnnouncement(path)
+	cur, err := readJSON[Announcement](path)
 	if err != nil || cur.PID != a.PID || cur.MountNS != a.MountNS || !cur.Started.Equal(a.Started) {
 		return nil
 	}
@@ -86,16 +86,17 @@ func (s *Server) unannounce(a *Announcement) error {
 	return nil
 }
 
-func readAnnouncement(path string) (*Announcement, error) {
+// readJSON decodes the JSON file at path.
+func readJSON[T any](path string) (*T, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var a Announcement
-	if err := json.Unmarshal(data, &a); err != nil {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", path, err)
 	}
-	return &a, nil
+	return &v, nil
 }
 
 // Announcements returns the announcements of every driver under stateDir,
@@ -108,7 +109,7 @@ func Announcements(stateDir string) ([]*Announcement, []error) {
 	var out []*Announcement
 	var errs []error
 	for _, f := range files {
-		a, err := readAnnouncement(f)
+		a, err := readJSON[Announcement](f)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -95,22 +95,11 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 	if err != nil {
 		return nil, err
 	}
-	rule, err := s.ruleFor(c.Base.FSType)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lockVolume(ctx, c.Base.Source+"|"+c.Name)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
 	mount := c.Base
 	mount.Options = mergeOptions(mount.Options, flags)
 	id := c.ID()
-	err = s.withBase(ctx, rule, mount, func(base string) error {
-		dir, metaFile := filepath.Join(base, c.Name), filepath.Join(base, metaDir, c.Name+".json")
-		m, err := readMeta(metaFile)
+	err = s.onCreated(ctx, c, mount, func(dir, metaFile string) error {
+		m, err := readJSON[meta](metaFile)
 		switch {
 		case err == nil && (m.ID != id || !fits(m.Capacity, req.GetCapacityRange())):
 			return status.Errorf(codes.AlreadyExists, "volume %q exists on %s with other parameters or capacity (%s, %d bytes)", c.Name, c.Base.Source, m.ID, m.Capacity)
@@ -168,18 +157,8 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 	if !ok {
 		return &csipb.DeleteVolumeResponse{}, nil
 	}
-	rule, err := s.ruleFor(c.Base.FSType)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lockVolume(ctx, c.Base.Source+"|"+c.Name)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	err = s.withBase(ctx, rule, c.Base, func(base string) error {
-		dir, metaFile := filepath.Join(base, c.Name), filepath.Join(base, metaDir, c.Name+".json")
-		m, err := readMeta(metaFile)
+	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
+		m, err := readJSON[meta](metaFile)
 		if errors.Is(err, fs.ErrNotExist) || err == nil && m.ID != id {
 			return nil // gone, or the name now holds another volume
 		}
@@ -223,17 +202,13 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.Vali
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "volume %q was not created by %s", id, s.Driver)
 	}
-	rule, err := s.ruleFor(c.Base.FSType)
-	if err != nil {
-		return nil, err
-	}
-	err = s.withBase(ctx, rule, c.Base, func(base string) error {
-		m, err := readMeta(filepath.Join(base, metaDir, c.Name+".json"))
+	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
+		m, err := readJSON[meta](metaFile)
 		if err == nil && m.ID != id {
 			err = fs.ErrNotExist
 		}
 		if err == nil {
-			err = checkPlainDir(filepath.Join(base, c.Name))
+			err = checkPlainDir(dir)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return status.Errorf(codes.NotFound, "volume %s does not exist on %s", c.Name, c.Base.Source)
@@ -253,6 +228,25 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.Vali
 		VolumeCapabilities: req.GetVolumeCapabilities(),
 		Parameters:         req.GetParameters(),
 	}}, nil
+}
+
+// onCreated runs fn on the created volume c with its base volume mounted
+// (as base: the StorageClass's volume with the call's options): dir is the
+// volume's directory on it, metaFile its record. The calls for one volume
+// name on one base volume are serialized.
+func (s *Server) onCreated(ctx context.Context, c Created, base Volume, fn func(dir, metaFile string) error) error {
+	rule, err := s.ruleFor(c.Base.FSType)
+	if err != nil {
+		return err
+	}
+	unlock, err := s.lockVolume(ctx, c.Base.Source+"|"+c.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.withBase(ctx, rule, base, func(dir string) error {
+		return fn(filepath.Join(dir, c.Name), filepath.Join(dir, metaDir, c.Name+".json"))
+	})
 }
 
 // withBase mounts the base volume with its helper below the controller's
@@ -306,18 +300,6 @@ func (s *Server) privateWork() error {
 		}
 	})
 	return s.workErr
-}
-
-func readMeta(path string) (meta, error) {
-	var m meta
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return m, err
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return m, nil
 }
 
 func writeMeta(path string, m meta) error {
