@@ -27,9 +27,6 @@ type Bundle struct {
 // BundleOpt edits the spec, decoded as generic JSON so that no field is lost.
 type BundleOpt func(spec map[string]any)
 
-// DefaultCaps are the capabilities of `runc spec`.
-var DefaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
-
 // baseSpec is `runc spec` output, generated once per test binary.
 var baseSpec = sync.OnceValues(func() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "rstest-spec-")

@@ -19,23 +19,20 @@ import (
 // with its own state dir. Every container created through it is killed, deleted and
 // checked gone in t.Cleanup.
 type Runc struct {
-	Bin         string        // runtime binary: "runc" resolved on PATH, or Bin(t, "runc-shared")
-	Root        string        // --root state dir, private to this Runc
-	Log         string        // when set: --log Log --log-format json on every command but create
-	ExtraGlobal []string      // more global flags before the command, e.g. --runc-shared-config=PATH
-	Env         []string      // added to the environment, e.g. RUNC_SHARED_CONFIG=PATH
-	ExtraFiles  []*os.File    // passed as fd 3, 4, ... (for create --preserve-fds N)
-	Timeout     time.Duration // per command; default 2 minutes
+	Bin         string     // runtime binary: "runc" resolved on PATH, or Bin(t, "runc-shared")
+	Root        string     // --root state dir, private to this Runc
+	ExtraGlobal []string   // more global flags before the command, e.g. --runc-shared-config=PATH
+	ExtraFiles  []*os.File // passed as fd 3, 4, ... (for create --preserve-fds N)
 }
+
+// runTimeout bounds every runtime command.
+const runTimeout = 2 * time.Minute
 
 // State is the JSON that `runc state` prints.
 type State struct {
-	ID          string            `json:"id"`
-	Pid         int               `json:"pid"`
-	Status      string            `json:"status"`
-	Bundle      string            `json:"bundle"`
-	Rootfs      string            `json:"rootfs"`
-	Annotations map[string]string `json:"annotations"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"`
+	Bundle string `json:"bundle"`
 }
 
 // NewRunc returns a runtime driver for bin ("" means runc on PATH) with a fresh
@@ -69,11 +66,7 @@ func Wrapper(t testing.TB, config string) *Runc {
 // error includes stderr and, for create/run, the error lines of the --log file.
 func (r *Runc) Run(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	global := []string{"--root", r.Root}
-	if r.Log != "" {
-		global = append(global, "--log", r.Log, "--log-format", "json")
-	}
-	return r.run(t, nil, append(append(global, r.ExtraGlobal...), args...))
+	return r.run(t, nil, append(append([]string{"--root", r.Root}, r.ExtraGlobal...), args...))
 }
 
 // outFiles are where a runtime call writes: files, never pipes (see package doc).
@@ -81,11 +74,7 @@ type outFiles struct{ stdout, stderr *os.File }
 
 func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr string, err error) {
 	t.Helper()
-	timeout := r.Timeout
-	if timeout == 0 {
-		timeout = 2 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	if out == nil {
 		o, err1 := os.CreateTemp("", "rstest-out-")
@@ -102,13 +91,12 @@ func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr s
 	start := [2]int64{offset(out.stdout), offset(out.stderr)}
 	cmd := exec.CommandContext(ctx, r.Bin, argv...)
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
-	cmd.Env = append(os.Environ(), r.Env...)
 	cmd.ExtraFiles = r.ExtraFiles
 	runErr := cmd.Run()
 	stdout, stderr = readFrom(out.stdout, start[0]), readFrom(out.stderr, start[1])
 	if runErr != nil {
 		if ctx.Err() != nil {
-			runErr = fmt.Errorf("%w (timed out after %v)", runErr, timeout)
+			runErr = fmt.Errorf("%w (timed out after %v)", runErr, runTimeout)
 		}
 		runErr = fmt.Errorf("%s %s: %w\nstderr: %s", r.Bin, strings.Join(argv, " "), runErr, strings.TrimSpace(stderr))
 	}
