@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -425,7 +426,7 @@ func (a *Args) BundleDir() (string, error) {
 func (a *Args) ExecArgv() []string {
 	out := make([]string, 0, len(a.Argv))
 	for i, w := range a.Argv {
-		if !a.dropped(i) {
+		if !slices.Contains(a.configIdx, i) {
 			out = append(out, w)
 		}
 	}
@@ -456,7 +457,7 @@ func (a *Args) WithPreserveFDs(n int) ([]string, error) {
 	}
 	out := make([]string, 0, len(a.Argv)+1)
 	for i, w := range a.Argv {
-		if a.dropped(i) {
+		if slices.Contains(a.configIdx, i) {
 			continue
 		}
 		if r, ok := replace[i]; ok {
@@ -468,13 +469,4 @@ func (a *Args) WithPreserveFDs(n int) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func (a *Args) dropped(i int) bool {
-	for _, j := range a.configIdx {
-		if i == j {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,8 @@
 // so every rule is table-testable.
 package spec
 
+import "slices"
+
 // Mode says how a rule gets the mounter's mounts onto the host.
 type Mode string
 
@@ -86,11 +88,4 @@ type Rule struct {
 }
 
 // Routes reports whether the rule's mounter serves filesystem type fstype.
-func (r *Rule) Routes(fstype string) bool {
-	for _, t := range r.FSTypes {
-		if t == fstype {
-			return true
-		}
-	}
-	return false
-}
+func (r *Rule) Routes(fstype string) bool { return slices.Contains(r.FSTypes, fstype) }
