@@ -37,17 +37,13 @@ const (
 	Stale
 )
 
+var livenessNames = [...]string{Unknown: "unknown", Running: "running", NotRunning: "not running", Stale: "stale"}
+
 func (l Liveness) String() string {
-	switch l {
-	case Running:
-		return "running"
-	case NotRunning:
-		return "not running"
-	case Stale:
-		return "stale"
-	default:
-		return "unknown"
+	if l < 0 || int(l) >= len(livenessNames) {
+		return livenessNames[Unknown]
 	}
+	return livenessNames[l]
 }
 
 // Verdict is the result of a check, with the reason for anything but Running.
@@ -91,13 +87,6 @@ type Checker struct {
 // ErrNoContainer is returned by a state function when the runtime does not
 // know the container.
 var ErrNoContainer = errors.New("the runtime does not know the container")
-
-// DefaultChecker checks the real host, with the runtime "runc" on PATH
-// when the kernel cannot tell.
-var DefaultChecker = &Checker{Runtime: "runc"}
-
-// Check decides the liveness of rec with DefaultChecker.
-func Check(rec *Record) Verdict { return DefaultChecker.Check(rec) }
 
 // Check decides the liveness of rec. The cheap checks come first, on
 // /proc/<pid>/stat: a PID that is gone, a zombie or started at another time

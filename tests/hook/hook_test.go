@@ -120,7 +120,7 @@ func TestRegisteredWhileRunning(t *testing.T) {
 			time.Since(rec.Created) > time.Minute {
 			t.Errorf("record = %+v; want pid %d, bundle %s, runtime %s, root %s", rec, pid, b.Dir, runcPath(t), r.Root)
 		}
-		if v := registry.Check(rec); v.Liveness != registry.Running {
+		if v := (&registry.Checker{Runtime: "runc"}).Check(rec); v.Liveness != registry.Running {
 			t.Errorf("Check(running mounter) = %s: %s", v.Liveness, v.Reason)
 		}
 
@@ -128,7 +128,7 @@ func TestRegisteredWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitStopped(t, r, "m1")
-		if v := registry.Check(rec); v.Liveness != registry.Stale {
+		if v := (&registry.Checker{Runtime: "runc"}).Check(rec); v.Liveness != registry.Stale {
 			t.Errorf("Check(killed mounter) = %v (%s), want stale", v.Liveness, v.Reason)
 		}
 		if err := r.Delete(t, "m1", false); err != nil {

@@ -188,7 +188,7 @@ func TestPodmanHooksD(t *testing.T) {
 		}
 		// The routing client's view: Podman runs runc with its default --root,
 		// so the record's runtime and root reach the container.
-		if v := registry.Check(rec); v.Liveness != registry.Running {
+		if v := (&registry.Checker{Runtime: "runc"}).Check(rec); v.Liveness != registry.Running {
 			t.Errorf("Check(running Podman mounter) = %s: %s", v.Liveness, v.Reason)
 		}
 
