@@ -132,18 +132,11 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 
 // Error logs err as one error line: `{"level":"error","msg":"runc-shared:
 // <reason>","time":...}` in a JSON log file (the line containerd-shim shows
-// the user) and "runc-shared: <reason>" on stderr. A nil log writes to
-// os.Stderr only, for errors that happen before Setup.
+// the user) and "runc-shared: <reason>" on stderr.
 func Error(log *logrus.Logger, err error) {
-	if err == nil {
-		return
+	if err != nil {
+		log.Error(strings.TrimPrefix(err.Error(), Prefix))
 	}
-	msg := strings.TrimPrefix(err.Error(), Prefix)
-	if log == nil {
-		fmt.Fprintln(os.Stderr, Prefix+msg)
-		return
-	}
-	log.Error(msg)
 }
 
 func parseLevel(name string) (logrus.Level, error) {
