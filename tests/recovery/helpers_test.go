@@ -36,22 +36,28 @@ const (
 )
 
 // env is a configuration with one glusterfs rule whose allowlist is Shared
-// (standing for /var/lib/kubelet).
+// (standing for /var/lib/kubelet), on one host set-up.
 type env struct {
 	Dir, Shared, StateDir, Config string
+	Host                          testutil.Host
 }
 
-// writeConfig writes a configuration with the glusterfs rule of these tests.
-func writeConfig(t *testing.T, path, stateDir, shared string) {
+// writeConfig writes a configuration with the glusterfs rule of these tests
+// for the host h.
+func writeConfig(t *testing.T, h testutil.Host, path, stateDir, shared string) {
 	t.Helper()
-	testutil.WriteFile(t, path, testutil.GlusterRuleConfig(stateDir, shared, spec.AnnotationMounter, annotationValue, ""))
+	testutil.WriteFile(t, path, testutil.GlusterRuleConfig(stateDir, shared, spec.AnnotationMounter, annotationValue, h.ConfigLines()))
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv is an env on this machine's own host set-up (/ private).
+func newEnv(t *testing.T) *env { return newEnvOn(t, testutil.Host{}) }
+
+// newEnvOn is an env on the host set-up h (of testutil.ForEachHost).
+func newEnvOn(t *testing.T, h testutil.Host) *env {
 	t.Helper()
 	dir := testutil.TempDir(t)
-	e := &env{Dir: dir, Shared: testutil.SharedDir(t), StateDir: filepath.Join(dir, "state"), Config: filepath.Join(dir, "config.toml")}
-	writeConfig(t, e.Config, e.StateDir, e.Shared)
+	e := &env{Dir: dir, Shared: testutil.SharedDir(t), StateDir: filepath.Join(dir, "state"), Config: filepath.Join(dir, "config.toml"), Host: h}
+	writeConfig(t, h, e.Config, e.StateDir, e.Shared)
 	return e
 }
 

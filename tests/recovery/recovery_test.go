@@ -34,9 +34,9 @@ func newMounterSide(t *testing.T, e *env) *mounterSide {
 	// The same rule; the state dir as the mounter sees the host's.
 	e.StateDir = filepath.Join(side.Dir, "state")
 	e.Config = filepath.Join(side.Dir, "config.toml")
-	writeConfig(t, e.Config, e.StateDir, e.Shared)
+	writeConfig(t, e.Host, e.Config, e.StateDir, e.Shared)
 	side.InsideConfig = filepath.Join(inside, "inside.toml")
-	writeConfig(t, filepath.Join(side.Dir, "inside.toml"), filepath.Join(inside, "state"), e.Shared)
+	writeConfig(t, e.Host, filepath.Join(side.Dir, "inside.toml"), filepath.Join(inside, "state"), e.Shared)
 	return side
 }
 
@@ -76,11 +76,18 @@ func startMounter(t *testing.T, r *testutil.Runc, e *env, side *mounterSide, id 
 // GlusterFS volume was stopped meanwhile: it is reported, kept in its
 // record and tried again while the server keeps serving, and comes back
 // once the GlusterFS volume is started again.
+//
+// It runs on both host set-ups: recovery stacks binds on shared mounts,
+// whose propagation differs where / is rshared.
 func TestKillAndRecover(t *testing.T) {
 	testutil.CheckLeaks(t)
+	testutil.ForEachHost(t, killAndRecover)
+}
+
+func killAndRecover(t *testing.T, h testutil.Host) {
 	g := testutil.Glusterd(t)
 	glusterVolume(t, g, "v1")
-	e := newEnv(t)
+	e := newEnvOn(t, h)
 	side := newMounterSide(t, e)
 	r := testutil.Wrapper(t, e.Config)
 
