@@ -67,24 +67,22 @@ type dockerEditor struct {
 
 func (e *dockerEditor) Apply(old []byte) ([]byte, error) {
 	want, _ := json.Marshal(e.runtime) // a struct of strings always encodes
-	return e.edit(old, func(rts *jsonObject, ind string) (bool, error) {
+	return e.edit(old, func(rts *jsonObject, ind string) bool {
 		if have, ok := rts.vals[e.name]; ok && jsonEqual(have, want) {
-			return false, nil
+			return false
 		}
 		var entry bytes.Buffer
-		if err := json.Indent(&entry, want, ind+ind, ind); err != nil {
-			return false, err
-		}
+		_ = json.Indent(&entry, want, ind+ind, ind) // Marshal's output is valid JSON
 		rts.set(e.name, entry.Bytes())
-		return true, nil
+		return true
 	})
 }
 
 func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
-	return e.edit(cur, func(rts *jsonObject, _ string) (bool, error) {
+	return e.edit(cur, func(rts *jsonObject, _ string) bool {
 		_, ok := rts.vals[e.name]
 		rts.del(e.name)
-		return ok, nil
+		return ok
 	})
 }
 
@@ -92,7 +90,7 @@ func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
 // the file's indentation) and returns the file with the result: data itself
 // when change reports no change, nil when no key is left, and without
 // "runtimes" when it is left empty.
-func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string) (bool, error)) ([]byte, error) {
+func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string) bool) ([]byte, error) {
 	doc, err := parseObject(data)
 	if err != nil {
 		return nil, err
@@ -102,8 +100,8 @@ func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string
 		return nil, err
 	}
 	ind := indentOf(data)
-	if changed, err := change(rts, ind); err != nil || !changed {
-		return data, err
+	if !change(rts, ind) {
+		return data, nil
 	}
 	if len(rts.keys) == 0 {
 		doc.del("runtimes")
