@@ -126,34 +126,34 @@ func readFrom(f *os.File, off int64) string {
 // Bundle.InitOutput). The container is registered for cleanup before create runs.
 func (r *Runc) Create(t testing.TB, b *Bundle, id string, flags ...string) error {
 	t.Helper()
-	if err := checkBundle(b); err != nil {
-		t.Fatal(err)
-	}
-	pidFile := filepath.Join(b.Dir, id+".pid")
-	t.Cleanup(func() { r.cleanup(t, id, pidFile) })
-	out := openInitOutput(t, b)
-	argv := append([]string{"--root", r.Root}, r.ExtraGlobal...)
-	argv = append(argv, "--log", b.LogPath(), "--log-format", "json", "create", "--bundle", b.Dir, "--pid-file", pidFile)
-	argv = append(append(argv, flags...), id)
-	_, _, err := r.run(t, out, argv)
-	if err != nil {
-		return fmt.Errorf("%w\nlog.json errors: %s", err, logErrors(b.Log(t)))
-	}
-	return nil
+	_, _, err := r.bundleCmd(t, b, id, "create", flags...)
+	return err
 }
 
 // RunBundle runs `run --bundle B ID` in the foreground (the init must exit by
 // itself, e.g. WithArgs("true")) and returns what the container printed.
 func (r *Runc) RunBundle(t testing.TB, b *Bundle, id string) (stdout, stderr string, err error) {
 	t.Helper()
+	return r.bundleCmd(t, b, id, "run")
+}
+
+// bundleCmd runs `--log BUNDLE/log.json --log-format json CMD --bundle B
+// --pid-file P [flags] ID` after checking config.json and registering the
+// container for cleanup; the error carries the log's error lines.
+func (r *Runc) bundleCmd(t testing.TB, b *Bundle, id, cmd string, flags ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	if err := checkBundle(b); err != nil {
 		t.Fatal(err)
 	}
 	pidFile := filepath.Join(b.Dir, id+".pid")
 	t.Cleanup(func() { r.cleanup(t, id, pidFile) })
+	var out *outFiles
+	if cmd == "create" {
+		out = openInitOutput(t, b)
+	}
 	argv := append([]string{"--root", r.Root}, r.ExtraGlobal...)
-	argv = append(argv, "--log", b.LogPath(), "--log-format", "json", "run", "--bundle", b.Dir, "--pid-file", pidFile, id)
-	stdout, stderr, err = r.run(t, nil, argv)
+	argv = append(argv, "--log", b.LogPath(), "--log-format", "json", cmd, "--bundle", b.Dir, "--pid-file", pidFile)
+	stdout, stderr, err = r.run(t, out, append(append(argv, flags...), id))
 	if err != nil {
 		err = fmt.Errorf("%w\nlog.json errors: %s", err, logErrors(b.Log(t)))
 	}
