@@ -184,13 +184,8 @@ func WithArgs(args ...string) BundleOpt {
 func WithEnv(key, value string) BundleOpt {
 	return func(s map[string]any) {
 		p := obj(s, "process")
-		var env []any
-		for _, e := range anyStrings(p["env"]) {
-			if !strings.HasPrefix(e, key+"=") {
-				env = append(env, e)
-			}
-		}
-		p["env"] = append(env, key+"="+value)
+		env := slices.DeleteFunc(anyStrings(p["env"]), func(e string) bool { return strings.HasPrefix(e, key+"=") })
+		p["env"] = strs(append(env, key+"="+value))
 	}
 }
 
@@ -204,11 +199,7 @@ func WithAnnotation(key, value string) BundleOpt {
 // ("rshared", ...) go here too.
 func WithBind(src, dst string, options ...string) BundleOpt {
 	return func(s map[string]any) {
-		hasBind := false
-		for _, o := range options {
-			hasBind = hasBind || o == "bind" || o == "rbind"
-		}
-		if !hasBind {
+		if !slices.Contains(options, "bind") && !slices.Contains(options, "rbind") {
 			options = append([]string{"rbind"}, options...)
 		}
 		addMount(s, map[string]any{"destination": dst, "type": "bind", "source": src, "options": strs(options)})
@@ -220,10 +211,11 @@ func WithBind(src, dst string, options ...string) BundleOpt {
 func WithHostUsr() BundleOpt {
 	return func(s map[string]any) {
 		ms, _ := s["mounts"].([]any)
-		for _, m := range ms {
-			if mm, ok := m.(map[string]any); ok && mm["destination"] == "/usr" {
-				return
-			}
+		if slices.ContainsFunc(ms, func(m any) bool {
+			mm, _ := m.(map[string]any)
+			return mm["destination"] == "/usr"
+		}) {
+			return
 		}
 		addMount(s, map[string]any{"destination": "/usr", "type": "bind", "source": "/usr", "options": strs([]string{"rbind", "ro"})})
 	}
@@ -264,13 +256,10 @@ func WithHostNetwork() BundleOpt {
 	return func(s map[string]any) {
 		l := obj(s, "linux")
 		nss, _ := l["namespaces"].([]any)
-		var keep []any
-		for _, ns := range nss {
-			if m, ok := ns.(map[string]any); !ok || m["type"] != "network" {
-				keep = append(keep, ns)
-			}
-		}
-		l["namespaces"] = keep
+		l["namespaces"] = slices.DeleteFunc(nss, func(ns any) bool {
+			m, _ := ns.(map[string]any)
+			return m["type"] == "network"
+		})
 	}
 }
 
