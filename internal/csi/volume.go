@@ -3,6 +3,8 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -79,7 +81,7 @@ func (v Volume) validate() error {
 	if v.FSType == "" {
 		return invalid("no %s in the volume context or parameters, and no fs_type in the volume capability", KeyFSType)
 	}
-	if !safeWord(v.FSType) || strings.HasPrefix(v.FSType, "-") {
+	if !fsTypeName.MatchString(v.FSType) || strings.HasPrefix(v.FSType, "-") {
 		return invalid("%s %q: use a file system type name such as glusterfs", KeyFSType, v.FSType)
 	}
 	if v.Source == "" {
@@ -158,15 +160,8 @@ func hasControl(s string) bool {
 	return strings.IndexFunc(s, unicode.IsControl) >= 0
 }
 
-// safeWord is a file system type name: letters, digits, ".", "_", "-".
-func safeWord(s string) bool {
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return s != ""
-}
+// fsTypeName is a file system type name: letters, digits, ".", "_", "-".
+var fsTypeName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // volumeFromContext reads a node request's volume: the context's keys, the
 // capability's fs_type and mount flags. Unknown keys are refused (a typo
@@ -209,17 +204,7 @@ func mergeOptions(opts, flags []string) []string {
 func checkKeys(m map[string]string, known ...string) error {
 	var unknown []string
 	for k := range m {
-		if strings.HasPrefix(k, kubernetesPrefix) {
-			continue
-		}
-		found := false
-		for _, kn := range known {
-			if k == kn {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !strings.HasPrefix(k, kubernetesPrefix) && !slices.Contains(known, k) {
 			unknown = append(unknown, k)
 		}
 	}
