@@ -1,11 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 
 	"github.com/BurntSushi/toml"
@@ -52,25 +52,16 @@ const maxProblems = 10
 // error lists the problems in file order, each with its line where the TOML
 // library knows it.
 func (v *validator) error(file, src string) error {
-	keys := v.md.Keys()
-	rules := ruleOfKeys(v.md, keys)
-	probs := make([]struct {
-		problem
-		at int // index in keys of p's key
-	}, len(v.probs))
-	for i, p := range v.probs {
-		probs[i].problem, probs[i].at = p, find(keys, rules, p.path)
-	}
-	sort.SliceStable(probs, func(i, j int) bool { return probs[i].at < probs[j].at })
+	slices.SortStableFunc(v.probs, func(a, b problem) int { return cmp.Compare(a.at, b.at) })
 	e := &Error{File: file}
-	for i, p := range probs {
+	for i, p := range v.probs {
 		if i == maxProblems {
 			e.Problems = append(e.Problems, Problem{Msg: fmt.Sprintf("and %d more problems: fix these first", len(v.probs)-i)})
 			break
 		}
 		line, key := 0, p.path.indexed()
-		if p.at < len(keys) && lastDefinition(keys, p.at) {
-			line = lineOf(src, keys[p.at])
+		if p.at < len(v.keys) && lastDefinition(v.keys, p.at) {
+			line = lineOf(src, v.keys[p.at])
 		}
 		if line > 0 {
 			key = p.path.String()
@@ -80,19 +71,18 @@ func (v *validator) error(file, src string) error {
 	return e
 }
 
-// find returns the index in keys (the document's keys, in file order, and
-// rules the rule of each) of the first key at or below p, within p's rule
-// when the key's rule is known; len(keys) when there is none. The keys of
-// an inline array of tables do not say which table they are in: there find
-// may return the key of another rule, which lastDefinition then refuses to
-// give a line.
-func find(keys []toml.Key, rules []int, p keyPath) int {
-	for j, k := range keys {
-		if (p.elem < 0 || rules[j] < 0 || rules[j] == p.elem) && hasPrefix(k, p.parts) {
+// find returns the index in keys of the first key at or below p, within
+// p's rule when the key's rule is known; len(keys) when there is none. The
+// keys of an inline array of tables do not say which table they are in:
+// there find may return the key of another rule, which lastDefinition then
+// refuses to give a line.
+func (v *validator) find(p keyPath) int {
+	for j, k := range v.keys {
+		if (p.elem < 0 || v.rules[j] < 0 || v.rules[j] == p.elem) && hasPrefix(k, p.parts) {
 			return j
 		}
 	}
-	return len(keys)
+	return len(v.keys)
 }
 
 // ruleOfKeys returns for each of keys the index from 0 of the [[mounter]]

@@ -103,7 +103,8 @@ func parse(file string, data []byte) (*Config, error) {
 			Line: pe.Position.Line, Key: pe.LastKey, Msg: cmp.Or(pe.Message, err.Error()) + ": fix the TOML syntax (https://toml.io)",
 		}}}
 	}
-	v := &validator{md: &md, names: map[string]bool{}, resolved: map[string]string{}}
+	keys := md.Keys()
+	v := &validator{md: &md, keys: keys, rules: ruleOfKeys(&md, keys), names: map[string]bool{}, resolved: map[string]string{}}
 	c := v.validate(&doc)
 	if len(v.probs) > 0 {
 		return nil, v.error(file, src)

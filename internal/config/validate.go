@@ -19,7 +19,11 @@ import (
 // problem with the key it is about; error finds their lines afterwards, only
 // when there is a problem.
 type validator struct {
-	md    *toml.MetaData
+	md *toml.MetaData
+	// keys are the document's keys in file order, rules the [[mounter]]
+	// table of each (ruleOfKeys).
+	keys  []toml.Key
+	rules []int
 	probs []problem
 	// names of the rules so far: each must be unique.
 	names map[string]bool
@@ -31,10 +35,11 @@ type validator struct {
 type problem struct {
 	path keyPath
 	msg  string
+	at   int // index in keys of the key the problem is about (find)
 }
 
 func (v *validator) fail(p keyPath, format string, args ...any) {
-	v.probs = append(v.probs, problem{p, fmt.Sprintf(format, args...)})
+	v.probs = append(v.probs, problem{p, fmt.Sprintf(format, args...), v.find(p)})
 }
 
 // valueCheck turns a string value into the setting, or says why it is
@@ -81,15 +86,13 @@ func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
 // lower case. Keys below a mounter that is no list of tables are left to
 // that mounter's problem (skipMounter).
 func (v *validator) unknownKeys(skipMounter bool) {
-	keys := v.md.Keys()
-	rules := ruleOfKeys(v.md, keys)
 	seen := map[string]bool{}
-	for j, k := range keys {
+	for j, k := range v.keys {
 		n, known := unknownPart(k)
 		if n < 0 || skipMounter && k[0] == "mounter" {
 			continue
 		}
-		p := keyPath{elem: rules[j], parts: k[:n+1]}
+		p := keyPath{elem: v.rules[j], parts: k[:n+1]}
 		if id := p.indexed(); !seen[id] {
 			seen[id] = true
 			v.fail(p, "%s", unknownMsg(k[n], known))
