@@ -49,10 +49,3 @@ func (l *keyLocks) lock(ctx context.Context, key string) (func(), error) {
 		return nil, ctx.Err()
 	}
 }
-
-// size is the number of keys locked or waited for.
-func (l *keyLocks) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.held)
-}
