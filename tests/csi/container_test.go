@@ -26,8 +26,14 @@ import (
 // a consumer container that binds the pod path rslave reads and writes
 // through it onto the brick; unpublish, unstage and delete leave no mount,
 // no directory and no record; SIGTERM stops the server cleanly.
+//
+// It runs on both host set-ups (/ private, / rshared as systemd leaves it).
 func TestMounterContainer(t *testing.T) {
 	testutil.CheckLeaks(t)
+	testutil.ForEachHost(t, mounterContainer)
+}
+
+func mounterContainer(t *testing.T, h testutil.Host) {
 	g := testutil.Glusterd(t)
 	e := newEnv(t)
 	// The socket, configuration and state live in a directory of their own,
@@ -35,7 +41,7 @@ func TestMounterContainer(t *testing.T) {
 	side := testutil.TempDir(t)
 	e.StateDir = filepath.Join(side, "state")
 	e.Config = filepath.Join(side, "config.toml")
-	testutil.WriteFile(t, e.Config, testutil.GlusterRuleConfig(e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue, ""))
+	testutil.WriteFile(t, e.Config, testutil.GlusterRuleConfig(e.StateDir, e.Shared, spec.AnnotationMounter, annotationValue, h.ConfigLines()))
 	sock := filepath.Join(side, "csi.sock")
 	regDir := filepath.Join(side, "plugins_registry")
 	// The server reads its own copy of the configuration at /run/csi inside,
@@ -45,7 +51,7 @@ func TestMounterContainer(t *testing.T) {
 	const inside = "/run/csi"
 	in := *e
 	in.StateDir, in.Config = filepath.Join(inside, "state"), filepath.Join(side, "inside.toml")
-	testutil.WriteFile(t, in.Config, testutil.GlusterRuleConfig(in.StateDir, in.Shared, spec.AnnotationMounter, annotationValue, ""))
+	testutil.WriteFile(t, in.Config, testutil.GlusterRuleConfig(in.StateDir, in.Shared, spec.AnnotationMounter, annotationValue, h.ConfigLines()))
 
 	r := testutil.Wrapper(t, e.Config)
 	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
