@@ -292,10 +292,27 @@ func (inv *Invocation) parseHelper(args []string) error {
 	return nil
 }
 
-// shortFlags are mount(8) flags without a value that may be combined ("-nv").
-var shortFlags = map[byte]string{
-	'f': "--fake", 'n': "--no-mtab", 'v': "--verbose", 's': "-s", 'r': "--read-only",
-	'w': "--rw", 'c': "--no-canonicalize", 'i': "--internal-only",
+// mountFlags are what mount(8)'s options without a value set in the
+// mounter, by short name; the short ones may be combined ("-nv").
+// --no-canonicalize and --internal-only are about the host's mount(8) only:
+// nothing to do in the mounter.
+var mountFlags = map[byte]func(inv *Invocation){
+	'f': func(inv *Invocation) { inv.Fake = true },
+	'n': func(inv *Invocation) { inv.NoMtab = true },
+	'v': func(inv *Invocation) { inv.Verbose = true },
+	's': func(inv *Invocation) { inv.Sloppy = true },
+	'r': func(inv *Invocation) { inv.Options = append(inv.Options, "ro") },
+	'w': func(inv *Invocation) { inv.Options = append(inv.Options, "rw") },
+	'c': func(*Invocation) {},
+	'i': func(*Invocation) {},
+}
+
+// longOptions are the short names of mount(8)'s long options that the
+// mounter reads; -t, -o and -N take a value.
+var longOptions = map[string]byte{
+	"--fake": 'f', "--no-mtab": 'n', "--verbose": 'v', "--sloppy": 's', "--read-only": 'r', "--rw": 'w',
+	"--read-write": 'w', "--no-canonicalize": 'c', "--internal-only": 'i',
+	"--types": 't', "--options": 'o', "--namespace": 'N',
 }
 
 // mountOption reads the argument at i (an option and maybe its value, or a
@@ -307,16 +324,29 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 		inv.Args = append(inv.Args, a)
 		return i, nil
 	case strings.HasPrefix(a, "--"):
-		return inv.longOption(args, i)
+		name, val, hasVal := strings.Cut(a, "=")
+		c, ok := longOptions[name]
+		switch {
+		case !ok:
+			// Unknown to us: a routed mount refuses it, plain mount gets it.
+			inv.Unsupported = append(inv.Unsupported, a)
+		case mountFlags[c] != nil:
+			mountFlags[c](inv)
+		default:
+			v, n, err := value(args, i, name, val, hasVal)
+			if err == nil {
+				inv.setValue(c, v)
+			}
+			return n, err
+		}
+		return i, nil
 	}
 	// Short options: a cluster of flags, possibly ending in -t or -o with
 	// its value attached ("-tglusterfs", "-oro") or in the next argument.
 	for j := 1; j < len(a); j++ {
 		c := a[j]
-		switch c {
-		case 't', 'o', 'N':
-			v := a[j+1:]
-			n := i
+		if c == 't' || c == 'o' || c == 'N' {
+			v, n := a[j+1:], i
 			if v == "" {
 				if i+1 >= len(args) {
 					return i, usage("option -%c needs a value", c)
@@ -326,40 +356,13 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 			inv.setValue(c, v)
 			return n, nil
 		}
-		long, ok := shortFlags[c]
-		if !ok {
+		if set := mountFlags[c]; set != nil {
+			set(inv)
+		} else {
 			inv.Unsupported = append(inv.Unsupported, "-"+string(c))
-			continue
 		}
-		inv.setFlag(long)
 	}
 	return i, nil
-}
-
-func (inv *Invocation) longOption(args []string, i int) (int, error) {
-	name, val, hasVal := strings.Cut(args[i], "=")
-	var short byte
-	switch name {
-	case "--types":
-		short = 't'
-	case "--options":
-		short = 'o'
-	case "--namespace":
-		short = 'N'
-	case "--fake", "--no-mtab", "--verbose", "--read-only", "--rw", "--read-write", "--no-canonicalize", "--internal-only", "--sloppy":
-		inv.setFlag(name)
-		return i, nil
-	default:
-		// Unknown to us: a routed mount refuses it, plain mount gets it.
-		inv.Unsupported = append(inv.Unsupported, args[i])
-		return i, nil
-	}
-	v, n, err := value(args, i, name, val, hasVal)
-	if err != nil {
-		return i, err
-	}
-	inv.setValue(short, v)
-	return n, nil
 }
 
 func (inv *Invocation) setValue(c byte, v string) {
@@ -370,25 +373,6 @@ func (inv *Invocation) setValue(c byte, v string) {
 		inv.Options = append(inv.Options, v)
 	case 'N':
 		inv.Unsupported = append(inv.Unsupported, "-N "+v)
-	}
-}
-
-func (inv *Invocation) setFlag(long string) {
-	switch long {
-	case "--fake":
-		inv.Fake = true
-	case "--no-mtab":
-		inv.NoMtab = true
-	case "--verbose":
-		inv.Verbose = true
-	case "-s", "--sloppy":
-		inv.Sloppy = true
-	case "--read-only":
-		inv.Options = append(inv.Options, "ro")
-	case "--rw", "--read-write":
-		inv.Options = append(inv.Options, "rw")
-	case "--no-canonicalize", "--internal-only":
-		// About the host's mount(8) only: nothing to do in the mounter.
 	}
 }
 

@@ -46,6 +46,13 @@ func TestParse(t *testing.T) {
 				Passthrough: []string{"-nvs", "-r", "-t", "glusterfs", "s", "d"}},
 		},
 		{
+			name: "long flags",
+			argv: []string{"mounter", "mount", "--fake", "--no-mtab", "--verbose", "--sloppy", "--read-write", "--no-canonicalize", "--types", "glusterfs", "s", "d"},
+			want: Invocation{Prog: "mounter", Command: CmdMount, Timeout: DefaultTimeout, Type: "glusterfs",
+				Fake: true, NoMtab: true, Verbose: true, Sloppy: true, Options: []string{"rw"}, Args: []string{"s", "d"},
+				Passthrough: []string{"--fake", "--no-mtab", "--verbose", "--sloppy", "--read-write", "--no-canonicalize", "--types", "glusterfs", "s", "d"}},
+		},
+		{
 			name: "unknown options are kept for plain mount and refused for a routed one",
 			argv: []string{"mounter", "mount", "--bind", "-N", "/proc/9/ns/mnt", "a", "b"},
 			want: Invocation{Prog: "mounter", Command: CmdMount, Timeout: DefaultTimeout,
