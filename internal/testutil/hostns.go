@@ -2,10 +2,8 @@ package testutil
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -123,12 +121,9 @@ func checkRerunLeftNothing(t *testing.T, pid int) {
 		t.Error(err)
 		return
 	}
-	theirs := []string{filepath.Join(tmp, fmt.Sprintf("rstest-%d-", pid)), filepath.Join(tmp, fmt.Sprintf("%s%d-", cachePrefix, pid))}
 	for _, p := range findProcs(func([]string) bool { return true }) {
-		argv := cmdline(p.pid)
-		root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", p.pid))
-		if hasAnyPrefix(root, theirs) || hasAnyPrefixInside(strings.Join(argv, " "), theirs) {
-			t.Errorf("the re-run in a throwaway mount namespace left process %d running: %q (root %s)", p.pid, argv, root)
+		if uses, what := usesDirs(p.pid, tempDirsOf(tmp, pid)); uses {
+			t.Errorf("the re-run in a throwaway mount namespace left process %d running: %s", p.pid, what)
 		}
 	}
 }

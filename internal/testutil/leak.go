@@ -36,8 +36,7 @@ func CheckLeaks(t testing.TB) {
 		t.Fatal(err)
 	}
 	// t.TempDir's parent and our TempDir prefix are unique to this test binary.
-	ours := []string{filepath.Dir(t.TempDir()) + "/", filepath.Join(tmp, fmt.Sprintf("rstest-%d-", os.Getpid())),
-		filepath.Join(tmp, fmt.Sprintf("%s%d-", cachePrefix, os.Getpid()))}
+	ours := append(tempDirsOf(tmp, os.Getpid()), filepath.Dir(t.TempDir())+"/")
 	t.Cleanup(func() {
 		t.Helper()
 		after, err := mountinfo.GetMounts(nil)
@@ -60,16 +59,15 @@ func CheckLeaks(t testing.TB) {
 			if procsBefore[p] || !p.alive() {
 				continue
 			}
-			argv := cmdline(p.pid)
-			root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", p.pid)) // a container init: its rootfs
-			if parent(p.pid) == os.Getpid() || hasAnyPrefix(root, ours) || hasAnyPrefixInside(strings.Join(argv, " "), ours) {
-				t.Errorf("leaked process %d: %q", p.pid, argv)
+			_, ppid, _, _ := stat(p.pid)
+			if uses, what := usesDirs(p.pid, ours); uses || ppid == os.Getpid() {
+				t.Errorf("leaked process %d: %s", p.pid, what)
 			}
 		}
 	})
 }
 
-// diffMounts returns the mounts of a whose mount ID is not in b.
+// DiffMounts returns the mounts of a whose mount ID is not in b.
 func DiffMounts(a, b []*mountinfo.Info) []*mountinfo.Info {
 	ids := map[int]bool{}
 	for _, m := range b {
@@ -88,12 +86,18 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(s, p) })
 }
 
-func hasAnyPrefixInside(s string, prefixes []string) bool {
-	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.Contains(s, p) })
+// tempDirsOf returns the prefixes of the directories that the test binary
+// with PID pid makes below tmp: TempDir's and the rootfs cache's.
+func tempDirsOf(tmp string, pid int) []string {
+	return []string{filepath.Join(tmp, fmt.Sprintf("rstest-%d-", pid)), filepath.Join(tmp, fmt.Sprintf("%s%d-", cachePrefix, pid))}
 }
 
-// parent returns the parent PID of pid, or 0.
-func parent(pid int) int {
-	_, ppid, _, _ := stat(pid)
-	return ppid
+// usesDirs tells whether process pid has one of dirs on its command line or
+// as its root (a container init: its rootfs), and describes the process.
+func usesDirs(pid int, dirs []string) (bool, string) {
+	argv := cmdline(pid)
+	root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+	line := strings.Join(argv, " ")
+	uses := slices.ContainsFunc(dirs, func(d string) bool { return strings.HasPrefix(root, d) || strings.Contains(line, d) })
+	return uses, fmt.Sprintf("%q (root %s)", argv, root)
 }
