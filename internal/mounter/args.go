@@ -169,23 +169,15 @@ func Parse(argv []string) (*Invocation, error) {
 func (inv *Invocation) parseGlobal(args []string) ([]string, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		name, val, hasVal := strings.Cut(a, "=")
-		switch name {
+		var err error
+		switch name, _, _ := strings.Cut(a, "="); name {
 		case "--config", "-config":
-			v, n, err := value(args, i, name, val, hasVal)
-			if err != nil {
-				return nil, err
-			}
-			inv.ConfigPath, inv.ConfigSet, i = v, true, n
+			i, err = value(args, i, func(v string) error {
+				inv.ConfigPath, inv.ConfigSet = v, true
+				return nil
+			})
 		case "--timeout":
-			v, n, err := value(args, i, name, val, hasVal)
-			if err != nil {
-				return nil, err
-			}
-			if err := inv.setTimeout(v); err != nil {
-				return nil, err
-			}
-			i = n
+			i, err = value(args, i, inv.setTimeout)
 		case "-h", "--help":
 			inv.Command = CmdHelp
 			return nil, nil
@@ -198,20 +190,24 @@ func (inv *Invocation) parseGlobal(args []string) ([]string, error) {
 			}
 			return args[i:], nil
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return nil, nil
 }
 
-// value returns the value of option name: after "=" or the next argument,
-// and the index of the last argument used.
-func value(args []string, i int, name, val string, hasVal bool) (string, int, error) {
-	if hasVal {
-		return val, i, nil
+// value gives set the value of the option at i: after "=" or the next
+// argument; it returns the index of the last argument used.
+func value(args []string, i int, set func(string) error) (int, error) {
+	name, v, hasVal := strings.Cut(args[i], "=")
+	if !hasVal {
+		if i+1 >= len(args) {
+			return i, usage("option %s needs a value", name)
+		}
+		v, i = args[i+1], i+1
 	}
-	if i+1 >= len(args) {
-		return "", i, usage("option %s needs a value", name)
-	}
-	return args[i+1], i + 1, nil
+	return i, set(v)
 }
 
 func (inv *Invocation) setTimeout(v string) error {
@@ -240,15 +236,11 @@ func (inv *Invocation) parseMount(args []string) error {
 			inv.Passthrough = append(inv.Passthrough, args[i:]...)
 			break
 		}
-		if name, val, hasVal := strings.Cut(a, "="); name == "--timeout" {
-			v, n, err := value(args, i, name, val, hasVal)
-			if err != nil {
+		if name, _, _ := strings.Cut(a, "="); name == "--timeout" {
+			var err error
+			if i, err = value(args, i, inv.setTimeout); err != nil {
 				return err
 			}
-			if err := inv.setTimeout(v); err != nil {
-				return err
-			}
-			i = n
 			continue
 		}
 		n, err := inv.mountOption(args, i)
@@ -324,7 +316,7 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 		inv.Args = append(inv.Args, a)
 		return i, nil
 	case strings.HasPrefix(a, "--"):
-		name, val, hasVal := strings.Cut(a, "=")
+		name, _, _ := strings.Cut(a, "=")
 		c, ok := longOptions[name]
 		switch {
 		case !ok:
@@ -333,11 +325,10 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 		case mountFlags[c] != nil:
 			mountFlags[c](inv)
 		default:
-			v, n, err := value(args, i, name, val, hasVal)
-			if err == nil {
+			return value(args, i, func(v string) error {
 				inv.setValue(c, v)
-			}
-			return n, err
+				return nil
+			})
 		}
 		return i, nil
 	}
@@ -379,18 +370,20 @@ func (inv *Invocation) setValue(c byte, v string) {
 // parseRecover reads `mounter recover [--rule NAME]`.
 func (inv *Invocation) parseRecover(args []string) error {
 	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(args[i], "=")
-		if name != "--rule" && name != "-rule" {
+		if name, _, _ := strings.Cut(args[i], "="); name != "--rule" && name != "-rule" {
 			return usage("recover takes only --rule NAME, got %q", args[i])
 		}
-		v, n, err := value(args, i, name, val, hasVal)
+		var err error
+		i, err = value(args, i, func(v string) error {
+			if v == "" {
+				return usage("recover --rule: give a rule name")
+			}
+			inv.Rule = v
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if v == "" {
-			return usage("recover --rule: give a rule name")
-		}
-		inv.Rule, i = v, n
 	}
 	return nil
 }
