@@ -203,7 +203,6 @@ func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 		return []Check{fail("registry", fmt.Sprintf("make %s and the directories above it owned by root and writable by root only, or set state-dir to such a directory; then restart the mounters", cfg.StateDir),
 			"%v", err)}
 	}
-	live := recs.Live
 	var out []Check
 	if recs.Err != nil {
 		out = append(out, fail("registry", fmt.Sprintf("remove the refused files from %s", reg.Dir), "%v", recs.Err))
@@ -217,13 +216,7 @@ func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 	for i := range cfg.Mounters {
 		rule := &cfg.Mounters[i]
 		name := fmt.Sprintf("mounter[%s]", rule.Name)
-		var rec *registry.Record
-		for j := len(live) - 1; j >= 0; j-- {
-			if live[j].Name == rule.Name {
-				rec = live[j]
-				break
-			}
-		}
+		rec := newestLive(recs.Live, rule.Name)
 		if rec == nil {
 			out = append(out, fail(name, "start the mounter container through runc-shared with the rule's match (its mount-hook registers it); check the engine's runtime setting",
 				"no live mounter of rule %q is registered in %s: mounts of %v fail", rule.Name, reg.Dir, rule.FSTypes))

@@ -125,14 +125,7 @@ func needsAnnotations(rule *spec.Rule) bool {
 // by another rule of rules that a Docker container can match.
 func servedWithoutAnnotations(rule *spec.Rule, rules []spec.Rule) bool {
 	for _, t := range rule.FSTypes {
-		served := false
-		for i := range rules {
-			if o := &rules[i]; o.Name != rule.Name && !needsAnnotations(o) && o.Routes(t) {
-				served = true
-				break
-			}
-		}
-		if !served {
+		if !slices.ContainsFunc(rules, func(o spec.Rule) bool { return o.Name != rule.Name && !needsAnnotations(&o) && o.Routes(t) }) {
 			return false
 		}
 	}
