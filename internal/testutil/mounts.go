@@ -172,11 +172,7 @@ func mountpoints(ms []*mountinfo.Info) string {
 // below dir, in mount table order.
 func MountsUnder(t testing.TB, dir string) []*mountinfo.Info {
 	t.Helper()
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(filepath.Clean(dir)))
-	if err != nil {
-		t.Fatalf("read mount table: %v", err)
-	}
-	return ms
+	return MountsUnderPid(t, os.Getpid(), dir)
 }
 
 // MountsUnderPid returns the mounts at or below dir as process pid sees them
