@@ -102,16 +102,11 @@ func makeDirs(root string, dirs, sticky []string) error {
 	return nil
 }
 
-var busyboxRootfs = cachedRootfs("busybox", buildBusybox)
-
 // BusyboxRootfs returns a rootfs holding busybox-static with all its applets linked
 // in /bin, plus proc, sys, dev, tmp and a minimal /etc. It is built once per test
 // binary and shared: do not change it (containers get root.readonly false, so write
 // into a bind mount or /tmp instead).
-func BusyboxRootfs(t testing.TB) string {
-	t.Helper()
-	return busyboxRootfs(t)
-}
+var BusyboxRootfs = cachedRootfs("busybox", buildBusybox)
 
 func buildBusybox(dir string) (string, error) {
 	bb, err := exec.LookPath("busybox")
@@ -168,17 +163,12 @@ func requireStatic(path string) error {
 // bind mount when it finds it. Inside the container the bind mount hides it.
 const hostUsrMarker = "usr/.testutil-host-usr"
 
-var hostUsrRootfs = cachedRootfs("hostusr", buildHostUsr)
-
 // HostUsrRootfs returns a rootfs that borrows the host's /usr: an empty usr dir,
 // merged-usr links (bin, sbin, lib, lib64 -> usr/...), a minimal /etc copied from the
 // host and the dirs glusterfs wants. Bundles made on it bind-mount the host /usr
 // read-only in their spec (see WithHostUsr), so nothing is mounted on the host.
 // Built once per test binary; do not change it.
-func HostUsrRootfs(t testing.TB) string {
-	t.Helper()
-	return hostUsrRootfs(t)
-}
+var HostUsrRootfs = cachedRootfs("hostusr", buildHostUsr)
 
 func buildHostUsr(dir string) (string, error) {
 	if l, err := os.Readlink("/bin"); err != nil || strings.TrimPrefix(l, "/") != "usr/bin" {
