@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,12 +125,7 @@ func (s *Server) recoverPolicy() RecoverPolicy {
 	return s.RecoverPolicy
 }
 
-func (s *Server) pid() int {
-	if s.HelperPID != 0 {
-		return s.HelperPID
-	}
-	return os.Getpid()
-}
+func (s *Server) pid() int { return cmp.Or(s.HelperPID, os.Getpid()) }
 
 // Register adds the CSI services and the host service to g.
 func (s *Server) Register(g *grpc.Server) {
