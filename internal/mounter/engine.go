@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -36,10 +37,7 @@ func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
 		b, errB := os.Stat(wrapper)
 		return errA == nil && errB == nil && os.SameFile(a, b)
 	}
-	configs := []string{m.DockerConfig}
-	if m.DockerConfig == "" {
-		configs[0] = DefaultDockerConfig
-	}
+	configs := []string{cmp.Or(m.DockerConfig, DefaultDockerConfig)}
 	var out []dockerRuntime
 	for _, argv := range m.processes("dockerd") {
 		for i := 0; i < len(argv); i++ {
@@ -87,10 +85,7 @@ func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
 
 // processes returns the argv of every process whose command name is comm.
 func (m *Mounter) processes(comm string) [][]string {
-	proc := m.ProcDir
-	if proc == "" {
-		proc = "/proc"
-	}
+	proc := cmp.Or(m.ProcDir, "/proc")
 	entries, err := os.ReadDir(proc)
 	if err != nil {
 		return nil
