@@ -3,6 +3,7 @@ package mounter
 import (
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -40,23 +41,17 @@ func (r skipUnsafe) ResolveSource(source string) (string, bool, error) {
 // the container: through the bind whose source contains target, compared by
 // components, with the longest source; ok is false when no bind covers it.
 func Translate(target string, binds []Bind) (inner string, bind Bind, ok bool) {
-	best := -1
+	sources := make([]string, len(binds))
 	for i, b := range binds {
-		if !hostmount.Within(target, b.Source) {
-			continue
-		}
-		if best < 0 || len(b.Source) > len(binds[best].Source) {
-			best = i
-		}
+		sources[i] = b.Source
 	}
-	if best < 0 {
+	src, ok := hostmount.WithinAny(target, sources)
+	if !ok {
 		return "", Bind{}, false
 	}
-	b := binds[best]
-	rel, err := filepath.Rel(b.Source, target)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", Bind{}, false // cannot happen after Within; be safe anyway
-	}
+	b := binds[slices.Index(sources, src)]
+	// WithinAny compared by components: target is b.Source or below it.
+	rel, _ := filepath.Rel(b.Source, target)
 	return path.Join(b.Destination, rel), b, true
 }
 
@@ -93,9 +88,6 @@ func absTarget(target string) (string, error) {
 
 // describeBinds is for messages: "A, B (at /data inside)".
 func describeBinds(binds []Bind) string {
-	if len(binds) == 0 {
-		return "nothing"
-	}
 	s := make([]string, len(binds))
 	for i, b := range binds {
 		s[i] = b.String()
