@@ -33,18 +33,14 @@ type Mounter interface {
 }
 
 // SystemMounter mounts with mount(8) and the kernel.
-type SystemMounter struct {
-	// MountBin is mount(8); "" means the first of /usr/bin/mount,
-	// /bin/mount, /sbin/mount, else PATH.
-	MountBin string
-}
+type SystemMounter struct{}
 
-var mountPaths = []string{"/usr/bin/mount", "/bin/mount", "/sbin/mount"}
+// mountPaths are where mount(8) lives on the hosts we know (merged-usr or
+// not), tried before PATH.
+var mountPaths = []string{"/bin/mount", "/usr/bin/mount", "/sbin/mount"}
 
-func (m SystemMounter) mountBin() (string, error) {
-	if m.MountBin != "" {
-		return m.MountBin, nil
-	}
+// MountBinary finds mount(8).
+func MountBinary() (string, error) {
 	for _, p := range mountPaths {
 		if unix.Access(p, unix.X_OK) == nil {
 			return p, nil
@@ -52,7 +48,7 @@ func (m SystemMounter) mountBin() (string, error) {
 	}
 	p, err := exec.LookPath("mount")
 	if err != nil {
-		return "", fmt.Errorf("mount(8) not found in %v or PATH: install util-linux's mount where mounter csi runs: %w", mountPaths, err)
+		return "", fmt.Errorf("mount(8) not found in %v or PATH: install util-linux's mount: %w", mountPaths, err)
 	}
 	return p, nil
 }
@@ -61,8 +57,8 @@ func (m SystemMounter) mountBin() (string, error) {
 // mount.TYPE when there is one (mount.glusterfs), else asks the kernel.
 // The source and options were validated (volume.validate); "--" ends the
 // options for mount(8) itself.
-func (m SystemMounter) Mount(ctx context.Context, v Volume, target string) error {
-	bin, err := m.mountBin()
+func (SystemMounter) Mount(ctx context.Context, v Volume, target string) error {
+	bin, err := MountBinary()
 	if err != nil {
 		return err
 	}

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/csi"
 	"github.com/runc-shared/runc-shared/internal/version"
 )
 
@@ -130,26 +130,12 @@ func configName(cfg *config.Config) string {
 	return cfg.Path
 }
 
-// mountPaths are where mount(8) lives on the hosts we know (merged-usr or
-// not), tried before PATH.
-var mountPaths = []string{"/bin/mount", "/usr/bin/mount", "/sbin/mount"}
-
 // ExecMount replaces the process with mount(8), so its exit code and
 // messages are the caller's. It returns only on failure.
 func ExecMount(argv []string) error {
-	bin := ""
-	for _, p := range mountPaths {
-		if unix.Access(p, unix.X_OK) == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		p, err := exec.LookPath("mount")
-		if err != nil {
-			return fmt.Errorf("mount(8) not found in %v or PATH: install util-linux's mount: %w", mountPaths, err)
-		}
-		bin = p
+	bin, err := csi.MountBinary()
+	if err != nil {
+		return err
 	}
 	full := append([]string{"mount"}, argv...)
 	if err := unix.Exec(bin, full, os.Environ()); err != nil {
