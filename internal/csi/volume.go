@@ -187,16 +187,11 @@ func volumeFromContext(ctx map[string]string, capFSType string, flags []string) 
 // mergeOptions appends the mount flags (StorageClass or PV mountOptions) to
 // the options, dropping exact repeats.
 func mergeOptions(opts, flags []string) []string {
-	seen := make(map[string]bool, len(opts))
-	out := make([]string, 0, len(opts)+len(flags))
-	for _, o := range append(append([]string(nil), opts...), flags...) {
-		if !seen[o] {
-			seen[o] = true
+	var out []string
+	for _, o := range slices.Concat(opts, flags) {
+		if !slices.Contains(out, o) {
 			out = append(out, o)
 		}
-	}
-	if len(out) == 0 {
-		return nil
 	}
 	return out
 }
