@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,11 +66,7 @@ func Call(args []string, stdout, stderr io.Writer) int {
 	}
 	sock, err := socketPath(endpoint)
 	if err != nil || len(rest) < 1 || len(rest) > 2 {
-		var names []string
-		for n := range callMethods {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(callMethods))
 		fmt.Fprintf(stderr, "mounter csi call: %v\n%smethods: %s\n", err, CallUsage, strings.Join(names, ", "))
 		return exitUsage
 	}

@@ -4,10 +4,10 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/hostmount"
@@ -69,15 +69,10 @@ func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
 		if json.Unmarshal(data, &dj) != nil {
 			continue
 		}
-		names := make([]string, 0, len(dj.Runtimes))
-		for name, r := range dj.Runtimes {
-			if isWrapper(r.Path) {
-				names = append(names, name)
+		for _, name := range slices.Sorted(maps.Keys(dj.Runtimes)) {
+			if isWrapper(dj.Runtimes[name].Path) {
+				out = append(out, dockerRuntime{Name: name, Where: c})
 			}
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			out = append(out, dockerRuntime{Name: name, Where: c})
 		}
 	}
 	return out
