@@ -154,11 +154,8 @@ func Parse(argv []string) (*Invocation, error) {
 			inv.Quiet = true
 		}
 		return inv, nil
-	case "help":
-		inv.Command = CmdHelp
-		return inv, nil
-	case "version":
-		inv.Command = CmdVersion
+	case "help", "version":
+		inv.Command = Command(cmd)
 		return inv, nil
 	default:
 		return inv, usage("unknown command %q: use mount, umount, recover, status or doctor", cmd)

@@ -85,6 +85,11 @@ func TestParse(t *testing.T) {
 			want: Invocation{Prog: "mounter", Command: CmdUmount, Timeout: DefaultTimeout, Lazy: true, Args: []string{"/mnt/g"}},
 		},
 		{
+			name: "version command",
+			argv: []string{"mounter", "version"},
+			want: Invocation{Prog: "mounter", Command: CmdVersion, Timeout: DefaultTimeout},
+		},
+		{
 			name: "help",
 			argv: []string{"mounter", "--help", "mount"},
 			want: Invocation{Prog: "mounter", Command: CmdHelp, Timeout: DefaultTimeout},
