@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"fmt"
 	"text/tabwriter"
 
@@ -35,11 +36,7 @@ func (m *Mounter) list(inv *Invocation, cfg *config.Config) error {
 			fmt.Fprintln(w, "MOUNTER\tRULE\tPID\tSTATE\tRUNTIME\tROOT")
 			header = false
 		}
-		root := rec.RuntimeRoot
-		if root == "" {
-			root = "(default)"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, state(v), rec.Runtime, root)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, state(v), rec.Runtime, cmp.Or(rec.RuntimeRoot, "(default)"))
 	}
 	if err := w.Flush(); err != nil {
 		return system("write list: %w", err)
