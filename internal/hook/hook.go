@@ -100,11 +100,8 @@ func (h *Hook) Run(argv []string) (err error) {
 			// The configuration broke while the mounter ran: clean up
 			// after it from its registry record. Its log goes to that
 			// record's state directory, where the error lands too.
-			var dirs []string
-			if dir, ok := config.StateDirOf(path); ok {
-				dirs = append(dirs, dir)
-			}
-			log = h.poststopWithoutConfig(opts, state, dirs, "the configuration cannot be loaded")
+			dir, _ := config.StateDirOf(path)
+			log = h.poststopWithoutConfig(opts, state, dir, "the configuration cannot be loaded")
 		}
 		return err
 	}
@@ -112,11 +109,11 @@ func (h *Hook) Run(argv []string) (err error) {
 		// No rule: no container is a mounter, unless one started before
 		// the file was removed or emptied.
 		if opts.Stage == hookargs.Poststop {
-			var dirs []string
-			if !cfg.Missing {
-				dirs = append(dirs, cfg.StateDir)
+			dir := cfg.StateDir
+			if cfg.Missing {
+				dir = ""
 			}
-			h.poststopWithoutConfig(opts, state, dirs, "the configuration names no rule")
+			h.poststopWithoutConfig(opts, state, dir, "the configuration names no rule")
 		}
 		return nil
 	}

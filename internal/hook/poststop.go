@@ -107,8 +107,9 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 
 // poststopWithoutConfig cleans up after a mounter whose configuration broke
 // or lost its rules while it ran (why says which): it finds the mounter's
-// registry record in the first of dirs, the state directory the hook was
-// given (--state-dir) and the default that holds one, removes it, and
+// registry record in the first of dir (the configuration's, "" for none),
+// the state directory the hook was given (--state-dir) and the default that
+// holds one, removes it, and
 // detaches the dead FUSE mounts below the paths the record says the mounter
 // propagated. A container without a record is no mounter: nothing is
 // logged.
@@ -118,17 +119,14 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 // to detach FUSE mounts whose daemon is gone, which fail every access
 // anyway. It returns the logger of the state directory it used (stderr only
 // when none).
-func (h *Hook) poststopWithoutConfig(opts *hookargs.Args, st *State, dirs []string, why string) *logrus.Logger {
+func (h *Hook) poststopWithoutConfig(opts *hookargs.Args, st *State, dir, why string) *logrus.Logger {
 	log := newLogger("", "", h.Stderr)
-	if opts.StateDir != "" {
-		dirs = append(dirs, filepath.Clean(opts.StateDir))
-	}
-	dirs = append(dirs, config.DefaultStateDir)
 	seen := map[string]bool{}
-	for _, dir := range dirs {
-		if seen[dir] {
+	for _, dir := range []string{dir, opts.StateDir, config.DefaultStateDir} {
+		if dir == "" || seen[filepath.Clean(dir)] {
 			continue
 		}
+		dir = filepath.Clean(dir)
 		seen[dir] = true
 		reg := registry.New(dir)
 		rec, err := reg.Read(st.ID)
