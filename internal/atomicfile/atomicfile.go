@@ -75,16 +75,8 @@ func WriteFileDurable(path string, data []byte, perm os.FileMode, opts ...Option
 // writer of path can be running, or it takes away a live writer's file and
 // that write fails.
 func RemoveLeftovers(path string) {
-	dir, prefix := filepath.Dir(path), tempPrefix(path)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	prefix := tempPrefix(path)
+	removeTemps(filepath.Dir(path), func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), prefix) })
 }
 
 // RemoveStale removes the temporary files in dir, of any name's writes,
@@ -92,17 +84,25 @@ func RemoveLeftovers(path string) {
 // Where no write of a file there takes as long, no live writer loses its
 // file.
 func RemoveStale(dir string, cutoff time.Time) {
+	removeTemps(dir, func(e os.DirEntry) bool {
+		if !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ".tmp-") {
+			return false
+		}
+		fi, err := e.Info()
+		return err == nil && fi.ModTime().Before(cutoff)
+	})
+}
+
+// removeTemps removes the regular files in dir that match says are
+// temporary files to go.
+func removeTemps(dir string, match func(os.DirEntry) bool) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		name := e.Name()
-		if !strings.HasPrefix(name, ".") || !strings.Contains(name, ".tmp-") || !e.Type().IsRegular() {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			_ = os.Remove(filepath.Join(dir, name))
+		if e.Type().IsRegular() && match(e) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }
