@@ -3,7 +3,6 @@ package testutil
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,12 +17,11 @@ import (
 
 // Gluster is a glusterd started by Glusterd, serving one started single-brick volume.
 type Gluster struct {
-	Server  string        // address glusterd and the brick listen on: 127.0.0.2
-	Volume  string        // volume name: v0
-	Brick   string        // brick directory on the host
-	Dir     string        // glusterd state: glusterd.vol, glusterd/ (working dir), run/, log/
-	Sock    string        // glusterd's CLI socket (gluster --glusterd-sock)
-	Startup time.Duration // from starting glusterd to the volume being started
+	Server string // address glusterd and the brick listen on: 127.0.0.2
+	Volume string // volume name: v0
+	Brick  string // brick directory on the host
+	Dir    string // glusterd state: glusterd.vol, glusterd/ (working dir), run/, log/
+	Sock   string // glusterd's CLI socket (gluster --glusterd-sock)
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -115,9 +113,12 @@ func Glusterd(t testing.TB) *Gluster {
 	go func() { _ = g.cmd.Wait(); close(g.exited) }()
 	t.Cleanup(func() { g.stop(t) })
 
-	if err := g.waitReady(30 * time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, g.logTail())
-	}
+	WaitSocket(t, g.Sock, 30*time.Second, g.exited, g.logTail)
+	// The socket accepts before glusterd answers the CLI.
+	Eventually(t, 30*time.Second, "glusterd to answer the CLI", func() (bool, string) {
+		_, err := g.cli(10*time.Second, "pool", "list")
+		return err == nil, fmt.Sprintf("%v\n%s", err, g.logTail())
+	})
 	ready := time.Since(start)
 	// Someone else's glusterd may have taken the port between the check and our start.
 	if owner := socketOwner(tcpListenInode(server, glusterdPort)); owner != g.cmd.Process.Pid {
@@ -134,10 +135,10 @@ func Glusterd(t testing.TB) *Gluster {
 	if err := g.findBrick(); err != nil {
 		t.Fatal(err)
 	}
-	g.Startup = time.Since(start)
+	total := time.Since(start)
 	t.Logf("glusterd (pid %d) serving %s:/%s (brick pid %d) ready in %v (glusterd %v, volume create+start %v)",
-		g.cmd.Process.Pid, server, g.Volume, g.brick.pid, g.Startup.Round(time.Millisecond),
-		ready.Round(time.Millisecond), (g.Startup - ready).Round(time.Millisecond))
+		g.cmd.Process.Pid, server, g.Volume, g.brick.pid, total.Round(time.Millisecond),
+		ready.Round(time.Millisecond), (total - ready).Round(time.Millisecond))
 	return g
 }
 
@@ -164,32 +165,6 @@ func hideHostDirs(dirs []string) string {
 		fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && mkdir -p %s && ", parent, d)
 	}
 	return b.String()
-}
-
-// waitReady waits until glusterd answers on its CLI socket.
-func (g *Gluster) waitReady(timeout time.Duration) error {
-	died := false
-	if Poll(timeout, func() bool {
-		select {
-		case <-g.exited:
-			died = true
-			return true
-		default:
-		}
-		c, err := net.Dial("unix", g.Sock)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		_, err = g.cli(10*time.Second, "pool", "list")
-		return err == nil
-	}) && !died {
-		return nil
-	}
-	if died {
-		return fmt.Errorf("glusterd exited during startup")
-	}
-	return fmt.Errorf("glusterd not ready on %s after %v", g.Sock, timeout)
 }
 
 func (g *Gluster) logTail() string {
