@@ -292,14 +292,9 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 	for i, m := range members {
 		k := owner[i]
 		_, inNow := now[k]
+		_, inOld := old[k]
 		switch {
-		case k == "":
-			// A field unknown to runtime-spec: kept as written.
-			sep()
-			w.Write(m.rawKey)
-			w.WriteByte(':')
-			w.Write(m.value)
-		case chosen[k] == i && inNow:
+		case k != "" && chosen[k] == i && inNow:
 			sep()
 			if m.key == k {
 				w.Write(m.rawKey)
@@ -312,17 +307,12 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 			if err := patch(w, m.value, old[k], now[k]); err != nil {
 				return err
 			}
-		case !inNow:
+		case k != "" && !inNow && inOld:
 			// A field the modifiers removed goes in every spelling.
-			if _, inOld := old[k]; !inOld {
-				sep()
-				w.Write(m.rawKey)
-				w.WriteByte(':')
-				w.Write(m.value)
-			}
 		default:
-			// Another spelling of a field whose chosen member is written
-			// above: kept, for the read-back check to judge.
+			// A field unknown to runtime-spec, or another spelling of a
+			// field whose chosen member is written above: kept as
+			// written, for the read-back check to judge.
 			sep()
 			w.Write(m.rawKey)
 			w.WriteByte(':')
