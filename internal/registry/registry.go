@@ -222,13 +222,9 @@ func (r *Registry) List() ([]*Record, error) {
 		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		id := strings.TrimSuffix(name, ".json")
-		p, err := r.path(id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rec, err := readRecord(p, id)
+		// A directory entry is a plain name, and a dot file is skipped
+		// above: the ID is one that path accepts.
+		rec, err := readRecord(filepath.Join(r.Dir, name), strings.TrimSuffix(name, ".json"))
 		if err != nil {
 			errs = append(errs, err)
 			continue
