@@ -13,6 +13,7 @@ package logging
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -66,10 +67,7 @@ func New(o Options) *logrus.Logger {
 // or an unknown level or format is a warning, written where warnings go (the
 // log file, if one is open).
 func Setup(o Options) (*logrus.Logger, func() error) {
-	stderr := o.Stderr
-	if stderr == nil {
-		stderr = os.Stderr
-	}
+	stderr := cmp.Or(o.Stderr, io.Writer(os.Stderr))
 	prefix := Prefix
 	if o.Name != "" {
 		prefix = o.Name + ": "
