@@ -29,6 +29,7 @@ import (
 	"github.com/runc-shared/runc-shared/internal/configure"
 	"github.com/runc-shared/runc-shared/internal/mounter"
 	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -411,7 +412,7 @@ func mountOf(vms []corev1.VolumeMount, vol string) *corev1.VolumeMount {
 // byte for byte). The configuration's state-dir points at a temp dir.
 func TestInstallScript(t *testing.T) {
 	m := load(t)
-	root := findRepoRoot(t)
+	root := testutil.RepoRoot(t)
 	node := t.TempDir()
 	script := filepath.Join(t.TempDir(), "install.sh")
 	if err := os.WriteFile(script, []byte(m.configMap(t, "runc-shared-installer", "install.sh")), 0o755); err != nil {
@@ -548,16 +549,4 @@ func mounterForScript(t *testing.T, bin string) string {
 	}
 	t.Logf("no bin/mounter with configure and list: install.sh runs internal/configure and internal/mounter through the test binary")
 	return shim
-}
-
-func findRepoRoot(t *testing.T) string {
-	t.Helper()
-	wd, _ := os.Getwd()
-	for d := wd; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	t.Fatal("no go.mod above the working directory")
-	return ""
 }
