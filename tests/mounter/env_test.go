@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/registry"
@@ -171,12 +170,6 @@ func mkdir(t *testing.T, parts ...string) string {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// hostMount returns the topmost mount at path on the host, or nil.
-func hostMount(t *testing.T, path string) *mountinfo.Info {
-	t.Helper()
-	return testutil.MountAt(t, path)
 }
 
 // mountsInside returns the mount points at or below dir inside the

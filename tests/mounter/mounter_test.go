@@ -38,7 +38,7 @@ func TestRouted(t *testing.T) {
 			if r.Code != 0 {
 				t.Fatalf("routed mount failed: %v", r)
 			}
-			m := hostMount(t, target)
+			m := testutil.MountAt(t, target)
 			if m == nil || m.FSType != "fuse.glusterfs" {
 				t.Fatalf("host mount at %s = %+v, want fuse.glusterfs", target, m)
 			}
@@ -65,7 +65,7 @@ func TestRouted(t *testing.T) {
 			if r.Code != 0 {
 				t.Fatalf("helper form failed: %v", r)
 			}
-			m := hostMount(t, target)
+			m := testutil.MountAt(t, target)
 			if m == nil || m.FSType != "fuse.glusterfs" || !hasOpt(m.Options, "ro") {
 				t.Fatalf("host mount at %s = %+v, want fuse.glusterfs with ro", target, m)
 			}
@@ -84,7 +84,7 @@ func TestRouted(t *testing.T) {
 			if r := s.mounter(t, "umount", target); r.Code != 0 {
 				t.Fatalf("umount: %v", r)
 			}
-			if m := hostMount(t, target); m != nil {
+			if m := testutil.MountAt(t, target); m != nil {
 				t.Fatalf("still mounted on the host after mounter umount: %+v", m)
 			}
 			if in := mountsInside(t, box.PID, target); len(in) != 0 {
@@ -104,7 +104,7 @@ func TestRouted(t *testing.T) {
 			if r.Code != 0 {
 				t.Fatalf("mount: %v", r)
 			}
-			if m := hostMount(t, target); m == nil || m.FSType != "fuse.glusterfs" {
+			if m := testutil.MountAt(t, target); m == nil || m.FSType != "fuse.glusterfs" {
 				t.Fatalf("host mount at %s = %+v, want fuse.glusterfs", target, m)
 			}
 			in := mountsInside(t, box.PID, "/data")
@@ -121,7 +121,7 @@ func TestRouted(t *testing.T) {
 			if r.Code != 0 {
 				t.Fatalf("plain mount: %v", r)
 			}
-			if m := hostMount(t, target); m == nil || m.FSType != "tmpfs" || m.Source != "rstest-tmpfs" {
+			if m := testutil.MountAt(t, target); m == nil || m.FSType != "tmpfs" || m.Source != "rstest-tmpfs" {
 				t.Fatalf("host mount at %s = %+v, want tmpfs", target, m)
 			}
 			// mount(8)'s own exit code passes through.
@@ -137,7 +137,7 @@ func TestRouted(t *testing.T) {
 			if r.Code != 32 || !contains(r.Stderr, "not below a path that mounter mounter-a") || !contains(r.Stderr, kube) {
 				t.Fatalf("mount outside the shared paths: %v; want exit 32 naming the shared paths", r)
 			}
-			if m := hostMount(t, target); m != nil {
+			if m := testutil.MountAt(t, target); m != nil {
 				t.Fatalf("something got mounted at %s: %+v", target, m)
 			}
 		})
@@ -162,7 +162,7 @@ func TestRouted(t *testing.T) {
 			if recordExists(t, s.StateDir, "stale-mounter") {
 				t.Fatal("the stale record is still there")
 			}
-			if m := hostMount(t, target); m == nil || m.FSType != "fuse.glusterfs" {
+			if m := testutil.MountAt(t, target); m == nil || m.FSType != "fuse.glusterfs" {
 				t.Fatalf("host mount at %s = %+v, want fuse.glusterfs", target, m)
 			}
 		})
@@ -191,7 +191,7 @@ func TestRouted(t *testing.T) {
 					t.Errorf("mount %d: %v", i, r)
 					continue
 				}
-				if m := hostMount(t, targets[i]); m == nil || m.FSType != "fuse.glusterfs" {
+				if m := testutil.MountAt(t, targets[i]); m == nil || m.FSType != "fuse.glusterfs" {
 					t.Errorf("host mount at %s = %+v, want fuse.glusterfs", targets[i], m)
 				}
 			}
@@ -273,7 +273,7 @@ func TestRouted(t *testing.T) {
 			if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
 				t.Fatalf("mount with a record naming another runtime: %v", r)
 			}
-			if m := hostMount(t, target); m == nil || m.FSType != "fuse.glusterfs" {
+			if m := testutil.MountAt(t, target); m == nil || m.FSType != "fuse.glusterfs" {
 				t.Fatalf("host mount at %s = %+v, want fuse.glusterfs", target, m)
 			}
 			if b, err := os.ReadFile(ran); err == nil {
@@ -518,7 +518,7 @@ func testPropagationNotLive(t *testing.T, g *testutil.Gluster) {
 			t.Errorf("stderr lacks %q: %s", want, r.Stderr)
 		}
 	}
-	if m := hostMount(t, target); m != nil {
+	if m := testutil.MountAt(t, target); m != nil {
 		t.Errorf("mounted on the host: %+v", m)
 	}
 	if in := mountsInside(t, pid, target); len(in) != 0 {

@@ -167,16 +167,10 @@ func (b *box) inside(t *testing.T, dir string) []string {
 	return out
 }
 
-// hostMount returns the topmost host mount at path, or nil.
-func hostMount(t *testing.T, path string) *mountinfo.Info {
-	t.Helper()
-	return testutil.MountAt(t, path)
-}
-
 // wantHostMount fails the test unless path is a mount of fstype on the host.
 func wantHostMount(t *testing.T, path, fstype string) *mountinfo.Info {
 	t.Helper()
-	m := hostMount(t, path)
+	m := testutil.MountAt(t, path)
 	if m == nil || m.FSType != fstype {
 		t.Fatalf("host: %s is %s, want a %s mount; host mounts below its parent: %s",
 			path, describe(m), fstype, describeAll(testutil.MountsUnder(t, filepath.Dir(path))))

@@ -27,7 +27,7 @@ func TestTmpfsLandsOnHost(t *testing.T) {
 		if sp.Linux.RootfsPropagation != "rprivate" {
 			t.Errorf("rootfsPropagation %q: preload mode must leave it", sp.Linux.RootfsPropagation)
 		}
-		if m := hostMount(t, host); m != nil {
+		if m := testutil.MountAt(t, host); m != nil {
 			t.Errorf("preload mode turned the host dir into a mount: %+v", m)
 		}
 		if got := b.sh(t, "cat /etc/ld.so.preload"); !strings.HasPrefix(got, "/.runc-shared/libhostmount.so\n") {
@@ -64,7 +64,7 @@ func TestControlWithoutWrapper(t *testing.T) {
 		c := &box{ID: "pl-control", Bundle: b, Runc: r}
 		c.PID = r.Up(t, b, c.ID)
 		c.sh(t, "mkdir -p /host/x && mount -t tmpfs tmpfs /host/x")
-		if m := hostMount(t, filepath.Join(host, "x")); m != nil {
+		if m := testutil.MountAt(t, filepath.Join(host, "x")); m != nil {
 			t.Errorf("without the wrapper the tmpfs reached the host: %s", describe(m))
 		}
 		if in := c.inside(t, "/host/x"); len(in) != 1 {
@@ -109,7 +109,7 @@ func TestBindfsLiveOnHost(t *testing.T) {
 		}
 
 		b.sh(t, "umount /host/b")
-		if m := hostMount(t, target); m != nil {
+		if m := testutil.MountAt(t, target); m != nil {
 			t.Errorf("after umount inside, the host still has %s", describe(m))
 		}
 		waitNoProcess(t, b, "bindfs")
@@ -158,7 +158,7 @@ func TestGlusterLiveOnHost(t *testing.T) {
 		}
 
 		b.sh(t, "umount /host/g")
-		if m := hostMount(t, target); m != nil {
+		if m := testutil.MountAt(t, target); m != nil {
 			t.Errorf("after umount inside, the host still has %s", describe(m))
 		}
 		waitNoProcess(t, b, "glusterfs")
@@ -219,7 +219,7 @@ func TestUmountInsideRemovesHostMount(t *testing.T) {
 		b.sh(t, "mkdir -p /host/u && mount -t tmpfs tmpfs /host/u")
 		wantHostMount(t, target, "tmpfs")
 		b.sh(t, "umount /host/u")
-		if m := hostMount(t, target); m != nil {
+		if m := testutil.MountAt(t, target); m != nil {
 			t.Errorf("after umount inside, the host still has %s", describe(m))
 		}
 		// The errno of the host call comes back faithfully.
@@ -355,7 +355,7 @@ func TestRoutedThroughMounter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("mounter umount: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 		}
-		if m := hostMount(t, target); m != nil {
+		if m := testutil.MountAt(t, target); m != nil {
 			t.Errorf("after mounter umount, the host still has %s", describe(m))
 		}
 	})
