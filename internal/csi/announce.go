@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
 // Announcement tells `mounter` on the host that a server runs and where
@@ -76,7 +77,7 @@ func (s *Server) announce(endpoint string) (*Announcement, error) {
 // of the driver may have replaced it.
 func (s *Server) unannounce(a *Announcement) error {
 	path := AnnouncementPath(s.Config.StateDir, s.Driver)
-	cur, err := readJSON[Announcement](path)
+	cur, err := mountrec.ReadJSON[Announcement](path)
 	if err != nil || cur.PID != a.PID || cur.MountNS != a.MountNS || !cur.Started.Equal(a.Started) {
 		return nil
 	}
@@ -84,19 +85,6 @@ func (s *Server) unannounce(a *Announcement) error {
 		return fmt.Errorf("remove the announcement %s: %w", path, err)
 	}
 	return nil
-}
-
-// readJSON decodes the JSON file at path.
-func readJSON[T any](path string) (*T, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", path, err)
-	}
-	return &v, nil
 }
 
 // Announcements returns the announcements of every driver under stateDir,
@@ -109,7 +97,7 @@ func Announcements(stateDir string) ([]*Announcement, []error) {
 	var out []*Announcement
 	var errs []error
 	for _, f := range files {
-		a, err := readJSON[Announcement](f)
+		a, err := mountrec.ReadJSON[Announcement](f)
 		if err != nil {
 			errs = append(errs, err)
 			continue

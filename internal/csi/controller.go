@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -99,7 +100,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 	mount.Options = mergeOptions(mount.Options, flags)
 	id := c.ID()
 	err = s.onCreated(ctx, c, mount, func(dir, metaFile string) error {
-		m, err := readJSON[meta](metaFile)
+		m, err := mountrec.ReadJSON[meta](metaFile)
 		switch {
 		case err == nil && (m.ID != id || !fits(m.Capacity, req.GetCapacityRange())):
 			return status.Errorf(codes.AlreadyExists, "volume %q exists on %s with other parameters or capacity (%s, %d bytes)", c.Name, c.Base.Source, m.ID, m.Capacity)
@@ -158,7 +159,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 		return &csipb.DeleteVolumeResponse{}, nil
 	}
 	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
-		m, err := readJSON[meta](metaFile)
+		m, err := mountrec.ReadJSON[meta](metaFile)
 		if errors.Is(err, fs.ErrNotExist) || err == nil && m.ID != id {
 			return nil // gone, or the name now holds another volume
 		}
@@ -203,7 +204,7 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.Vali
 		return nil, status.Errorf(codes.NotFound, "volume %q was not created by %s", id, s.Driver)
 	}
 	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
-		m, err := readJSON[meta](metaFile)
+		m, err := mountrec.ReadJSON[meta](metaFile)
 		if err == nil && m.ID != id {
 			err = fs.ErrNotExist
 		}

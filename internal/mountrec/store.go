@@ -35,7 +35,7 @@ func (d recordDir[T]) path(key string) string {
 
 // read returns the record of key, or nil when there is none.
 func (d recordDir[T]) read(key string) (*T, error) {
-	v, err := readJSON[T](d.path(key))
+	v, err := ReadJSON[T](d.path(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -109,7 +109,7 @@ func (d recordDir[T]) readAll(files []string) ([]*T, []error) {
 	var out []*T
 	var errs []error
 	for _, f := range files {
-		v, err := readJSON[T](f)
+		v, err := ReadJSON[T](f)
 		if err == nil && d.key(v) == "" {
 			err = fmt.Errorf("%s: %s", f, d.noKey)
 		}
@@ -122,7 +122,8 @@ func (d recordDir[T]) readAll(files []string) ([]*T, []error) {
 	return out, errs
 }
 
-func readJSON[T any](path string) (*T, error) {
+// ReadJSON decodes the JSON file at path.
+func ReadJSON[T any](path string) (*T, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
