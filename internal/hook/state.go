@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,9 +53,7 @@ func ParseState(r io.Reader) (*State, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
 	}
 	st := &w.State
-	if st.Bundle == "" {
-		st.Bundle = w.BundlePath
-	}
+	st.Bundle = cmp.Or(st.Bundle, w.BundlePath)
 	switch {
 	case st.ID == "":
 		return nil, fmt.Errorf("%w: no container id", ErrBadState)

@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -195,10 +196,7 @@ func openContainerView(mounts mountTable, vfs securejoin.VFS, rootfs string) (*c
 // resolved below the root file system as runc resolves it (securejoin), so a
 // destination through a symlink in the image is found where runc mounted it.
 func (v *containerView) mountAt(dest string) (*mountinfo.Info, error) {
-	root := v.prefix
-	if root == "" {
-		root = "/"
-	}
+	root := cmp.Or(v.prefix, "/")
 	p, err := securejoin.SecureJoinVFS(root, dest, v.vfs)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s in the container: %w", dest, err)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,16 +26,11 @@ const FallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 // loop forever. That happens when runc-shared is installed as "runc" earlier
 // in PATH than the real one.
 func FindRuntime(name, self string) (string, error) {
-	if name == "" {
-		name = DefaultRuntime
-	}
+	name = cmp.Or(name, DefaultRuntime)
 	if strings.Contains(name, "/") {
 		return checkAbsolute(name, self)
 	}
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = FallbackPath
-	}
+	path := cmp.Or(os.Getenv("PATH"), FallbackPath)
 	var skipped []string
 	for _, dir := range filepath.SplitList(path) {
 		// Relative entries (including "" for the current directory) would
