@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,13 +18,13 @@ import (
 // Bundle is an OCI bundle directory: config.json, plus the runtime's log.json, the
 // pid files and the init's stdout/stderr written by Runc.
 type Bundle struct {
-	Dir    string         // bundle directory
-	Rootfs string         // absolute root.path, symlinks resolved
-	Spec   map[string]any // the spec as NewBundle wrote it (numbers are json.Number)
+	Dir    string      // bundle directory
+	Rootfs string      // absolute root.path, symlinks resolved
+	Spec   *specs.Spec // the spec as NewBundle wrote it
 }
 
-// BundleOpt edits the spec, decoded as generic JSON so that no field is lost.
-type BundleOpt func(spec map[string]any)
+// BundleOpt edits the spec.
+type BundleOpt func(spec *specs.Spec)
 
 // baseSpec is `runc spec` output, generated once per test binary.
 var baseSpec = sync.OnceValues(func() ([]byte, error) {
@@ -59,42 +58,23 @@ func NewBundle(t testing.TB, rootfs string, opts ...BundleOpt) *Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := decodeSpec(raw)
-	if err != nil {
-		t.Fatal(err)
+	spec := &specs.Spec{}
+	if err := json.Unmarshal(raw, spec); err != nil {
+		t.Fatalf("decode `runc spec` output: %v", err)
 	}
-	root := obj(spec, "root")
-	root["path"] = abs
-	root["readonly"] = false
-	proc := obj(spec, "process")
-	proc["terminal"] = false
-	proc["args"] = strs([]string{"sleep", "1000"})
+	spec.Root = &specs.Root{Path: abs}
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"sleep", "1000"}
 	if _, err := os.Stat(filepath.Join(abs, hostUsrMarker)); err == nil {
 		WithHostUsr()(spec)
 	}
 	for _, o := range opts {
 		o(spec)
 	}
-	b := &Bundle{Dir: TempDir(t), Rootfs: abs}
-	b.write(t, spec)
-	return b
-}
-
-func decodeSpec(raw []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var spec map[string]any
-	if err := d.Decode(&spec); err != nil {
-		return nil, fmt.Errorf("decode spec: %w", err)
-	}
-	return spec, nil
-}
-
-func (b *Bundle) write(t testing.TB, spec map[string]any) {
-	t.Helper()
 	if err := checkSpec(spec); err != nil {
 		t.Fatal(err)
 	}
+	b := &Bundle{Dir: TempDir(t), Rootfs: abs, Spec: spec}
 	out, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +82,7 @@ func (b *Bundle) write(t testing.TB, spec map[string]any) {
 	if err := os.WriteFile(b.ConfigPath(), out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.Spec = spec
+	return b
 }
 
 // ConfigPath is BUNDLE/config.json.
@@ -151,24 +131,27 @@ func (b *Bundle) InitOutput(t testing.TB) (stdout, stderr string) {
 }
 
 // checkSpec refuses what must never reach runc on this machine.
-func checkSpec(spec map[string]any) error {
-	if caps, ok := get(spec, "process", "capabilities").(map[string]any); ok {
-		for set, list := range caps {
-			for _, c := range anyStrings(list) {
-				if normCap(c) == "CAP_SYS_RESOURCE" {
-					return fmt.Errorf("spec has CAP_SYS_RESOURCE in process.capabilities.%s: this host's bounding set lacks it and runc would fail; leave it out", set)
-				}
+func checkSpec(spec *specs.Spec) error {
+	if spec.Process != nil && spec.Process.Capabilities != nil {
+		c := spec.Process.Capabilities
+		sets := map[string][]string{"bounding": c.Bounding, "effective": c.Effective, "inheritable": c.Inheritable, "permitted": c.Permitted, "ambient": c.Ambient}
+		for set, list := range sets {
+			if slices.ContainsFunc(list, func(c string) bool { return normCap(c) == "CAP_SYS_RESOURCE" }) {
+				return fmt.Errorf("spec has CAP_SYS_RESOURCE in process.capabilities.%s: this host's bounding set lacks it and runc would fail; leave it out", set)
 			}
 		}
 	}
-	nss, _ := get(spec, "linux", "namespaces").([]any)
-	for _, ns := range nss {
-		m, _ := ns.(map[string]any)
-		if m["type"] == "mount" && m["path"] != nil && m["path"] != "" {
-			return fmt.Errorf("spec joins the mount namespace %v: runc would pivot_root inside it and could move the host's root; never pass a mount namespace path", m["path"])
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.MountNamespace && ns.Path != "" {
+				return fmt.Errorf("spec joins the mount namespace %s: runc would pivot_root inside it and could move the host's root; never pass a mount namespace path", ns.Path)
+			}
 		}
 	}
-	root, _ := get(spec, "root", "path").(string)
+	var root string
+	if spec.Root != nil {
+		root = spec.Root.Path
+	}
 	if fi, err := os.Lstat(root); err != nil || fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir() {
 		return fmt.Errorf("root.path %q must be an existing directory, not a symlink", root)
 	}
@@ -177,67 +160,62 @@ func checkSpec(spec map[string]any) error {
 
 // WithArgs sets process.args.
 func WithArgs(args ...string) BundleOpt {
-	return func(s map[string]any) { obj(s, "process")["args"] = strs(args) }
+	return func(s *specs.Spec) { s.Process.Args = args }
 }
 
 // WithEnv sets KEY=value in process.env, replacing an existing KEY.
 func WithEnv(key, value string) BundleOpt {
-	return func(s map[string]any) {
-		p := obj(s, "process")
-		env := slices.DeleteFunc(anyStrings(p["env"]), func(e string) bool { return strings.HasPrefix(e, key+"=") })
-		p["env"] = strs(append(env, key+"="+value))
+	return func(s *specs.Spec) {
+		env := slices.DeleteFunc(s.Process.Env, func(e string) bool { return strings.HasPrefix(e, key+"=") })
+		s.Process.Env = append(env, key+"="+value)
 	}
 }
 
 // WithAnnotation sets an annotation.
 func WithAnnotation(key, value string) BundleOpt {
-	return func(s map[string]any) { obj(s, "annotations")[key] = value }
+	return func(s *specs.Spec) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[key] = value
+	}
 }
 
 // WithBind adds a bind mount of host src at dst. Without options it is ["rbind"];
 // options without "bind" or "rbind" get "rbind" in front. Propagation options
 // ("rshared", ...) go here too.
 func WithBind(src, dst string, options ...string) BundleOpt {
-	return func(s map[string]any) {
+	return func(s *specs.Spec) {
 		if !slices.Contains(options, "bind") && !slices.Contains(options, "rbind") {
 			options = append([]string{"rbind"}, options...)
 		}
-		addMount(s, map[string]any{"destination": dst, "type": "bind", "source": src, "options": strs(options)})
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: options})
 	}
 }
 
 // WithHostUsr bind-mounts the host's /usr read-only onto /usr, in the spec, so the
 // mount exists only in the container. NewBundle adds it for HostUsrRootfs.
 func WithHostUsr() BundleOpt {
-	return func(s map[string]any) {
-		ms, _ := s["mounts"].([]any)
-		if slices.ContainsFunc(ms, func(m any) bool {
-			mm, _ := m.(map[string]any)
-			return mm["destination"] == "/usr"
-		}) {
-			return
+	return func(s *specs.Spec) {
+		if !slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/usr" }) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/usr", Type: "bind", Source: "/usr", Options: []string{"rbind", "ro"}})
 		}
-		addMount(s, map[string]any{"destination": "/usr", "type": "bind", "source": "/usr", "options": strs([]string{"rbind", "ro"})})
 	}
-}
-
-func addMount(s map[string]any, m map[string]any) {
-	ms, _ := s["mounts"].([]any)
-	s["mounts"] = append(ms, m)
 }
 
 // WithAddCaps adds caps to the bounding, effective and permitted sets.
 func WithAddCaps(caps ...string) BundleOpt {
-	return func(s map[string]any) {
-		c := obj(obj(s, "process"), "capabilities")
-		for _, set := range []string{"bounding", "effective", "permitted"} {
-			have := anyStrings(c[set])
+	return func(s *specs.Spec) {
+		if s.Process.Capabilities == nil {
+			s.Process.Capabilities = &specs.LinuxCapabilities{}
+		}
+		c := s.Process.Capabilities
+		for _, set := range []*[]string{&c.Bounding, &c.Effective, &c.Permitted} {
 			for _, x := range caps {
-				if !slices.Contains(have, normCap(x)) {
-					have = append(have, normCap(x))
+				if !slices.Contains(*set, normCap(x)) {
+					*set = append(*set, normCap(x))
 				}
 			}
-			c[set] = strs(have)
 		}
 	}
 }
@@ -253,92 +231,46 @@ func normCap(c string) string {
 // WithHostNetwork removes the network namespace: the container shares the host's,
 // as a mounter reaching glusterd on 127.0.0.2 must.
 func WithHostNetwork() BundleOpt {
-	return func(s map[string]any) {
-		l := obj(s, "linux")
-		nss, _ := l["namespaces"].([]any)
-		l["namespaces"] = slices.DeleteFunc(nss, func(ns any) bool {
-			m, _ := ns.(map[string]any)
-			return m["type"] == "network"
-		})
+	return func(s *specs.Spec) {
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace })
 	}
 }
 
 // WithFuse adds /dev/fuse (c 10:229) to linux.devices and allows it in the device
 // cgroup, as FUSE filesystems (glusterfs, bindfs) need.
 func WithFuse() BundleOpt {
-	return func(s map[string]any) {
-		l := obj(s, "linux")
-		devs, _ := l["devices"].([]any)
-		l["devices"] = append(devs, map[string]any{
-			"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666, "uid": 0, "gid": 0,
+	return func(s *specs.Spec) {
+		major, minor, mode, root := int64(10), int64(229), os.FileMode(0o666), uint32(0)
+		s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{
+			Path: "/dev/fuse", Type: "c", Major: major, Minor: minor, FileMode: &mode, UID: &root, GID: &root,
 		})
-		r := obj(l, "resources")
-		rules, _ := r["devices"].([]any)
-		r["devices"] = append(rules, map[string]any{"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"})
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		r := s.Linux.Resources
+		r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"})
 	}
 }
 
 // WithRootfsPropagation sets linux.rootfsPropagation ("rshared", "slave", ...).
 func WithRootfsPropagation(p string) BundleOpt {
-	return func(s map[string]any) { obj(s, "linux")["rootfsPropagation"] = p }
+	return func(s *specs.Spec) { s.Linux.RootfsPropagation = p }
 }
 
-// WithHook appends a hook to hooks.<stage> (e.g. "createRuntime", "poststop").
-// args is the full argv; empty means [path].
+// WithHook appends a hook to hooks.<stage> ("createRuntime", "createContainer",
+// "startContainer", "poststart" or "poststop"). args is the full argv; empty
+// means [path].
 func WithHook(stage, path string, args ...string) BundleOpt {
-	return func(s map[string]any) {
-		h := obj(s, "hooks")
-		list, _ := h[stage].([]any)
-		hook := map[string]any{"path": path}
-		if len(args) > 0 {
-			hook["args"] = strs(args)
+	return func(s *specs.Spec) {
+		if s.Hooks == nil {
+			s.Hooks = &specs.Hooks{}
 		}
-		h[stage] = append(list, hook)
-	}
-}
-
-// WithEdit runs f on the spec as decoded JSON (objects are map[string]any, arrays
-// []any, numbers json.Number).
-func WithEdit(f func(spec map[string]any)) BundleOpt { return BundleOpt(f) }
-
-// obj returns m[key] as an object, creating it when missing.
-func obj(m map[string]any, key string) map[string]any {
-	if o, ok := m[key].(map[string]any); ok {
-		return o
-	}
-	o := map[string]any{}
-	m[key] = o
-	return o
-}
-
-// get follows keys through nested objects; nil when a step is missing.
-func get(m map[string]any, keys ...string) any {
-	var v any = m
-	for _, k := range keys {
-		o, ok := v.(map[string]any)
+		h := s.Hooks
+		list, ok := map[string]*[]specs.Hook{"createRuntime": &h.CreateRuntime, "createContainer": &h.CreateContainer,
+			"startContainer": &h.StartContainer, "poststart": &h.Poststart, "poststop": &h.Poststop}[stage]
 		if !ok {
-			return nil
+			panic("WithHook: no hook stage " + stage)
 		}
-		v = o[k]
+		*list = append(*list, specs.Hook{Path: path, Args: args})
 	}
-	return v
-}
-
-func strs(ss []string) []any {
-	out := make([]any, 0, len(ss))
-	for _, s := range ss {
-		out = append(out, s)
-	}
-	return out
-}
-
-func anyStrings(v any) []string {
-	l, _ := v.([]any)
-	var out []string
-	for _, x := range l {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -291,7 +291,7 @@ func TestEnsureSharedFalse(t *testing.T) {
 // --runtime or --root, so the record gets the configured runtime.
 func withHooks(t *testing.T, cfg string) testutil.BundleOpt {
 	bin := testutil.Bin(t, "mount-hook")
-	return func(s map[string]any) {
+	return func(s *specs.Spec) {
 		testutil.WithHook("createRuntime", bin, "mount-hook", "--config", cfg, "createRuntime")(s)
 		testutil.WithHook("poststop", bin, "mount-hook", "--config", cfg, "poststop")(s)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -58,9 +59,9 @@ func TestFlipperNeverEscapes(t *testing.T) {
 					testutil.WithBind(filepath.Join(allow, "flip"), "/mnt/flip", "rbind", "rprivate"),
 				}
 				if stacked {
-					opts = append(opts, testutil.WithEdit(func(m map[string]any) {
-						m["mounts"] = append(m["mounts"].([]any), map[string]any{"destination": "/mnt/flip", "type": "tmpfs", "source": "rstest-stacked"})
-					}))
+					opts = append(opts, func(s *specs.Spec) {
+						s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/flip", Type: "tmpfs", Source: "rstest-stacked"})
+					})
 				}
 				startBindFlipper(t, allow)
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
@@ -77,18 +78,18 @@ func TestHostileSpecs(t *testing.T) {
 	testutil.CheckLeaks(t)
 	h := newHostileTree(t)
 	rootfs := testutil.BusyboxRootfs(t)
-	privileged := func(ann, src string, more ...testutil.BundleOpt) func(map[string]any) {
-		return func(m map[string]any) {
-			mounterEdit(ann, src, "/host")(m)
+	privileged := func(ann, src string, more ...testutil.BundleOpt) testutil.BundleOpt {
+		return func(s *specs.Spec) {
+			mounterEdit(ann, src, "/host")(s)
 			for _, o := range more {
-				o(m)
+				o(s)
 			}
 		}
 	}
 	huge := strings.Repeat("x", 64<<20)
 	for _, tc := range []struct {
 		name string
-		edit func(map[string]any)
+		edit testutil.BundleOpt
 		raw  func([]byte) []byte // rewrites the encoded config.json
 		want string
 	}{{
@@ -105,9 +106,9 @@ func TestHostileSpecs(t *testing.T) {
 		want: `^runc-shared: rewrite .*: no bind mount of the rule's paths \[.*/kubelet\]`,
 	}, {
 		name: "unprivileged",
-		edit: func(m map[string]any) {
-			testutil.WithAnnotation(spec.AnnotationMounter, "ann")(m)
-			testutil.WithBind(h.allow, "/host")(m)
+		edit: func(s *specs.Spec) {
+			testutil.WithAnnotation(spec.AnnotationMounter, "ann")(s)
+			testutil.WithBind(h.allow, "/host")(s)
 		},
 		want: `^runc-shared: container matches mounter rule "ann" but is refused: it lacks CAP_SYS_ADMIN in its bounding set`,
 	}, {
@@ -162,10 +163,10 @@ func TestHostileSpecs(t *testing.T) {
 func TestEnvRuleIgnoresAnnotation(t *testing.T) {
 	h := newHostileTree(t)
 	s := newSetup(t, "", rule{name: "env", propagate: []string{h.allow}, env: "env"})
-	bundle, raw := writeSpec(t, testutil.BusyboxRootfs(t), func(m map[string]any) {
-		testutil.WithAnnotation(spec.EnvMounter, "env")(m)
-		testutil.WithAddCaps("CAP_SYS_ADMIN")(m)
-		testutil.WithBind(h.allow, "/host")(m)
+	bundle, raw := writeSpec(t, testutil.BusyboxRootfs(t), func(s *specs.Spec) {
+		testutil.WithAnnotation(spec.EnvMounter, "env")(s)
+		testutil.WithAddCaps("CAP_SYS_ADMIN")(s)
+		testutil.WithBind(h.allow, "/host")(s)
 	})
 	log := filepath.Join(testutil.TempDir(t), "log.json")
 	before := snapshot(t, h.base)
@@ -206,13 +207,11 @@ func TestMountNamespaceJoinRefused(t *testing.T) {
 		t.Fatalf("bind the throwaway namespace: %v", err)
 	}
 
-	bundle, _ := writeSpec(t, testutil.BusyboxRootfs(t), func(m map[string]any) {
-		mounterEdit("ann", h.allow, "/host")(m)
-		linux := m["linux"].(map[string]any)
-		nss := linux["namespaces"].([]any)
-		for _, ns := range nss {
-			if n := ns.(map[string]any); n["type"] == "mount" {
-				n["path"] = nsFile
+	bundle, _ := writeSpec(t, testutil.BusyboxRootfs(t), func(s *specs.Spec) {
+		mounterEdit("ann", h.allow, "/host")(s)
+		for i, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.MountNamespace {
+				s.Linux.Namespaces[i].Path = nsFile
 			}
 		}
 	})

@@ -23,6 +23,7 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
@@ -199,19 +200,13 @@ func mustRefuse(t *testing.T, r result, log, want string) string {
 // edited by opts, without testutil's guards: hostile specs hold what they
 // refuse. Only ever given to the wrapper with a recorder delegate, or to a
 // real runc where the spec is one testutil would accept.
-func writeSpec(t *testing.T, rootfs string, edit func(map[string]any)) (dir string, raw []byte) {
+func writeSpec(t *testing.T, rootfs string, edit testutil.BundleOpt) (dir string, raw []byte) {
 	t.Helper()
 	b := testutil.NewBundle(t, rootfs)
-	var m map[string]any
-	d := json.NewDecoder(bytes.NewReader(b.ConfigBytes(t)))
-	d.UseNumber()
-	if err := d.Decode(&m); err != nil {
-		t.Fatal(err)
-	}
 	if edit != nil {
-		edit(m)
+		edit(b.Spec)
 	}
-	raw, err := json.MarshalIndent(m, "", "\t")
+	raw, err := json.MarshalIndent(b.Spec, "", "\t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,14 +218,14 @@ func writeSpec(t *testing.T, rootfs string, edit func(map[string]any)) (dir stri
 
 // mounterEdit makes a spec a privileged mounter binding src at dst, matching
 // the annotation value.
-func mounterEdit(annotation, src, dst string) func(map[string]any) {
-	return func(m map[string]any) {
+func mounterEdit(annotation, src, dst string) testutil.BundleOpt {
+	return func(s *specs.Spec) {
 		for _, o := range []testutil.BundleOpt{
 			testutil.WithAnnotation(spec.AnnotationMounter, annotation),
 			testutil.WithAddCaps("CAP_SYS_ADMIN"),
 			testutil.WithBind(src, dst, "rbind", "rprivate"),
 		} {
-			o(m)
+			o(s)
 		}
 	}
 }

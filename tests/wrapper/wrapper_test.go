@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -268,7 +269,7 @@ func TestSeedSyntax(t *testing.T) {
 		{"env", testutil.WithEnv("name", "glusterfs-mounter"), true},
 		{"annotation", testutil.WithAnnotation("name", "glusterfs-mounter"), true},
 		{"other-value", testutil.WithEnv("name", "other"), false},
-		{"k8s-name-differs", func(s map[string]any) {
+		{"k8s-name-differs", func(s *specs.Spec) {
 			testutil.WithAnnotation("name", "glusterfs-mounter")(s)
 			testutil.WithAnnotation("io.kubernetes.cri.container-name", "not-mounter")(s)
 		}, false},
