@@ -147,17 +147,14 @@ func describe(m *mountinfo.Info) string {
 // rootfsOf returns root.path, absolute, symlinks resolved (mountinfo holds
 // canonical paths).
 func rootfsOf(s *specs.Spec, bundle string) string {
-	if s.Root == nil || s.Root.Path == "" {
+	p, ok := spec.RootPath(s, bundle)
+	if !ok {
 		return ""
-	}
-	p := s.Root.Path
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(bundle, p)
 	}
 	if r, err := filepath.EvalSymlinks(p); err == nil {
 		return r
 	}
-	return filepath.Clean(p)
+	return p
 }
 
 // containerView answers "which mount is at this destination" for a container

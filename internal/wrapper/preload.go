@@ -85,9 +85,9 @@ func (pl *preloader) check(s *specs.Spec) error {
 	if err != nil {
 		return err
 	}
-	rootfs, err := rootfsDir(s, pl.bundle)
-	if err != nil {
-		return err
+	rootfs, ok := spec.RootPath(s, pl.bundle)
+	if !ok {
+		return errors.New("spec has no root.path")
 	}
 	image, err := imagePreload(rootfs)
 	if err != nil {
@@ -233,16 +233,6 @@ func withoutPreloadMounts(ms []specs.Mount, dir string) []specs.Mount {
 		return (m.Destination == preloadDir || m.Destination == ldSoPreload) &&
 			(m.Source == dir || filepath.Dir(m.Source) == dir)
 	})
-}
-
-func rootfsDir(s *specs.Spec, bundle string) (string, error) {
-	if s.Root == nil || s.Root.Path == "" {
-		return "", errors.New("spec has no root.path")
-	}
-	if filepath.IsAbs(s.Root.Path) {
-		return s.Root.Path, nil
-	}
-	return filepath.Join(bundle, s.Root.Path), nil
 }
 
 // imagePreload returns the entries of the image's own /etc/ld.so.preload,

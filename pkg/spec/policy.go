@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -45,6 +46,18 @@ func NamespaceOf(s *specs.Spec, typ specs.LinuxNamespaceType) (path string, ok b
 		}
 	}
 	return "", ok
+}
+
+// RootPath returns root.path, made absolute against the bundle directory as
+// runc takes a relative one, and false when the spec names none.
+func RootPath(s *specs.Spec, bundle string) (string, bool) {
+	if s.Root == nil || s.Root.Path == "" {
+		return "", false
+	}
+	if filepath.IsAbs(s.Root.Path) {
+		return filepath.Clean(s.Root.Path), true
+	}
+	return filepath.Join(bundle, s.Root.Path), true
 }
 
 // InBoundingSet reports whether capability c is in the bounding set of s.

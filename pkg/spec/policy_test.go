@@ -165,3 +165,22 @@ func TestNamespaceAndContainerName(t *testing.T) {
 		}
 	}
 }
+
+func TestRootPath(t *testing.T) {
+	for _, tc := range []struct {
+		root   *specs.Root
+		want   string
+		wantOK bool
+	}{
+		{nil, "", false},
+		{&specs.Root{}, "", false},
+		{&specs.Root{Path: "rootfs"}, "/b/rootfs", true},
+		{&specs.Root{Path: "./x/../rootfs/"}, "/b/rootfs", true},
+		{&specs.Root{Path: "/var/lib/r//rootfs/"}, "/var/lib/r/rootfs", true},
+	} {
+		got, ok := RootPath(&specs.Spec{Root: tc.root}, "/b")
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("RootPath(%+v) = %q, %v; want %q, %v", tc.root, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
