@@ -55,15 +55,10 @@ type Options struct {
 	CheckDir func(dir string) error
 }
 
-// New returns Setup's logger. The log file is opened close-on-exec, so it
-// closes when the process execs the delegate or exits.
-func New(o Options) *logrus.Logger {
-	log, _ := Setup(o)
-	return log
-}
-
 // Setup returns a logger writing to o's log file and stderr, and a function
-// that closes the log file. It never fails: a log file that cannot be opened
+// that closes the log file; a caller that leaves it open loses nothing: the
+// file is opened close-on-exec, so it closes when the process execs the
+// delegate or exits. It never fails: a log file that cannot be opened
 // or an unknown level or format is a warning, written where warnings go (the
 // log file, if one is open).
 func Setup(o Options) (*logrus.Logger, func() error) {

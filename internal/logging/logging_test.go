@@ -58,7 +58,7 @@ func TestErrorJSONLine(t *testing.T) {
 
 func TestErrorNoDoublePrefix(t *testing.T) {
 	var stderr bytes.Buffer
-	log := New(Options{Stderr: &stderr})
+	log, _ := Setup(Options{Stderr: &stderr})
 	Error(log, errors.New("runc-shared: already prefixed"))
 	Error(log, nil)
 	if want := "runc-shared: already prefixed\n"; stderr.String() != want {
