@@ -76,8 +76,8 @@ func TestBelow(t *testing.T) {
 		{"/etc", "/", true},
 		{"/", "/tmp", false},
 	} {
-		if got := below(tc.path, tc.root); got != tc.want {
-			t.Errorf("below(%q, %q) = %v, want %v", tc.path, tc.root, got, tc.want)
+		if got := Below(tc.path, tc.root); got != tc.want {
+			t.Errorf("Below(%q, %q) = %v, want %v", tc.path, tc.root, got, tc.want)
 		}
 	}
 }

@@ -45,13 +45,13 @@ func CheckLeaks(t testing.TB) {
 			return
 		}
 		for _, m := range DiffMounts(after, before) {
-			if !below(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
+			if !Below(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
 				t.Errorf("leaked mount: %s (%s %s), mount table had %d entries, now %d",
 					m.Mountpoint, m.FSType, m.Source, len(before), len(after))
 			}
 		}
 		for _, m := range DiffMounts(before, after) {
-			if !below(m.Mountpoint, tmp) {
+			if !Below(m.Mountpoint, tmp) {
 				t.Errorf("mount disappeared during the test: %s (%s %s)", m.Mountpoint, m.FSType, m.Source)
 			}
 		}

@@ -126,7 +126,7 @@ func UnmountAll(dir string) error {
 	if err != nil {
 		return err
 	}
-	if !filepath.IsAbs(dir) || dir == root || !below(dir, root) {
+	if !filepath.IsAbs(dir) || dir == root || !Below(dir, root) {
 		return fmt.Errorf("refusing to unmount below %q: only paths under %s", dir, root)
 	}
 	dir = filepath.Clean(dir)
@@ -151,9 +151,9 @@ func UnmountAll(dir string) error {
 	return fmt.Errorf("mounts remain below %s after 20 rounds: %s", dir, mountpoints(ms))
 }
 
-// below tells whether path is root or lies under it, component by
+// Below tells whether path is root or lies under it, component by
 // component: /tmp/a-b is not below /tmp/a.
-func below(path, root string) bool {
+func Below(path, root string) bool {
 	rel, err := filepath.Rel(root, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

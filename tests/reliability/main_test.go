@@ -246,9 +246,9 @@ func snapshot(t *testing.T, dirs ...string) mountSnapshot {
 	}
 	s := mountSnapshot{}
 	for _, m := range all {
-		keep := !below(m.Mountpoint, tmp)
+		keep := !testutil.Below(m.Mountpoint, tmp)
 		for _, d := range dirs {
-			keep = keep || below(m.Mountpoint, d)
+			keep = keep || testutil.Below(m.Mountpoint, d)
 		}
 		if keep {
 			s[m.ID] = fmt.Sprintf("%s %s %s %s", m.Mountpoint, m.FSType, m.Source, m.Optional)
@@ -272,11 +272,6 @@ func (s mountSnapshot) diff(now mountSnapshot) []string {
 	}
 	sort.Strings(d)
 	return d
-}
-
-func below(p, dir string) bool {
-	r, err := filepath.Rel(dir, p)
-	return err == nil && r != ".." && !strings.HasPrefix(r, "../")
 }
 
 // otherFiles lists the bundle's files other than keep.
