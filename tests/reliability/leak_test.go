@@ -139,26 +139,17 @@ func waitStopped(t *testing.T, r *testutil.Runc, id string) error {
 	return fmt.Errorf("container %s is %s 10s after SIGKILL", id, st.Status)
 }
 
-// ourProcesses lists live processes whose root is the test rootfs or whose
-// command line names the host path (bindfs, sleep inits, FUSE daemons).
+// ourProcesses lists live processes (no zombies, not this one) whose root is
+// the test rootfs or whose command line names the host path (bindfs, sleep
+// inits, FUSE daemons).
 func ourProcesses(t *testing.T, rootfs, host string) []string {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
+	for _, pid := range testutil.Pids(func([]string) bool { return true }) {
 		root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
 		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		argv := strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " ")
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		zombie := strings.Contains(string(stat), ") Z ")
-		if !zombie && (root == rootfs || strings.Contains(argv, host) || strings.Contains(argv, rootfs)) {
+		if root == rootfs || strings.Contains(argv, host) || strings.Contains(argv, rootfs) {
 			out = append(out, fmt.Sprintf("%d %q root=%s", pid, argv, root))
 		}
 	}
