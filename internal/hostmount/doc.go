@@ -26,7 +26,11 @@
 // /proc/<pid>/mountinfo, parsed at most once for all its questions.
 // Table.IsMountPoint asks only that file, up to the first match, so it never
 // touches the file system at the path. MountsAt (the stack of mounts on one
-// mount point) works like MountOf.
+// mount point) works like MountOf, except for a path not in the dentry cache
+// (a mount's target unmounted since, evicted by memory pressure or
+// drop_caches; a path that is gone): it lists the mounts under the mount of
+// the path's nearest cached ancestor, and reads mountinfo only when that
+// mount is "/".
 //
 // MountsUnder (and so ScanFUSE) lists the mounts below each
 // path with listmount(2) and statmounts each, when every path is a mount

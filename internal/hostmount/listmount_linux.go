@@ -241,12 +241,14 @@ func listmount(id uint64) ([]uint64, error) {
 }
 
 // MountsAt returns the mounts whose mount point is path (absolute, resolved),
-// in mountinfo order: none when path is not a mount point. On Linux 6.8+ it statmounts the mount at path and the ones it is
-// stacked on, whatever the number of mounts on the host (a mount propagated
-// onto a mount point that has mounts already is tucked under them, so the
-// newest mount need not be on top); otherwise, or when path is not in the
-// dentry cache, it reads /proc/self/mountinfo once. Neither waits on a hung
-// FUSE mount.
+// in mountinfo order: none when path is not a mount point. On Linux 6.8+ it
+// statmounts the mount at path and the ones it is stacked on, whatever the
+// number of mounts on the host (a mount propagated onto a mount point that
+// has mounts already is tucked under them, so the newest mount need not be
+// on top); when path is not in the dentry cache, it lists the mounts under
+// the mount of its nearest cached ancestor (mountsAtUncached). Otherwise,
+// or when that ancestor's mount is "/", it reads /proc/self/mountinfo once.
+// Neither waits on a hung FUSE mount.
 func MountsAt(path string) ([]*mountinfo.Info, error) {
 	c, err := checkAbs(path)
 	if err != nil {
@@ -256,7 +258,7 @@ func MountsAt(path string) ([]*mountinfo.Info, error) {
 		return ms, nil
 	}
 	// All of them, not the first: a stack has several.
-	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+	ms, err := getMounts(func(m *mountinfo.Info) (skip, stop bool) {
 		return m.Mountpoint != c, false
 	})
 	if err != nil {
@@ -265,9 +267,15 @@ func MountsAt(path string) ([]*mountinfo.Info, error) {
 	return ms, nil
 }
 
+// getMounts reads this namespace's mountinfo; tests count the reads.
+var getMounts = mountinfo.GetMounts
+
 // mountsAtFast is MountsAt through statmount; c is clean and absolute.
 func mountsAtFast(c string) ([]*mountinfo.Info, error) {
 	top, symlink, err := mountNodeOf(c)
+	if notCached(err) {
+		return mountsAtUncached(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -284,4 +292,36 @@ func mountsAtFast(c string) ([]*mountinfo.Info, error) {
 		out[i] = n.info
 	}
 	return out, nil
+}
+
+// notCached: the dentry cache could not walk the path (EAGAIN: a component
+// never looked up, evicted, or due for revalidation) or holds it as absent
+// (ENOENT).
+func notCached(err error) bool {
+	return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOENT)
+}
+
+// mountsAtUncached is mountsAtFast for a path the dentry cache cannot walk:
+// a routed mount's target, unmounted since, whose entry drop_caches or
+// memory pressure evicted; a path that is gone. A mount at c hangs off the
+// mount holding c's nearest ancestor that the cache can walk, or off one
+// below it, so the mounts under that one are listed (listmount), not the
+// namespace's. When that is "/", below which every mount lies, mountinfo
+// is read (errNoFastPath), as MountsUnder does.
+func mountsAtUncached(c string) ([]*mountinfo.Info, error) {
+	for d := filepath.Dir(c); ; d = filepath.Dir(d) {
+		n, symlink, err := mountNodeOf(d)
+		if notCached(err) && d != "/" {
+			continue
+		}
+		switch {
+		case err != nil:
+			return nil, err
+		case symlink:
+			return nil, nil // mount points are canonical: none lies below a symlink
+		case n.info.Mountpoint == "/":
+			return nil, errNoFastPath
+		}
+		return mountsUnderFast([]string{n.info.Mountpoint}, func(mi *mountinfo.Info) bool { return mi.Mountpoint == c })
+	}
 }

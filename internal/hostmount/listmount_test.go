@@ -209,6 +209,54 @@ func TestMountsAt(t *testing.T) {
 	}
 }
 
+// A path the dentry cache cannot walk (never looked up; below a FUSE
+// directory whose entries expire at once, as a revalidating file system's
+// do) is answered from the mounts under its nearest cached ancestor's
+// mount, not by reading the namespace's mountinfo, and agrees with
+// mountinfo: none at a missing path, the stack at a mount point below the
+// FUSE mount.
+func TestMountsAtUncached(t *testing.T) {
+	base := privateBase(t)
+	fuse := base + "/fuse"
+	testutil.Bindfs(t, base+"/src", fuse, "-o", "entry_timeout=0,attr_timeout=0")
+	deep := fuse + "/d/m"
+	mkdirs(t, deep)
+	mount(t, "uncached-a", deep, "tmpfs", 0, "size=64k")
+	mount(t, "uncached-b", deep, "tmpfs", 0, "size=64k")
+	reads := 0
+	getMounts = func(f mountinfo.FilterFunc) ([]*mountinfo.Info, error) { reads++; return mountinfo.GetMounts(f) }
+	t.Cleanup(func() { getMounts = mountinfo.GetMounts })
+
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{base + "/never/looked/up", 0},
+		{deep, 2},
+	} {
+		if !forceMountinfo {
+			if _, _, err := mountNodeOf(tc.path); !notCached(err) {
+				t.Fatalf("%s: the dentry cache walks it (%v): the test needs a path it cannot walk", tc.path, err)
+			}
+		}
+		reads = 0
+		got, err := MountsAt(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) { return m.Mountpoint != tc.path, false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := infoStrings(got), infoStrings(want); len(want) != tc.want || !slices.Equal(g, w) {
+			t.Errorf("MountsAt(%s):\n got  %s\n want %d: %s", tc.path, strings.Join(g, "\n      "), tc.want, strings.Join(w, "\n      "))
+		}
+		if !forceMountinfo && reads != 0 {
+			t.Errorf("MountsAt(%s) read mountinfo %d times", tc.path, reads)
+		}
+	}
+}
+
 // A hung FUSE mount below the scanned path is listed without waiting on its
 // daemon, in both modes.
 func TestMountsUnderHungFUSE(t *testing.T) {
