@@ -118,19 +118,12 @@ func (w *Wrapper) logNoMatch(cfg *config.Config, args *runtime.Args, peek *specs
 // logPassThrough logs, at debug level, why a create, run or restore is not
 // examined at all.
 func (w *Wrapper) logPassThrough(cfg *config.Config, args *runtime.Args) {
-	if !w.log.IsLevelEnabled(logrus.DebugLevel) {
-		return
-	}
-	switch args.Command {
-	case "create", "run", "restore":
-	default:
+	// A call that could not be rewritten anyway (another command, --help,
+	// --version, or a parse error, which is logged already) says nothing.
+	if !w.log.IsLevelEnabled(logrus.DebugLevel) || !args.MayRewrite() {
 		return
 	}
 	switch {
-	case args.Help || args.Version:
-		// runc prints and runs nothing.
-	case !args.MayRewrite():
-		// The parse error is logged already.
 	case cfg.Missing:
 		w.log.Debugf("container %s passed through: no configuration file", args.ContainerID)
 	case len(cfg.Mounters) == 0:
