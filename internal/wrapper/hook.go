@@ -19,8 +19,10 @@ import (
 // and in the runtime's working directory, so every path is absolute.
 func (w *Wrapper) hook(cfg *config.Config, args *runtime.Args, delegate string) (spec.InjectHooks, error) {
 	inj := spec.InjectHooks{Path: cfg.HookBinary(w.self()), Runtime: delegate}
-	if err := checkHookBinary(inj.Path); err != nil {
-		return inj, err
+	// Fail early, with the fix, where runc would fail the container later
+	// with a bare "no such file or directory".
+	if err := runtime.IsExecutable(inj.Path); err != nil {
+		return inj, fmt.Errorf("mount-hook %s: %w; install it beside runc-shared (make install) or set hook-path in the runc-shared config", inj.Path, err)
 	}
 	var err error
 	if inj.Config, err = absPath(cfg.Path); err != nil {
@@ -35,15 +37,6 @@ func (w *Wrapper) hook(cfg *config.Config, args *runtime.Args, delegate string) 
 		inj.StateDir = cfg.StateDir
 	}
 	return inj, nil
-}
-
-// checkHookBinary fails early, with the fix, where runc would fail the
-// container later with a bare "no such file or directory".
-func checkHookBinary(bin string) error {
-	if err := runtime.IsExecutable(bin); err != nil {
-		return fmt.Errorf("mount-hook %s: %w; install it beside runc-shared (make install) or set hook-path in the runc-shared config", bin, err)
-	}
-	return nil
 }
 
 func absPath(p string) (string, error) {
