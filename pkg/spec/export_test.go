@@ -43,7 +43,7 @@ func ValidateRewrite(s *specs.Spec) error {
 			return err
 		}
 	}
-	for _, h := range allHooks(s) {
+	for _, h := range allHooks(s.Hooks) {
 		if err := checkHookPath(h); err != nil {
 			return err
 		}

@@ -72,11 +72,8 @@ func (d *Doc) ValidateChanges() error {
 			return err
 		}
 	}
-	var loaded []specs.Hook
-	if before.Hooks != nil {
-		loaded = allHooks(&specs.Spec{Hooks: before.Hooks})
-	}
-	for _, h := range allHooks(s) {
+	loaded := allHooks(before.Hooks)
+	for _, h := range allHooks(s.Hooks) {
 		if j := slices.IndexFunc(loaded, func(b specs.Hook) bool { return reflect.DeepEqual(b, h) }); j >= 0 {
 			loaded = slices.Delete(loaded, j, j+1)
 			continue
@@ -127,11 +124,10 @@ func checkHookPath(h specs.Hook) error {
 	return nil
 }
 
-func allHooks(s *specs.Spec) []specs.Hook {
-	if s.Hooks == nil {
+func allHooks(h *specs.Hooks) []specs.Hook {
+	if h == nil {
 		return nil
 	}
-	h := s.Hooks
 	//lint:ignore SA1019 Prestart is deprecated but still run by runc 1.1.
 	return slices.Concat(h.Prestart, h.CreateRuntime, h.CreateContainer, h.StartContainer, h.Poststart, h.Poststop)
 }
