@@ -44,6 +44,9 @@ var propagationOptions = []string{
 	"shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable",
 }
 
+// isPropagation reports whether the mount option o sets propagation.
+func isPropagation(o string) bool { return slices.Contains(propagationOptions, o) }
+
 // IsBind reports whether m is a bind mount (runc treats type "bind" and the
 // "bind"/"rbind" options alike).
 func IsBind(m *specs.Mount) bool {
@@ -193,10 +196,7 @@ func (sb *SharedBinds) Mounts(s *specs.Spec) ([]specs.Mount, error) {
 	}
 	for _, b := range kept {
 		m := b.m
-		opts := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
-			return slices.Contains(propagationOptions, o)
-		})
-		m.Options = append(opts, "rshared")
+		m.Options = append(slices.DeleteFunc(slices.Clone(m.Options), isPropagation), "rshared")
 		m.Source = b.resolved
 		others = append(others, m)
 		if !slices.Contains(sb.Sources, b.resolved) {
@@ -307,7 +307,7 @@ var runcDevicePaths = []string{"/dev/console", "/dev/null", "/dev/zero", "/dev/f
 func plainOptions(m specs.Mount) []string {
 	var out []string
 	for _, o := range m.Options {
-		if o != "bind" && o != "rbind" && o != "rw" && !slices.Contains(propagationOptions, o) && !slices.Contains(out, o) {
+		if o != "bind" && o != "rbind" && o != "rw" && !isPropagation(o) && !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}
@@ -333,7 +333,7 @@ type UnlistedPropagation string
 func (p UnlistedPropagation) Modify(s *specs.Spec) error {
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
-		if !slices.ContainsFunc(m.Options, func(o string) bool { return slices.Contains(propagationOptions, o) }) {
+		if !slices.ContainsFunc(m.Options, isPropagation) {
 			m.Options = append(slices.Clone(m.Options), string(p))
 		}
 	}

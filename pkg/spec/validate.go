@@ -107,7 +107,7 @@ func checkPropagation(m *specs.Mount) error {
 	}
 	n := 0
 	for _, o := range m.Options {
-		if slices.Contains(propagationOptions, o) {
+		if isPropagation(o) {
 			n++
 		}
 	}
