@@ -165,15 +165,9 @@ func sameFile(f *os.File, w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	a, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	b, err := o.Stat()
-	if err != nil {
-		return false
-	}
-	return os.SameFile(a, b)
+	a, errA := f.Stat()
+	b, errB := o.Stat()
+	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
 // NewWriterHook returns a logrus hook that writes the entries of levels to w
