@@ -90,20 +90,14 @@ func isSelf(cand, self string) bool {
 	if self == "" {
 		return false
 	}
-	c, err := os.Stat(cand) // Stat follows symlinks, like EvalSymlinks.
-	if err != nil {
+	c, errC := os.Stat(cand) // Stat follows symlinks, like EvalSymlinks.
+	s, errS := os.Stat(self)
+	if errC != nil || errS != nil {
 		return false
-	}
-	s, err := os.Stat(self)
-	if err != nil {
-		return false
-	}
-	if os.SameFile(c, s) {
-		return true
 	}
 	// A copy: compare contents only when the sizes match, so the common
 	// case (runc and runc-shared differ in size) costs two stats.
-	return c.Size() == s.Size() && sameContent(cand, self)
+	return os.SameFile(c, s) || c.Size() == s.Size() && sameContent(cand, self)
 }
 
 // sameContent compares two files of the same size whole: it runs only in
