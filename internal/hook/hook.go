@@ -41,10 +41,7 @@ import (
 // Main runs the hook and returns the process exit code.
 func Main(argv []string) int {
 	h := &Hook{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
-	if err := h.Run(argv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if err := h.Run(argv); err != nil && !errors.Is(err, flag.ErrHelp) {
 		return 1
 	}
 	return 0
