@@ -2,10 +2,44 @@ package mounter
 
 import (
 	"context"
+	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
 )
+
+// lookahead is what a routed mount needs beside its route, looked up while
+// the router reads the registry and the mounter's spec, since neither
+// depends on the route: the host's mounts at the target before the mount
+// (to tell the new one), and the servers the state directory announces.
+type lookahead struct {
+	done   chan struct{}
+	before []*mountinfo.Info
+	err    error
+	anns   []*csi.Announcement
+}
+
+// lookAhead starts the lookups of a mount at target (absolute, resolved);
+// stateDir "" announces no server.
+func lookAhead(stateDir, target string) *lookahead {
+	l := &lookahead{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.before, l.err = mountsAt(target)
+		if stateDir != "" {
+			l.anns, _ = csi.Announcements(stateDir)
+		}
+	}()
+	return l
+}
+
+// wait returns the lookups once done.
+func (l *lookahead) wait() *lookahead {
+	<-l.done
+	return l
+}
 
 // runMount runs the mount of a routed invocation inside the mounter: by the
 // mounter's own server when it runs one (`mounter csi`), which spares the
@@ -13,24 +47,25 @@ import (
 // container, a fork of the helper there), else through the runtime's exec.
 // Either way the helper runs in the mounter, with its cgroup, seccomp
 // profile and capabilities, and the caller checks the result on the host.
-func (m *Mounter) runMount(ctx context.Context, inv *Invocation, route *Route) (ExecResult, error) {
-	if done, err := m.mountByServer(ctx, inv, route); done {
+func (m *Mounter) runMount(ctx context.Context, inv *Invocation, route *Route, anns []*csi.Announcement) (ExecResult, error) {
+	if done, err := m.mountByServer(ctx, inv, route, anns); done {
 		return ExecResult{}, err
 	}
 	return m.Exec.Exec(ctx, route.Container, mountArgv(inv, route.Inner))
 }
 
-// mountByServer sends the mount to the mounter's server; done is false
+// mountByServer sends the mount to the mounter's server, found among the
+// announcements anns; done is false
 // when there is no server to ask (none announced in the mounter's mount
 // namespace, it does not answer, or it is of an earlier release that
 // speaks only gRPC), or when the invocation needs mount(8)
 // itself: -s, -v and -n are mount(8)'s flags, and a target the mounter
 // sees elsewhere than the host is for the runtime exec's translation.
-func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Route) (done bool, err error) {
+func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Route, anns []*csi.Announcement) (done bool, err error) {
 	if inv.Sloppy || inv.Verbose || inv.NoMtab || route.Inner != route.Target || route.StateDir == "" {
 		return false, nil
 	}
-	a := announcedAny(route.StateDir, route.Record.PID)
+	a := announcedFrom(anns, "", route.Record.PID)
 	if a == nil {
 		return false, nil
 	}
@@ -51,8 +86,21 @@ func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Rou
 	return true, err
 }
 
-// announcedAny returns an announcement of a server of any driver in the
-// mount namespace of process pid, or nil.
-func announcedAny(stateDir string, pid int) *csi.Announcement {
-	return announcedIn(stateDir, "", pid)
+// announcedFrom returns the announcement among anns of driver's server
+// ("": any driver's) that runs in the mount namespace of process pid, or
+// nil.
+func announcedFrom(anns []*csi.Announcement, driver string, pid int) *csi.Announcement {
+	if len(anns) == 0 {
+		return nil
+	}
+	ns, err := csi.MountNSOf(strconv.Itoa(pid))
+	if err != nil {
+		return nil
+	}
+	for _, a := range anns {
+		if (driver == "" || a.Driver == driver) && a.MountNS == ns {
+			return a
+		}
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -279,16 +278,7 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 // gone.
 func announcedIn(stateDir, driver string, pid int) *csi.Announcement {
 	anns, _ := csi.Announcements(stateDir)
-	ns, err := csi.MountNSOf(strconv.Itoa(pid))
-	if err != nil {
-		return nil
-	}
-	for _, a := range anns {
-		if (driver == "" || a.Driver == driver) && a.MountNS == ns {
-			return a
-		}
-	}
-	return nil
+	return announcedFrom(anns, driver, pid)
 }
 
 func askServer(ctx context.Context, pid int, endpoint, rule string) ([]csi.VolumeResult, error) {

@@ -26,6 +26,9 @@ type Route struct {
 	// StateDir is where the mounter's server, if it runs one, announces
 	// its socket.
 	StateDir string
+	// ahead, when set, holds the lookups started before the route was
+	// found.
+	ahead *lookahead
 }
 
 // Router finds routes from the configuration and the registry.
@@ -154,11 +157,13 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if inv.Fake {
 		return nil
 	}
+	ahead := lookAhead(cfg.StateDir, target)
 	router := &Router{Config: cfg, Warn: m.warnf}
 	route, err := router.Find(inv.Type, target, rules)
 	if err != nil {
 		return err
 	}
+	route.ahead = ahead
 	rec := m.prepareRecord(cfg, inv, route)
 	err = m.mountVia(inv, route)
 	m.finishRecord(rec, err == nil)
@@ -167,20 +172,23 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 
 func (m *Mounter) mountVia(inv *Invocation, route *Route) error {
 	c, rec := route.Container, route.Record
-	before, err := mountsAt(route.Target)
-	if err != nil {
-		return system("%w", err)
+	ahead := route.ahead
+	if ahead == nil {
+		ahead = lookAhead(route.StateDir, route.Target)
+	}
+	if ahead.wait().err != nil {
+		return system("%w", ahead.err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	res, err := m.runMount(ctx, inv, route)
+	res, err := m.runMount(ctx, inv, route, ahead.anns)
 	if res.Stdout != "" {
 		fmt.Fprint(m.Stdout, res.Stdout) // mount -v output
 	}
 	if err != nil {
 		return failure("mount inside mounter %s (rule %q) failed: %w%s", rec.ID, rec.Name, err, detail(res.Stderr))
 	}
-	if _, err := waitForMount(route.Target, inv.Type, mountIDs(before), inv.Timeout); err != nil {
+	if _, err := waitForMount(route.Target, inv.Type, mountIDs(ahead.before), inv.Timeout); err != nil {
 		undo := m.undo(c, route.Inner)
 		return failure("%s was mounted inside mounter %s at %s but did not reach the host: %w; %s. "+
 			"Likely the mounter's propagation is not live (it was not started through runc-shared, or %s is not a shared mount on the host): run `mounter doctor`",
