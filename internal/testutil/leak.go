@@ -45,7 +45,7 @@ func CheckLeaks(t testing.TB) {
 			return
 		}
 		for _, m := range DiffMounts(after, before) {
-			if !Below(m.Mountpoint, tmp) || hasAnyPrefix(m.Mountpoint, ours) {
+			if !Below(m.Mountpoint, tmp) || slices.ContainsFunc(ours, func(p string) bool { return strings.HasPrefix(m.Mountpoint, p) }) {
 				t.Errorf("leaked mount: %s (%s %s), mount table had %d entries, now %d",
 					m.Mountpoint, m.FSType, m.Source, len(before), len(after))
 			}
@@ -80,10 +80,6 @@ func DiffMounts(a, b []*mountinfo.Info) []*mountinfo.Info {
 		}
 	}
 	return out
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(s, p) })
 }
 
 // tempDirsOf returns the prefixes of the directories that the test binary

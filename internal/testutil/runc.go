@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,12 +92,14 @@ func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr s
 	}
 	defer out.stdout.Close()
 	defer out.stderr.Close()
-	start := [2]int64{offset(out.stdout), offset(out.stderr)}
+	// create appends to the init's output files: read back only what this call wrote.
+	outOff, _ := out.stdout.Seek(0, io.SeekEnd)
+	errOff, _ := out.stderr.Seek(0, io.SeekEnd)
 	cmd := exec.CommandContext(ctx, r.Bin, argv...)
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	cmd.ExtraFiles = r.ExtraFiles
 	runErr := cmd.Run()
-	stdout, stderr = readFrom(out.stdout, start[0]), readFrom(out.stderr, start[1])
+	stdout, stderr = readFrom(out.stdout, outOff), readFrom(out.stderr, errOff)
 	if runErr != nil {
 		if ctx.Err() != nil {
 			runErr = fmt.Errorf("%w (timed out after %v)", runErr, runTimeout)
@@ -106,21 +109,9 @@ func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr s
 	return stdout, stderr, runErr
 }
 
-// offset is the current size: create appends the init's output files.
-func offset(f *os.File) int64 {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 func readFrom(f *os.File, off int64) string {
 	b, _ := os.ReadFile(f.Name())
-	if off > int64(len(b)) {
-		return ""
-	}
-	return string(b[off:])
+	return string(b[min(off, int64(len(b))):])
 }
 
 // Create runs `create` the way containerd-shim does:
