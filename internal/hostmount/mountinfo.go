@@ -1,6 +1,7 @@
 package hostmount
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // errNoMount is returned when no mount contains a path (a fixture without a
@@ -139,6 +141,82 @@ func (t *Table) Mounts(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
 		}
 	}
 	return out, nil
+}
+
+// MountsOfDevices is Mounts for the entries whose device (major:minor,
+// unix.Mkdev) has keeps: a question about a few file systems across a whole
+// table, such as which namespaces hold a bind of a volume. A table not
+// parsed yet is streamed, and only the lines of those devices are parsed;
+// Mounts parses every entry before its filter sees it.
+func (t *Table) MountsOfDevices(has func(dev uint64) bool, filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
+	if t.loaded {
+		return t.Mounts(devicesFilter(has, filter))
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return devicesFromReader(f, has, filter)
+}
+
+// devicesFilter keeps the mounts whose device has keeps and filter keeps.
+func devicesFilter(has func(dev uint64) bool, filter mountinfo.FilterFunc) mountinfo.FilterFunc {
+	return func(m *mountinfo.Info) (skip, stop bool) {
+		if !has(unix.Mkdev(uint32(m.Major), uint32(m.Minor))) {
+			return true, false
+		}
+		if filter == nil {
+			return false, false
+		}
+		return filter(m)
+	}
+}
+
+// devicesFromReader is MountsOfDevices over mountinfo text: the lines of
+// other devices are dropped unparsed, the others parsed and filtered as
+// the whole text would be (a line whose device field does not read is
+// kept, for the parser to report or read as it does).
+func devicesFromReader(r io.Reader, has func(dev uint64) bool, filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
+	var kept bytes.Buffer
+	sc := bufio.NewScanner(r)
+	// A line holds two paths and the options: more than the default 64 KiB
+	// only in theory, but a long one must not end the scan.
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if dev, ok := lineDevice(line); ok && !has(dev) {
+			continue
+		}
+		kept.Write(line)
+		kept.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return mountinfo.GetMountsFromReader(&kept, devicesFilter(has, filter))
+}
+
+// lineDevice reads the device of a mountinfo line, its third field
+// ("36 35 98:0 / /mnt ..."); ok is false when the line has none.
+func lineDevice(line []byte) (dev uint64, ok bool) {
+	for range 2 {
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 {
+			return 0, false
+		}
+		line = line[i+1:]
+	}
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
+		line = line[:i]
+	}
+	major, minor, found := bytes.Cut(line, []byte{':'})
+	ma, err1 := strconv.ParseUint(string(major), 10, 32)
+	mi, err2 := strconv.ParseUint(string(minor), 10, 32)
+	if !found || err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return unix.Mkdev(uint32(ma), uint32(mi)), true
 }
 
 // load reads and parses /proc/<pid>/mountinfo, unless the table has it.

@@ -149,6 +149,60 @@ func TestTableMounts(t *testing.T) {
 	}
 }
 
+// MountsOfDevices parses only the lines of the devices asked for, and
+// answers what Mounts with the same device test would: in order, with the
+// filter applied after the device test, with the parser's error on a
+// malformed line, and a device field the parser reads its own way.
+func TestMountsOfDevices(t *testing.T) {
+	devs := func(ds ...uint64) func(uint64) bool { return func(d uint64) bool { return slices.Contains(ds, d) } }
+	propagating := func(m *mountinfo.Info) (bool, bool) { return PeerGroup(m)+Master(m) == 0, false }
+	for _, tt := range []struct {
+		name    string
+		text    string
+		has     func(uint64) bool
+		filter  mountinfo.FilterFunc
+		want    []int
+		wantErr bool
+	}{
+		{"one device", hostFixture, devs(unix.Mkdev(0, 42)), nil, []int{22}, false},
+		{"stacked devices, in order", hostFixture, devs(unix.Mkdev(0, 47), unix.Mkdev(0, 46)), nil, []int{26, 27}, false},
+		{"device and filter", hostFixture, devs(unix.Mkdev(0, 44), unix.Mkdev(0, 46), unix.Mkdev(0, 47)), propagating, []int{24, 27}, false},
+		{"shared block device", hostFixture, devs(unix.Mkdev(8, 3)), nil, []int{21}, false},
+		{"absent device", hostFixture, devs(unix.Mkdev(0, 99)), nil, nil, false},
+		{"stop", hostFixture, devs(unix.Mkdev(8, 1), unix.Mkdev(8, 2)), func(m *mountinfo.Info) (bool, bool) { return false, m.ID == 1 }, []int{1}, false},
+		{"malformed line", hostFixture + "garbage\n", devs(unix.Mkdev(0, 42)), nil, nil, true},
+		{"unreadable device", hostFixture + "40 1 x:y / /bad rw - tmpfs tmpfs rw\n", devs(unix.Mkdev(0, 42)), nil, []int{22}, false},
+	} {
+		ms, err := devicesFromReader(strings.NewReader(tt.text), tt.has, tt.filter)
+		var got []int
+		for _, m := range ms {
+			got = append(got, m.ID)
+		}
+		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, %v; want %v (error: %v)", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		table, perr := ParseTable(strings.NewReader(tt.text))
+		if perr != nil {
+			continue
+		}
+		loaded, err := table.MountsOfDevices(tt.has, tt.filter)
+		if err != nil || !slices.EqualFunc(loaded, ms, func(a, b *mountinfo.Info) bool { return *a == *b }) {
+			t.Errorf("%s: a parsed table answers %v, %v; the stream %v", tt.name, loaded, err, ms)
+		}
+	}
+	// A live table, streamed: this process's /proc, whose device no other
+	// mount of the host shares.
+	proc, err := MountOf("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := unix.Mkdev(uint32(proc.Major), uint32(proc.Minor))
+	ms, err := TableOf(os.Getpid()).MountsOfDevices(devs(dev), nil)
+	if err != nil || len(ms) != 1 || ms[0].Mountpoint != "/proc" {
+		t.Errorf("MountsOfDevices(/proc's device %d:%d) = %v, %v; want /proc", proc.Major, proc.Minor, ms, err)
+	}
+}
+
 // TestTableIsMountPoint: a container's mount points, as it sees them,
 // from its mountinfo; only an exact mount point counts.
 func TestTableIsMountPoint(t *testing.T) {

@@ -118,8 +118,8 @@ type consumer struct {
 // and the live one recovery stacked on it. Binds that are shared or slaves
 // (master:N) receive what recovery mounts and are not listed. It reads
 // /proc/PID/ns/mnt of each process and the mount table of one process per
-// namespace, and never statfs'es a mount (a dead one would fail, a hung
-// one block).
+// namespace (parsing only the lines of the volumes' devices), and never
+// statfs'es a mount (a dead one would fail, a hung one block).
 func privateConsumers(vols []*mountrec.Record) map[string][]consumer {
 	return scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
 }
@@ -150,6 +150,7 @@ func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf ma
 	if len(devOf) == 0 {
 		return out
 	}
+	volume := func(dev uint64) bool { _, ok := devOf[dev]; return ok }
 	self, _ := os.Readlink(filepath.Join(proc, "self", "ns", "mnt"))
 	seen := map[string]bool{self: true} // the host's own mounts are the volumes themselves
 	ents, err := os.ReadDir(proc)
@@ -166,9 +167,8 @@ func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf ma
 			continue
 		}
 		seen[ns] = true
-		ms, _ := tableOf(pid).Mounts(func(mi *mountinfo.Info) (skip, stop bool) {
-			_, ok := devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))]
-			return !ok || propagates(mi), false
+		ms, _ := tableOf(pid).MountsOfDevices(volume, func(mi *mountinfo.Info) (skip, stop bool) {
+			return propagates(mi), false
 		})
 		if len(ms) == 0 {
 			continue
