@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
@@ -92,11 +93,15 @@ func TestRecoverInline(t *testing.T) {
 		depth        int
 		wantTopSrc   bool // the top mount is the helper's, not a bind
 		needsPrivate bool // a base volume below the work directory
+		helperPID    int  // mounter recover on the host for a mounter without a server
 	}{
 		{name: "live: left alone", break_: func(*testing.T, *nodeEnv, string) {}, depth: 1, wantTopSrc: true},
 		{name: "the daemon is gone: mounted aside, bound on top of the dead mount",
 			break_: func(_ *testing.T, e *nodeEnv, _ string) { e.F.killDaemons() },
 			mounts: 1, binds: 1, depth: 2, needsPrivate: true},
+		{name: "from the host: the daemon is gone: mounted beside the target, bound on top",
+			break_: func(_ *testing.T, e *nodeEnv, _ string) { e.F.killDaemons() },
+			mounts: 1, binds: 1, depth: 2, helperPID: 1 << 22},
 		{name: "nothing mounted: mounted at the target",
 			break_: func(t *testing.T, e *nodeEnv, target string) {
 				if err := unmountAll(e.F, target); err != nil {
@@ -113,6 +118,7 @@ func TestRecoverInline(t *testing.T) {
 			e := newNodeEnv(t)
 			releaseWork(t, e.S)
 			target := e.publishedInline(t, "inline-1", src)
+			e.S.HelperPID = tt.helperPID
 			before, _ := e.S.records.read("inline-1")
 			before.PID = -1 // an earlier server's
 			if err := e.S.records.write(before); err != nil {
@@ -135,7 +141,13 @@ func TestRecoverInline(t *testing.T) {
 			if err != nil || after == nil || after.Recovery != nil || after.Staging != "" || len(after.Targets) != 1 {
 				t.Fatalf("record after recovery: %+v, %v; want the target and no failure", after, err)
 			}
-			if wantPID := map[bool]int{true: os.Getpid(), false: -1}[tt.mounts > 0]; after.PID != wantPID {
+			if ok, _ := mountinfo.Mounted(e.S.work); ok != tt.needsPrivate {
+				t.Errorf("the server's work directory mounted: %v, want %v", ok, tt.needsPrivate)
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(target), ".*")); len(left) != 0 {
+				t.Errorf("left beside the target: %v", left)
+			}
+			if wantPID := map[bool]int{true: cmp.Or(tt.helperPID, os.Getpid()), false: -1}[tt.mounts > 0]; after.PID != wantPID {
 				t.Errorf("record's pid %d, want %d", after.PID, wantPID)
 			}
 			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -425,9 +426,9 @@ func (s *Server) rebind(src string, t Target, allow []string) (bool, error) {
 }
 
 // recoverInline mounts an inline volume again at its target. On a dead
-// mount, the helper mounts below the server's private work directory and
-// the result is bound on top of the dead one, for the pods' binds to see
-// it; mount helpers refuse a mount point they cannot stat.
+// mount, the helper mounts the volume aside (withBaseFor) and the result is
+// bound on top of the dead one, for the pods' binds to see it; mount
+// helpers refuse a mount point they cannot stat.
 func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string) (bool, int, error) {
 	var errs []error
 	remounted := false
@@ -443,8 +444,7 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 		case st == stateMissing:
 			err = s.mountHelper(ctx, recordVolume(rec), p)
 		case st == stateDead:
-			rule := s.Config.Rule(rec.Rule)
-			err = s.withBase(ctx, rule, recordVolume(rec), func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+			err = s.withBaseFor(ctx, rec, p, func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -463,4 +463,33 @@ func MountState(path string) (string, error) {
 	s := &Server{Mounter: SystemMounter{}}
 	st, err := s.stateAt(path)
 	return st.String(), err
+}
+
+// withBaseFor runs fn with rec's volume mounted at a directory of its own,
+// to be bound onto target. A server mounts it below its private work
+// directory, which the host never sees. On the host (`mounter recover` for
+// a mounter without a server, HelperPID set) the helper runs inside the
+// mounter, whose mounts reach the host only below the rule's shared paths:
+// there the volume is mounted in a hidden directory beside target, which is
+// unmounted and removed once fn has bound it.
+func (s *Server) withBaseFor(ctx context.Context, rec *Record, target string, fn func(dir string) error) error {
+	v := recordVolume(rec)
+	if s.HelperPID == 0 {
+		return s.withBase(ctx, s.Config.Rule(rec.Rule), v, fn)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(target), ".runc-shared-recover-")
+	if err != nil {
+		return fmt.Errorf("create a mount point beside %s: %w", target, err)
+	}
+	defer func() {
+		if err := unmountAll(s.Mounter, dir); err != nil {
+			s.Log.Errorf("unmount %s at %s: %v", v.Source, dir, err)
+			return
+		}
+		_ = os.Remove(dir)
+	}()
+	if err := s.mountHelper(ctx, v, dir); err != nil {
+		return err
+	}
+	return fn(dir)
 }

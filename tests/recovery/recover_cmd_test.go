@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+
 	"github.com/runc-shared/runc-shared/internal/csi"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/internal/testutil"
@@ -102,6 +104,14 @@ func TestRecoverWithoutServer(t *testing.T) {
 		}
 		vols = append(vols, v)
 	}
+	// A CSI inline volume: no staging path, the helper's mount at the
+	// target itself.
+	inline := volume{ID: "rcv-inline", Context: map[string]string{csi.KeyFSType: "glusterfs", csi.KeySource: g.Server + ":/" + g.Volume}}
+	_, inline.Target = kubeletPaths(t, e.Shared, "pv-rcv-inline", "8c3a4b5e-0000-4000-8000-000000000009")
+	if _, err := c.Node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: inline.ID, TargetPath: inline.Target,
+		VolumeCapability: rwCap, VolumeContext: inline.Context}); err != nil {
+		t.Fatalf("NodePublishVolume of the inline volume: %v\n%s", err, log1())
+	}
 	routed := map[string]string{} // target: GlusterFS volume
 	for _, gv := range []string{g.Volume, "v1"} {
 		target := filepath.Join(e.Shared, "routed-"+gv)
@@ -129,6 +139,7 @@ func TestRecoverWithoutServer(t *testing.T) {
 	cb := testutil.NewBundle(t, testutil.BusyboxRootfs(t),
 		testutil.WithBind(vols[0].Target, "/data0", "rbind", "rslave"),
 		testutil.WithBind(vols[1].Target, "/data1", "rbind", "rslave"),
+		testutil.WithBind(inline.Target, "/data2", "rbind", "rslave"),
 		testutil.WithArgs("sleep", "100000"))
 	consumerPID := consumer.Up(t, cb, "rcv-consumer")
 	// A second consumer binds volume 0 privately: no mount on the host
@@ -174,8 +185,8 @@ func TestRecoverWithoutServer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("mounter recover: exit %d\n%s%s", code, out, errOut)
 	}
-	t.Logf("mounter recover through a runtime exec: 2 volumes (2 staging mounts, 2 targets) and 2 routed mounts live again in %v", took.Round(time.Millisecond))
-	var paths []string
+	t.Logf("mounter recover through a runtime exec: 2 volumes (2 staging mounts, 2 targets), an inline volume and 2 routed mounts live again in %v", took.Round(time.Millisecond))
+	paths := []string{inline.Target}
 	for _, v := range vols {
 		paths = append(paths, v.Staging, v.Target)
 	}
@@ -193,7 +204,7 @@ func TestRecoverWithoutServer(t *testing.T) {
 	if strings.Contains(out, "dead") || strings.Contains(out, "missing") {
 		t.Errorf("mounter recover's table lists a mount that is not live:\n%s", out)
 	}
-	if out, errOut, err := consumer.Exec(t, "rcv-consumer", "sh", "-c", "cat /data0/before-0 /data1/before-1 && echo after > /data0/after"); err != nil || strings.Count(out, "before") != 2 {
+	if out, errOut, err := consumer.Exec(t, "rcv-consumer", "sh", "-c", "cat /data0/before-0 /data1/before-1 /data2/before-0 && echo after > /data0/after"); err != nil || strings.Count(out, "before") != 3 {
 		t.Fatalf("the consumer, not restarted, after mounter recover: %v\n%s%s", err, out, errOut)
 	}
 	if got, err := os.ReadFile(filepath.Join(g.Brick, "after")); err != nil || string(got) != "after\n" {
@@ -316,12 +327,14 @@ func TestRecoverWithoutServer(t *testing.T) {
 	if err := consumer.Delete(t, "rcv-private", true); err != nil {
 		t.Fatal(err)
 	}
+	volumePaths := []string{inline.Target}
 	for _, v := range vols {
-		for _, p := range []string{v.Target, v.Staging} {
-			for range testutil.MountsUnder(t, p) {
-				if err := hostUnmount(p); err != nil {
-					t.Error(err)
-				}
+		volumePaths = append(volumePaths, v.Target, v.Staging)
+	}
+	for _, p := range volumePaths {
+		for range testutil.MountsUnder(t, p) {
+			if err := hostUnmount(p); err != nil {
+				t.Error(err)
 			}
 		}
 	}
