@@ -8,6 +8,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // lookahead is what a routed mount needs beside its route, looked up while
@@ -65,7 +66,7 @@ func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Rou
 	if inv.Sloppy || inv.Verbose || inv.NoMtab || route.Inner != route.Target || route.StateDir == "" {
 		return false, nil
 	}
-	a := announcedFrom(anns, "", route.Record.PID)
+	a := announcedFrom(anns, "", route.Record)
 	if a == nil {
 		return false, nil
 	}
@@ -87,18 +88,21 @@ func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Rou
 }
 
 // announcedFrom returns the announcement among anns of driver's server
-// ("": any driver's) that runs in the mount namespace of process pid, or
-// nil.
-func announcedFrom(anns []*csi.Announcement, driver string, pid int) *csi.Announcement {
+// ("": any driver's) that runs in the mounter rec, or nil. The server runs
+// in the mounter's mount namespace and started after the mounter was
+// registered: the kernel reuses the inode number of a freed namespace, so
+// the announcement a killed mounter's server left can name the namespace
+// of the next mounter.
+func announcedFrom(anns []*csi.Announcement, driver string, rec *registry.Record) *csi.Announcement {
 	if len(anns) == 0 {
 		return nil
 	}
-	ns, err := csi.MountNSOf(strconv.Itoa(pid))
+	ns, err := csi.MountNSOf(strconv.Itoa(rec.PID))
 	if err != nil {
 		return nil
 	}
 	for _, a := range anns {
-		if (driver == "" || a.Driver == driver) && a.MountNS == ns {
+		if (driver == "" || a.Driver == driver) && a.MountNS == ns && !a.Started.Before(rec.Created) {
 			return a
 		}
 	}

@@ -7,8 +7,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/runc-shared/runc-shared/internal/csi"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // sameBind rewrites the fixture's mounter spec so that it binds shared/k at
@@ -86,6 +89,49 @@ func TestRoutedMountExecFallback(t *testing.T) {
 			}
 			if fake != nil && len(fake.mounts()) != 0 {
 				t.Errorf("the server was asked too: %q", fake.mounts())
+			}
+		})
+	}
+}
+
+// TestAnnouncedFrom: an announcement counts for a mounter only when it names
+// the mounter's mount namespace and was made after the mounter was
+// registered; one a killed mounter's server left can name a namespace
+// inode the kernel gave to the next mounter.
+func TestAnnouncedFrom(t *testing.T) {
+	ns, err := csi.MountNSOf("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := &registry.Record{ID: "m", PID: os.Getpid(), Created: created}
+	ann := func(driver string, ns uint64, started time.Time) *csi.Announcement {
+		return &csi.Announcement{Driver: driver, Endpoint: "/run/" + driver + ".sock", MountNS: ns, Started: started}
+	}
+	tests := []struct {
+		name   string
+		anns   []*csi.Announcement
+		driver string
+		want   int // index in anns, -1 for none
+	}{
+		{"none", nil, "", -1},
+		{"this namespace, started after the mounter", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "", 0},
+		{"started as the mounter was registered", []*csi.Announcement{ann("a", ns, created)}, "", 0},
+		{"this namespace's inode, announced before the mounter existed", []*csi.Announcement{ann("a", ns, created.Add(-time.Second))}, "", -1},
+		{"another namespace", []*csi.Announcement{ann("a", ns+1, created.Add(time.Second))}, "", -1},
+		{"the driver asked for", []*csi.Announcement{ann("a", ns, created.Add(time.Second)), ann("b", ns, created.Add(time.Second))}, "b", 1},
+		{"another driver only", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "b", -1},
+		{"the stale one skipped for the live one", []*csi.Announcement{ann("a", ns, created.Add(-time.Hour)), ann("a", ns, created.Add(time.Minute))}, "a", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := announcedFrom(tt.anns, tt.driver, rec)
+			var want *csi.Announcement
+			if tt.want >= 0 {
+				want = tt.anns[tt.want]
+			}
+			if got != want {
+				t.Errorf("announcedFrom = %+v, want %+v", got, want)
 			}
 		})
 	}

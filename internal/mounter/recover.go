@@ -244,7 +244,7 @@ func (m *Mounter) recoverVolumes(cfg *config.Config, live *registry.Record, rule
 func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule *spec.Rule, driver string, vols []*mountrec.Record, timeout time.Duration) ([]csi.VolumeResult, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 	defer cancel()
-	if a := announcedIn(cfg.StateDir, driver, live.PID); a != nil {
+	if a := announcedIn(cfg.StateDir, driver, live); a != nil {
 		res, err := askServer(ctx, live.PID, a.Endpoint, rule.Name)
 		if err == nil {
 			return res, "by the server of mounter " + live.ID
@@ -272,13 +272,10 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 }
 
 // announcedIn returns the announcement of driver's server ("": any
-// driver's) when that server
-// runs in the mount namespace of process pid (a live mounter's init), or
-// nil: an announcement left by a killed server names a namespace that is
-// gone.
-func announcedIn(stateDir, driver string, pid int) *csi.Announcement {
+// driver's) when that server runs in the live mounter rec, or nil.
+func announcedIn(stateDir, driver string, rec *registry.Record) *csi.Announcement {
 	anns, _ := csi.Announcements(stateDir)
-	return announcedFrom(anns, driver, pid)
+	return announcedFrom(anns, driver, rec)
 }
 
 func askServer(ctx context.Context, pid int, endpoint, rule string) ([]csi.VolumeResult, error) {
