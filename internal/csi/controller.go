@@ -263,17 +263,25 @@ func (s *Server) withBase(ctx context.Context, rule *spec.Rule, base Volume, fn 
 	if err != nil {
 		return fmt.Errorf("create a mount point for %s: %w", base.Source, err)
 	}
+	return s.mountedAt(ctx, base, dir, func(dir string) error {
+		s.Log.WithField("rule", rule.Name).Debugf("mounted %s at %s for the call", base.Source, dir)
+		return fn(dir)
+	})
+}
+
+// mountedAt mounts v with its helper at dir, a directory made for it, runs
+// fn on it, then unmounts v and removes dir.
+func (s *Server) mountedAt(ctx context.Context, v Volume, dir string, fn func(dir string) error) error {
 	defer func() {
 		if err := unmountAll(s.Mounter, dir); err != nil {
-			s.Log.Errorf("unmount the base volume %s at %s: %v", base.Source, dir, err)
+			s.Log.Errorf("unmount %s at %s: %v", v.Source, dir, err)
 			return
 		}
 		_ = os.Remove(dir)
 	}()
-	if err := s.mountHelper(ctx, base, dir); err != nil {
+	if err := s.mountHelper(ctx, v, dir); err != nil {
 		return err
 	}
-	s.Log.WithField("rule", rule.Name).Debugf("mounted %s at %s for the call", base.Source, dir)
 	return fn(dir)
 }
 

@@ -481,15 +481,5 @@ func (s *Server) withBaseFor(ctx context.Context, rec *Record, target string, fn
 	if err != nil {
 		return fmt.Errorf("create a mount point beside %s: %w", target, err)
 	}
-	defer func() {
-		if err := unmountAll(s.Mounter, dir); err != nil {
-			s.Log.Errorf("unmount %s at %s: %v", v.Source, dir, err)
-			return
-		}
-		_ = os.Remove(dir)
-	}()
-	if err := s.mountHelper(ctx, v, dir); err != nil {
-		return err
-	}
-	return fn(dir)
+	return s.mountedAt(ctx, v, dir, fn)
 }
