@@ -103,6 +103,15 @@ func Path(flag string, flagSet bool) string {
 	return DefaultPath
 }
 
+// Name is how messages name the configuration: its file, or that none was
+// found.
+func (c *Config) Name() string {
+	if c.Path == "" {
+		return "the configuration (none found)"
+	}
+	return c.Path
+}
+
 // HookBinary returns the mount-hook binary to inject into specs: hook-path
 // when set, else mount-hook in the directory of self (the running
 // runc-shared binary, as os.Executable reports it).

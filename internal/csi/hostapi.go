@@ -116,13 +116,13 @@ func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountRespon
 	rule := s.Config.Rule(req.Rule)
 	switch {
 	case rule == nil:
-		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, configName(s.Config))
+		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, s.Config.Name())
 	case s.RuleName != "" && rule.Name != s.RuleName:
 		return nil, invalid("rule %q: this server serves rule %q only", req.Rule, s.RuleName)
 	case !rule.Routes(v.FSType):
 		return nil, invalid("file system type %q is not among the types %v of rule %q", v.FSType, rule.FSTypes, rule.Name)
 	}
-	target, err := resolvePath("mount point", req.Target, rule.Propagate)
+	target, err := ResolvePath("mount point", req.Target, rule.Propagate)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func unaryHandler[Req any, Resp any](method string, call func(hostServer, contex
 
 func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {
 	if req.Rule != "" && s.Config.Rule(req.Rule) == nil {
-		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, configName(s.Config))
+		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, s.Config.Name())
 	}
 	return &RecoverResponse{Results: Results(s.RecoverNow(ctx, req.Rule))}, nil
 }

@@ -153,7 +153,7 @@ func (s *Server) unmountVolume(ctx context.Context, id, what, path string) (rec 
 	if rec, unlock, err = s.openVolume(ctx, id, what, path); err != nil {
 		return nil, "", nil, err
 	}
-	resolved, err = resolvePath(what, path, s.allowOf(rec))
+	resolved, err = ResolvePath(what, path, s.allowOf(rec))
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, "", unlock, nil
 	}
@@ -232,7 +232,7 @@ func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging stri
 // checkSubdir makes sure the volume's directory below the mounted base is
 // a directory inside the mount, not a symlink that leads elsewhere.
 func (s *Server) checkSubdir(base, subdir string, allow []string) error {
-	p, err := resolvePath("volume directory", filepath.Join(base, subdir), allow)
+	p, err := ResolvePath("volume directory", filepath.Join(base, subdir), allow)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return status.Errorf(codes.NotFound, "the volume's directory %s does not exist on %s", subdir, base)
@@ -308,7 +308,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged on this node: NodeStageVolume first", id)
 	}
 	allow := s.allowOf(rec)
-	staging, err := resolvePath("staging target path", req.GetStagingTargetPath(), allow)
+	staging, err := ResolvePath("staging target path", req.GetStagingTargetPath(), allow)
 	if err != nil {
 		return nil, err
 	}
@@ -429,7 +429,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 	if !filepath.IsAbs(req.GetVolumePath()) {
 		return nil, status.Errorf(codes.NotFound, "volume path %q: no volume is published at a relative path", req.GetVolumePath())
 	}
-	p, err := resolvePath("volume path", req.GetVolumePath(), s.allowAll())
+	p, err := ResolvePath("volume path", req.GetVolumePath(), s.allowAll())
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +501,7 @@ func (s *Server) pathHealth(path string, allow []string) *csipb.VolumeHealth_Vol
 	entry := func(st csipb.VolumeHealthErrorType, reason, format string, args ...any) *csipb.VolumeHealth_VolumeHealthEntry {
 		return &csipb.VolumeHealth_VolumeHealthEntry{Status: st, Reason: reason, Message: fmt.Sprintf(format, args...)}
 	}
-	p, err := resolvePath("volume path", path, allow)
+	p, err := ResolvePath("volume path", path, allow)
 	if err != nil {
 		return entry(csipb.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted, "%v", err)
 	}

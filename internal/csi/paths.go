@@ -12,16 +12,17 @@ import (
 	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
-// resolvePath resolves an absolute staging or target path against the
-// rule's allowlist with the resolver the wrapper and the hook use: symlinks
+// ResolvePath resolves an absolute staging, target or mount point path
+// against the rule's allowlist with the resolver the wrapper and the hook
+// use: symlinks
 // and ".." are followed as the kernel would, and "/var/lib/kubelet-evil" is
 // not below "/var/lib/kubelet". A path outside is errInvalid; a path that
 // does not exist wraps fs.ErrNotExist.
 //
 // A dead FUSE mount point (its daemon gone: "Transport endpoint is not
 // connected") cannot be looked at, so it is resolved through its parent:
-// unstaging and unpublishing must still reach it.
-func resolvePath(what, path string, allow []string) (string, error) {
+// unstaging, unpublishing and recovery must still reach it.
+func ResolvePath(what, path string, allow []string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", invalid("%s %q is not an absolute path", what, path)
 	}
@@ -32,7 +33,7 @@ func resolvePath(what, path string, allow []string) (string, error) {
 	case errors.Is(err, hostmount.ErrNotAllowlisted), errors.Is(err, hostmount.ErrOutsideAllowlist):
 		return "", invalid("%s %s: %v: a [[mounter]] rule's propagate paths %v must hold it", what, path, err, allow)
 	case deadMount(err):
-		parent, perr := resolvePath(what, filepath.Dir(filepath.Clean(path)), allow)
+		parent, perr := ResolvePath(what, filepath.Dir(filepath.Clean(path)), allow)
 		if perr != nil {
 			return "", perr
 		}
@@ -40,12 +41,6 @@ func resolvePath(what, path string, allow []string) (string, error) {
 	default:
 		return "", fmt.Errorf("%s %s: %w", what, path, err)
 	}
-}
-
-// ResolvePath is resolvePath, for `mounter recover`: a routed mount's
-// point, which may hold a dead mount.
-func ResolvePath(what, path string, allow []string) (string, error) {
-	return resolvePath(what, path, allow)
 }
 
 // deadMount reports an error from a FUSE mount whose daemon is gone.
@@ -57,13 +52,13 @@ func deadMount(err error) bool {
 // it is missing (CSI leaves the publish target to the plugin). The parent
 // must exist and be within the allowlist.
 func makeDir(what, path string, allow []string) (string, error) {
-	resolved, err := resolvePath(what, path, allow)
+	resolved, err := ResolvePath(what, path, allow)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return resolved, err
 	}
 	clean := filepath.Clean(path)
 	base := filepath.Base(clean)
-	parent, err := resolvePath(what+"'s parent", filepath.Dir(clean), allow)
+	parent, err := ResolvePath(what+"'s parent", filepath.Dir(clean), allow)
 	if err != nil {
 		return "", err
 	}
@@ -72,7 +67,7 @@ func makeDir(what, path string, allow []string) (string, error) {
 	}
 	// Resolve again: what now stands there must still be within the
 	// allowlist (someone may have put a symlink in its place).
-	return resolvePath(what, path, allow)
+	return ResolvePath(what, path, allow)
 }
 
 // isDir reports whether the resolved path is a directory (or a mount point

@@ -303,13 +303,13 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool, rebound int, err error) {
 	rule := s.Config.Rule(rec.Rule)
 	if rule == nil {
-		return false, 0, fmt.Errorf("the record names rule %q, which %s no longer has: restore the rule or unstage the volume", rec.Rule, configName(s.Config))
+		return false, 0, fmt.Errorf("the record names rule %q, which %s no longer has: restore the rule or unstage the volume", rec.Rule, s.Config.Name())
 	}
 	allow := rule.Propagate
 	if rec.Staging == "" {
 		return s.recoverInline(ctx, rec, allow)
 	}
-	staging, err := resolvePath("staging path", rec.Staging, allow)
+	staging, err := ResolvePath("staging path", rec.Staging, allow)
 	if err != nil {
 		return false, 0, fmt.Errorf("staging path of volume %s: %w", rec.VolumeID, err)
 	}

@@ -67,22 +67,15 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 		return nil, err
 	}
 	if len(cfg.Mounters) == 0 {
-		return nil, fmt.Errorf("%s has no [[mounter]] rule: mounter csi mounts only the types and paths a rule allows; add one", configName(cfg))
+		return nil, fmt.Errorf("%s has no [[mounter]] rule: mounter csi mounts only the types and paths a rule allows; add one", cfg.Name())
 	}
 	if rule != "" && cfg.Rule(rule) == nil {
-		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, configName(cfg))
+		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, cfg.Name())
 	}
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
 	s.records = records{mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
 	return s, nil
-}
-
-func configName(cfg *config.Config) string {
-	if cfg.Path == "" {
-		return "the configuration (none found)"
-	}
-	return cfg.Path
 }
 
 // checkDriverName applies CSI's rule for plugin names (a domain name, at
@@ -110,7 +103,7 @@ func (s *Server) ruleFor(fstype string) (*spec.Rule, error) {
 		}
 	}
 	if r == nil {
-		return nil, invalid("no [[mounter]] rule of %s serves file system type %q", configName(s.Config), fstype)
+		return nil, invalid("no [[mounter]] rule of %s serves file system type %q", s.Config.Name(), fstype)
 	}
 	if !r.Routes(fstype) {
 		return nil, invalid("file system type %q is not among the types %v of rule %q", fstype, r.FSTypes, r.Name)

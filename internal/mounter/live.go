@@ -59,7 +59,7 @@ func mounters(cfg *config.Config, c *registry.Checker) (registry.Records, error)
 // unbacked says why a live record must not be used, or "".
 func unbacked(cfg *config.Config, rec *registry.Record) string {
 	if cfg.Rule(rec.Name) == nil {
-		return fmt.Sprintf("its rule %q is not in %s: restart it under a configured rule, or restore the rule", rec.Name, configName(cfg))
+		return fmt.Sprintf("its rule %q is not in %s: restart it under a configured rule, or restore the rule", rec.Name, cfg.Name())
 	}
 	if rec.RuntimeRoot == "" {
 		return ""

@@ -115,19 +115,12 @@ func (m *Mounter) mount(inv *Invocation, cfg *config.Config) error {
 		// mount(8) called us for a type no rule routes: the link is there
 		// but the configuration does not back it.
 		m.warnf("no [[mounter]] rule in %s routes %s; trying the kernel's own %s with `mount -i` (add a rule, or remove the mount.%s link)",
-			configName(cfg), inv.Type, inv.Type, inv.Type)
+			cfg.Name(), inv.Type, inv.Type, inv.Type)
 	}
 	if err := m.PlainMount(inv.Passthrough); err != nil {
 		return system("%w", err)
 	}
 	return nil
-}
-
-func configName(cfg *config.Config) string {
-	if cfg.Path == "" {
-		return "the configuration (none found)"
-	}
-	return cfg.Path
 }
 
 // ExecMount replaces the process with mount(8), so its exit code and

@@ -49,7 +49,7 @@ type recordedMount struct {
 
 func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 	if inv.Rule != "" && cfg.Rule(inv.Rule) == nil {
-		return usage("--rule %q: %s has no [[mounter]] rule of that name", inv.Rule, configName(cfg))
+		return usage("--rule %q: %s has no [[mounter]] rule of that name", inv.Rule, cfg.Name())
 	}
 	unlock, err := lockRecovery(cfg.StateDir)
 	if err != nil {
@@ -95,7 +95,7 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		rule := cfg.Rule(name)
 		switch {
 		case rule == nil:
-			skipped[name] = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, configName(cfg))
+			skipped[name] = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, cfg.Name())
 			continue
 		case live == nil:
 			skipped[name] = fmt.Sprintf("no live mounter of rule %q: start one through runc-shared, then run mounter recover again", name)
