@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // treeState describes every entry below dir (dir included): type, mode, owner,
@@ -134,18 +132,12 @@ func NativeMount(t testing.TB, g *Gluster, target string) {
 	t.Helper()
 	var client proc
 	t.Cleanup(func() {
-		err := unix.Unmount(target, 0)
-		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(target, unix.MNT_DETACH)
-		}
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("unmount %s: %v", target, err)
-		}
 		if !client.waitGone(10 * time.Second) {
 			t.Errorf("glusterfs client %d for %s still runs after unmount; stopping it", client.pid, target)
 			client.stop(5 * time.Second)
 		}
 	})
+	UnmountLater(t, target) // runs first
 	log := filepath.Join(g.Dir, "log", fmt.Sprintf("client-%d.log", mountSeq.Add(1)))
 	src := g.Server + ":/" + g.Volume
 	if out, err := exec.Command("mount", "-t", "glusterfs", "-o", "log-file="+log, src, target).CombinedOutput(); err != nil {

@@ -118,6 +118,23 @@ func PrivateDir(t testing.TB) string {
 	return d
 }
 
+// UnmountLater unmounts the top mount at target when the test ends; a
+// busy one is detached, and one that is gone already is fine. Registered
+// before the mount, it runs before what a mounter's cleanup stops (cleanups
+// run last-in first-out, and a FUSE daemon may live in the mounter).
+func UnmountLater(t testing.TB, target string) {
+	t.Helper()
+	t.Cleanup(func() {
+		err := unix.Unmount(target, 0)
+		if errors.Is(err, unix.EBUSY) {
+			err = unix.Unmount(target, unix.MNT_DETACH)
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("unmount %s: %v", target, err)
+		}
+	})
+}
+
 // UnmountAll detaches (MNT_DETACH) every mount at or below dir, deepest first,
 // re-reading the mount table until none is left. It refuses a dir outside the
 // temp dir, so a bad argument can never unmount host filesystems.

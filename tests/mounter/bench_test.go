@@ -61,7 +61,7 @@ func TestBenchLatency(t *testing.T) {
 			idx := (k + i) % len(ways)
 			w := ways[idx]
 			target := mkdir(t, kube, fmt.Sprintf("b%d-%d", idx, i))
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			argv := w.argv(target, i)
 			start := time.Now()
 			out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -144,22 +142,6 @@ func run(t testing.TB, bin string, env []string, args ...string) result {
 func (s *setup) mounter(t testing.TB, args ...string) result {
 	t.Helper()
 	return run(t, s.Mounter, nil, append([]string{"--config", s.Config}, args...)...)
-}
-
-// cleanupMount unmounts target on the host when the test ends, before the
-// mounter stops (cleanups run last-in first-out, and the FUSE daemon lives
-// in the mounter).
-func cleanupMount(t *testing.T, target string) {
-	t.Helper()
-	t.Cleanup(func() {
-		err := unix.Unmount(target, 0)
-		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(target, unix.MNT_DETACH)
-		}
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("unmount %s: %v", target, err)
-		}
-	})
 }
 
 // mkdir makes a directory below a test dir and returns it.

@@ -33,7 +33,7 @@ func TestRouted(t *testing.T) {
 
 		t.Run("VisibleOnHostAndWritesLandOnBrick", func(t *testing.T) {
 			target := mkdir(t, kube, "vol1")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r := s.mounter(t, "mount", "-t", "glusterfs", src, target)
 			if r.Code != 0 {
 				t.Fatalf("routed mount failed: %v", r)
@@ -60,7 +60,7 @@ func TestRouted(t *testing.T) {
 				t.Fatal(err)
 			}
 			target := mkdir(t, kube, "ro")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r := run(t, link, []string{"RUNC_SHARED_CONFIG=" + s.Config}, src, target, "-o", "ro", "-n")
 			if r.Code != 0 {
 				t.Fatalf("helper form failed: %v", r)
@@ -77,7 +77,7 @@ func TestRouted(t *testing.T) {
 
 		t.Run("Umount", func(t *testing.T) {
 			target := mkdir(t, kube, "um")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
 				t.Fatalf("mount: %v", r)
 			}
@@ -99,7 +99,7 @@ func TestRouted(t *testing.T) {
 		t.Run("TranslatedTarget", func(t *testing.T) {
 			// SHARED/d is /data inside: SHARED/d/x must be mounted at /data/x.
 			target := mkdir(t, data, "x")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r := s.mounter(t, "mount", "-t", "glusterfs", src, target)
 			if r.Code != 0 {
 				t.Fatalf("mount: %v", r)
@@ -116,7 +116,7 @@ func TestRouted(t *testing.T) {
 		t.Run("UnroutedTypeTakesPlainMount", func(t *testing.T) {
 			// A target outside every shared path: a routed mount would fail.
 			target := mkdir(t, testutil.TempDir(t), "tmp")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r := s.mounter(t, "mount", "-t", "tmpfs", "-o", "size=1m", "rstest-tmpfs", target)
 			if r.Code != 0 {
 				t.Fatalf("plain mount: %v", r)
@@ -151,7 +151,7 @@ func TestRouted(t *testing.T) {
 				Propagate: []string{s.Shared}, Created: time.Now().Add(time.Minute)}
 			writeRecord(t, s.StateDir, stale)
 			target := mkdir(t, kube, "stale")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r := s.mounter(t, "mount", "-t", "glusterfs", src, target)
 			if r.Code != 0 {
 				t.Fatalf("mount with a stale record present: %v", r)
@@ -172,7 +172,7 @@ func TestRouted(t *testing.T) {
 			targets := make([]string, n)
 			for i := range targets {
 				targets[i] = mkdir(t, kube, fmt.Sprintf("c%02d", i))
-				cleanupMount(t, targets[i])
+				testutil.UnmountLater(t, targets[i])
 			}
 			results := make([]result, n)
 			var wg sync.WaitGroup
@@ -199,7 +199,7 @@ func TestRouted(t *testing.T) {
 
 		t.Run("Status", func(t *testing.T) {
 			target := mkdir(t, kube, "st")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
 				t.Fatalf("mount: %v", r)
 			}
@@ -237,7 +237,7 @@ func TestRouted(t *testing.T) {
 				t.Fatalf("status of a paused mounter: %v; want mounter-a listed as paused", r)
 			}
 			target := mkdir(t, kube, "paused")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			r = s.mounter(t, "mount", "-t", "glusterfs", src, target)
 			if r.Code != 32 || !contains(r.Stderr, "no live mounter") || !contains(r.Stderr, "paused") {
 				t.Fatalf("mount into a paused mounter: %v; want exit 32 saying it is paused", r)
@@ -269,7 +269,7 @@ func TestRouted(t *testing.T) {
 			forged.Runtime = evil
 			writeRecord(t, s.StateDir, &forged)
 			target := mkdir(t, kube, "forged-runtime")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
 				t.Fatalf("mount with a record naming another runtime: %v", r)
 			}
@@ -286,7 +286,7 @@ func TestRouted(t *testing.T) {
 			// stops): status and doctor call the mount dead, with the fix, and
 			// never list it as a routed mount.
 			target := mkdir(t, kube, "dead")
-			cleanupMount(t, target)
+			testutil.UnmountLater(t, target)
 			if r := s.mounter(t, "mount", "-t", "glusterfs", src, target); r.Code != 0 {
 				t.Fatalf("mount: %v", r)
 			}
@@ -384,7 +384,7 @@ func TestNoLiveMounter(t *testing.T) {
 	testutil.ForEachHost(t, func(t *testing.T, h testutil.Host) {
 		s := newHostSetup(t, h, "")
 		target := mkdir(t, s.Shared, "vol")
-		cleanupMount(t, target)
+		testutil.UnmountLater(t, target)
 		r := s.mounter(t, "mount", "-t", "glusterfs", "127.0.0.2:/v0", target)
 		if r.Code != 32 {
 			t.Fatalf("mount without a mounter: %v; want exit 32", r)
@@ -416,7 +416,7 @@ func TestStaleMounterKilled(t *testing.T) {
 			t.Fatal("the record went away without poststop: the test proves nothing")
 		}
 		target := mkdir(t, s.Shared, "vol")
-		cleanupMount(t, target)
+		testutil.UnmountLater(t, target)
 		r := s.mounter(t, "mount", "-t", "glusterfs", "127.0.0.2:/v0", target)
 		if r.Code != 32 || !contains(r.Stderr, "no live mounter") || !contains(r.Stderr, box.ID) {
 			t.Fatalf("mount after the mounter died: %v; want exit 32, no live mounter, the stale record named", r)
@@ -507,7 +507,7 @@ func testPropagationNotLive(t *testing.T, g *testutil.Gluster) {
 		Propagate: []string{s.Shared}, Created: time.Now()})
 
 	target := mkdir(t, s.Shared, "vol")
-	cleanupMount(t, target)
+	testutil.UnmountLater(t, target)
 	r := s.mounter(t, "--timeout", "1s", "mount", "-t", "glusterfs", g.Server+":/"+g.Volume, target)
 	t.Logf("mounter mount: %v", r)
 	if r.Code != 32 {

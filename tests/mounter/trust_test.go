@@ -60,7 +60,7 @@ func TestUntrustedStateDir(t *testing.T) {
 	}
 
 	target := mkdir(t, s.Shared, "vol")
-	cleanupMount(t, target)
+	testutil.UnmountLater(t, target)
 	r := s.mounter(t, "mount", "-t", "glusterfs", "127.0.0.2:/v0", target)
 	if r.Code != 2 || !contains(r.Stderr, "unsafe directory") {
 		t.Errorf("mount with a planted registry: %v; want exit 2 naming the unsafe directory", r)
