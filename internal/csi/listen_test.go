@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -82,4 +83,34 @@ func readInotify(t *testing.T, fd int) []inotifyEvent {
 		off += unix.SizeofInotifyEvent + int(raw.Len)
 	}
 	return evs
+}
+
+// TestListenSharedDirectory: servers that start at once in one directory
+// (several drivers in kubelet's registration directory, each server PID 1
+// of its own container) do not take each other's private names.
+func TestListenSharedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	const n = 16
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			sock := filepath.Join(dir, fmt.Sprintf("driver-%d.sock", i))
+			l, _, err := Listen("unix://" + sock)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer l.Close()
+			c, err := net.Dial("unix", sock)
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -6,16 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -211,9 +212,18 @@ func Listen(endpoint string) (net.Listener, string, error) {
 	// into place: kubelet's plugin watcher and the clients that wait for the
 	// file dial as soon as it appears, and a socket bound but not yet
 	// listening refuses them (ECONNREFUSED, unix(7)).
-	tmp := filepath.Join(filepath.Dir(path), "."+strconv.Itoa(os.Getpid()))
-	_ = os.Remove(tmp)
-	l, err := net.Listen("unix", tmp)
+	// The private name is random, not the PID: servers in containers of
+	// their own are all PID 1, and several drivers' servers share kubelet's
+	// registration directory. It is short: a socket's path has at most 107
+	// bytes.
+	var tmp string
+	var l net.Listener
+	for range 5 {
+		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf(".%06x", rand.Uint32N(1<<24)))
+		if l, err = net.Listen("unix", tmp); !errors.Is(err, unix.EADDRINUSE) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on %s: %w", path, err)
 	}
