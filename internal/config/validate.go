@@ -47,36 +47,23 @@ func (v *validator) fail(p keyPath, format string, args ...any) {
 type valueCheck func(string) (string, string)
 
 // validate checks every key and returns the configuration it makes.
-func (v *validator) validate(d *document) *Config {
+func (v *validator) validate(d map[string]any) *Config {
 	c := Default()
 	// First, so that match can tell whether a table holds an unknown key.
 	t := v.md.Type("mounter")
-	v.unknownKeys(d.Mounter != nil && t != "ArrayHash" && t != "Array")
+	v.unknownKeys(t != "" && t != "ArrayHash" && t != "Array")
 	root := keyPath{elem: -1}
-	v.setStr(root, "runtime", d.Runtime, checkRuntime, &c.Runtime)
-	v.setStr(root, "state-dir", d.StateDir, cleanAbs, &c.StateDir)
-	v.setStr(root, "log-level", d.LogLevel, checkLogLevel, &c.LogLevel)
-	v.setStr(root, "host-mntns", d.HostMntns, checkHostMntns, &c.HostMntns)
-	v.setStr(root, "hook-path", d.HookPath, cleanAbs, &c.HookPath)
+	v.setStr(root, "runtime", d["runtime"], checkRuntime, &c.Runtime)
+	v.setStr(root, "state-dir", d["state-dir"], cleanAbs, &c.StateDir)
+	v.setStr(root, "log-level", d["log-level"], checkLogLevel, &c.LogLevel)
+	v.setStr(root, "host-mntns", d["host-mntns"], checkHostMntns, &c.HostMntns)
+	v.setStr(root, "hook-path", d["hook-path"], cleanAbs, &c.HookPath)
 	// Rule order is significant: [[mounter]] rules first, in file order.
-	c.Mounters = v.mounters(d.Mounter)
-	if d.MountContainer != nil {
-		c.Mounters = append(c.Mounters, v.seed(root.key("mount-container"), d.MountContainer)...)
+	c.Mounters = v.mounters(d["mounter"])
+	if x := d["mount-container"]; x != nil {
+		c.Mounters = append(c.Mounters, v.seed(root.key("mount-container"), x)...)
 	}
 	return c
-}
-
-// decode decodes a part of the document into a list or a struct; when its
-// value is not one, it returns false and the value's type for the problem.
-// A struct of this file takes any table: only a value of another type makes
-// the library fail, so a valid file is decoded once.
-func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
-	if v.md.PrimitiveDecode(prim, into) == nil {
-		return "", true
-	}
-	var raw any
-	_ = v.md.PrimitiveDecode(prim, &raw) // into any: cannot fail
-	return typeName(raw), false
 }
 
 // unknownKeys reports each key the schema does not know, once, at its first
@@ -344,26 +331,32 @@ func cleanAbs(s string) (string, string) {
 // The keys of every rule and its match; keyPath.key copies them to append.
 var mounterKey, matchKey = []string{"mounter"}, []string{"mounter", "match"}
 
-// mounters returns the rules of the [[mounter]] tables.
-func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
-	if prim == nil {
+// mounters returns the rules of the [[mounter]] tables, or of
+// mounter = [{...}, {...}].
+func (v *validator) mounters(x any) []spec.Rule {
+	elems, ok := x.([]any)
+	switch x := x.(type) {
+	case nil:
 		return nil
-	}
-	var elems []toml.Primitive // [[mounter]], or mounter = [{...}, {...}]
-	if typ, ok := v.decode(*prim, &elems); typ == "a table" {
+	case map[string]any:
 		v.fail(top("mounter"), "is a single table: write [[mounter]] with two brackets, once before each rule")
 		return nil
-	} else if !ok {
-		v.fail(top("mounter"), "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typ)
+	case []map[string]any:
+		elems, ok = make([]any, len(x)), true
+		for i, t := range x {
+			elems[i] = t
+		}
+	}
+	if !ok {
+		v.fail(top("mounter"), "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typeName(x))
 		return nil
 	}
 	rules := make([]spec.Rule, 0, len(elems))
 	for i, e := range elems {
 		p := keyPath{elem: i, parts: mounterKey}
-		var d ruleDoc
-		if typ, ok := v.decode(e, &d); !ok {
-			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
-		} else if r, ok := v.rule(p, &d); ok && v.names[r.Name] {
+		if d, ok := e.(map[string]any); !ok {
+			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typeName(e))
+		} else if r, ok := v.rule(p, d); ok && v.names[r.Name] {
 			v.fail(p.key("name"), "%q is already the name of another rule: give each [[mounter]] its own name", r.Name)
 		} else if ok {
 			v.names[r.Name] = true
@@ -373,41 +366,41 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 	return rules
 }
 
-func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
+func (v *validator) rule(p keyPath, d map[string]any) (spec.Rule, bool) {
 	r := spec.Rule{Mode: spec.ModePropagate, EnsureShared: true, RequirePrivileged: true}
 	before := len(v.probs)
 	mode := string(r.Mode)
-	v.setStr(p, "name", d.Name, func(s string) (string, string) {
+	v.setStr(p, "name", d["name"], func(s string) (string, string) {
 		if strings.TrimSpace(s) == "" {
 			return "", `is empty: name the rule, like name = "glusterfs"`
 		}
 		return s, ""
 	}, &r.Name)
-	r.FSTypes = v.list(p, "fstypes", d.FSTypes, checkFSType,
+	r.FSTypes = v.list(p, "fstypes", d["fstypes"], checkFSType,
 		`is empty: list the filesystem types the mounter serves, like fstypes = ["glusterfs"]`)
-	v.setStr(p, "mode", d.Mode, checkMode, &mode)
+	v.setStr(p, "mode", d["mode"], checkMode, &mode)
 	r.Mode = spec.Mode(mode)
-	r.Propagate = v.list(p, "propagate", d.Propagate, v.checkPropagate,
+	r.Propagate = v.list(p, "propagate", d["propagate"], v.checkPropagate,
 		`is empty: list the host directories the mounter mounts under, like propagate = ["`+KubeletDir+`"]`)
-	v.setBool(p, "ensure-shared", d.EnsureShared, &r.EnsureShared)
-	v.setBool(p, "require-privileged", d.RequirePrivileged, &r.RequirePrivileged)
-	r.Namespaces = v.list(p, "namespaces", d.Namespaces, nil, "")
-	if d.Match != nil {
-		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, *d.Match)
+	v.setBool(p, "ensure-shared", d["ensure-shared"], &r.EnsureShared)
+	v.setBool(p, "require-privileged", d["require-privileged"], &r.RequirePrivileged)
+	r.Namespaces = v.list(p, "namespaces", d["namespaces"], nil, "")
+	if x := d["match"]; x != nil {
+		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, x)
 	}
 	for _, req := range []struct {
 		x            any
 		key, example string
 	}{
-		{d.Name, "name", `name = "glusterfs"`},
-		{d.FSTypes, "fstypes", `fstypes = ["glusterfs"]`},
-		{d.Propagate, "propagate", `propagate = ["/var/lib/kubelet"]`},
+		{d["name"], "name", `name = "glusterfs"`},
+		{d["fstypes"], "fstypes", `fstypes = ["glusterfs"]`},
+		{d["propagate"], "propagate", `propagate = ["/var/lib/kubelet"]`},
 	} {
 		if req.x == nil {
 			v.fail(p, "[[mounter]] misses the required key %q: add %s", req.key, req.example)
 		}
 	}
-	if d.Match == nil {
+	if d["match"] == nil {
 		v.fail(p, "[[mounter]] has no match condition, so it would match no container: add a [mounter.match] table with annotations, env or container-name, like annotations = { %q = %q }",
 			spec.AnnotationMounter, cmp.Or(r.Name, "glusterfs"))
 	}
@@ -456,15 +449,15 @@ func resolveExisting(path string) (string, error) {
 	}
 }
 
-func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
+func (v *validator) match(p keyPath, x any) spec.Match {
 	var m spec.Match
-	var d matchDoc
-	if typ, ok := v.decode(prim, &d); !ok {
-		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typ, p)
+	d, ok := x.(map[string]any)
+	if !ok {
+		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typeName(x), p)
 		return m
 	}
-	m.Annotations, _ = v.strMap(p, "annotations", d.Annotations)
-	env, ok := v.strMap(p, "env", d.Env)
+	m.Annotations, _ = v.strMap(p, "annotations", d["annotations"])
+	env, ok := v.strMap(p, "env", d["env"])
 	for name := range env {
 		if strings.Contains(name, "=") {
 			v.fail(p.key("env").key(name), "an environment variable name cannot hold \"=\": write the name as the key and the value as the value")
@@ -474,7 +467,7 @@ func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 	if ok {
 		m.Env = env
 	}
-	v.setStr(p, "container-name", d.ContainerName, func(s string) (string, string) {
+	v.setStr(p, "container-name", d["container-name"], func(s string) (string, string) {
 		if s == "" {
 			return "", "is empty: give the container name, or remove the key"
 		}
