@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 )
 
@@ -36,21 +35,10 @@ import (
 // exchange) cost that process more than the rest of its routing. The
 // server tells the two apart by a connection's first byte: an HTTP/2 client
 // preface starts with "PRI" (RFC 9113, section 3.4), a host request with
-// "{". The same methods stay registered as a gRPC service, for a host
-// `mounter` of an earlier release.
+// "{".
 
-// hostService is the gRPC service name.
+// hostService names the host service in messages and in the call log.
 const hostService = "runcshared.host.v1.Mounter"
-
-// jsonCodec is the gRPC codec of the host service, chosen by the content
-// subtype "json" (application/grpc+json).
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-func (jsonCodec) Name() string                       { return "json" }
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
 
 // RecoverRequest asks the server for one recovery pass over its records.
 type RecoverRequest struct {
@@ -99,12 +87,6 @@ type MountRequest struct {
 // MountResponse is empty: the host checks the result on its own side.
 type MountResponse struct{}
 
-// hostServer is the service's implementation.
-type hostServer interface {
-	recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error)
-	mountCall(ctx context.Context, req *MountRequest) (*MountResponse, error)
-}
-
 // mountCall runs the helper for a routed mount, with the checks a CSI
 // volume gets: a type of the rule, a source and options that cannot read as
 // flags, a target below the rule's paths that is a directory.
@@ -140,24 +122,6 @@ func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountRespon
 	return &MountResponse{}, nil
 }
 
-// unaryHandler adapts a method of hostServer to gRPC.
-func unaryHandler[Req any, Resp any](method string, call func(hostServer, context.Context, *Req) (*Resp, error)) grpc.MethodDesc {
-	return grpc.MethodDesc{
-		MethodName: method,
-		Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
-			req := new(Req)
-			if err := dec(req); err != nil {
-				return nil, err
-			}
-			h := func(ctx context.Context, r any) (any, error) { return call(srv.(hostServer), ctx, r.(*Req)) }
-			if in == nil {
-				return h(ctx, req)
-			}
-			return in(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + hostService + "/" + method}, h)
-		},
-	}
-}
-
 func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {
 	if req.Rule != "" && s.Config.Rule(req.Rule) == nil {
 		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, s.Config.Name())
@@ -165,20 +129,27 @@ func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*Recover
 	return &RecoverResponse{Results: Results(s.RecoverNow(ctx, req.Rule))}, nil
 }
 
-var hostServiceDesc = grpc.ServiceDesc{
-	ServiceName: hostService,
-	HandlerType: (*hostServer)(nil),
-	Methods: []grpc.MethodDesc{
-		unaryHandler("Recover", hostServer.recoverCall),
-		unaryHandler("Mount", hostServer.mountCall),
-	},
+// hostMethods are the methods of the host protocol.
+var hostMethods = map[string]func(s *Server, ctx context.Context, method string, body json.RawMessage) (any, error){
+	"Recover": hostMethod((*Server).recoverCall),
+	"Mount":   hostMethod((*Server).mountCall),
 }
 
-// registerHost adds the host service to g.
-func (s *Server) registerHost(g *grpc.Server) { g.RegisterService(&hostServiceDesc, s) }
+// hostMethod decodes a call's request for call and runs it through the
+// logging interceptor that gRPC uses.
+func hostMethod[Req, Resp any](call func(*Server, context.Context, *Req) (*Resp, error)) func(*Server, context.Context, string, json.RawMessage) (any, error) {
+	return func(s *Server, ctx context.Context, method string, body json.RawMessage) (any, error) {
+		req := new(Req)
+		if err := json.Unmarshal(body, req); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "decode the %s request: %v", method, err)
+		}
+		info := &grpc.UnaryServerInfo{Server: s, FullMethod: "/" + hostService + "/" + method}
+		return s.logCall(ctx, req, info, func(ctx context.Context, _ any) (any, error) { return call(s, ctx, req) })
+	}
+}
 
-// hostRequest is a call of the host protocol: a method of hostServiceDesc
-// and its request message.
+// hostRequest is a call of the host protocol: a method of hostMethods and
+// its request message.
 type hostRequest struct {
 	Method  string          `json:"method"`
 	Request json.RawMessage `json:"request"`
@@ -266,13 +237,7 @@ func (s *Server) hostCall(r *bufio.Reader) hostResponse {
 	if err := json.Unmarshal(line, &req); err != nil {
 		return hostResponse{Code: codes.InvalidArgument, Message: fmt.Sprintf("decode the request: %v", err)}
 	}
-	var method *grpc.MethodDesc
-	for i := range hostServiceDesc.Methods {
-		if hostServiceDesc.Methods[i].MethodName == req.Method {
-			method = &hostServiceDesc.Methods[i]
-			break
-		}
-	}
+	method := hostMethods[req.Method]
 	if method == nil {
 		return hostResponse{Code: codes.Unimplemented, Message: fmt.Sprintf("unknown method %q of %s", req.Method, hostService)}
 	}
@@ -281,13 +246,7 @@ func (s *Server) hostCall(r *bufio.Reader) hostResponse {
 	// The client sends nothing after its request: a read returns when it
 	// hangs up (or when this side closes the connection after answering).
 	go func() { _, _ = r.ReadByte(); cancel() }()
-	dec := func(v any) error {
-		if err := json.Unmarshal(req.Request, v); err != nil {
-			return status.Errorf(codes.InvalidArgument, "decode the %s request: %v", req.Method, err)
-		}
-		return nil
-	}
-	out, err := method.Handler(s, ctx, dec, s.logCall)
+	out, err := method(s, ctx, req.Method, req.Request)
 	if err != nil {
 		st := status.Convert(err)
 		return hostResponse{Code: st.Code(), Message: st.Message()}

@@ -93,7 +93,7 @@ func TestHostRecover(t *testing.T) {
 	if _, live := e.top(bad); live {
 		t.Errorf("%s live, want it dead", bad)
 	}
-	rec, err := e.S.records.read("vol-2")
+	rec, err := e.S.records.Read("vol-2")
 	if err != nil || rec == nil || rec.Recovery == nil || rec.Recovery.Attempts != 1 || !rec.Recovery.Next.IsZero() {
 		t.Errorf("record of vol-2 after a failed recover: %+v, %v; want the failure kept, no retry scheduled", rec, err)
 	}
@@ -209,8 +209,7 @@ func TestHostMount(t *testing.T) {
 }
 
 // TestHostProtocolBesideGRPC: on the server's one socket, kubelet's gRPC
-// calls, the host protocol and the host service through gRPC (what a host
-// `mounter` of an earlier release speaks) are all answered.
+// calls and the host protocol are both answered.
 func TestHostProtocolBesideGRPC(t *testing.T) {
 	e := newNodeEnv(t)
 	sock := serveHost(t, e)
@@ -229,23 +228,15 @@ func TestHostProtocolBesideGRPC(t *testing.T) {
 	if err != nil || info.GetName() != e.S.Driver {
 		t.Fatalf("GetPluginInfo over gRPC: %v, %v; want %s", info, err, e.S.Driver)
 	}
-	target := e.dir(t, "kubelet/old-client")
-	req := &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: target}
-	if err := conn.Invoke(ctx, "/"+hostService+"/Mount", req, &MountResponse{}, grpc.CallContentSubtype("json")); err != nil {
-		t.Fatalf("Mount through the gRPC host service: %v", err)
-	}
-
-	req.Target = e.dir(t, "kubelet/new-client")
+	req := &MountRequest{Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Target: e.dir(t, "kubelet/new-client")}
 	if err := c.Mount(ctx, req); err != nil {
 		t.Fatalf("Mount through the host protocol: %v", err)
 	}
-	for _, p := range []string{target, req.Target} {
-		if m, _ := e.top(p); m == nil || m.Source != "127.0.0.2:/v0" {
-			t.Errorf("mount at %s: %+v, want the helper's", p, m)
-		}
+	if m, _ := e.top(req.Target); m == nil || m.Source != "127.0.0.2:/v0" {
+		t.Errorf("mount at %s: %+v, want the helper's", req.Target, m)
 	}
-	if m, _, _ := e.F.count(); m != 2 {
-		t.Errorf("%d helper mounts, want 2", m)
+	if m, _, _ := e.F.count(); m != 1 {
+		t.Errorf("%d helper mounts, want 1", m)
 	}
 }
 

@@ -121,12 +121,11 @@ func (s *Server) recoverPolicy() RecoverPolicy {
 
 func (s *Server) pid() int { return cmp.Or(s.HelperPID, os.Getpid()) }
 
-// Register adds the CSI services and the host service to g.
+// Register adds the CSI services to g.
 func (s *Server) Register(g *grpc.Server) {
 	csipb.RegisterIdentityServer(g, s)
 	csipb.RegisterNodeServer(g, s)
 	csipb.RegisterControllerServer(g, s)
-	s.registerHost(g)
 }
 
 // lockVolume serializes the calls for one volume id.
