@@ -55,7 +55,7 @@ func TestInlinePublish(t *testing.T) {
 	if m, live := e.top(target); m == nil || !live || m.Source != src || e.depth(target) != 1 {
 		t.Fatalf("target: top %+v live=%v depth %d; want one live mount of %s", m, live, e.depth(target), src)
 	}
-	rec, err := e.S.records.read("inline-1")
+	rec, err := e.S.records.Read("inline-1")
 	if err != nil || rec == nil || rec.Staging != "" || len(rec.Targets) != 1 || rec.Targets[0].Path != target {
 		t.Fatalf("record: %+v, %v; want no staging path and the one target", rec, err)
 	}
@@ -70,7 +70,7 @@ func TestInlinePublish(t *testing.T) {
 	if _, err := e.S.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "inline-1", TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := e.S.records.read("inline-1"); err != nil || rec != nil {
+	if rec, err := e.S.records.Read("inline-1"); err != nil || rec != nil {
 		t.Errorf("record after unpublish: %+v, %v; want none", rec, err)
 	}
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
@@ -119,9 +119,9 @@ func TestRecoverInline(t *testing.T) {
 			releaseWork(t, e.S)
 			target := e.publishedInline(t, "inline-1", src)
 			e.S.HelperPID = tt.helperPID
-			before, _ := e.S.records.read("inline-1")
+			before, _ := e.S.records.Read("inline-1")
 			before.PID = -1 // an earlier server's
-			if err := e.S.records.write(before); err != nil {
+			if err := e.S.records.Write(before); err != nil {
 				t.Fatal(err)
 			}
 			tt.break_(t, e, target)
@@ -137,7 +137,7 @@ func TestRecoverInline(t *testing.T) {
 			if m == nil || !live || e.depth(target) != tt.depth || (m.Source == src) != tt.wantTopSrc {
 				t.Errorf("target: top %+v live=%v depth %d; want a live mount %d deep (helper's own on top: %v)", m, live, e.depth(target), tt.depth, tt.wantTopSrc)
 			}
-			after, err := e.S.records.read("inline-1")
+			after, err := e.S.records.Read("inline-1")
 			if err != nil || after == nil || after.Recovery != nil || after.Staging != "" || len(after.Targets) != 1 {
 				t.Fatalf("record after recovery: %+v, %v; want the target and no failure", after, err)
 			}

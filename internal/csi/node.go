@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -115,7 +116,7 @@ func (s *Server) openVolume(ctx context.Context, id, what, path string) (rec *Re
 	if err != nil {
 		return nil, nil, err
 	}
-	if rec, err = s.records.read(id); err != nil {
+	if rec, err = s.records.Read(id); err != nil {
 		unlock()
 		return nil, nil, err
 	}
@@ -140,7 +141,7 @@ func (s *Server) mountable(id string, vctx map[string]string, c *csipb.VolumeCap
 // keep writes rec after a mount at path, and undoes the mount when the
 // record cannot be written: an unrecorded mount would never be recovered.
 func (s *Server) keep(rec *Record, path string) error {
-	if err := s.records.write(rec); err != nil {
+	if err := s.records.Write(rec); err != nil {
 		return errors.Join(err, unmountAll(s.Mounter, path))
 	}
 	return nil
@@ -226,7 +227,7 @@ func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging stri
 		return false, err
 	}
 	rec.PID, rec.Recovery = s.pid(), nil
-	return true, s.records.write(rec)
+	return true, s.records.Write(rec)
 }
 
 // checkSubdir makes sure the volume's directory below the mounted base is
@@ -279,7 +280,7 @@ func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVo
 	}
 	defer unlock()
 	if rec != nil && (rec.Staging == staging || staging == "") {
-		if err := s.records.remove(id); err != nil {
+		if err := s.records.Remove(id); err != nil {
 			return nil, err
 		}
 	}
@@ -343,7 +344,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if i := rec.TargetIndex(target); i >= 0 {
 		rec.Targets[i].ReadOnly = ro
 	} else {
-		rec.Targets = append(rec.Targets, Target{Path: target, ReadOnly: ro})
+		rec.Targets = append(rec.Targets, mountrec.Target{Path: target, ReadOnly: ro})
 	}
 	return &csipb.NodePublishVolumeResponse{}, s.keep(rec, target)
 }
@@ -380,7 +381,7 @@ func (s *Server) publishInline(ctx context.Context, req *csipb.NodePublishVolume
 		return nil, err
 	}
 	rec = s.newRecord(id, rule, v)
-	rec.Targets = []Target{{Path: target, ReadOnly: ro}}
+	rec.Targets = []mountrec.Target{{Path: target, ReadOnly: ro}}
 	return &csipb.NodePublishVolumeResponse{}, s.keep(rec, target)
 }
 
@@ -411,9 +412,9 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 	}
 	rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
 	if rec.Staging == "" {
-		return &csipb.NodeUnpublishVolumeResponse{}, s.records.remove(id)
+		return &csipb.NodeUnpublishVolumeResponse{}, s.records.Remove(id)
 	}
-	return &csipb.NodeUnpublishVolumeResponse{}, s.records.write(rec)
+	return &csipb.NodeUnpublishVolumeResponse{}, s.records.Write(rec)
 }
 
 // NodeGetVolumeStats reports the file system's usage at the volume path. A
@@ -466,7 +467,7 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csipb.NodeGetVolu
 	if id == "" {
 		return nil, invalid("no volume id")
 	}
-	rec, err := s.records.read(id)
+	rec, err := s.records.Read(id)
 	if err != nil {
 		return nil, err
 	}

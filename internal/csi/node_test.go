@@ -282,7 +282,7 @@ func TestNodeLifecycle(t *testing.T) {
 	_, err = e.S.NodeStageVolume(ctx, stageReq("vol-2", staging, other, rw))
 	wantCode(t, err, codes.AlreadyExists)
 
-	rec, err := e.S.records.read("vol-1")
+	rec, err := e.S.records.Read("vol-1")
 	if err != nil || rec == nil || rec.Staging != staging || rec.Source != "127.0.0.2:/v0" || rec.Node != "node-1" {
 		t.Fatalf("record after stage: %+v, %v", rec, err)
 	}

@@ -14,7 +14,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/hostmount"
+	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
 // Recovery makes the recorded volumes of a restarted mounter live again.
@@ -128,7 +130,7 @@ func (s *Server) ownRecord(rec *Record) bool {
 // Records that cannot be read come back as results with an empty
 // VolumeID: they are reported, never removed.
 func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, workers int) []RecoverResult {
-	recs, errs := s.records.list()
+	recs, errs := s.records.List()
 	var out []RecoverResult
 	for _, err := range errs {
 		out = append(out, RecoverResult{Err: err})
@@ -243,7 +245,7 @@ func (s *Server) noteFailure(ctx context.Context, id string, rerr error, next ti
 		return
 	}
 	defer unlock()
-	rec, err := s.records.read(id)
+	rec, err := s.records.Read(id)
 	if err != nil || rec == nil {
 		return // unstaged meanwhile, or reported with the other unreadable ones
 	}
@@ -259,7 +261,7 @@ func (s *Server) noteFailure(ctx context.Context, id string, rerr error, next ti
 	} else {
 		e.Errorf("recovery: %v; trying again in %v", rerr, time.Until(next).Round(time.Second))
 	}
-	if err := s.records.write(rec); err != nil {
+	if err := s.records.Write(rec); err != nil {
 		s.Log.WithField("volume", id).Errorf("recovery: %v", err)
 	}
 }
@@ -273,9 +275,10 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 		return res
 	}
 	defer unlock()
-	// A server killed while writing this record left its temporary file.
-	s.records.removeLeftovers(id)
-	rec, err := s.records.read(id)
+	// A server killed while writing this record left its temporary file;
+	// no other process writes this driver's records, and the lock is held.
+	atomicfile.RemoveLeftovers(s.records.Path(id))
+	rec, err := s.records.Read(id)
 	if err != nil || rec == nil {
 		res.Err = err // nil: unstaged since the list was read
 		return res
@@ -289,7 +292,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 			rec.PID = s.pid()
 		}
 		rec.Recovery = nil
-		res.Err = s.records.write(rec)
+		res.Err = s.records.Write(rec)
 	}
 	if res.Remounted || res.Rebound > 0 {
 		s.Log.WithField("volume", id).Infof("recovery: volume live again (mounted again: %v, targets bound again: %d)", res.Remounted, res.Rebound)
@@ -397,7 +400,7 @@ func Remount(ctx context.Context, m Mounter, v Volume, target string) (bool, err
 // targetPath resolves a recorded target, making its directory again when
 // only that is gone (as NodePublishVolume would); a target whose parent is
 // gone (the pod's volume directory) cannot be recovered.
-func targetPath(t Target, allow []string) (string, error) {
+func targetPath(t mountrec.Target, allow []string) (string, error) {
 	p, err := makeDir("target path", t.Path, allow)
 	if err != nil {
 		return "", err
@@ -410,7 +413,7 @@ func targetPath(t Target, allow []string) (string, error) {
 
 // rebind binds src on target t when what is there is dead or missing, on
 // top of the dead mount (see the top of this file for why).
-func (s *Server) rebind(src string, t Target, allow []string) (bool, error) {
+func (s *Server) rebind(src string, t mountrec.Target, allow []string) (bool, error) {
 	p, err := targetPath(t, allow)
 	if err != nil {
 		return false, err

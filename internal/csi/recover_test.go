@@ -54,12 +54,12 @@ func (e *nodeEnv) top(path string) (*mountinfo.Info, bool) {
 // setRule changes the rule a volume's record names.
 func (e *nodeEnv) setRule(t *testing.T, id, rule string) {
 	t.Helper()
-	rec, err := e.S.records.read(id)
+	rec, err := e.S.records.Read(id)
 	if err != nil || rec == nil {
 		t.Fatalf("record of %s: %v", id, err)
 	}
 	rec.Rule = rule
-	if err := e.S.records.write(rec); err != nil {
+	if err := e.S.records.Write(rec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -110,9 +110,9 @@ func TestRecover(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newNodeEnv(t)
 			staging, targets := e.published(t, "vol-1", src, 2)
-			before, _ := e.S.records.read("vol-1")
+			before, _ := e.S.records.Read("vol-1")
 			before.PID = -1 // an earlier server's
-			if err := e.S.records.write(before); err != nil {
+			if err := e.S.records.Write(before); err != nil {
 				t.Fatal(err)
 			}
 			tt.break_(t, e, staging, targets)
@@ -132,7 +132,7 @@ func TestRecover(t *testing.T) {
 					t.Errorf("target %s: top %+v live=%v depth %d; want a live bind of %s, %d deep", p, m, live, e.depth(p), staging, tt.targetDepth)
 				}
 			}
-			after, err := e.S.records.read("vol-1")
+			after, err := e.S.records.Read("vol-1")
 			if err != nil || after == nil || after.Recovery != nil || len(after.Targets) != 2 {
 				t.Fatalf("record after recovery: %+v, %v; want both targets and no failure", after, err)
 			}
@@ -230,7 +230,7 @@ func TestRecoverFailures(t *testing.T) {
 			if _, live := e.top(okStaging); !live {
 				t.Errorf("the other volume was not recovered")
 			}
-			rec, rerr := e.S.records.read("vol-gone")
+			rec, rerr := e.S.records.Read("vol-gone")
 			if rerr != nil || rec == nil || rec.Recovery == nil {
 				t.Fatalf("record of the failed volume: %+v, %v; want it kept with the failure", rec, rerr)
 			}
@@ -250,7 +250,7 @@ func TestRecoverFailures(t *testing.T) {
 			if _, live := e.top(targets[0]); !live {
 				t.Errorf("target not live after the repair")
 			}
-			if rec, _ := e.S.records.read("vol-gone"); rec == nil || rec.Recovery != nil {
+			if rec, _ := e.S.records.Read("vol-gone"); rec == nil || rec.Recovery != nil {
 				t.Errorf("record after the repair: %+v, want the failure cleared", rec)
 			}
 		})
@@ -322,7 +322,7 @@ func TestStageOfDeadVolumeKeepsTargets(t *testing.T) {
 	if _, err := e.S.NodeStageVolume(context.Background(), stageReq("vol-1", staging, glusterCtx(), rw)); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := e.S.records.read("vol-1")
+	rec, err := e.S.records.Read("vol-1")
 	if err != nil || rec == nil || len(rec.Targets) != 2 {
 		t.Fatalf("record after staging a dead volume again: %+v, %v; want both targets", rec, err)
 	}

@@ -38,8 +38,9 @@ type Server struct {
 	Mounter  Mounter
 	Log      *logrus.Logger
 
-	locks   keyLocks
-	records records
+	locks keyLocks
+	// records are this driver's; only this server writes them.
+	records mountrec.Store
 	// work is the controller's private mount point: a base volume is
 	// mounted below it for one call and seen by nobody else.
 	work     string
@@ -74,7 +75,7 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, cfg.Name())
 	}
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
-	s.records = records{mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}}
+	s.records = mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
 	return s, nil
 }
