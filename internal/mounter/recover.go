@@ -292,21 +292,21 @@ func askServer(ctx context.Context, pid int, endpoint, rule string) ([]csi.Volum
 // are checked to reach the host; binds and unmounts are the host's own.
 type execMounter struct {
 	csi.SystemMounter
-	m      *Mounter
-	router *Router
-	rec    *registry.Record
-	rule   *spec.Rule
+	m    *Mounter
+	cfg  *config.Config
+	rec  *registry.Record
+	rule *spec.Rule
 	// timeout bounds the wait for each mount to reach the host.
 	timeout time.Duration
 }
 
 func (m *Mounter) execMounter(cfg *config.Config, live *registry.Record, rule *spec.Rule, timeout time.Duration) *execMounter {
-	return &execMounter{m: m, router: &Router{Config: cfg, Warn: m.warnf}, rec: live, rule: rule, timeout: timeout}
+	return &execMounter{m: m, cfg: cfg, rec: live, rule: rule, timeout: timeout}
 }
 
 // Mount runs the helper inside the mounter at target's place there.
 func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) error {
-	route, err := e.router.routeVia(e.rec, e.rule, target)
+	route, err := routeVia(e.cfg, e.rec, e.rule, target)
 	if err != nil {
 		return err
 	}

@@ -31,26 +31,19 @@ type Route struct {
 	ahead *lookahead
 }
 
-// Router finds routes from the configuration and the registry.
-type Router struct {
-	Config *config.Config
-	// Warn receives notes that do not stop the mount (stale records).
-	Warn func(format string, args ...any)
-}
-
-// Find returns the route for a mount of fstype at target (absolute,
-// resolved) among the rules that route fstype: the newest live mounter of
-// the first rule, in configuration order, that has one whose shared binds
-// cover target. Stale records met on the way are removed.
-func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error) {
-	recs, err := mounters(r.Config, liveChecker)
+// findRoute returns the route for a mount of fstype at target (absolute,
+// resolved) among the rules of cfg that route fstype: the newest live
+// mounter of the first rule, in configuration order, that has one whose
+// shared binds cover target. Stale records met on the way are removed.
+func (m *Mounter) findRoute(cfg *config.Config, fstype, target string, rules []*spec.Rule) (*Route, error) {
+	recs, err := mounters(cfg, liveChecker)
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range recs.Stale {
-		r.warn("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
+		m.warnf("ignored the stale record of mounter %s (rule %q): %s; removed it", s.Record.ID, s.Record.Name, s.Reason)
 		if s.RemoveErr != nil {
-			r.warn("could not remove it: %v", s.RemoveErr)
+			m.warnf("could not remove it: %v", s.RemoveErr)
 		}
 	}
 	live := recs.Live
@@ -63,7 +56,7 @@ func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error)
 			if rec.Name != rule.Name {
 				continue
 			}
-			route, err := r.routeVia(rec, rule, target)
+			route, err := routeVia(cfg, rec, rule, target)
 			if err != nil {
 				uncovered = append(uncovered, err)
 				continue
@@ -78,7 +71,7 @@ func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error)
 	for i, rule := range rules {
 		names[i] = fmt.Sprintf("%q", rule.Name)
 	}
-	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", strings.Join(names, " or "), registry.New(r.Config.StateDir).Dir)
+	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", strings.Join(names, " or "), registry.New(cfg.StateDir).Dir)
 	if p := recs.Problems(); p != nil {
 		why += fmt.Sprintf(" (%v)", p)
 	}
@@ -88,7 +81,7 @@ func (r *Router) Find(fstype, target string, rules []*spec.Rule) (*Route, error)
 
 // routeVia builds the route through one live mounter, or explains why
 // target is out of its reach.
-func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) (*Route, error) {
+func routeVia(cfg *config.Config, rec *registry.Record, rule *spec.Rule, target string) (*Route, error) {
 	// Only what the binds need: the whole document is not.
 	var s *specs.Spec
 	f, err := spec.Read(filepath.Join(rec.Bundle, "config.json"))
@@ -105,17 +98,11 @@ func (r *Router) routeVia(rec *registry.Record, rule *spec.Rule, target string) 
 	if !ok {
 		return nil, noBindError(target, rec.ID, rule.Name, binds)
 	}
-	c, err := containerOf(rec, r.Config)
+	c, err := containerOf(rec, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind, StateDir: r.Config.StateDir}, nil
-}
-
-func (r *Router) warn(format string, args ...any) {
-	if r.Warn != nil {
-		r.Warn(format, args...)
-	}
+	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind, StateDir: cfg.StateDir}, nil
 }
 
 // mountArgv is the mount(8) command run inside the mounter.
@@ -158,8 +145,7 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 		return nil
 	}
 	ahead := lookAhead(cfg.StateDir, target)
-	router := &Router{Config: cfg, Warn: m.warnf}
-	route, err := router.Find(inv.Type, target, rules)
+	route, err := m.findRoute(cfg, inv.Type, target, rules)
 	if err != nil {
 		return err
 	}

@@ -97,10 +97,9 @@ func (m *Mounter) umountRoute(cfg *config.Config, target string) (*Route, error)
 		return nil, err
 	}
 	live := recs.Live
-	router := &Router{Config: cfg}
 	for i := len(live) - 1; i >= 0; i-- {
 		rec := live[i]
-		if route, err := router.routeVia(rec, cfg.Rule(rec.Name), target); err == nil {
+		if route, err := routeVia(cfg, rec, cfg.Rule(rec.Name), target); err == nil {
 			return route, nil
 		}
 	}
