@@ -153,15 +153,14 @@ type propagator struct {
 }
 
 func (p *propagator) check(s *specs.Spec) error {
-	binds := &spec.SharedBinds{Resolver: allowlist(p.host, p.rule, p.bundle)}
-	mounts, err := binds.Mounts(s)
+	mounts, sources, err := spec.SharedMounts(s, allowlist(p.host, p.rule, p.bundle))
 	if err != nil {
 		return err
 	}
-	if len(binds.Sources) == 0 {
+	if len(sources) == 0 {
 		return noBindError(p.rule)
 	}
-	p.mounts, p.sources = mounts, binds.Sources
+	p.mounts, p.sources = mounts, sources
 	return nil
 }
 

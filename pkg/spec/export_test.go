@@ -8,6 +8,24 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// SharedBinds is SharedMounts as a Modifier, for tests that apply it in a
+// list of modifiers. Sources records the resolved host paths of the kept
+// binds, each once.
+type SharedBinds struct {
+	Resolver SourceResolver
+	Sources  []string
+}
+
+// Modify implements Modifier.
+func (sb *SharedBinds) Modify(s *specs.Spec) error {
+	mounts, sources, err := SharedMounts(s, sb.Resolver)
+	if err == nil {
+		s.Mounts = mounts
+		sb.Sources = sources
+	}
+	return err
+}
+
 // Raw returns the bytes the document was parsed from.
 func (d *Doc) Raw() []byte { return d.raw }
 

@@ -123,9 +123,17 @@ var (
 	ErrBelowSharedBind = errors.New("runc would mount below a shared bind")
 )
 
-// SharedBinds gives every allowlisted bind mount rshared propagation, so a
-// mount made below it inside the container reaches the host's peer group,
-// and makes sure that none of runc's own set-up mounts lands there:
+// allowlisted is an allowlisted bind of the spec being rewritten.
+type allowlisted struct {
+	m        specs.Mount
+	resolved string
+	dest     string
+}
+
+// SharedMounts returns the mount list of s with every allowlisted bind mount
+// given rshared propagation, so a mount made below it inside the container
+// reaches the host's peer group, and makes sure that none of runc's own
+// set-up mounts lands there:
 //
 //   - the allowlisted binds move to the end of the mount list, in spec order,
 //     so runc makes every other mount of the spec before any shared bind
@@ -141,32 +149,9 @@ var (
 //     mounts) are refused with ErrBelowSharedBind.
 //
 // The source is replaced by its resolved path: the path checked is the path
-// runc mounts. Sources records the resolved host paths of the kept binds,
-// each once, for the host-side preparation.
-type SharedBinds struct {
-	Resolver SourceResolver
-	Sources  []string
-}
-
-// allowlisted is an allowlisted bind of the spec being rewritten.
-type allowlisted struct {
-	m        specs.Mount
-	resolved string
-	dest     string
-}
-
-// Modify implements Modifier.
-func (sb *SharedBinds) Modify(s *specs.Spec) error {
-	mounts, err := sb.Mounts(s)
-	if err == nil {
-		s.Mounts = mounts
-	}
-	return err
-}
-
-// Mounts resolves and checks the binds of s and returns the mount list Modify
-// sets, recording Sources, without changing s.
-func (sb *SharedBinds) Mounts(s *specs.Spec) ([]specs.Mount, error) {
+// runc mounts. sources are the resolved host paths of the kept binds, each
+// once, for the host-side preparation. s is not changed.
+func SharedMounts(s *specs.Spec, r SourceResolver) (mounts []specs.Mount, sources []string, err error) {
 	var binds []allowlisted
 	var others []specs.Mount
 	for _, m := range s.Mounts {
@@ -174,9 +159,9 @@ func (sb *SharedBinds) Mounts(s *specs.Spec) ([]specs.Mount, error) {
 			others = append(others, m)
 			continue
 		}
-		resolved, ok, err := sb.Resolver.ResolveSource(m.Source)
+		resolved, ok, err := r.ResolveSource(m.Source)
 		if err != nil {
-			return nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
+			return nil, nil, fmt.Errorf("bind mount %s -> %s: %w", m.Source, m.Destination, err)
 		}
 		if !ok {
 			others = append(others, m)
@@ -185,25 +170,25 @@ func (sb *SharedBinds) Mounts(s *specs.Spec) ([]specs.Mount, error) {
 		binds = append(binds, allowlisted{m: m, resolved: resolved, dest: cleanDest(m.Destination)})
 	}
 	if len(binds) == 0 {
-		return s.Mounts, nil
+		return s.Mounts, nil, nil
 	}
 	kept, err := withoutNested(binds)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkBelow(s, kept, others); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, b := range kept {
 		m := b.m
 		m.Options = append(slices.DeleteFunc(slices.Clone(m.Options), isPropagation), "rshared")
 		m.Source = b.resolved
 		others = append(others, m)
-		if !slices.Contains(sb.Sources, b.resolved) {
-			sb.Sources = append(sb.Sources, b.resolved)
+		if !slices.Contains(sources, b.resolved) {
+			sources = append(sources, b.resolved)
 		}
 	}
-	return others, nil
+	return others, sources, nil
 }
 
 // withoutNested returns the allowlisted binds in spec order without those
@@ -326,7 +311,7 @@ func within(p, dir string) bool {
 // nothing: the engines' cgroup v1 mount (runc binds each hierarchy from the
 // host) would join the host's cgroupfs peer groups, and a mount below it in
 // the container would land in the host's cgroupfs. rslave keeps it one-way.
-// Run it after SharedBinds, whose binds all carry rshared.
+// Run it after SharedMounts, whose binds all carry rshared.
 type UnlistedPropagation string
 
 // Modify implements Modifier.
@@ -348,7 +333,7 @@ const AnnotationStagedSources = "runc-shared.io/staged-sources"
 // bound their sources to (resolved source -> staging path), so runc binds
 // the directory that was opened and checked, whatever the source's name
 // leads to by then, and records the mapping in AnnotationStagedSources.
-// Run it after SharedBinds, whose sources are resolved.
+// Run it after SharedMounts, whose sources are resolved.
 type StagedBinds map[string]string
 
 // Modify implements Modifier.
