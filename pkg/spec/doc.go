@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -207,14 +208,14 @@ func patch(w *bytes.Buffer, raw []byte, old, now any) error {
 	switch n := now.(type) {
 	case map[string]any:
 		o, ok := old.(map[string]any)
-		members, err := splitObject(raw)
+		members, err := split(raw, '{')
 		if !ok || err != nil {
 			return writeValue(w, now)
 		}
 		return patchObject(w, members, o, n)
 	case []any:
 		o, ok := old.([]any)
-		elems, err := splitArray(raw)
+		elems, err := split(raw, '[')
 		// A list that decoded to another length than it has (a repeated key
 		// filled it twice) is replaced; the read-back check decides.
 		if !ok || err != nil || len(elems) != len(o) {
@@ -229,7 +230,7 @@ func patch(w *bytes.Buffer, raw []byte, old, now any) error {
 			if i < 0 {
 				err = writeValue(w, n[j])
 			} else {
-				err = patch(w, elems[i], o[i], n[j])
+				err = patch(w, elems[i].value, o[i], n[j])
 			}
 			if err != nil {
 				return err
@@ -252,10 +253,7 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 	// variants and no exact key none is chosen, and the read-back
 	// check refuses what cannot read back as the typed view.
 	chosen := map[string]int{} // typed key -> member index
-	fields := make([]string, 0, len(now)+len(old))
-	for k := range now {
-		fields = append(fields, k)
-	}
+	fields := slices.Collect(maps.Keys(now))
 	for k := range old {
 		if _, ok := now[k]; !ok {
 			fields = append(fields, k)
@@ -282,12 +280,11 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 		}
 	}
 	w.WriteByte('{')
-	first := true
+	start := w.Len()
 	sep := func() {
-		if !first {
+		if w.Len() > start {
 			w.WriteByte(',')
 		}
-		first = false
 	}
 	for i, m := range members {
 		k := owner[i]
@@ -420,54 +417,40 @@ func writeValue(w *bytes.Buffer, v any) error {
 	return nil
 }
 
-// member is one key and value of a JSON object, both as written.
+// member is one member of a JSON object, its key and value as written, or
+// one element of a JSON array (no key).
 type member struct {
 	key    string // decoded
 	rawKey []byte
 	value  []byte
 }
 
-// splitObject splits the JSON object b into its members, in order, repeated
-// keys included.
-func splitObject(b []byte) ([]member, error) {
+// split splits the JSON object or array b (open is its opening delimiter)
+// into its members, in order, repeated keys included.
+func split(b []byte, open json.Delim) ([]member, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	if tok, err := dec.Token(); err != nil || tok != open {
 		return nil, errNotContainer
 	}
 	var out []member
 	for dec.More() {
-		start := dec.InputOffset()
-		tok, err := dec.Token()
-		if err != nil {
+		var m member
+		if open == '{' {
+			start := dec.InputOffset()
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			key, ok := tok.(string)
+			if !ok {
+				return nil, errNotContainer
+			}
+			m.key, m.rawKey = key, bytes.TrimLeft(b[start:dec.InputOffset()], " \t\r\n,")
+		}
+		if err := dec.Decode((*json.RawMessage)(&m.value)); err != nil {
 			return nil, err
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errNotContainer
-		}
-		rawKey := bytes.TrimLeft(b[start:dec.InputOffset()], " \t\r\n,")
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, member{key: key, rawKey: rawKey, value: v})
-	}
-	return out, nil
-}
-
-// splitArray splits the JSON array b into its elements as written.
-func splitArray(b []byte) ([][]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, errNotContainer
-	}
-	var out [][]byte
-	for dec.More() {
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+		out = append(out, m)
 	}
 	return out, nil
 }
