@@ -50,11 +50,7 @@ type RuntimeExec struct{}
 // Exec implements Execer. A non-zero exit of the runtime is an error that
 // wraps *exec.ExitError and holds the command's stderr.
 func (RuntimeExec) Exec(ctx context.Context, c Container, argv []string) (ExecResult, error) {
-	args := make([]string, 0, len(argv)+4)
-	if c.Root != "" {
-		args = append(args, "--root", c.Root)
-	}
-	args = append(append(args, "exec", c.ID), argv...)
+	args := c.execArgs(argv)
 	stdout, err := memFile("mounter-stdout")
 	if err != nil {
 		return ExecResult{}, err
@@ -74,19 +70,19 @@ func (RuntimeExec) Exec(ctx context.Context, c Container, argv []string) (ExecRe
 		if ctx.Err() != nil {
 			runErr = fmt.Errorf("%w (no answer within %v)", runErr, execTimeout)
 		}
-		return res, fmt.Errorf("%s: %w", commandLine(c, argv), runErr)
+		// The command as a person would type it.
+		return res, fmt.Errorf("%s %s: %w", c.Runtime, strings.Join(args, " "), runErr)
 	}
 	return res, nil
 }
 
-// commandLine shows the command as a person would type it.
-func commandLine(c Container, argv []string) string {
-	parts := []string{c.Runtime}
+// execArgs are the runtime's arguments that run argv in c.
+func (c Container) execArgs(argv []string) []string {
+	var args []string
 	if c.Root != "" {
-		parts = append(parts, "--root", c.Root)
+		args = []string{"--root", c.Root}
 	}
-	parts = append(append(parts, "exec", c.ID), argv...)
-	return strings.Join(parts, " ")
+	return append(append(args, "exec", c.ID), argv...)
 }
 
 func memFile(name string) (*os.File, error) {
