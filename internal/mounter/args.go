@@ -75,18 +75,17 @@ func (inv *Invocation) arg(i int) string {
 	return ""
 }
 
-// OptionString joins the -o values into one comma-separated list.
-func (inv *Invocation) OptionString() string {
+// OptionList is the -o values split at their commas, empty ones dropped.
+func (inv *Invocation) OptionList() []string {
 	var opts []string
 	for _, o := range inv.Options {
-		for _, p := range strings.Split(o, ",") {
-			if p != "" {
-				opts = append(opts, p)
-			}
-		}
+		opts = append(opts, strings.FieldsFunc(o, func(r rune) bool { return r == ',' })...)
 	}
-	return strings.Join(opts, ",")
+	return opts
 }
+
+// OptionString joins the -o values into one comma-separated list.
+func (inv *Invocation) OptionString() string { return strings.Join(inv.OptionList(), ",") }
 
 // Usage is the help text.
 const Usage = `usage:
@@ -119,8 +118,8 @@ func Parse(argv []string) (*Invocation, error) {
 	prog := filepath.Base(argv[0])
 	inv := &Invocation{Prog: prog, Timeout: DefaultTimeout}
 	if t, ok := strings.CutPrefix(prog, helperPrefix); ok && t != "" {
-		inv.Helper, inv.Command, inv.Type = true, CmdMount, t
-		return inv, inv.parseHelper(argv[1:])
+		inv.Helper, inv.Command = true, CmdMount
+		return inv, inv.parseHelper(argv[1:], t)
 	}
 	rest, err := inv.parseGlobal(argv[1:])
 	if err != nil || inv.Command == CmdHelp || inv.Command == CmdVersion {
@@ -132,7 +131,7 @@ func Parse(argv []string) (*Invocation, error) {
 	switch cmd, args := rest[0], rest[1:]; cmd {
 	case "mount":
 		inv.Command = CmdMount
-		return inv, inv.parseMount(args)
+		return inv, inv.parseMount(args, true)
 	case "umount", "unmount":
 		inv.Command = CmdUmount
 		return inv, inv.parseUmount(args)
@@ -224,8 +223,8 @@ func (inv *Invocation) setTimeout(v string) error {
 
 // parseMount reads the arguments of `mounter mount`, which are mount(8)'s
 // (kubelet calls `<mounter-path> mount -t T -o O S D`). Passthrough keeps them
-// as given, without --timeout, for plain mount.
-func (inv *Invocation) parseMount(args []string) error {
+// as given, without --timeout when timeout is set, for plain mount.
+func (inv *Invocation) parseMount(args []string, timeout bool) error {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -233,7 +232,7 @@ func (inv *Invocation) parseMount(args []string) error {
 			inv.Passthrough = append(inv.Passthrough, args[i:]...)
 			break
 		}
-		if name, _, _ := strings.Cut(a, "="); name == "--timeout" {
+		if name, _, _ := strings.Cut(a, "="); timeout && name == "--timeout" {
 			var err error
 			if i, err = value(args, i, inv.setTimeout); err != nil {
 				return err
@@ -250,34 +249,23 @@ func (inv *Invocation) parseMount(args []string) error {
 	return nil
 }
 
-// parseHelper reads the helper form: SOURCE TARGET [-sfnv] [-N NS]
-// [-o OPTIONS] [-t TYPE.SUBTYPE], options anywhere (mount(8), "EXTERNAL
-// HELPERS"). Plain mount gets -i so that it does not call the mount.TYPE
-// helper, which may be this very binary, again.
-func (inv *Invocation) parseHelper(args []string) error {
-	hasType := false
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--" {
-			inv.Args = append(inv.Args, args[i+1:]...)
-			break
-		}
-		if args[i] == "-t" || strings.HasPrefix(args[i], "-t") && len(args[i]) > 2 || strings.HasPrefix(args[i], "--types") {
-			hasType = true
-		}
-		n, err := inv.mountOption(args, i)
-		if err != nil {
-			return err
-		}
-		i = n
+// parseHelper reads the helper form of mount.TYPE: SOURCE TARGET [-sfnv]
+// [-N NS] [-o OPTIONS] [-t TYPE.SUBTYPE], options anywhere (mount(8),
+// "EXTERNAL HELPERS"); all of them are mount(8)'s. Plain mount gets -i so
+// that it does not call the mount.TYPE helper, which may be this very
+// binary, again.
+func (inv *Invocation) parseHelper(args []string, typ string) error {
+	if err := inv.parseMount(args, false); err != nil {
+		return err
 	}
 	if len(inv.Args) != 2 {
 		return usage("%s called with %d arguments %q; a mount helper takes SOURCE TARGET [-o OPTIONS]", inv.Prog, len(inv.Args), inv.Args)
 	}
-	inv.Passthrough = []string{"-i"}
-	if !hasType {
-		inv.Passthrough = append(inv.Passthrough, "-t", inv.Type)
+	pass := []string{"-i"}
+	if inv.Type == "" {
+		inv.Type, pass = typ, append(pass, "-t", typ)
 	}
-	inv.Passthrough = append(inv.Passthrough, args...)
+	inv.Passthrough = append(pass, inv.Passthrough...)
 	return nil
 }
 

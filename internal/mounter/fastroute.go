@@ -3,7 +3,6 @@ package mounter
 import (
 	"context"
 	"strconv"
-	"strings"
 
 	"github.com/moby/sys/mountinfo"
 
@@ -75,11 +74,7 @@ func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Rou
 		return false, nil
 	}
 	defer c.Close()
-	var opts []string
-	if o := inv.OptionString(); o != "" {
-		opts = strings.Split(o, ",")
-	}
-	err = c.Mount(ctx, &csi.MountRequest{Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(), Options: opts, Target: route.Inner})
+	err = c.Mount(ctx, &csi.MountRequest{Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(), Options: inv.OptionList(), Target: route.Inner})
 	if csi.Unavailable(err) {
 		// Nothing was asked of it: a server that stopped, a stale socket.
 		return false, nil

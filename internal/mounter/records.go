@@ -1,8 +1,6 @@
 package mounter
 
 import (
-	"strings"
-
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
@@ -29,12 +27,8 @@ type pendingRecord struct {
 // killed before the rename leaves no record of a mount that may not be
 // there, as before the write began.
 func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Route) *pendingRecord {
-	var opts []string
-	if o := inv.OptionString(); o != "" {
-		opts = strings.Split(o, ",")
-	}
 	rec := &mountrec.Mount{Target: route.Target, Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(),
-		Options: opts, Mounter: route.Record.ID, Created: m.now().UTC()}
+		Options: inv.OptionList(), Mounter: route.Record.ID, Created: m.now().UTC()}
 	r := &pendingRecord{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
