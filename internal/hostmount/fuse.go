@@ -1,6 +1,7 @@
 package hostmount
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -61,8 +62,6 @@ func ExpandPrefixes(under []string) []string {
 	return out
 }
 
-type statfsFunc func(path string) error
-
 func statfs(path string) error {
 	var st unix.Statfs_t
 	return unix.Statfs(path, &st)
@@ -70,33 +69,26 @@ func statfs(path string) error {
 
 // classify statfs's every mount in parallel and sorts them by the answer,
 // keeping mountinfo order within each class.
-func classify(mounts []*mountinfo.Info, timeout time.Duration, stat statfsFunc) *FUSEScan {
+func classify(mounts []*mountinfo.Info, timeout time.Duration, stat func(path string) error) *FUSEScan {
 	// Buffered: a goroutine that answers after the deadline must not block.
 	results := make([]chan error, len(mounts))
 	for i, m := range mounts {
 		results[i] = make(chan error, 1)
 		go func(ch chan<- error, mp string) { ch <- stat(mp) }(results[i], m.Mountpoint)
 	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	expired := false
+	deadline, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	scan := &FUSEScan{}
 	for i, m := range mounts {
 		var err error
-		answered := false
-		if !expired {
-			select {
-			case err = <-results[i]:
-				answered = true
-			case <-deadline.C:
-				expired = true
-			}
-		}
-		if !answered {
+		answered := true
+		select {
+		case err = <-results[i]:
+		case <-deadline.Done():
 			select { // after the deadline, take only answers already there
 			case err = <-results[i]:
-				answered = true
 			default:
+				answered = false
 			}
 		}
 		switch {
