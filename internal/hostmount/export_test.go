@@ -7,13 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
 )
 
-// MountOfReader is mountOfReader, for the fuzz test.
-var MountOfReader = mountOfReader
+// MountOfReader is MountOf over mountinfo text read from r, for the fuzz
+// test and the fixtures.
+func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return nil, err
+	}
+	return mountOfReader(r, c)
+}
 
 // ErrHungMount means some FUSE mounts did not answer statfs in time. They are
 // treated as not dead (never detached), and named in the error.
@@ -60,4 +68,23 @@ func hungError(hung []*mountinfo.Info) error {
 		names[i] = m.Mountpoint
 	}
 	return fmt.Errorf("%w (left alone, check its daemon): %s", ErrHungMount, strings.Join(names, ", "))
+}
+
+// ResolveAndOpen is ResolveSource then OpenResolved, re-checking that the
+// opened path is still within the allowlist. It returns the handle to mount
+// from (through FdPath) and its canonical path. The caller closes f.
+func ResolveAndOpen(path string, allow []string) (*os.File, string, error) {
+	resolved, err := ResolveSource(path, allow)
+	if err != nil {
+		return nil, "", err
+	}
+	f, canonical, err := OpenResolved(resolved)
+	if err != nil {
+		return nil, "", fmt.Errorf("resolve %s: %w", path, err)
+	}
+	if _, ok := WithinAny(canonical, resolvePrefixes(allow)); !ok {
+		_ = f.Close()
+		return nil, "", fmt.Errorf("resolve %s: it opened as %s: %w %v", path, canonical, ErrOutsideAllowlist, allow)
+	}
+	return f, canonical, nil
 }

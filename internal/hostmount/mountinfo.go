@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -32,8 +31,8 @@ func MountOf(path string) (*mountinfo.Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m, err := mountOfFast(c); err == nil {
-		return m, nil
+	if n, _, err := mountNodeOf(c); err == nil {
+		return n.info, nil
 	}
 	return mountOfMountinfo(c)
 }
@@ -50,12 +49,8 @@ func mountOfMountinfo(c string) (*mountinfo.Info, error) {
 }
 
 // mountOfReader is MountOf over mountinfo text read from r, keeping only
-// the ancestors of path as the entries are parsed.
-func mountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
-	c, err := checkAbs(path)
-	if err != nil {
-		return nil, err
-	}
+// the ancestors of c (clean, absolute) as the entries are parsed.
+func mountOfReader(r io.Reader, c string) (*mountinfo.Info, error) {
 	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
@@ -104,12 +99,7 @@ func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 			return nil, err
 		}
 	}
-	var cands []*mountinfo.Info
-	for _, m := range t.mounts {
-		if Within(c, m.Mountpoint) {
-			cands = append(cands, m)
-		}
-	}
+	cands, _ := t.Mounts(ancestorsFilter(c)) // loaded: it reads nothing
 	return pickVisible(cands, c)
 }
 
@@ -125,7 +115,11 @@ func (t *Table) Mounts(filter mountinfo.FilterFunc) ([]*mountinfo.Info, error) {
 			return nil, err
 		}
 		defer f.Close()
-		return mountinfo.GetMountsFromReader(f, filter)
+		ms, err := mountinfo.GetMountsFromReader(f, filter)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		return ms, nil
 	}
 	var out []*mountinfo.Info
 	for _, m := range t.mounts {
@@ -377,17 +371,6 @@ func (t *Table) IsMountPoint(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if t.loaded {
-		return slices.ContainsFunc(t.mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == c }), nil
-	}
-	f, err := os.Open("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	found, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter(c))
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	return len(found) > 0, nil
+	found, err := t.Mounts(mountinfo.SingleEntryFilter(c))
+	return len(found) > 0, err
 }

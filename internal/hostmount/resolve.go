@@ -52,8 +52,9 @@ var (
 //     /var/lib/kubelet is a symlink to /data/kubelet), and the resolved path
 //     must be within a resolved prefix, else ErrOutsideAllowlist.
 //
-// The answer is only as good as the moment it was computed: to mount, use
-// ResolveAndOpen and mount through the handle (resolve once, use the handle).
+// The answer is only as good as the moment it was computed: to mount, open
+// it with OpenResolved or Stage it, and mount through the handle (resolve
+// once, use the handle).
 func ResolveSource(path string, allow []string) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("resolve %q: %w (join it with the bundle directory first)", path, ErrRelativePath)
@@ -173,23 +174,4 @@ func openNoSymlinks(path string) (int, error) {
 // to the very file f holds, whatever the name points to now.
 func FdPath(f *os.File) string {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-}
-
-// ResolveAndOpen is ResolveSource then OpenResolved, re-checking that the
-// opened path is still within the allowlist. It returns the handle to mount
-// from (through FdPath) and its canonical path. The caller closes f.
-func ResolveAndOpen(path string, allow []string) (*os.File, string, error) {
-	resolved, err := ResolveSource(path, allow)
-	if err != nil {
-		return nil, "", err
-	}
-	f, canonical, err := OpenResolved(resolved)
-	if err != nil {
-		return nil, "", fmt.Errorf("resolve %s: %w", path, err)
-	}
-	if _, ok := WithinAny(canonical, resolvePrefixes(allow)); !ok {
-		_ = f.Close()
-		return nil, "", fmt.Errorf("resolve %s: it opened as %s: %w %v", path, canonical, ErrOutsideAllowlist, allow)
-	}
-	return f, canonical, nil
 }
