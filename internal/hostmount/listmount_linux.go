@@ -1,6 +1,7 @@
 package hostmount
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -102,24 +103,18 @@ func mountsUnderFast(paths []string, filter func(*mountinfo.Info) bool) ([]*moun
 			nodes = append(nodes, n)
 		}
 	}
-	// Unique ids grow with each mount, and mountinfo lists a namespace's
-	// mounts in that order.
-	slices.SortFunc(nodes, func(a, b *mountNode) int { return cmpUint(a.id, b.id) })
+	return inMountinfoOrder(nodes), nil
+}
+
+// inMountinfoOrder returns the mounts of nodes sorted by unique id: ids grow
+// with each mount, and mountinfo lists a namespace's mounts in that order.
+func inMountinfoOrder(nodes []*mountNode) []*mountinfo.Info {
+	slices.SortFunc(nodes, func(a, b *mountNode) int { return cmp.Compare(a.id, b.id) })
 	out := make([]*mountinfo.Info, len(nodes))
 	for i, n := range nodes {
 		out[i] = n.info
 	}
-	return out, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return out
 }
 
 // stackAt returns top and the mounts it is stacked on at mount point p,
@@ -128,7 +123,7 @@ func cmpUint(a, b uint64) int {
 func stackAt(top *mountNode, p string) ([]*mountNode, error) {
 	stack := []*mountNode{top}
 	for n := top; n.parent != n.id && len(stack) < 1024; {
-		parent, err := statmountNode(n.parent)
+		parent, err := statmountNode(n.parent, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -166,7 +161,7 @@ func addDescendants(queue []*mountNode, seen map[uint64]*mountNode) error {
 			if seen[id] != nil {
 				continue
 			}
-			n, err := statmountNode(id)
+			n, err := statmountNode(id, 0)
 			if errors.Is(err, unix.ENOENT) {
 				continue // unmounted since the listing: mountinfo would not show it either
 			}
@@ -210,7 +205,7 @@ func probeListmount() {
 		return
 	}
 	for _, id := range ids[:min(len(ids), 64)] {
-		if n, err := statmountNode(id); err == nil && n.parent != root.id {
+		if n, err := statmountNode(id, 0); err == nil && n.parent != root.id {
 			listsDescendants.Store(1)
 			return
 		}
@@ -221,7 +216,7 @@ func probeListmount() {
 // unique id id. The buffer grows until the whole listing fits, rather than
 // paging with the last id: Linux 6.8 walks a list not sorted by id.
 func listmount(id uint64) ([]uint64, error) {
-	req := mntIDReq{Size: mntIDReqSizeVer0, MntID: id}
+	req := mntIDReq{Size: unix.MNT_ID_REQ_SIZE_VER0, MntID: id}
 	for size := 256; ; size *= 8 {
 		buf := make([]uint64, size)
 		n, _, errno := unix.Syscall6(unix.SYS_LISTMOUNT, uintptr(unsafe.Pointer(&req)),
@@ -286,12 +281,7 @@ func mountsAtFast(c string) ([]*mountinfo.Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(stack, func(a, b *mountNode) int { return cmpUint(a.id, b.id) })
-	out := make([]*mountinfo.Info, len(stack))
-	for i, n := range stack {
-		out[i] = n.info
-	}
-	return out, nil
+	return inMountinfoOrder(stack), nil
 }
 
 // notCached: the dentry cache could not walk the path (EAGAIN: a component

@@ -152,7 +152,7 @@ func TestMountsUnderChildrenOnly(t *testing.T) {
 		all, err := listmount(id)
 		var children []uint64
 		for _, c := range all {
-			if n, err := statmountNode(c); err == nil && n.parent == id {
+			if n, err := statmountNode(c, 0); err == nil && n.parent == id {
 				children = append(children, c)
 			}
 		}

@@ -51,26 +51,12 @@ const (
 		statmountMntRoot | statmountMntPoint | statmountFSType
 	statmountWanted = statmountNeeded | statmountMntOpts | statmountFSSubtype | statmountSBSource | statmountSupported
 
-	mntIDReqSizeVer0 = 24 // MNT_ID_REQ_SIZE_VER0
-	mntIDReqSizeVer1 = 32 // MNT_ID_REQ_SIZE_VER1
-
 	resolveCached = 0x20 // RESOLVE_CACHED (Linux 5.12), missing from x/sys/unix
-
-	// mnt_propagation bits (the MS_* values).
-	propShared     = unix.MS_SHARED
-	propSlave      = unix.MS_SLAVE
-	propUnbindable = unix.MS_UNBINDABLE
-
-	sbRdonly      = 1 << 0 // SB_RDONLY
-	sbSynchronous = 1 << 4 // SB_SYNCHRONOUS
-	sbMandlock    = 1 << 6 // SB_MANDLOCK
-	sbDirsync     = 1 << 7 // SB_DIRSYNC
-	sbLazytime    = 1 << 25
 )
 
-// mntIDReq is struct mnt_id_req. With Size mntIDReqSizeVer0 the kernel
+// mntIDReq is struct mnt_id_req. With Size MNT_ID_REQ_SIZE_VER0 the kernel
 // reads no MntNsID and answers for the caller's mount namespace; with
-// mntIDReqSizeVer1 (Linux 6.11) for the namespace MntNsID names.
+// MNT_ID_REQ_SIZE_VER1 (Linux 6.11) for the namespace MntNsID names.
 type mntIDReq struct {
 	Size    uint32
 	Spare   uint32
@@ -125,21 +111,11 @@ type mountNode struct {
 	listedBy   uint64 // the mount whose listmount found this one, if any
 }
 
-// mountOfFast is MountOf through statx and statmount. path is clean and
-// absolute. It fails (and MountOf falls back) on an old kernel, a missing
-// path, a path not all in the dentry cache, or an answer mountinfo would give
-// differently: a mount point that is not path or one of its ancestors means
-// path went through a symlink or out of this process's root.
-func mountOfFast(path string) (*mountinfo.Info, error) {
-	n, _, err := mountNodeOf(path)
-	if err != nil {
-		return nil, err
-	}
-	return n.info, nil
-}
-
-// mountNodeOf is mountOfFast with the unique ids, and whether path itself
-// is a symlink (then it holds the symlink's mount).
+// mountNodeOf is MountOf through statx and statmount, with the unique ids,
+// and whether path itself is a symlink (then it holds the symlink's mount).
+// path is clean and absolute. It fails (and MountOf falls back) on an old
+// kernel, a missing path, a path not all in the dentry cache, or an answer
+// mountinfo would give differently (see mountNodeAt).
 func mountNodeOf(path string) (n *mountNode, symlink bool, err error) {
 	if forceMountinfo || statmountMissing.Load() {
 		return nil, false, errNoFastPath
@@ -180,7 +156,7 @@ func mountNodeAt(dirfd int, path string, resolve, ns uint64) (n *mountNode, syml
 	if st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
 		return nil, false, errNoFastPath // kernel before 6.8: stx_mnt_id is the reusable id
 	}
-	n, err = statmountNodeIn(st.Mnt_id, ns)
+	n, err = statmountNode(st.Mnt_id, ns)
 	if err != nil {
 		return nil, false, err
 	}
@@ -227,19 +203,13 @@ func mountOfInFast(pid int, path string) (*mountinfo.Info, error) {
 	return n.info, nil
 }
 
-// statmountNode describes the mount with unique id id in this mount
-// namespace, with the fields /proc/self/mountinfo would show, and the unique
-// ids of the mount and its parent.
-func statmountNode(id uint64) (*mountNode, error) {
-	return statmountNodeIn(id, 0)
-}
-
-// statmountNodeIn is statmountNode in the mount namespace with id ns (0:
-// this one).
-func statmountNodeIn(id, ns uint64) (*mountNode, error) {
-	req := mntIDReq{Size: mntIDReqSizeVer0, MntID: id, Param: statmountMask.Load()}
+// statmountNode describes the mount with unique id id in the mount
+// namespace with id ns (0: this one), with the fields mountinfo would show,
+// and the unique ids of the mount and its parent.
+func statmountNode(id, ns uint64) (*mountNode, error) {
+	req := mntIDReq{Size: unix.MNT_ID_REQ_SIZE_VER0, MntID: id, Param: statmountMask.Load()}
 	if ns != 0 {
-		req.Size, req.MntNsID = mntIDReqSizeVer1, ns
+		req.Size, req.MntNsID = unix.MNT_ID_REQ_SIZE_VER1, ns
 	}
 	for size := 4096; ; {
 		// uint64 words keep the header 8-byte aligned.
@@ -299,14 +269,16 @@ func decodeStatmount(raw []byte) (*mountinfo.Info, error) {
 		// bit tells the two apart.
 		return nil, fmt.Errorf("statmount: no subtype for %s: %w", fsType, errNoFastPath)
 	}
+	// sb_flags holds SB_* bits, which have the values of the MS_* ones
+	// (include/linux/fs.h).
 	vfs := "rw"
-	if h.SBFlags&sbRdonly != 0 {
+	if h.SBFlags&unix.MS_RDONLY != 0 {
 		vfs = "ro"
 	}
 	for _, f := range []struct {
 		bit  uint32
 		name string
-	}{{sbSynchronous, ",sync"}, {sbDirsync, ",dirsync"}, {sbMandlock, ",mand"}, {sbLazytime, ",lazytime"}} {
+	}{{unix.MS_SYNCHRONOUS, ",sync"}, {unix.MS_DIRSYNC, ",dirsync"}, {unix.MS_MANDLOCK, ",mand"}, {unix.MS_LAZYTIME, ",lazytime"}} {
 		if h.SBFlags&f.bit != 0 {
 			vfs += f.name
 		}
@@ -365,16 +337,16 @@ func mountOptions(attr uint64) string {
 // and Master read both sources alike.
 func optionalFields(h *statmountHdr) string {
 	var f []string
-	if h.MntPropagation&propShared != 0 {
+	if h.MntPropagation&unix.MS_SHARED != 0 {
 		f = append(f, "shared:"+strconv.FormatUint(h.MntPeerGroup, 10))
 	}
-	if h.MntPropagation&propSlave != 0 {
+	if h.MntPropagation&unix.MS_SLAVE != 0 {
 		f = append(f, "master:"+strconv.FormatUint(h.MntMaster, 10))
 		if p := h.PropagateFrom; p != 0 && p != h.MntMaster {
 			f = append(f, "propagate_from:"+strconv.FormatUint(p, 10))
 		}
 	}
-	if h.MntPropagation&propUnbindable != 0 {
+	if h.MntPropagation&unix.MS_UNBINDABLE != 0 {
 		f = append(f, "unbindable")
 	}
 	return strings.Join(f, " ")

@@ -104,7 +104,7 @@ func TestStatmountAgreesWithMountinfo(t *testing.T) {
 		if err != nil {
 			t.Fatalf("mountinfo: %v", err)
 		}
-		got, err := mountOfFast(p)
+		n, _, err := mountNodeOf(p)
 		if strings.Contains(p, "nonexistent") {
 			if err == nil {
 				t.Errorf("fast path answered for a missing path %s", p)
@@ -115,8 +115,8 @@ func TestStatmountAgreesWithMountinfo(t *testing.T) {
 			t.Errorf("fast path %s: %v", p, err)
 			continue
 		}
-		if *got != *want {
-			t.Errorf("%s:\n statmount %+v\n mountinfo %+v", p, *got, *want)
+		if *n.info != *want {
+			t.Errorf("%s:\n statmount %+v\n mountinfo %+v", p, *n.info, *want)
 		}
 		// The same through /proc/<pid>/root and the namespace id.
 		if in, err := mountOfInFast(os.Getpid(), p); err != nil || *in != *want {
@@ -147,7 +147,7 @@ func TestStatmountSymlinkFallsBack(t *testing.T) {
 	}
 	// ...and a path through it is answered lexically, like mountinfo does.
 	mkdirs(t, base+"/m/x")
-	if _, err := mountOfFast(base + "/plain/link/x"); err == nil {
+	if _, _, err := mountNodeOf(base + "/plain/link/x"); err == nil {
 		t.Error("fast path answered through a symlink")
 	}
 	if m, err := MountOf(base + "/plain/link/x"); err != nil || m.Mountpoint != base {
