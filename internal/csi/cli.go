@@ -190,7 +190,7 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 	recovered := make(chan struct{})
 	go func() {
 		defer close(recovered)
-		if err := s.Recover(recoverCtx, s.recoverPolicy()); err != nil && !errors.Is(err, context.Canceled) {
+		if err := s.Recover(recoverCtx, defaultRecoverPolicy); err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.Errorf("recovery: %v", err)
 		}
 	}()

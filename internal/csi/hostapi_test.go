@@ -60,7 +60,6 @@ func hostClient(t *testing.T, sock string) (*HostClient, context.Context) {
 // rule asked for, what was done, and what failed, which the record keeps.
 func TestHostRecover(t *testing.T) {
 	e := newNodeEnv(t)
-	e.S.RecoverPolicy = fastPolicy
 	staging, targets := e.published(t, "vol-1", "127.0.0.2:/v0", 2)
 	bad, _ := e.published(t, "vol-2", "127.0.0.2:/gone", 1)
 	e.F.killDaemons()

@@ -227,7 +227,7 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 // of the server's) and keeps each failure in its record, for `mounter
 // recover`. A retry the automatic recovery has scheduled stays scheduled.
 func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
-	results := s.recoverOnce(ctx, func(r *Record) bool { return rule == "" || r.Rule == rule }, s.recoverPolicy().Workers)
+	results := s.recoverOnce(ctx, func(r *Record) bool { return rule == "" || r.Rule == rule }, defaultRecoverPolicy.Workers)
 	for _, r := range results {
 		if r.Err != nil && r.VolumeID != "" {
 			s.noteFailure(ctx, r.VolumeID, r.Err, time.Time{}, true)

@@ -48,8 +48,6 @@ type Server struct {
 	workErr  error
 	// statfsFunc replaces the statfs of a mount point in tests.
 	statfsFunc func(path string) error
-	// RecoverPolicy bounds recovery's retries; zero: defaultRecoverPolicy.
-	RecoverPolicy RecoverPolicy
 	// HelperPID is the process whose helpers hold the mounts, for the
 	// records; 0 means this process. `mounter recover` on the host, which
 	// mounts through a runtime exec into a mounter, names that mounter.
@@ -111,13 +109,6 @@ func (s *Server) ruleFor(fstype string) (*spec.Rule, error) {
 		return nil, invalid("file system type %q is not among the types %v of rule %q", fstype, r.FSTypes, r.Name)
 	}
 	return r, nil
-}
-
-func (s *Server) recoverPolicy() RecoverPolicy {
-	if s.RecoverPolicy.Attempts == 0 {
-		return defaultRecoverPolicy
-	}
-	return s.RecoverPolicy
 }
 
 func (s *Server) pid() int { return cmp.Or(s.HelperPID, os.Getpid()) }
