@@ -60,18 +60,6 @@ type RecoverResponse struct {
 	Results []VolumeResult `json:"results"`
 }
 
-// Results converts a pass's results for the wire.
-func Results(rs []RecoverResult) []VolumeResult {
-	out := make([]VolumeResult, len(rs))
-	for i, r := range rs {
-		out[i] = VolumeResult{VolumeID: r.VolumeID, Remounted: r.Remounted, Rebound: r.Rebound}
-		if r.Err != nil {
-			out[i].Error = r.Err.Error()
-		}
-	}
-	return out
-}
-
 // MountRequest asks the server to mount like `mount -t FSTYPE -o OPTIONS
 // SOURCE TARGET` with its helpers, for a mount `mounter mount` routes.
 type MountRequest struct {
@@ -126,7 +114,7 @@ func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*Recover
 	if req.Rule != "" && s.Config.Rule(req.Rule) == nil {
 		return nil, invalid("rule %q: %s has no [[mounter]] rule of that name", req.Rule, s.Config.Name())
 	}
-	return &RecoverResponse{Results: Results(s.RecoverNow(ctx, req.Rule))}, nil
+	return &RecoverResponse{Results: s.RecoverNow(ctx, req.Rule)}, nil
 }
 
 // hostMethods are the methods of the host protocol.

@@ -226,14 +226,21 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 // RecoverNow runs one recovery pass over the records of rule ("" for all
 // of the server's) and keeps each failure in its record, for `mounter
 // recover`. A retry the automatic recovery has scheduled stays scheduled.
-func (s *Server) RecoverNow(ctx context.Context, rule string) []RecoverResult {
+// The results are in the host service's form.
+func (s *Server) RecoverNow(ctx context.Context, rule string) []VolumeResult {
 	results := s.recoverOnce(ctx, func(r *Record) bool { return rule == "" || r.Rule == rule }, defaultRecoverPolicy.Workers)
-	for _, r := range results {
-		if r.Err != nil && r.VolumeID != "" {
+	out := make([]VolumeResult, len(results))
+	for i, r := range results {
+		out[i] = VolumeResult{VolumeID: r.VolumeID, Remounted: r.Remounted, Rebound: r.Rebound}
+		if r.Err == nil {
+			continue
+		}
+		out[i].Error = r.Err.Error()
+		if r.VolumeID != "" {
 			s.noteFailure(ctx, r.VolumeID, r.Err, time.Time{}, true)
 		}
 	}
-	return results
+	return out
 }
 
 // noteFailure logs a volume's failure and keeps it in its record. next is

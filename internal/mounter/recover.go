@@ -268,7 +268,7 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 	if err := s.Close(); err != nil {
 		m.warnf("%v", err)
 	}
-	return csi.Results(results), "through a runtime exec into mounter " + live.ID
+	return results, "through a runtime exec into mounter " + live.ID
 }
 
 // announcedIn returns the announcement of driver's server ("": any
