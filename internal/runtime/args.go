@@ -38,9 +38,10 @@ var ErrUsage = errors.New("invalid runtime command line")
 type Args struct {
 	// Argv is the command line without the program name, as given.
 	Argv []string
-	// runc's global options, given before the subcommand.
-	Root, Log, LogFormat, Criu, Rootless string
-	Debug, SystemdCgroup                 bool
+	// runc's global options that runc-shared reads, given before the
+	// subcommand; the others are only skipped with their values.
+	Root, Log, LogFormat string
+	Debug                bool
 	// UnknownGlobals holds global options runc-shared does not know, as
 	// written; they stay in ExecArgv.
 	UnknownGlobals []string
@@ -164,10 +165,6 @@ func (a *Args) setGlobal(name, value string) error {
 		a.Log = value
 	case "log-format":
 		a.LogFormat = value
-	case "criu":
-		a.Criu = value
-	case "rootless":
-		a.Rootless = value
 	case ConfigFlag:
 		if value == "" {
 			return fmt.Errorf("--%s needs a non-empty path", ConfigFlag)
@@ -181,8 +178,6 @@ func (a *Args) setGlobalBool(name string, v bool) {
 	switch name {
 	case "debug":
 		a.Debug = v
-	case "systemd-cgroup":
-		a.SystemdCgroup = v
 	case "help", "h":
 		a.Help = v
 	case "version", "v":
@@ -331,17 +326,8 @@ func reorder(c command, argv []string, idx []int) []int {
 
 // isCommandFlag is urfave/cli v1's argIsFlag: a word naming a known flag.
 func isCommandFlag(c command, w string) bool {
-	if !strings.HasPrefix(w, "-") {
-		return false
-	}
-	name := strings.TrimPrefix(w, "--")
-	if name == w {
-		name = strings.TrimPrefix(w, "-")
-	} else {
-		name = strings.TrimPrefix(name, "-")
-	}
-	name, _, _ = strings.Cut(name, "=")
-	return c.knows(name)
+	kind, f, err := classify(w)
+	return err == nil && kind == wordFlag && c.knows(f.name)
 }
 
 type wordKind int

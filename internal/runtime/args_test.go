@@ -12,22 +12,22 @@ import (
 
 // parsed is the part of Args a test compares.
 type parsed struct {
-	Root, Log, LogFormat, Criu, Rootless string
-	Debug, SystemdCgroup                 bool
-	Unknown                              []string
-	Config                               string
-	ConfigSet                            bool
-	Command                              string
-	Index                                int
-	Bundle, ID                           string
-	FDs                                  int
-	Version, Help, Rewrite               bool
+	Root, Log, LogFormat   string
+	Debug                  bool
+	Unknown                []string
+	Config                 string
+	ConfigSet              bool
+	Command                string
+	Index                  int
+	Bundle, ID             string
+	FDs                    int
+	Version, Help, Rewrite bool
 }
 
 func view(a *Args) parsed {
 	return parsed{
-		Root: a.Root, Log: a.Log, LogFormat: a.LogFormat, Criu: a.Criu, Rootless: a.Rootless,
-		Debug: a.Debug, SystemdCgroup: a.SystemdCgroup, Unknown: a.UnknownGlobals,
+		Root: a.Root, Log: a.Log, LogFormat: a.LogFormat,
+		Debug: a.Debug, Unknown: a.UnknownGlobals,
 		Config: a.ConfigPath, ConfigSet: a.ConfigSet,
 		Command: a.Command, Index: a.CommandIndex, Bundle: a.Bundle, ID: a.ContainerID,
 		FDs: a.PreserveFDs, Version: a.Version, Help: a.Help, Rewrite: a.MayRewrite(),
@@ -69,10 +69,10 @@ func TestParse(t *testing.T) {
 		{name: "log format equals", argv: "--log /l --log-format=json create -b x id",
 			want: parsed{Log: "/l", LogFormat: "json", Command: "create", Index: 3, Bundle: "x", ID: "id", Rewrite: true}},
 		{name: "all globals", argv: "--debug --criu /c --systemd-cgroup --rootless=false --root /r run -d --keep --no-subreaper --console-socket /s --pid-file /p id",
-			want: parsed{Debug: true, Criu: "/c", SystemdCgroup: true, Rootless: "false", Root: "/r",
+			want: parsed{Debug: true, Root: "/r",
 				Command: "run", Index: 7, ID: "id", Rewrite: true}},
 		{name: "rootless takes a value", argv: "--rootless true create id",
-			want: parsed{Rootless: "true", Command: "create", Index: 2, ID: "id", Rewrite: true}},
+			want: parsed{Command: "create", Index: 2, ID: "id", Rewrite: true}},
 		{name: "config first equals", argv: "--runc-shared-config=/c --root r create id",
 			want: parsed{Config: "/c", ConfigSet: true, Root: "r", Command: "create", Index: 3, ID: "id", Rewrite: true},
 			exec: "--root r create id"},
