@@ -7,6 +7,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/runc-shared/runc-shared/internal/csi"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
@@ -27,17 +28,11 @@ func lookAhead(stateDir, target string) *lookahead {
 	l := &lookahead{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		l.before, l.err = mountsAt(target)
+		l.before, l.err = hostmount.MountsAt(target)
 		if stateDir != "" {
 			l.anns, _ = csi.Announcements(stateDir)
 		}
 	}()
-	return l
-}
-
-// wait returns the lookups once done.
-func (l *lookahead) wait() *lookahead {
-	<-l.done
 	return l
 }
 

@@ -162,7 +162,8 @@ func (m *Mounter) mountVia(inv *Invocation, route *Route) error {
 	if ahead == nil {
 		ahead = lookAhead(route.StateDir, route.Target)
 	}
-	if ahead.wait().err != nil {
+	<-ahead.done
+	if ahead.err != nil {
 		return system("%w", ahead.err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)

@@ -25,20 +25,6 @@ func typeNames(want string) string {
 	return want + " or fuse." + want
 }
 
-// mountsAt returns the host's mounts whose mount point is target, nothing
-// stat'ed through them (a dead FUSE mount would fail a stat, a hung one would
-// block it). hostmount.MountsAt answers with statmount(2) whatever the
-// number of mounts on the host, stacks included (a mount propagated onto
-// a mount point that has mounts already is tucked under them, so the new
-// mount need not be on top), and reads mountinfo once where it cannot.
-func mountsAt(target string) ([]*mountinfo.Info, error) {
-	ms, err := hostmount.MountsAt(target)
-	if err != nil {
-		return nil, fmt.Errorf("list the host's mounts at %s: %w", target, err)
-	}
-	return ms, nil
-}
-
 // mountIDs returns the set of mount IDs of ms.
 func mountIDs(ms []*mountinfo.Info) map[int]bool {
 	ids := make(map[int]bool, len(ms))
@@ -79,7 +65,10 @@ func waitForMount(target, want string, before map[int]bool, timeout time.Duratio
 	deadline := time.Now().Add(timeout)
 	wait := pollFirst
 	for {
-		ms, err := mountsAt(target)
+		// statmount(2) of the stack at target: no stat through the mounts (a
+		// dead FUSE mount would fail it, a hung one block it), and the new
+		// mount need not be on top of the stack.
+		ms, err := hostmount.MountsAt(target)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 func TestTypeMatches(t *testing.T) {
@@ -90,9 +92,9 @@ func TestWaitForMountReal(t *testing.T) {
 	mnt("", a, "", unix.MS_SHARED)
 
 	target := a + "/t"
-	before, err := mountsAt(target)
+	before, err := hostmount.MountsAt(target)
 	if err != nil || len(before) != 0 {
-		t.Fatalf("mountsAt(%s) before = %v, %v", target, before, err)
+		t.Fatalf("hostmount.MountsAt(%s) before = %v, %v", target, before, err)
 	}
 	mnt("wfm-first", target, "tmpfs", 0)
 	first, err := waitForMount(target, "tmpfs", mountIDs(before), time.Second)
@@ -102,9 +104,9 @@ func TestWaitForMountReal(t *testing.T) {
 
 	// b is a peer of a without the mount at t: a mount at b/t propagates
 	// to a/t, under wfm-first.
-	before, err = mountsAt(target)
+	before, err = hostmount.MountsAt(target)
 	if err != nil || len(before) != 1 {
-		t.Fatalf("mountsAt(%s) = %v, %v", target, before, err)
+		t.Fatalf("hostmount.MountsAt(%s) = %v, %v", target, before, err)
 	}
 	mnt(a, b, "", unix.MS_BIND)
 	mnt("wfm-tucked", b+"/t", "tmpfs", 0)
@@ -113,7 +115,7 @@ func TestWaitForMountReal(t *testing.T) {
 		t.Fatalf("waitForMount(tucked under) = %+v, %v", tucked, err)
 	}
 
-	before, _ = mountsAt(a + "/other")
+	before, _ = hostmount.MountsAt(a + "/other")
 	mnt(d, a+"/other", "", unix.MS_BIND)
 	_, err = waitForMount(a+"/other", "glusterfs", mountIDs(before), 20*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "a mount of another type appeared") {
