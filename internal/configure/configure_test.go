@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	udiff "github.com/aymanbagabas/go-udiff"
 )
 
 const (
@@ -198,7 +199,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if after := dirState(t, dir); !reflect.DeepEqual(after, before) {
 				t.Errorf("remove did not give back the original files:\nbefore %v\nafter  %v\n%s", keys(before), keys(after),
-					unifiedDiff("original", "after remove", original, readOrNil(t, file)))
+					udiff.Unified("original", "after remove", string(original), string(readOrNil(t, file))))
 			}
 			if tc.hooks {
 				if ents, _ := os.ReadDir(hooksDir); len(ents) != 0 {
@@ -296,7 +297,7 @@ func TestDockerKeepsOrderAndContent(t *testing.T) {
 	}
 	// Only additions: every other line keeps its text, "2.50" and the
 	// one-line objects included.
-	for _, l := range strings.Split(unifiedDiff("a", "b", orig, got), "\n") {
+	for _, l := range strings.Split(udiff.Unified("a", "b", string(orig), string(got)), "\n") {
 		if strings.HasPrefix(l, "-") && l != "--- a" {
 			t.Errorf("configure changed an existing line: %q\n%s", l, got)
 		}
@@ -551,7 +552,7 @@ func TestUnifiedDiffMatchesDiff(t *testing.T) {
 		os.WriteFile(pa, base, 0o644)
 		os.WriteFile(pb, b, 0o644)
 		want, _ := exec.Command(diff, "-u", "--label", "A", "--label", "B", pa, pb).Output()
-		if got := unifiedDiff("A", "B", base, b); got != string(want) {
+		if got := udiff.Unified("A", "B", string(base), string(b)); got != string(want) {
 			t.Errorf("%s: got\n%s\nwant\n%s", name, got, want)
 		}
 	}
@@ -575,7 +576,7 @@ func TestDeployExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := readOrNil(t, file); !bytes.Equal(got, want) {
-			t.Errorf("deploy/%s is not what configure writes:\n%s", example, unifiedDiff("deploy/"+example, "configure", want, got))
+			t.Errorf("deploy/%s is not what configure writes:\n%s", example, udiff.Unified("deploy/"+example, "configure", string(want), string(got)))
 		}
 	}
 }

@@ -47,15 +47,7 @@ func (p *plan) execute(stdout io.Writer) error {
 		}
 		if p.opts.DryRun {
 			fmt.Fprintf(stdout, "%s (dry run): %s: would be %s (%s)\n", verb, c.t.Path, c.action, c.t.What)
-			to := c.t.Path
-			if c.new == nil {
-				to = "/dev/null"
-			}
-			from := c.t.Path
-			if c.old == nil {
-				from = "/dev/null"
-			}
-			fmt.Fprint(stdout, unifiedDiff(from, to, c.old, c.new))
+			fmt.Fprint(stdout, udiff.Unified(nameOr(c.old, c.t.Path), nameOr(c.new, c.t.Path), string(c.old), string(c.new)))
 			continue
 		}
 		if err := apply(c); err != nil {
@@ -78,10 +70,13 @@ func (p *plan) execute(stdout io.Writer) error {
 	return nil
 }
 
-// unifiedDiff is the change from a to b as diff -u prints it ("" when
-// equal).
-func unifiedDiff(fromName, toName string, a, b []byte) string {
-	return udiff.Unified(fromName, toName, string(a), string(b))
+// nameOr is how a unified diff names content that comes from or goes to
+// path: /dev/null when there is no such file (nil), as diff -u -N does.
+func nameOr(content []byte, path string) string {
+	if content == nil {
+		return "/dev/null"
+	}
+	return path
 }
 
 // compute decides what one file needs, without writing.
@@ -149,7 +144,7 @@ func apply(c change) error {
 	path := c.t.Path
 	switch {
 	case c.restore:
-		if err := writeFile(path, c.new); err != nil {
+		if err := writeFile(path, path, c.new); err != nil {
 			return err
 		}
 		if err := os.Remove(path + backupSuffix); err != nil {
@@ -167,7 +162,7 @@ func apply(c change) error {
 			return err
 		}
 	}
-	return writeFile(path, c.new)
+	return writeFile(path, path, c.new)
 }
 
 func readIfExists(path string) ([]byte, error) {
@@ -191,11 +186,7 @@ func backupOnce(path string, data []byte) error {
 	if _, err := os.Lstat(bak); err == nil {
 		return nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("back up %w", err)
-	}
-	if err := atomicfile.WriteFileDurable(bak, data, fi.Mode().Perm()); err != nil {
+	if err := writeFile(bak, path, data); err != nil {
 		return fmt.Errorf("back up %s: %w", path, err)
 	}
 	return nil
@@ -203,12 +194,13 @@ func backupOnce(path string, data []byte) error {
 
 // writeFile replaces path with data through atomicfile, durably: an engine
 // reading it sees the old or the new content, never a mix, also after a
-// crash. An existing file's mode and owner carry over; a new file gets 0644
-// and missing parent directories 0755.
-func writeFile(path string, data []byte) error {
+// crash. The mode and owner of like (path itself, or the file a backup
+// copies) carry over; without it the file gets 0644 and missing parent
+// directories 0755.
+func writeFile(path, like string, data []byte) error {
 	mode := os.FileMode(0o644)
 	var owner []atomicfile.Option
-	if fi, err := os.Stat(path); err == nil {
+	if fi, err := os.Stat(like); err == nil {
 		mode = fi.Mode().Perm()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			owner = append(owner, atomicfile.Owner(int(st.Uid), int(st.Gid)))
