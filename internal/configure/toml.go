@@ -26,8 +26,8 @@ type tomlKV struct {
 // again.
 type tomlEditor struct {
 	// Locate returns the table that holds Key, given the file's content
-	// decoded without our block, and text to put before the entry in a file
-	// that has no key yet (containerd's "version = 2").
+	// decoded without our block, and for a file that has no key yet the
+	// text to put before the entry (containerd's "version = 2").
 	Locate func(doc map[string]any) (table []string, prelude string, err error)
 	Key    string
 	Val    any
@@ -62,7 +62,7 @@ func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
 			e.id(), toml.Key(append(table, e.Key)))
 	}
-	out := e.insert(base, table, prelude, len(doc) == 0)
+	out := e.insert(base, table, prelude)
 	got, err := decodeTOML(out)
 	if err != nil {
 		return nil, fmt.Errorf("adding %s would break the file (%w); add this by hand instead:\n%s",
@@ -111,7 +111,7 @@ func (e *tomlEditor) Revert(cur []byte) ([]byte, error) {
 // insert places the block: keys of an existing table go right after its
 // header; anything else is appended with its own headers (TOML lets a table
 // be defined anywhere once, also after its subtables).
-func (e *tomlEditor) insert(base []byte, table []string, prelude string, empty bool) []byte {
+func (e *tomlEditor) insert(base []byte, table []string, prelude string) []byte {
 	if _, isTable := e.Val.(tomlTable); !isTable {
 		if at := findHeader(base, table); at >= 0 {
 			block := e.begin() + " " + markerNote + "\n" + keyValue(e.Key, e.Val) + e.end() + "\n"
@@ -125,9 +125,6 @@ func (e *tomlEditor) insert(base []byte, table []string, prelude string, empty b
 	}
 	if len(bytes.TrimSpace(base)) > 0 {
 		b.WriteByte('\n')
-	}
-	if !empty {
-		prelude = ""
 	}
 	b.WriteString(e.begin() + " " + markerNote + "\n")
 	b.WriteString(e.render(table, prelude))
