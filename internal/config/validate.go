@@ -388,16 +388,9 @@ func (v *validator) rule(p keyPath, d map[string]any) (spec.Rule, bool) {
 	if x := d["match"]; x != nil {
 		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, x)
 	}
-	for _, req := range []struct {
-		x            any
-		key, example string
-	}{
-		{d["name"], "name", `name = "glusterfs"`},
-		{d["fstypes"], "fstypes", `fstypes = ["glusterfs"]`},
-		{d["propagate"], "propagate", `propagate = ["/var/lib/kubelet"]`},
-	} {
-		if req.x == nil {
-			v.fail(p, "[[mounter]] misses the required key %q: add %s", req.key, req.example)
+	for _, example := range []string{`name = "glusterfs"`, `fstypes = ["glusterfs"]`, `propagate = ["/var/lib/kubelet"]`} {
+		if key, _, _ := strings.Cut(example, " "); d[key] == nil {
+			v.fail(p, "[[mounter]] misses the required key %q: add %s", key, example)
 		}
 	}
 	if d["match"] == nil {
