@@ -435,7 +435,7 @@ func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolum
 		return nil, err
 	}
 	var st unix.Statfs_t
-	err = statfsInto(p, &st, hostmount.DefaultStatTimeout)
+	err = statfsInto(p, &st)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, status.Errorf(codes.NotFound, "volume path %s does not exist", p)
@@ -524,9 +524,10 @@ func (s *Server) pathHealth(path string, allow []string) *csipb.VolumeHealth_Vol
 
 var errStatTimeout = errors.New("the file system did not answer statfs in time (its daemon hangs)")
 
-// statfsInto is statfs(2) that gives up after timeout: a hung FUSE daemon
-// would block the call, and the goroutine, until it answers.
-func statfsInto(path string, st *unix.Statfs_t, timeout time.Duration) error {
+// statfsInto is statfs(2) that gives up after hostmount.DefaultStatTimeout:
+// a hung FUSE daemon would block the call, and the goroutine, until it
+// answers.
+func statfsInto(path string, st *unix.Statfs_t) error {
 	done := make(chan error, 1)
 	var local unix.Statfs_t
 	go func() { done <- unix.Statfs(path, &local) }()
@@ -537,12 +538,7 @@ func statfsInto(path string, st *unix.Statfs_t, timeout time.Duration) error {
 			return &fs.PathError{Op: "statfs", Path: path, Err: err}
 		}
 		return nil
-	case <-time.After(timeout):
+	case <-time.After(hostmount.DefaultStatTimeout):
 		return errStatTimeout
 	}
-}
-
-func statfsTimeout(path string, timeout time.Duration) error {
-	var st unix.Statfs_t
-	return statfsInto(path, &st, timeout)
 }

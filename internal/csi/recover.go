@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
-	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
@@ -116,7 +116,8 @@ func (s *Server) statfs(path string) error {
 	if s.statfsFunc != nil {
 		return s.statfsFunc(path)
 	}
-	return statfsTimeout(path, hostmount.DefaultStatTimeout)
+	var st unix.Statfs_t
+	return statfsInto(path, &st)
 }
 
 // ownRecord reports whether this server recovers rec: with --rule, the

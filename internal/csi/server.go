@@ -63,8 +63,10 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 	if driver == "" || nodeID == "" {
 		return nil, errors.New("the driver name and the node id must not be empty")
 	}
-	if err := checkDriverName(driver); err != nil {
-		return nil, err
+	// CSI's rule for plugin names (a domain name, at most 63 characters),
+	// loosely: the name becomes a directory name.
+	if len(driver) > 63 || strings.ContainsAny(driver, "/ \t\n") || driver == "." || driver == ".." {
+		return nil, fmt.Errorf("driver name %q: use a domain name of at most 63 characters, such as glusterfs.runc-shared.io", driver)
 	}
 	if len(cfg.Mounters) == 0 {
 		return nil, fmt.Errorf("%s has no [[mounter]] rule: mounter csi mounts only the types and paths a rule allows; add one", cfg.Name())
@@ -76,15 +78,6 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 	s.records = mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
 	return s, nil
-}
-
-// checkDriverName applies CSI's rule for plugin names (a domain name, at
-// most 63 characters) loosely: it becomes a directory name.
-func checkDriverName(name string) error {
-	if len(name) > 63 || strings.ContainsAny(name, "/ \t\n") || name == "." || name == ".." {
-		return fmt.Errorf("driver name %q: use a domain name of at most 63 characters, such as glusterfs.runc-shared.io", name)
-	}
-	return nil
 }
 
 // ruleFor returns the rule that serves fstype: --rule when given (its
