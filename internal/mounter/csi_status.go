@@ -26,9 +26,7 @@ import (
 // must not advise to detach: pods' binds copy them, and recovery binds on
 // top of them.
 func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]bool, error) {
-	vols, errs := mountrec.List(stateDir)
-	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
-	errs = append(errs, rerrs...)
+	vols, routed, errs := readRecords(stateDir)
 	recorded := map[string]bool{}
 	for _, err := range errs {
 		m.warnf("%v: the record is kept; fix or remove it", err)

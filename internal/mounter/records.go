@@ -11,6 +11,14 @@ func routedStore(cfg *config.Config) mountrec.MountStore {
 	return mountrec.MountStore{Dir: mountrec.MountsDir(cfg.StateDir)}
 }
 
+// readRecords reads the records of CSI volumes and of routed mounts under
+// stateDir, and says which cannot be read.
+func readRecords(stateDir string) ([]*mountrec.Record, []*mountrec.Mount, []error) {
+	vols, errs := mountrec.List(stateDir)
+	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
+	return vols, routed, append(errs, rerrs...)
+}
+
 // pendingRecord is the record of a routed mount, written while the mount
 // is made: the durable part of the write (the file's fsync) runs beside
 // the mounter's work, and only the rename waits for the mount.

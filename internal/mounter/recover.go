@@ -64,35 +64,23 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		m.warnf("removed the stale record of mounter %s (rule %q): %s", s.Record.ID, s.Record.Name, s.Reason)
 	}
 	want := func(rule string) bool { return inv.Rule == "" || rule == inv.Rule }
-	allVols, unreadable := mountrec.List(cfg.StateDir)
-	store := mountrec.MountStore{Dir: mountrec.MountsDir(cfg.StateDir)}
-	allRouted, errs := store.List()
-	unreadable = append(unreadable, errs...)
-
-	var vols []*mountrec.Record
-	var routed []*mountrec.Mount
+	vols, routed, unreadable := readRecords(cfg.StateDir)
+	vols = slices.DeleteFunc(vols, func(v *mountrec.Record) bool { return !want(v.Rule) })
+	routed = slices.DeleteFunc(routed, func(r *mountrec.Mount) bool { return !want(r.Rule) })
 	var rules []string
-	for _, v := range allVols {
-		if want(v.Rule) {
-			vols = append(vols, v)
-			rules = append(rules, v.Rule)
-		}
+	for _, v := range vols {
+		rules = append(rules, v.Rule)
 	}
-	for _, r := range allRouted {
-		if want(r.Rule) {
-			routed = append(routed, r)
-			rules = append(rules, r.Rule)
-		}
+	for _, r := range routed {
+		rules = append(rules, r.Rule)
 	}
 	slices.Sort(rules)
-	rules = slices.Compact(rules)
 
 	notes := map[string]string{}   // by record: what this run did
 	skipped := map[string]string{} // by rule: why this run did nothing
-	var forgotten []string
-	for _, name := range rules {
-		live := newestLive(recs.Live, name)
-		rule := cfg.Rule(name)
+	gone := map[*mountrec.Mount]bool{}
+	for _, name := range slices.Compact(rules) {
+		live, rule := newestLive(recs.Live, name), cfg.Rule(name)
 		switch {
 		case rule == nil:
 			skipped[name] = fmt.Sprintf("rule %q is not in %s: restore the rule, or unmount and remove the record", name, cfg.Name())
@@ -103,17 +91,8 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		}
 		m.recoverVolumes(cfg, live, rule, vols, inv.Timeout, notes)
 		for _, r := range routed {
-			if r.Rule != name {
-				continue
-			}
-			note, gone, err := m.recoverRouted(m.execMounter(cfg, live, rule, inv.Timeout), store, r)
-			switch {
-			case gone:
-				forgotten = append(forgotten, r.Target)
-			case err != nil:
-				notes[routedKey(r)] = err.Error()
-			default:
-				notes[routedKey(r)] = note
+			if r.Rule == name {
+				notes[routedKey(r)], gone[r] = m.recoverRouted(m.execMounter(cfg, live, rule, inv.Timeout), r)
 			}
 		}
 	}
@@ -126,12 +105,9 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		}
 	}
 	for _, r := range routed {
-		if !slices.Contains(forgotten, r.Target) {
+		if !gone[r] {
 			all = append(all, recordedMount{Path: r.Target, Record: "routed " + r.FSType, Rule: r.Rule, Note: note(routedKey(r), r.Rule)})
 		}
-	}
-	for _, t := range forgotten {
-		fmt.Fprintf(m.Stdout, "forgot the routed mount at %s: it was unmounted without mounter umount (not by mount-hook when its mounter stopped)\n", t)
 	}
 	return m.reportRecovery(all, unreadable, inv.Rule)
 }
@@ -315,25 +291,27 @@ func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) erro
 }
 
 // recoverRouted makes one routed mount live again through the rule's live
-// mounter, as a staging mount is (csi.Remount). gone is set, and the record
-// removed, when the mount was taken away without `mounter umount`: it is
-// missing though runc-shared did not detach it (Mount.Detached), or its
-// mount point no longer exists. A user who unmounted it expects it to stay
-// unmounted.
-func (m *Mounter) recoverRouted(em *execMounter, store mountrec.MountStore, r *mountrec.Mount) (note string, gone bool, err error) {
+// mounter, as a staging mount is (csi.Remount), and says what it did or why
+// it could not. gone is set, and the record removed, when the mount was
+// taken away without `mounter umount`: it is missing though runc-shared did
+// not detach it (Mount.Detached), or its mount point no longer exists. A
+// user who unmounted it expects it to stay unmounted.
+func (m *Mounter) recoverRouted(em *execMounter, r *mountrec.Mount) (note string, gone bool) {
 	state, err := csi.MountState(r.Target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", false, err
+		return err.Error(), false
 	}
 	if state == "live" {
-		return "live, left alone", false, nil
+		return "live, left alone", false
 	}
+	store := routedStore(em.cfg)
 	resolved, err := csi.ResolvePath("mount point", r.Target, em.rule.Propagate)
 	if errors.Is(err, fs.ErrNotExist) || (state == "missing" && r.Detached.IsZero()) {
 		if rerr := store.Remove(r.Target); rerr != nil {
-			return "", false, rerr
+			return rerr.Error(), false
 		}
-		return "", true, nil
+		fmt.Fprintf(m.Stdout, "forgot the routed mount at %s: it was unmounted without mounter umount (not by mount-hook when its mounter stopped)\n", r.Target)
+		return "", true
 	}
 	if err == nil && resolved != r.Target {
 		err = fmt.Errorf("the mount point %s now resolves to %s: left alone", r.Target, resolved)
@@ -355,9 +333,9 @@ func (m *Mounter) recoverRouted(em *execMounter, store mountrec.MountStore, r *m
 		m.warnf("%v", werr)
 	}
 	if err != nil {
-		return "", false, err
+		return err.Error(), false
 	}
-	return "mounted again through mounter " + em.rec.ID, false, nil
+	return "mounted again through mounter " + em.rec.ID, false
 }
 
 // lockRecovery takes the state dir's recovery lock, waiting for another
