@@ -18,7 +18,6 @@ const LogName = "mount-hook.log"
 // up in the runtime's error message. The log file's directory must pass the
 // configuration file's trust rule.
 func newLogger(file, level string, stderr io.Writer) *logrus.Logger {
-	log, _ := logging.Setup(logging.Options{File: file, Level: level, Stderr: stderr,
+	return logging.Setup(logging.Options{File: file, Level: level, Stderr: stderr,
 		Name: hookargs.Name, Hook: true, CheckDir: config.CheckDir})
-	return log
 }

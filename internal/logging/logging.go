@@ -16,8 +16,9 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -55,13 +56,13 @@ type Options struct {
 	CheckDir func(dir string) error
 }
 
-// Setup returns a logger writing to o's log file and stderr, and a function
-// that closes the log file; a caller that leaves it open loses nothing: the
-// file is opened close-on-exec, so it closes when the process execs the
-// delegate or exits. It never fails: a log file that cannot be opened
-// or an unknown level or format is a warning, written where warnings go (the
-// log file, if one is open).
-func Setup(o Options) (*logrus.Logger, func() error) {
+// Setup returns a logger writing to o's log file and stderr. The file is
+// never closed: it is opened close-on-exec, so it closes when the process
+// execs the delegate or exits, and every line is written whole at once. It
+// never fails: a log file that cannot be opened or an unknown level or
+// format is a warning, written where warnings go (the log file, if one is
+// open).
+func Setup(o Options) *logrus.Logger {
 	stderr := cmp.Or(o.Stderr, io.Writer(os.Stderr))
 	prefix := Prefix
 	if o.Name != "" {
@@ -78,16 +79,14 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 	}
 	log.SetLevel(level)
 
-	closeFile := func() error { return nil }
 	if o.Hook {
 		if o.File != "" {
 			lf := &lazyFile{path: o.File, prefix: prefix, stderr: stderr, checkDir: o.CheckDir}
 			log.AddHook(&writerHook{w: lf, f: textFormatter(), levels: logrus.AllLevels})
-			closeFile = lf.Close
 		}
 		log.AddHook(&writerHook{w: stderr, f: stderrFormatter{prefix: prefix},
 			levels: []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}})
-		return log, closeFile
+		return log
 	}
 	var file *os.File
 	var fileErr error
@@ -103,7 +102,6 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 		f, formatErr = fileFormatter(o.Format)
 		f = prefixFormatter{prefix, f}
 		log.AddHook(&writerHook{w: file, f: f, levels: logrus.AllLevels})
-		closeFile = file.Close
 	}
 	if file == nil || !sameFile(file, stderr) {
 		levels := []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel}
@@ -120,7 +118,7 @@ func Setup(o Options) (*logrus.Logger, func() error) {
 			log.Warn(err.Error())
 		}
 	}
-	return log, closeFile
+	return log
 }
 
 // Error logs err as one error line: `{"level":"error","msg":"runc-shared:
@@ -230,12 +228,7 @@ func (s stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
 		b.WriteByte('\n')
 		return b.Bytes(), nil
 	}
-	keys := make([]string, 0, len(e.Data))
-	for k := range e.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(e.Data)) {
 		v := fmt.Sprint(e.Data[k])
 		if strings.ContainsAny(v, " \t\n\"=") || v == "" {
 			v = fmt.Sprintf("%q", v)

@@ -29,11 +29,8 @@ func TestErrorJSONLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	log, closeFile := Setup(Options{File: path, Format: "json", Stderr: &stderr})
+	log := Setup(Options{File: path, Format: "json", Stderr: &stderr})
 	Error(log, errors.New("container c1 matches rule \"glusterfs\" but lacks CAP_SYS_ADMIN"))
-	if err := closeFile(); err != nil {
-		t.Fatal(err)
-	}
 
 	lines := readLines(t, path)
 	if len(lines) != 2 || lines[0] != runcLine {
@@ -58,7 +55,7 @@ func TestErrorJSONLine(t *testing.T) {
 
 func TestErrorNoDoublePrefix(t *testing.T) {
 	var stderr bytes.Buffer
-	log, _ := Setup(Options{Stderr: &stderr})
+	log := Setup(Options{Stderr: &stderr})
 	Error(log, errors.New("runc-shared: already prefixed"))
 	Error(log, nil)
 	if want := "runc-shared: already prefixed\n"; stderr.String() != want {
@@ -70,9 +67,8 @@ func TestTextFormat(t *testing.T) {
 	for _, format := range []string{"text", ""} {
 		path := filepath.Join(t.TempDir(), "log")
 		var stderr bytes.Buffer
-		log, closeFile := Setup(Options{File: path, Format: format, Stderr: &stderr})
+		log := Setup(Options{File: path, Format: format, Stderr: &stderr})
 		Error(log, errors.New(`bad "spec"`))
-		closeFile()
 		lines := readLines(t, path)
 		re := regexp.MustCompile(`^time="[^"]+" level=error msg="runc-shared: bad \\"spec\\""$`)
 		if len(lines) != 1 || !re.MatchString(lines[0]) {
@@ -125,12 +121,11 @@ func TestLevels(t *testing.T) {
 					o.Format = "json"
 				}
 			}
-			log, closeFile := Setup(o)
+			log := Setup(o)
 			log.WithField("key", "v").Debug("debug line")
 			log.Info("info line")
 			log.Warn("warn line")
 			log.Error("error line")
-			closeFile()
 			file := ""
 			if !tt.noFile {
 				data, err := os.ReadFile(o.File)
@@ -166,14 +161,11 @@ func TestUnopenableFileStaysOffStderr(t *testing.T) {
 		dir, // a directory
 	} {
 		var stderr bytes.Buffer
-		log, closeFile := Setup(Options{File: path, Format: "json", Stderr: &stderr})
+		log := Setup(Options{File: path, Format: "json", Stderr: &stderr})
 		if log == nil {
 			t.Fatal("Setup returned a nil logger")
 		}
 		Error(log, errors.New("refused"))
-		if err := closeFile(); err != nil {
-			t.Errorf("close: %v", err)
-		}
 		// The warning has nowhere to go: stderr carries errors only.
 		if out := stderr.String(); out != "runc-shared: refused\n" {
 			t.Errorf("stderr = %q, want only the error", out)
@@ -189,17 +181,15 @@ func TestFileModeAndSameFileAsStderr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	log, closeFile := Setup(Options{File: path, Format: "json", Stderr: f})
+	log := Setup(Options{File: path, Format: "json", Stderr: f})
 	Error(log, errors.New("once"))
-	closeFile()
 	lines := readLines(t, path)
 	if len(lines) != 1 || !strings.Contains(lines[0], `"msg":"runc-shared: once"`) {
 		t.Errorf("lines = %q, want one JSON line", lines)
 	}
 
 	fresh := filepath.Join(t.TempDir(), "new.json")
-	_, closeFile = Setup(Options{File: fresh, Format: "json", Stderr: &bytes.Buffer{}})
-	closeFile()
+	Setup(Options{File: fresh, Format: "json", Stderr: &bytes.Buffer{}})
 	fi, err := os.Stat(fresh)
 	if err != nil {
 		t.Fatal(err)

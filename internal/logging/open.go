@@ -105,11 +105,3 @@ func (l *lazyFile) open() error {
 	l.f = f
 	return nil
 }
-
-// Close closes the file if it was opened.
-func (l *lazyFile) Close() error {
-	if l.f == nil {
-		return nil
-	}
-	return l.f.Close()
-}

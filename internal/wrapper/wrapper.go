@@ -50,7 +50,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	// the delegate unchanged (MayRewrite is false), so runc prints its own
 	// usage message, as it would without the wrapper.
 	args, parseErr := runtime.Parse(argv)
-	w.log, _ = logging.Setup(logging.Options{
+	w.log = logging.Setup(logging.Options{
 		File: args.Log, Format: args.LogFormat, Debug: args.Debug, Stderr: w.Stderr,
 	})
 	defer func() {
