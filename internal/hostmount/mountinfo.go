@@ -95,9 +95,15 @@ func (t *Table) MountOf(path string) (*mountinfo.Info, error) {
 		if m, err := mountOfInFast(t.pid, c); err == nil {
 			return m, nil
 		}
-		if err := t.load(); err != nil {
+		// Read and parse the whole file once, for this and every later question.
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
+		if err != nil {
 			return nil, err
 		}
+		if t.mounts, err = mountinfo.GetMountsFromReader(bytes.NewReader(data), nil); err != nil {
+			return nil, err
+		}
+		t.loaded = true
 	}
 	cands, _ := t.Mounts(ancestorsFilter(c)) // loaded: it reads nothing
 	return pickVisible(cands, c)
@@ -211,22 +217,6 @@ func lineDevice(line []byte) (dev uint64, ok bool) {
 		return 0, false
 	}
 	return unix.Mkdev(uint32(ma), uint32(mi)), true
-}
-
-// load reads and parses /proc/<pid>/mountinfo, unless the table has it.
-func (t *Table) load() error {
-	if t.loaded {
-		return nil
-	}
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/mountinfo")
-	if err != nil {
-		return err
-	}
-	if t.mounts, err = mountinfo.GetMountsFromReader(bytes.NewReader(data), nil); err != nil {
-		return err
-	}
-	t.loaded = true
-	return nil
 }
 
 func checkAbs(path string) (string, error) {
