@@ -43,8 +43,9 @@ var baseSpec = sync.OnceValues(func() ([]byte, error) {
 // root.path is rootfs (absolute, not a symlink), root.readonly false,
 // process.terminal false, process.args ["sleep", "1000"] (a long-running init for
 // create+start; use WithArgs for anything else), then opts in order. A rootfs
-// from HostUsrRootfs also gets WithHostUsr. The spec is checked before it is
-// written: no CAP_SYS_RESOURCE, no mount-namespace path.
+// from HostUsrRootfs also gets the host's /usr bound read-only onto /usr in
+// the spec, so the mount exists only in the container. The spec is checked
+// before it is written: no CAP_SYS_RESOURCE, no mount-namespace path.
 func NewBundle(t testing.TB, rootfs string, opts ...BundleOpt) *Bundle {
 	t.Helper()
 	abs, err := filepath.Abs(rootfs)
@@ -66,7 +67,7 @@ func NewBundle(t testing.TB, rootfs string, opts ...BundleOpt) *Bundle {
 	spec.Process.Terminal = false
 	spec.Process.Args = []string{"sleep", "1000"}
 	if _, err := os.Stat(filepath.Join(abs, hostUsrMarker)); err == nil {
-		WithHostUsr()(spec)
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/usr", Type: "bind", Source: "/usr", Options: []string{"rbind", "ro"}})
 	}
 	for _, o := range opts {
 		o(spec)
@@ -190,16 +191,6 @@ func WithBind(src, dst string, options ...string) BundleOpt {
 			options = append([]string{"rbind"}, options...)
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: options})
-	}
-}
-
-// WithHostUsr bind-mounts the host's /usr read-only onto /usr, in the spec, so the
-// mount exists only in the container. NewBundle adds it for HostUsrRootfs.
-func WithHostUsr() BundleOpt {
-	return func(s *specs.Spec) {
-		if !slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/usr" }) {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/usr", Type: "bind", Source: "/usr", Options: []string{"rbind", "ro"}})
-		}
 	}
 }
 

@@ -166,7 +166,7 @@ const hostUsrMarker = "usr/.testutil-host-usr"
 // HostUsrRootfs returns a rootfs that borrows the host's /usr: an empty usr dir,
 // merged-usr links (bin, sbin, lib, lib64 -> usr/...), a minimal /etc copied from the
 // host and the dirs glusterfs wants. Bundles made on it bind-mount the host /usr
-// read-only in their spec (see WithHostUsr), so nothing is mounted on the host.
+// read-only in their spec (see NewBundle), so nothing is mounted on the host.
 // Built once per test binary; do not change it.
 var HostUsrRootfs = cachedRootfs("hostusr", buildHostUsr)
 
