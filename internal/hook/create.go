@@ -48,7 +48,7 @@ func (r *run) createRuntime() error {
 		}
 	}
 	if rule.Mode != spec.ModePreload {
-		if err := verifyPropagation(r.tables(st.PID), st.Bundle, doc.Spec, rule); err != nil {
+		if err := verifyPropagation(r.tablesOf(st.PID), st.Bundle, doc.Spec, rule); err != nil {
 			return err
 		}
 	}
@@ -67,7 +67,7 @@ func (r *run) createRuntime() error {
 		FSTypes:     rule.FSTypes,
 		Propagate:   rule.Propagate,
 		Mode:        rule.Mode,
-		Created:     r.now().UTC(),
+		Created:     r.Now().UTC(),
 	}
 	if err := registry.New(r.cfg.StateDir).Write(rec); err != nil {
 		return fmt.Errorf("register mounter %s: %w; check that the state-dir %s is writable", st.ID, err, r.cfg.StateDir)

@@ -60,6 +60,12 @@ type Hook struct {
 
 // Run runs one hook invocation. Its error is already logged.
 func (h *Hook) Run(argv []string) (err error) {
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	if h.tablesOf == nil {
+		h.tablesOf = procTables
+	}
 	// Until the configuration names the state directory, log to stderr.
 	log := newLogger("", "", h.Stderr)
 	opts, err := hookargs.Parse(argv)
@@ -131,20 +137,6 @@ type run struct {
 	cfg   *config.Config
 	state *State
 	log   *logrus.Entry
-}
-
-func (h *Hook) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-func (h *Hook) tables(pid int) mountTables {
-	if h.tablesOf != nil {
-		return h.tablesOf(pid)
-	}
-	return procTables(pid)
 }
 
 // shortID shortens engine IDs (64 hex digits) for log lines.
