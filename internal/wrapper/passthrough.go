@@ -35,62 +35,56 @@ import (
 // annotations and env with the same decoder.
 func (w *Wrapper) examine(cfg *config.Config, args *runtime.Args, bundle string) (*spec.File, *spec.Rule, error) {
 	path := filepath.Join(bundle, "config.json")
+	unexamined := func(err error) (*spec.File, *spec.Rule, error) {
+		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
+		return nil, nil, nil
+	}
+	// A config.json that Peek does not take is matched on its first JSON
+	// value, read as runc reads it: a rule that matches it refuses the call
+	// (err, then refusal, say why), any other container passes through.
+	var first io.Reader
+	var refusal, note string
 	file, err := spec.Read(path)
-	if errors.Is(err, spec.ErrTooLarge) {
-		return nil, nil, w.examineLarge(cfg, args, path, err)
-	}
-	if err != nil {
-		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
-		return nil, nil, nil
-	}
-	peek, err := file.Peek()
-	if err == nil {
-		rule := spec.FindRule(cfg.Mounters, peek)
-		if rule == nil {
-			w.logNoMatch(cfg, args, peek, "")
-			return nil, nil, nil
+	switch {
+	case errors.Is(err, spec.ErrTooLarge):
+		f, oerr := os.Open(path)
+		if oerr != nil {
+			return unexamined(oerr)
 		}
-		return file, rule, nil
+		defer f.Close()
+		first, refusal = f, "; fix the bundle or the engine that wrote it (a mounter's spec is a few kilobytes)"
+		note = fmt.Sprintf(" (config.json is larger than %d bytes)", spec.MaxConfigSize)
+	case err != nil:
+		return unexamined(err)
+	default:
+		peek, perr := file.Peek()
+		if perr == nil {
+			rule := spec.FindRule(cfg.Mounters, peek)
+			if rule == nil {
+				w.logNoMatch(cfg, args, peek, "")
+				return nil, nil, nil
+			}
+			return file, rule, nil
+		}
+		err, first = perr, bytes.NewReader(file.Data)
+		refusal = ": runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it"
+		note = " (config.json has data after its JSON object, which runc ignores)"
 	}
-	first, ferr := peekFirst(bytes.NewReader(file.Data), path)
+	peek, ferr := peekFirst(first, path)
 	if ferr != nil {
-		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, ferr, cfg.Runtime)
-		return nil, nil, nil
-	}
-	if rule := spec.FindRule(cfg.Mounters, first); rule != nil {
-		return nil, nil, fmt.Errorf("container %s matches mounter rule %q, but %w: runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it",
-			args.ContainerID, rule.Name, err)
-	}
-	w.logNoMatch(cfg, args, first, " (config.json has data after its JSON object, which runc ignores)")
-	return nil, nil, nil
-}
-
-// examineLarge matches a config.json above spec.MaxConfigSize on its first
-// JSON value, read as runc reads it: a rule that matches it refuses the call
-// (tooLarge says why), any other container passes through.
-func (w *Wrapper) examineLarge(cfg *config.Config, args *runtime.Args, path string, tooLarge error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
-		return nil
-	}
-	defer f.Close()
-	peek, err := peekFirst(f, path)
-	if err != nil {
-		w.log.Debugf("container %s: %v; passed through unexamined, for %s to report", args.ContainerID, err, cfg.Runtime)
-		return nil
+		return unexamined(ferr)
 	}
 	if rule := spec.FindRule(cfg.Mounters, peek); rule != nil {
-		return fmt.Errorf("container %s matches mounter rule %q, but %w; fix the bundle or the engine that wrote it (a mounter's spec is a few kilobytes)",
-			args.ContainerID, rule.Name, tooLarge)
+		return nil, nil, fmt.Errorf("container %s matches mounter rule %q, but %w%s", args.ContainerID, rule.Name, err, refusal)
 	}
-	w.logNoMatch(cfg, args, peek, fmt.Sprintf(" (config.json is larger than %d bytes)", spec.MaxConfigSize))
-	return nil
+	w.logNoMatch(cfg, args, peek, note)
+	return nil, nil, nil
 }
 
 // peekFirst decodes the first JSON value of r as runc does (a json.Decoder
 // into a specs.Spec), in one pass: it only runs for the rare config.json
-// that spec.File.Peek does not take, which may be large.
+// that spec.File.Peek does not take, which may be large (above
+// spec.MaxConfigSize).
 func peekFirst(r io.Reader, path string) (*specs.Spec, error) {
 	var s specs.Spec
 	if err := json.NewDecoder(r).Decode(&s); err != nil {
