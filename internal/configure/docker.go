@@ -185,11 +185,9 @@ func (o *jsonObject) del(key string) {
 }
 
 // format writes one member per line at nesting depth; each value keeps
-// its original text, so untouched parts of a file keep their layout.
+// its original text, so untouched parts of a file keep their layout. edit
+// drops an object left empty instead of formatting it.
 func (o *jsonObject) format(ind string, depth int) json.RawMessage {
-	if len(o.keys) == 0 {
-		return json.RawMessage("{}")
-	}
 	var b bytes.Buffer
 	b.WriteString("{\n")
 	for i, k := range o.keys {
