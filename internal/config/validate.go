@@ -68,10 +68,9 @@ func (v *validator) validate(d map[string]any) *Config {
 
 // unknownKeys reports each key the schema does not know, once, at its first
 // unknown part. It reads the document's keys rather than
-// MetaData.Undecoded: the library decodes a key into a field whose name
-// matches it in another case (Runtime into runtime), and keys here are
-// lower case. Keys below a mounter that is no list of tables are left to
-// that mounter's problem (skipMounter).
+// MetaData.Undecoded, which counts every key of a map as decoded. Keys
+// below a mounter that is no list of tables are left to that mounter's
+// problem (skipMounter).
 func (v *validator) unknownKeys(skipMounter bool) {
 	seen := map[string]bool{}
 	for j, k := range v.keys {
