@@ -220,7 +220,8 @@ func (m *Mounter) recoverVolumes(cfg *config.Config, live *registry.Record, rule
 func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule *spec.Rule, driver string, vols []*mountrec.Record, timeout time.Duration) ([]csi.VolumeResult, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 	defer cancel()
-	if a := announcedIn(cfg.StateDir, driver, live); a != nil {
+	anns, _ := csi.Announcements(cfg.StateDir)
+	if a := announcedFrom(anns, driver, live); a != nil {
 		res, err := askServer(ctx, live.PID, a.Endpoint, rule.Name)
 		if err == nil {
 			return res, "by the server of mounter " + live.ID
@@ -245,13 +246,6 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 		m.warnf("%v", err)
 	}
 	return results, "through a runtime exec into mounter " + live.ID
-}
-
-// announcedIn returns the announcement of driver's server ("": any
-// driver's) when that server runs in the live mounter rec, or nil.
-func announcedIn(stateDir, driver string, rec *registry.Record) *csi.Announcement {
-	anns, _ := csi.Announcements(stateDir)
-	return announcedFrom(anns, driver, rec)
 }
 
 func askServer(ctx context.Context, pid int, endpoint, rule string) ([]csi.VolumeResult, error) {

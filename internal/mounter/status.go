@@ -2,6 +2,7 @@ package mounter
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -86,11 +87,7 @@ func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error 
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
 	row := func(rec *registry.Record, state string) {
-		root := rec.RuntimeRoot
-		if root == "" {
-			root = "(default)"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, root, age(m.now(), rec.Created))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, cmp.Or(rec.RuntimeRoot, "(default)"), age(m.now(), rec.Created))
 	}
 	for _, rec := range recs.Live {
 		row(rec, "running")
@@ -205,41 +202,31 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 		types    []string
 		prefixes []string
 	}
-	scopes := make([]scope, 0, len(live))
-	for i := len(live) - 1; i >= 0; i-- { // newest first
-		rec := live[i]
-		rule := cfg.Rule(rec.Name) // mounters holds back records without one
-		if rule == nil {
-			continue
-		}
-		scopes = append(scopes, scope{id: rec.ID, types: rule.FSTypes, prefixes: hostmount.ExpandPrefixes(rule.Propagate)})
-	}
+	var scopes []scope
 	var all []string
-	for _, s := range scopes {
-		all = append(all, s.prefixes...)
+	for _, rec := range slices.Backward(live) { // newest first
+		if rule := cfg.Rule(rec.Name); rule != nil { // mounters holds back records without one
+			s := scope{id: rec.ID, types: rule.FSTypes, prefixes: hostmount.ExpandPrefixes(rule.Propagate)}
+			scopes, all = append(scopes, s), append(all, s.prefixes...)
+		}
 	}
-	served := func(mi *mountinfo.Info) bool {
-		return slices.ContainsFunc(scopes, func(s scope) bool {
-			return slices.ContainsFunc(s.types, func(t string) bool { return TypeMatches(mi.FSType, t) })
+	// servedBy is the index of the newest scope that serves mi, or -1.
+	servedBy := func(mi *mountinfo.Info) int {
+		return slices.IndexFunc(scopes, func(s scope) bool {
+			_, below := hostmount.WithinAny(mi.Mountpoint, s.prefixes)
+			return below && slices.ContainsFunc(s.types, func(t string) bool { return TypeMatches(mi.FSType, t) })
 		})
 	}
 	// Listed from the rules' paths (listmount when each is a mount point),
 	// not by reading the mountinfo of a host that may have thousands.
-	ms, err := hostmount.MountsUnder(all, served)
+	ms, err := hostmount.MountsUnder(all, func(mi *mountinfo.Info) bool { return servedBy(mi) >= 0 })
 	if err != nil {
 		return nil, fmt.Errorf("list the host's mounts under %v: %w", all, err)
 	}
 	out := map[string][]routedMount{}
 	for _, mi := range ms {
-		for _, s := range scopes {
-			if !slices.ContainsFunc(s.types, func(t string) bool { return TypeMatches(mi.FSType, t) }) {
-				continue
-			}
-			if _, ok := hostmount.WithinAny(mi.Mountpoint, s.prefixes); ok {
-				out[s.id] = append(out[s.id], routedMount{Mountpoint: mi.Mountpoint, FSType: mi.FSType, Source: mi.Source})
-				break
-			}
-		}
+		id := scopes[servedBy(mi)].id
+		out[id] = append(out[id], routedMount{Mountpoint: mi.Mountpoint, FSType: mi.FSType, Source: mi.Source})
 	}
 	return out, nil
 }
