@@ -49,10 +49,15 @@ type RecoverRequest struct {
 
 // VolumeResult is what one pass did with one volume.
 type VolumeResult struct {
-	VolumeID  string `json:"volume-id,omitempty"`
-	Remounted bool   `json:"remounted,omitempty"`
-	Rebound   int    `json:"rebound,omitempty"`
-	Error     string `json:"error,omitempty"`
+	VolumeID string `json:"volume-id,omitempty"`
+	// Remounted: the helper mounted the volume again (staging path, or the
+	// target of an inline volume).
+	Remounted bool `json:"remounted,omitempty"`
+	// Rebound is the number of publish targets bound again.
+	Rebound int `json:"rebound,omitempty"`
+	// Error is err for the host, set by RecoverNow.
+	Error string `json:"error,omitempty"`
+	err   error
 }
 
 // RecoverResponse lists the volumes of the pass.

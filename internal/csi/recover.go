@@ -66,17 +66,6 @@ func (p RecoverPolicy) delay(n int) time.Duration {
 	return min(d, p.Max)
 }
 
-// RecoverResult is what recovery did with one volume.
-type RecoverResult struct {
-	VolumeID string
-	// Remounted: the helper mounted the volume again (staging path, or the
-	// target of an inline volume).
-	Remounted bool
-	// Rebound is the number of publish targets bound again.
-	Rebound int
-	Err     error
-}
-
 // mountState is what a recorded mount point holds.
 type mountState int
 
@@ -130,11 +119,11 @@ func (s *Server) ownRecord(rec *Record) bool {
 // want takes live, when it is not: one pass, workers volumes at a time.
 // Records that cannot be read come back as results with an empty
 // VolumeID: they are reported, never removed.
-func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, workers int) []RecoverResult {
+func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, workers int) []VolumeResult {
 	recs, errs := s.records.List()
-	var out []RecoverResult
+	var out []VolumeResult
 	for _, err := range errs {
-		out = append(out, RecoverResult{Err: err})
+		out = append(out, VolumeResult{err: err})
 	}
 	var todo []string
 	for _, r := range recs {
@@ -142,7 +131,7 @@ func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, worke
 			todo = append(todo, r.VolumeID)
 		}
 	}
-	results := make([]RecoverResult, len(todo))
+	results := make([]VolumeResult, len(todo))
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range max(1, min(workers, len(todo))) {
@@ -177,19 +166,17 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 		remounted, rebound := 0, 0
 		for _, r := range results {
 			switch {
-			case r.Err != nil && r.VolumeID == "":
-				unreadable = append(unreadable, r.Err)
-			case r.Err != nil:
-				failed[r.VolumeID] = r.Err
+			case r.err != nil && r.VolumeID == "":
+				s.Log.Errorf("recovery: %v: the record is kept; fix or remove it", r.err)
+				unreadable = append(unreadable, r.err)
+			case r.err != nil:
+				failed[r.VolumeID] = r.err
 			default:
 				if r.Remounted {
 					remounted++
 				}
 				rebound += r.Rebound
 			}
-		}
-		for _, err := range unreadable {
-			s.Log.Errorf("recovery: %v: the record is kept; fix or remove it", err)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -227,21 +214,18 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 // RecoverNow runs one recovery pass over the records of rule ("" for all
 // of the server's) and keeps each failure in its record, for `mounter
 // recover`. A retry the automatic recovery has scheduled stays scheduled.
-// The results are in the host service's form.
 func (s *Server) RecoverNow(ctx context.Context, rule string) []VolumeResult {
 	results := s.recoverOnce(ctx, func(r *Record) bool { return rule == "" || r.Rule == rule }, defaultRecoverPolicy.Workers)
-	out := make([]VolumeResult, len(results))
 	for i, r := range results {
-		out[i] = VolumeResult{VolumeID: r.VolumeID, Remounted: r.Remounted, Rebound: r.Rebound}
-		if r.Err == nil {
+		if r.err == nil {
 			continue
 		}
-		out[i].Error = r.Err.Error()
+		results[i].Error = r.err.Error()
 		if r.VolumeID != "" {
-			s.noteFailure(ctx, r.VolumeID, r.Err, time.Time{}, true)
+			s.noteFailure(ctx, r.VolumeID, r.err, time.Time{}, true)
 		}
 	}
-	return out
+	return results
 }
 
 // noteFailure logs a volume's failure and keeps it in its record. next is
@@ -275,11 +259,11 @@ func (s *Server) noteFailure(ctx context.Context, id string, rerr error, next ti
 }
 
 // recoverVolume makes one volume live again, under its lock.
-func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
-	res := RecoverResult{VolumeID: id}
+func (s *Server) recoverVolume(ctx context.Context, id string) VolumeResult {
+	res := VolumeResult{VolumeID: id}
 	unlock, err := s.lockVolume(ctx, id)
 	if err != nil {
-		res.Err = err
+		res.err = err
 		return res
 	}
 	defer unlock()
@@ -288,11 +272,11 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 	atomicfile.RemoveLeftovers(s.records.Path(id))
 	rec, err := s.records.Read(id)
 	if err != nil || rec == nil {
-		res.Err = err // nil: unstaged since the list was read
+		res.err = err // nil: unstaged since the list was read
 		return res
 	}
-	res.Remounted, res.Rebound, res.Err = s.recoverRecord(ctx, rec)
-	if res.Err != nil {
+	res.Remounted, res.Rebound, res.err = s.recoverRecord(ctx, rec)
+	if res.err != nil {
 		return res
 	}
 	if res.Remounted || rec.Recovery != nil {
@@ -300,7 +284,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) RecoverResult {
 			rec.PID = s.pid()
 		}
 		rec.Recovery = nil
-		res.Err = s.records.Write(rec)
+		res.err = s.records.Write(rec)
 	}
 	if res.Remounted || res.Rebound > 0 {
 		s.Log.WithField("volume", id).Infof("recovery: volume live again (mounted again: %v, targets bound again: %d)", res.Remounted, res.Rebound)
