@@ -51,26 +51,27 @@ func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	want, err := e.wanted(table)
-	if err != nil {
-		return nil, err
-	}
-	if have, ok := lookup(doc, append(table, e.Key)); ok {
+	key := append(slices.Clone(table), e.Key)
+	// The entry's value as the TOML decoder returns it. A rendering that
+	// is no TOML (a runc-shared bug) fails the check of the result below.
+	rendered, _ := decodeTOML([]byte(e.render(table, "")))
+	want, _ := lookup(rendered, key)
+	if have, ok := lookup(doc, key); ok {
 		if reflect.DeepEqual(have, want) {
 			return old, nil // configured by hand: leave it to its owner
 		}
 		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
-			e.id(), toml.Key(append(table, e.Key)))
+			e.id(), toml.Key(key))
 	}
 	out := e.insert(base, table, prelude)
 	got, err := decodeTOML(out)
 	if err != nil {
 		return nil, fmt.Errorf("adding %s would break the file (%w); add this by hand instead:\n%s",
-			toml.Key(append(table, e.Key)), err, e.render(table, ""))
+			toml.Key(key), err, e.render(table, ""))
 	}
-	if have, _ := lookup(got, append(table, e.Key)); !reflect.DeepEqual(have, want) {
+	if have, _ := lookup(got, key); !reflect.DeepEqual(have, want) {
 		return nil, fmt.Errorf("adding %s as text did not give the intended value (%v, want %v); add this by hand instead:\n%s",
-			toml.Key(append(table, e.Key)), have, want, e.render(table, ""))
+			toml.Key(key), have, want, e.render(table, ""))
 	}
 	return out, nil
 }
@@ -170,16 +171,6 @@ func keyValue(k string, v any) string {
 		panic(fmt.Sprintf("configure: no TOML rendering for %T: %v", v, err))
 	}
 	return string(line)
-}
-
-// wanted is the entry's value as the TOML decoder returns it.
-func (e *tomlEditor) wanted(table []string) (any, error) {
-	doc, err := decodeTOML([]byte(e.render(table, "")))
-	if err != nil {
-		return nil, fmt.Errorf("render %s: %w (a runc-shared bug)", toml.Key(table), err)
-	}
-	v, _ := lookup(doc, append(table, e.Key))
-	return v, nil
 }
 
 func decodeTOML(b []byte) (map[string]any, error) {
