@@ -16,7 +16,6 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
-	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
 // metaDir holds, on each base volume, one small file per volume the
@@ -99,22 +98,19 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 	mount := c.Base
 	mount.Options = mergeOptions(mount.Options, flags)
 	id := c.ID()
-	err = s.onCreated(ctx, c, mount, func(dir, metaFile string) error {
-		m, err := mountrec.ReadJSON[meta](metaFile)
+	err = s.onCreated(ctx, c, mount, func(dir, metaFile string, m *meta) error {
 		switch {
-		case err == nil && (m.ID != id || !fits(m.Capacity, req.GetCapacityRange())):
+		case m != nil && (m.ID != id || !fits(m.Capacity, req.GetCapacityRange())):
 			return status.Errorf(codes.AlreadyExists, "volume %q exists on %s with other parameters or capacity (%s, %d bytes)", c.Name, c.Base.Source, m.ID, m.Capacity)
-		case err == nil:
+		case m != nil:
 			size = m.Capacity
-		case errors.Is(err, fs.ErrNotExist):
+		default:
 			if _, err := os.Lstat(dir); err == nil {
 				return status.Errorf(codes.AlreadyExists, "%s already has an entry %q that this driver did not create: choose another name or remove it", c.Base.Source, c.Name)
 			}
 			if err := writeMeta(metaFile, meta{ID: id, Capacity: size}); err != nil {
 				return err
 			}
-		default:
-			return err
 		}
 		// After the record: a crash in between leaves a record whose next
 		// CreateVolume makes the directory.
@@ -158,13 +154,9 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 	if !ok {
 		return &csipb.DeleteVolumeResponse{}, nil
 	}
-	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
-		m, err := mountrec.ReadJSON[meta](metaFile)
-		if errors.Is(err, fs.ErrNotExist) || err == nil && m.ID != id {
+	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string, m *meta) error {
+		if m == nil || m.ID != id {
 			return nil // gone, or the name now holds another volume
-		}
-		if err != nil {
-			return err
 		}
 		if c.OnDelete == OnDeleteDelete {
 			if err := checkPlainDir(dir); err == nil {
@@ -203,15 +195,9 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.Vali
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "volume %q was not created by %s", id, s.Driver)
 	}
-	err := s.onCreated(ctx, c, c.Base, func(dir, metaFile string) error {
-		m, err := mountrec.ReadJSON[meta](metaFile)
-		if err == nil && m.ID != id {
-			err = fs.ErrNotExist
-		}
-		if err == nil {
-			err = checkPlainDir(dir)
-		}
-		if errors.Is(err, fs.ErrNotExist) {
+	err := s.onCreated(ctx, c, c.Base, func(dir, _ string, m *meta) error {
+		err := checkPlainDir(dir)
+		if m == nil || m.ID != id || errors.Is(err, fs.ErrNotExist) {
 			return status.Errorf(codes.NotFound, "volume %s does not exist on %s", c.Name, c.Base.Source)
 		}
 		return err
@@ -233,11 +219,11 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.Vali
 
 // onCreated runs fn on the created volume c with its base volume mounted
 // (as base: the StorageClass's volume with the call's options): dir is the
-// volume's directory on it, metaFile its record. The calls for one volume
-// name on one base volume are serialized.
-func (s *Server) onCreated(ctx context.Context, c Created, base Volume, fn func(dir, metaFile string) error) error {
-	rule, err := s.ruleFor(c.Base.FSType)
-	if err != nil {
+// volume's directory on it, metaFile its record and m what that holds, nil
+// when there is none. The calls for one volume name on one base volume are
+// serialized.
+func (s *Server) onCreated(ctx context.Context, c Created, base Volume, fn func(dir, metaFile string, m *meta) error) error {
+	if _, err := s.ruleFor(c.Base.FSType); err != nil {
 		return err
 	}
 	unlock, err := s.lockVolume(ctx, c.Base.Source+"|"+c.Name)
@@ -245,8 +231,16 @@ func (s *Server) onCreated(ctx context.Context, c Created, base Volume, fn func(
 		return err
 	}
 	defer unlock()
-	return s.withBase(ctx, rule, base, func(dir string) error {
-		return fn(filepath.Join(dir, c.Name), filepath.Join(dir, metaDir, c.Name+".json"))
+	return s.withBase(ctx, base, func(dir string) error {
+		metaFile := filepath.Join(dir, metaDir, c.Name+".json")
+		m, err := mountrec.ReadJSON[meta](metaFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			m, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		return fn(filepath.Join(dir, c.Name), metaFile, m)
 	})
 }
 
@@ -255,7 +249,7 @@ func (s *Server) onCreated(ctx context.Context, c Created, base Volume, fn func(
 // point keeps the base out of every other mount namespace, even where the
 // server's own paths propagate (a host whose / is shared, a mounter whose
 // root is rshared).
-func (s *Server) withBase(ctx context.Context, rule *spec.Rule, base Volume, fn func(dir string) error) error {
+func (s *Server) withBase(ctx context.Context, base Volume, fn func(dir string) error) error {
 	if err := s.privateWork(); err != nil {
 		return err
 	}
@@ -263,10 +257,7 @@ func (s *Server) withBase(ctx context.Context, rule *spec.Rule, base Volume, fn 
 	if err != nil {
 		return fmt.Errorf("create a mount point for %s: %w", base.Source, err)
 	}
-	return s.mountedAt(ctx, base, dir, func(dir string) error {
-		s.Log.WithField("rule", rule.Name).Debugf("mounted %s at %s for the call", base.Source, dir)
-		return fn(dir)
-	})
+	return s.mountedAt(ctx, base, dir, fn)
 }
 
 // mountedAt mounts v with its helper at dir, a directory made for it, runs
@@ -282,6 +273,7 @@ func (s *Server) mountedAt(ctx context.Context, v Volume, dir string, fn func(di
 	if err := s.mountHelper(ctx, v, dir); err != nil {
 		return err
 	}
+	s.Log.Debugf("mounted %s at %s for the call", v.Source, dir)
 	return fn(dir)
 }
 

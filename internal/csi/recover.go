@@ -470,7 +470,7 @@ func MountState(path string) (string, error) {
 func (s *Server) withBaseFor(ctx context.Context, rec *Record, target string, fn func(dir string) error) error {
 	v := recordVolume(rec)
 	if s.HelperPID == 0 {
-		return s.withBase(ctx, s.Config.Rule(rec.Rule), v, fn)
+		return s.withBase(ctx, v, fn)
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(target), ".runc-shared-recover-")
 	if err != nil {
