@@ -88,3 +88,22 @@ func ResolveAndOpen(path string, allow []string) (*os.File, string, error) {
 	}
 	return f, canonical, nil
 }
+
+// isMountPoint reports whether path (absolute, resolved) is a mount point in
+// this process's mount namespace. It reads mountinfo rather than stat'ing, so
+// it neither misses bind mounts nor fails on a dead FUSE mount nor blocks on a
+// hung one, and it stops reading at the first match. (So it takes no statx
+// fast path either: statx walks path and would block below a hung FUSE
+// mount, and would miss a mount point hidden under a later mount.) It does
+// not resolve symlinks for the same reason: resolve first (ResolveSource).
+func isMountPoint(path string) (bool, error) {
+	c, err := checkAbs(path)
+	if err != nil {
+		return false, err
+	}
+	found, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(c))
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return len(found) > 0, nil
+}

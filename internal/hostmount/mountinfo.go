@@ -334,28 +334,10 @@ func IsShared(path string) (bool, error) {
 	return PeerGroup(m) > 0, nil
 }
 
-// isMountPoint reports whether path (absolute, resolved) is a mount point in
-// this process's mount namespace. It reads mountinfo rather than stat'ing, so
-// it neither misses bind mounts nor fails on a dead FUSE mount nor blocks on a
-// hung one, and it stops reading at the first match. (So it takes no statx
-// fast path either: statx walks path and would block below a hung FUSE
-// mount, and would miss a mount point hidden under a later mount.) It does
-// not resolve symlinks for the same reason: resolve first (ResolveSource).
-func isMountPoint(path string) (bool, error) {
-	c, err := checkAbs(path)
-	if err != nil {
-		return false, err
-	}
-	found, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(c))
-	if err != nil {
-		return false, fmt.Errorf("read mountinfo for %s: %w", c, err)
-	}
-	return len(found) > 0, nil
-}
-
 // IsMountPoint reports whether path (absolute, as the table's process sees
-// it) is a mount point there. Like isMountPoint it asks mountinfo only, and
-// reads it up to the first match unless the table is parsed already.
+// it) is a mount point there. It reads mountinfo rather than stat'ing, so
+// it neither misses bind mounts nor fails on a dead FUSE mount nor blocks on
+// a hung one, up to the first match unless the table is parsed already.
 func (t *Table) IsMountPoint(path string) (bool, error) {
 	c, err := checkAbs(path)
 	if err != nil {

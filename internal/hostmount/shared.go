@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,16 +22,7 @@ import (
 // Otherwise path is bound onto itself when it is not a mount point yet (a new
 // mount, private like its parent, that covers exactly path) and that mount is
 // made rshared (MS_SHARED|MS_REC: submounts join too). Nothing above path
-// changes.
-//
-// Many runtimes may start at once for the same path: under an exclusive flock
-// on a lock file in lockDir (created 0700), named from a hash of path, the
-// state is read again, so the self-bind happens exactly once and no duplicate
-// binds stack up. The mounts go through an O_PATH handle opened without
-// following symlinks, so a component swapped for a symlink after resolution
-// fails instead of redirecting the mount. If the self-bind succeeded but
-// making it shared failed, changed is true along with the error: the bind is
-// there and the caller logs it.
+// changes. Many runtimes may start at once for the same path: see ownMount.
 func EnsureShared(path, lockDir string) (changed bool, err error) {
 	p, err := checkAbs(path)
 	if err != nil {
@@ -43,7 +35,29 @@ func EnsureShared(path, lockDir string) (changed bool, err error) {
 		return false, err
 	}
 	_ = f.Close()
-	if shared, err := IsShared(p); err != nil || shared {
+	shared := func(m *mountinfo.Info) bool { return PeerGroup(m) > 0 }
+	return ownMount(p, lockDir, shared, unix.MS_BIND|unix.MS_REC, unix.MS_SHARED|unix.MS_REC)
+}
+
+// ownMount gives p (absolute, resolved) the propagation prop on a mount of
+// its own, unless done says the mount holding p (MountOf) needs nothing,
+// and reports whether it changed anything. When p is not the mount point of
+// that mount, p is first bound onto itself with the flags bind.
+//
+// Many runtimes may start at once for the same path: under an exclusive
+// flock on a lock file in lockDir (created 0700), named from a hash of p,
+// the state is read again, so the self-bind happens exactly once and no
+// duplicate binds stack up. The mounts go through an O_PATH handle opened
+// without following symlinks, so a component swapped for a symlink after
+// resolution fails instead of redirecting the mount. If the self-bind
+// succeeded but the propagation change failed, changed is true along with
+// the error: the bind is there and the caller logs it.
+func ownMount(p, lockDir string, done func(*mountinfo.Info) bool, bind, prop uintptr) (changed bool, err error) {
+	check := func() (*mountinfo.Info, bool, error) {
+		m, err := MountOf(p)
+		return m, err == nil && done(m), err
+	}
+	if _, ok, err := check(); err != nil || ok {
 		return false, err
 	}
 	unlock, err := lockPath(lockDir, p)
@@ -51,23 +65,19 @@ func EnsureShared(path, lockDir string) (changed bool, err error) {
 		return false, err
 	}
 	defer unlock()
-
-	m, err := MountOf(p)
-	if err != nil {
-		return false, err
-	}
-	if PeerGroup(m) > 0 {
-		return false, nil // another process made it shared while we waited
+	m, ok, err := check()
+	if err != nil || ok {
+		return false, err // another process did it while we waited
 	}
 	if m.Mountpoint != p {
-		if err := mountHandle(p, p, unix.MS_BIND|unix.MS_REC); err != nil {
+		if err := mountHandle(p, p, bind); err != nil {
 			return false, err
 		}
 		changed = true
 	}
 	// Reopen after the bind: a handle opened before it points below the new
-	// mount, where MS_SHARED would fail with EINVAL (not a mount root).
-	if err := mountHandle("", p, unix.MS_SHARED|unix.MS_REC); err != nil {
+	// mount, where a propagation change fails with EINVAL (not a mount root).
+	if err := mountHandle("", p, prop); err != nil {
 		return changed, err
 	}
 	return true, nil

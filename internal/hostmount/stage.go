@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,8 +16,8 @@ import (
 var ErrStagedChanged = errors.New("staged bind changed")
 
 // PrepareStaging makes dir (created 0700 when missing) a mount point of its
-// own that is unbindable, once, under a lock in lockDir, and reports whether
-// it changed anything. A bind staged below it is a clone of its source's
+// own that is unbindable, once (see ownMount), and reports whether it
+// changed anything. A bind staged below it is a clone of its source's
 // mount and so a peer of the host's mount there; the staging mount itself
 // propagates nothing out (unbindable implies private), and a recursive bind
 // of a parent (a container that binds /run) skips it, so no other namespace
@@ -29,35 +30,10 @@ func PrepareStaging(dir, lockDir string) (changed bool, err error) {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return false, fmt.Errorf("create staging directory %s: %w", d, err)
 	}
-	ready := func() (bool, error) {
-		m, err := MountOf(d)
-		if err != nil {
-			return false, err
-		}
-		return m.Mountpoint == d && strings.Contains(m.Optional, "unbindable"), nil
+	unbindable := func(m *mountinfo.Info) bool {
+		return m.Mountpoint == d && strings.Contains(m.Optional, "unbindable")
 	}
-	if ok, err := ready(); err != nil || ok {
-		return false, err
-	}
-	unlock, err := lockPath(lockDir, d)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	if ok, err := ready(); err != nil || ok {
-		return false, err
-	}
-	if mp, err := isMountPoint(d); err != nil {
-		return false, err
-	} else if !mp {
-		if err := mountHandle(d, d, unix.MS_BIND); err != nil {
-			return false, err
-		}
-	}
-	if err := mountHandle("", d, unix.MS_UNBINDABLE); err != nil {
-		return true, err
-	}
-	return true, nil
+	return ownMount(d, lockDir, unbindable, unix.MS_BIND, unix.MS_UNBINDABLE)
 }
 
 // Stage pins source and binds it at target, so that runc can be given target
