@@ -75,7 +75,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 			fmt.Fprintf(out, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
 		}
 	}
-	private := privateConsumers(vols)
+	private := scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
 	for _, v := range vols {
 		for _, c := range private[v.VolumeID] {
 			fmt.Fprintf(out, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
@@ -107,21 +107,6 @@ type consumer struct {
 	Mountpoint string
 }
 
-// privateConsumers finds, per volume, the mount namespaces (one process
-// each) that hold a bind of the volume whose propagation is private: a
-// mount made on the host later never reaches such a bind
-// (mount_namespaces(7), "Shared subtrees"), so recovery cannot either. A
-// bind is the volume's when its device is one of the devices stacked at
-// the volume's paths on the host: the dead mount a publish target keeps
-// and the live one recovery stacked on it. Binds that are shared or slaves
-// (master:N) receive what recovery mounts and are not listed. It reads
-// /proc/PID/ns/mnt of each process and the mount table of one process per
-// namespace (parsing only the lines of the volumes' devices), and never
-// statfs'es a mount (a dead one would fail, a hung one block).
-func privateConsumers(vols []*mountrec.Record) map[string][]consumer {
-	return scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
-}
-
 // volumeDevices maps the devices of the mounts stacked at the volumes'
 // paths on the host to the volume ids.
 func volumeDevices(vols []*mountrec.Record) map[uint64]string {
@@ -140,9 +125,19 @@ func volumeDevices(vols []*mountrec.Record) map[uint64]string {
 	return devOf
 }
 
-// scanConsumers finds the private binds of the devices in devOf in the
-// mount namespaces of the processes under proc, but its own; tableOf gives
-// a process's mount table.
+// scanConsumers finds, per volume, the mount namespaces (one process
+// each) that hold a bind of the volume whose propagation is private: a
+// mount made on the host later never reaches such a bind
+// (mount_namespaces(7), "Shared subtrees"), so recovery cannot either. A
+// bind is the volume's when its device is one of the devices stacked at
+// the volume's paths on the host: the dead mount a publish target keeps
+// and the live one recovery stacked on it. Binds that are shared or slaves
+// (master:N) receive what recovery mounts and are not listed. It reads
+// /proc/PID/ns/mnt of each process and the mount table of one process per
+// namespace (parsing only the lines of the volumes' devices), and never
+// statfs'es a mount (a dead one would fail, a hung one block).
+// The processes are those under proc, but this one; tableOf gives a
+// process's mount table, devOf the volumes' devices (volumeDevices).
 func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf map[uint64]string) map[string][]consumer {
 	out := map[string][]consumer{}
 	if len(devOf) == 0 {

@@ -188,15 +188,10 @@ func rulePaths(cfg *config.Config) []string {
 	return out
 }
 
-// routedMount is a host mount that a mounter serves.
-type routedMount struct {
-	Mountpoint, FSType, Source string
-}
-
 // servedMounts lists the host's mounts that some live mounter serves (of
 // its rule's types, below its rule's paths) and groups them by mounter (the newest mounter
 // of overlapping ones).
-func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]routedMount, error) {
+func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]*mountinfo.Info, error) {
 	type scope struct {
 		id       string
 		types    []string
@@ -223,10 +218,10 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]rou
 	if err != nil {
 		return nil, fmt.Errorf("list the host's mounts under %v: %w", all, err)
 	}
-	out := map[string][]routedMount{}
+	out := map[string][]*mountinfo.Info{}
 	for _, mi := range ms {
 		id := scopes[servedBy(mi)].id
-		out[id] = append(out[id], routedMount{Mountpoint: mi.Mountpoint, FSType: mi.FSType, Source: mi.Source})
+		out[id] = append(out[id], mi)
 	}
 	return out, nil
 }

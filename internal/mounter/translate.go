@@ -3,7 +3,6 @@ package mounter
 import (
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -41,18 +40,16 @@ func (r skipUnsafe) ResolveSource(source string) (string, bool, error) {
 // the container: through the bind whose source contains target, compared by
 // components, with the longest source; ok is false when no bind covers it.
 func Translate(target string, binds []Bind) (inner string, bind Bind, ok bool) {
-	sources := make([]string, len(binds))
-	for i, b := range binds {
-		sources[i] = b.Source
+	for _, b := range binds {
+		if hostmount.Within(target, b.Source) && (!ok || len(b.Source) > len(bind.Source)) {
+			bind, ok = b, true
+		}
 	}
-	src, ok := hostmount.WithinAny(target, sources)
 	if !ok {
 		return "", Bind{}, false
 	}
-	b := binds[slices.Index(sources, src)]
-	// WithinAny compared by components: target is b.Source or below it.
-	rel, _ := filepath.Rel(b.Source, target)
-	return path.Join(b.Destination, rel), b, true
+	rel, _ := filepath.Rel(bind.Source, target)
+	return path.Join(bind.Destination, rel), bind, true
 }
 
 // noBindError explains that a mounter cannot reach target.
@@ -64,17 +61,10 @@ func noBindError(target, id, rule string, binds []Bind) error {
 		target, id, rule, describeBinds(binds))
 }
 
-// resolve returns p with symlinks resolved, or cleaned when it cannot be
-// resolved (it does not exist, or is a dead FUSE mount that fails lstat).
-func resolve(p string) string {
-	if r, err := filepath.EvalSymlinks(p); err == nil {
-		return r
-	}
-	return filepath.Clean(p)
-}
-
 // absTarget makes a target absolute (against the working directory, as
 // mount(8) does) and resolves its symlinks: mountinfo shows resolved paths.
+// A target that cannot be resolved (it does not exist, or is a dead FUSE
+// mount that fails lstat) is only cleaned, which Abs does.
 func absTarget(target string) (string, error) {
 	if target == "" {
 		return "", usage("missing TARGET")
@@ -83,7 +73,10 @@ func absTarget(target string) (string, error) {
 	if err != nil {
 		return "", system("target %s: %w", target, err)
 	}
-	return resolve(abs), nil
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r, nil
+	}
+	return abs, nil
 }
 
 // describeBinds is for messages: "A, B (at /data inside)".
