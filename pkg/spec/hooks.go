@@ -35,17 +35,12 @@ type InjectHooks struct {
 	// the registry when the configuration is gone or broken; "" passes none
 	// (the hook then looks in the default).
 	StateDir string
-	// Timeout is in seconds; 0 means DefaultHookTimeout.
-	Timeout int
 }
 
 // Hook returns the hook entry for stage.
 func (h InjectHooks) Hook(stage hookargs.Stage) specs.Hook {
 	args := &hookargs.Args{Config: h.Config, Runtime: h.Runtime, Root: h.Root, StateDir: h.StateDir, Stage: stage}
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = DefaultHookTimeout
-	}
+	timeout := DefaultHookTimeout
 	return specs.Hook{
 		Path:    h.Path,
 		Args:    args.Format(),

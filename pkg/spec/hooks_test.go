@@ -139,8 +139,8 @@ func TestInjectHooksArgs(t *testing.T) {
 	}{
 		{"no optional flags", InjectHooks{Path: "/b/mount-hook"}, []string{"mount-hook", "poststop"}, 10},
 		{"config only", InjectHooks{Path: "/b/mount-hook", Config: "/c.toml"}, []string{"mount-hook", "--config", "/c.toml", "poststop"}, 10},
-		{"default root omitted", InjectHooks{Path: "/b/mount-hook", Runtime: "/usr/sbin/runc", Timeout: 3},
-			[]string{"mount-hook", "--runtime", "/usr/sbin/runc", "poststop"}, 3},
+		{"default root omitted", InjectHooks{Path: "/b/mount-hook", Runtime: "/usr/sbin/runc"},
+			[]string{"mount-hook", "--runtime", "/usr/sbin/runc", "poststop"}, 10},
 		{"all flags", InjectHooks{Path: "/b/mount-hook", Config: "/c.toml", Runtime: "runc", Root: "/run/r", StateDir: "/run/rs"},
 			[]string{"mount-hook", "--config", "/c.toml", "--runtime", "runc", "--root", "/run/r", "--state-dir", "/run/rs", "poststop"}, 10},
 	} {
