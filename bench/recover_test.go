@@ -369,8 +369,7 @@ func tmpfsTrial(t testing.TB, c Cmd, target string) Trial {
 // and returns a reader of its output (the server's log).
 func startServerMounter(t *testing.T, e *glusterEnv, cfg string) (serverLog func() string) {
 	t.Helper()
-	r := testutil.NewRunc(t, testutil.Bin(t, "runc-shared"))
-	r.ExtraGlobal = []string{"--runc-shared-config=" + cfg}
+	r := testutil.Wrapper(t, cfg)
 	sock := filepath.Join(e.dir, "route.sock")
 	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t),
 		testutil.WithHostNetwork(), testutil.WithFuse(), testutil.WithAddCaps("SYS_ADMIN"),
