@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,10 +90,11 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 			skipped[name] = fmt.Sprintf("no live mounter of rule %q: start one through runc-shared, then run mounter recover again", name)
 			continue
 		}
-		m.recoverVolumes(cfg, live, rule, vols, inv.Timeout, notes)
+		em := &execMounter{m: m, cfg: cfg, rec: live, rule: rule, timeout: inv.Timeout}
+		m.recoverVolumes(em, vols, notes)
 		for _, r := range routed {
 			if r.Rule == name {
-				notes[routedKey(r)], gone[r] = m.recoverRouted(m.execMounter(cfg, live, rule, inv.Timeout), r)
+				notes[routedKey(r)], gone[r] = m.recoverRouted(em, r)
 			}
 		}
 	}
@@ -182,24 +184,19 @@ func newestLive(live []*registry.Record, rule string) *registry.Record {
 	return nil
 }
 
-// recoverVolumes makes the CSI volumes of rule live, driver by driver:
-// through the mounter's server when it announced one and answers, else
-// from the host with helper mounts run inside the mounter. notes gets what
-// the pass did with each volume.
-func (m *Mounter) recoverVolumes(cfg *config.Config, live *registry.Record, rule *spec.Rule, vols []*mountrec.Record, timeout time.Duration, notes map[string]string) {
+// recoverVolumes makes the CSI volumes of em's rule live, driver by
+// driver: through the mounter's server when it announced one and answers,
+// else from the host with helper mounts run inside the mounter (em).
+// notes gets what the pass did with each volume.
+func (m *Mounter) recoverVolumes(em *execMounter, vols []*mountrec.Record, notes map[string]string) {
 	byDriver := map[string][]*mountrec.Record{}
-	var drivers []string
 	for _, v := range vols {
-		if v.Rule != rule.Name {
-			continue
+		if v.Rule == em.rule.Name {
+			byDriver[v.Driver] = append(byDriver[v.Driver], v)
 		}
-		if byDriver[v.Driver] == nil {
-			drivers = append(drivers, v.Driver)
-		}
-		byDriver[v.Driver] = append(byDriver[v.Driver], v)
 	}
-	for _, driver := range drivers {
-		results, how := m.recoverDriver(cfg, live, rule, driver, byDriver[driver], timeout)
+	for _, driver := range slices.Sorted(maps.Keys(byDriver)) {
+		results, how := m.recoverDriver(em, driver, byDriver[driver])
 		for _, r := range results {
 			note := "live, left alone"
 			switch {
@@ -215,12 +212,13 @@ func (m *Mounter) recoverVolumes(cfg *config.Config, live *registry.Record, rule
 	}
 }
 
-// recoverDriver runs one pass over one driver's volumes of rule and says
-// how it went about it.
-func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule *spec.Rule, driver string, vols []*mountrec.Record, timeout time.Duration) ([]csi.VolumeResult, string) {
+// recoverDriver runs one pass over one driver's volumes of em's rule and
+// says how it went about it.
+func (m *Mounter) recoverDriver(em *execMounter, driver string, vols []*mountrec.Record) ([]csi.VolumeResult, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 	defer cancel()
-	anns, _ := csi.Announcements(cfg.StateDir)
+	live, rule := em.rec, em.rule
+	anns, _ := csi.Announcements(em.cfg.StateDir)
 	if a := announcedFrom(anns, driver, live); a != nil {
 		res, err := askServer(ctx, live.PID, a.Endpoint, rule.Name)
 		if err == nil {
@@ -228,17 +226,13 @@ func (m *Mounter) recoverDriver(cfg *config.Config, live *registry.Record, rule 
 		}
 		m.warnf("the CSI server of mounter %s (rule %q) does not answer (%v): making its volumes again from the host through a runtime exec", live.ID, rule.Name, err)
 	}
-	fail := func(err error) []csi.VolumeResult {
+	s, err := csi.NewServer(driver, vols[0].Node, em.cfg, rule.Name, em, csi.NewLogger(m.Stderr, em.cfg.LogLevel))
+	if err != nil {
 		out := make([]csi.VolumeResult, len(vols))
 		for i, v := range vols {
 			out[i] = csi.VolumeResult{VolumeID: v.VolumeID, Error: err.Error()}
 		}
-		return out
-	}
-	em := m.execMounter(cfg, live, rule, timeout)
-	s, err := csi.NewServer(driver, vols[0].Node, cfg, rule.Name, em, csi.NewLogger(m.Stderr, cfg.LogLevel))
-	if err != nil {
-		return fail(err), ""
+		return out, ""
 	}
 	s.HelperPID = live.PID
 	results := s.RecoverNow(ctx, rule.Name)
@@ -268,10 +262,6 @@ type execMounter struct {
 	rule *spec.Rule
 	// timeout bounds the wait for each mount to reach the host.
 	timeout time.Duration
-}
-
-func (m *Mounter) execMounter(cfg *config.Config, live *registry.Record, rule *spec.Rule, timeout time.Duration) *execMounter {
-	return &execMounter{m: m, cfg: cfg, rec: live, rule: rule, timeout: timeout}
 }
 
 // Mount runs the helper inside the mounter at target's place there.
