@@ -95,7 +95,7 @@ func (r *run) detachDead(propagate []string, stateDir string) {
 		r.log.Infof("detached dead FUSE mount %s (%s %s)", m.Mountpoint, m.FSType, m.Source)
 		// A routed mount's record learns that its mount is missing for
 		// recovery to make again, not because a user unmounted it.
-		if err := routed.MarkDetached(m.Mountpoint, time.Now()); err != nil {
+		if err := mountrec.MarkDetached(routed, m.Mountpoint, time.Now()); err != nil {
 			r.log.Warnf("%v: mounter recover will forget this mount instead of mounting it again", err)
 		}
 	}

@@ -17,8 +17,9 @@
 package mountrec
 
 import (
+	"cmp"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -96,30 +97,13 @@ func Dir(stateDir, driver string) string {
 }
 
 // Store is one driver's record directory.
-type Store struct{ Dir string }
+type Store = Records[Record, *Record]
 
-func (s Store) dir() recordDir[Record] {
-	return recordDir[Record]{dir: s.Dir, key: func(r *Record) string { return r.VolumeID },
-		dirName: "CSI record directory", of: "volume %s", isFor: "volume %q", noKey: "no volume id"}
+func (r *Record) key() string { return r.VolumeID }
+
+func (*Record) words() words {
+	return words{dir: "CSI record directory", of: "volume %s", isFor: "volume %q", noKey: "no volume id"}
 }
-
-// Path names the record of volumeID by a hash of it: ids are opaque
-// strings that may hold "/" and be longer than a file name.
-func (s Store) Path(volumeID string) string { return s.dir().path(volumeID) }
-
-// Read returns the record of volumeID, or nil when there is none.
-func (s Store) Read(volumeID string) (*Record, error) { return s.dir().read(volumeID) }
-
-// Write stores r durably.
-func (s Store) Write(r *Record) error { return s.dir().write(r) }
-
-// Remove removes the record of volumeID; none is no error.
-func (s Store) Remove(volumeID string) error { return s.dir().remove(volumeID) }
-
-// List returns the store's records and, apart, the errors of those that
-// cannot be read. Temporary files of a write in progress (or killed) are
-// not records.
-func (s Store) List() ([]*Record, []error) { return s.dir().list() }
 
 // List returns the records of every driver under stateDir, sorted by
 // driver and volume id, and apart the errors of those that cannot be read.
@@ -134,12 +118,9 @@ func List(stateDir string) ([]*Record, []error) {
 			keep = append(keep, f)
 		}
 	}
-	out, errs := Store{}.dir().readAll(keep)
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Driver != out[j].Driver {
-			return out[i].Driver < out[j].Driver
-		}
-		return out[i].VolumeID < out[j].VolumeID
+	out, errs := readAll[Record](keep)
+	slices.SortFunc(out, func(a, b *Record) int {
+		return cmp.Or(cmp.Compare(a.Driver, b.Driver), cmp.Compare(a.VolumeID, b.VolumeID))
 	})
 	return out, errs
 }

@@ -51,7 +51,7 @@ func TestMountStore(t *testing.T) {
 		t.Errorf("Read of a record for another target: %+v", m)
 	}
 	// MarkDetached notes a detach in an existing record only.
-	if err := s.MarkDetached("/k/none", time.Now()); err != nil {
+	if err := MarkDetached(s, "/k/none", time.Now()); err != nil {
 		t.Errorf("MarkDetached of no record: %v", err)
 	}
 	if m, err := s.Read("/k/none"); m != nil || err != nil {
@@ -60,7 +60,7 @@ func TestMountStore(t *testing.T) {
 	if got, err := s.Read("/k/b"); err != nil || got == nil || !got.Detached.IsZero() {
 		t.Fatalf("a new record is marked detached: %+v, %v", got, err)
 	}
-	if err := s.MarkDetached("/k/b", time.Now()); err != nil {
+	if err := MarkDetached(s, "/k/b", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Read("/k/b"); err != nil || got == nil || got.Detached.IsZero() || got.Source != "127.0.0.2:/v0" {

@@ -1,6 +1,7 @@
 package mountrec
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,109 +10,136 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
 )
 
-// recordDir is a directory of JSON records, one file per key, named by a
+// Records is a directory of JSON records, one file per key, named by a
 // hash of the key: keys are opaque strings that may hold "/" and be longer
 // than a file name. Every write is durable and atomic. Store (CSI volumes)
 // and MountStore (routed mounts) are two of them; only the words of their
 // errors differ.
-type recordDir[T any] struct {
-	dir     string
-	key     func(*T) string
-	dirName string // "CSI record directory"
-	of      string // what a record is of, for errors: "volume %s"
-	isFor   string // the same, quoted: "volume %q"
-	noKey   string // a record without its key: "no volume id"
+type Records[T any, P keyed[T]] struct{ Dir string }
+
+// keyed is a record type: its key, and the words of its errors (a method
+// that reads no field, so that a nil P answers it).
+type keyed[T any] interface {
+	*T
+	key() string
+	words() words
 }
 
-func (d recordDir[T]) path(key string) string {
+type words struct {
+	dir   string // "CSI record directory"
+	of    string // what a record is of, for errors: "volume %s"
+	isFor string // the same, quoted: "volume %q"
+	noKey string // a record without its key: "no volume id"
+}
+
+// Path names the record of key by a hash of it.
+func (d Records[T, P]) Path(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(d.dir, hex.EncodeToString(sum[:16])+".json")
+	return filepath.Join(d.Dir, hex.EncodeToString(sum[:16])+".json")
 }
 
-// read returns the record of key, or nil when there is none.
-func (d recordDir[T]) read(key string) (*T, error) {
-	v, err := ReadJSON[T](d.path(key))
+// Read returns the record of key, or nil when there is none.
+func (d Records[T, P]) Read(key string) (*T, error) {
+	v, err := ReadJSON[T](d.Path(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if got := d.key(v); got != key {
-		return nil, fmt.Errorf("record %s is for "+d.isFor+", not %q: remove it", d.path(key), got, key)
+	if got := P(v).key(); got != key {
+		return nil, fmt.Errorf("record %s is for "+P(nil).words().isFor+", not %q: remove it", d.Path(key), got, key)
 	}
 	return v, nil
 }
 
-func (d recordDir[T]) write(v *T) error {
+// Write stores v durably.
+func (d Records[T, P]) Write(v *T) error {
 	p, err := d.prepare(v)
 	if err != nil {
 		return err
 	}
 	if err := p.Commit(); err != nil {
-		return fmt.Errorf("write the record of "+d.of+": %w", d.key(v), err)
+		return fmt.Errorf("write the record of "+P(nil).words().of+": %w", P(v).key(), err)
 	}
 	return nil
 }
 
-// prepare writes v durably under a temporary name beside its record, for
-// a Commit that puts it in place.
-func (d recordDir[T]) prepare(v *T) (*atomicfile.Pending, error) {
-	if err := os.MkdirAll(d.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create the %s: %w", d.dirName, err)
+// Prepare writes v durably beside its record, not in place yet: a caller
+// that writes the record while it makes the mount Commits it once the
+// mount is there, or Aborts. Until then readers see the old record, or
+// none; a writer killed in between leaves a temporary file, which is no
+// record (List skips it) and which Prepare removes an hour later (no
+// mount takes that long).
+func (d Records[T, P]) Prepare(v *T) (*atomicfile.Pending, error) {
+	atomicfile.RemoveStale(d.Dir, time.Now().Add(-staleWrite))
+	return d.prepare(v)
+}
+
+func (d Records[T, P]) prepare(v *T) (*atomicfile.Pending, error) {
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the %s: %w", P(nil).words().dir, err)
 	}
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	key := d.key(v)
-	p, err := atomicfile.Prepare(d.path(key), append(data, '\n'), 0o600)
+	key := P(v).key()
+	p, err := atomicfile.Prepare(d.Path(key), append(data, '\n'), 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("write the record of "+d.of+": %w", key, err)
+		return nil, fmt.Errorf("write the record of "+P(nil).words().of+": %w", key, err)
 	}
 	return p, nil
 }
 
-// remove removes the record of key; none is no error.
-func (d recordDir[T]) remove(key string) error {
-	if err := os.Remove(d.path(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove the record of "+d.of+": %w", key, err)
+// staleWrite is the age from which a temporary file of the directory
+// belongs to a killed writer.
+const staleWrite = time.Hour
+
+// Remove removes the record of key; none is no error.
+func (d Records[T, P]) Remove(key string) error {
+	if err := os.Remove(d.Path(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the record of "+P(nil).words().of+": %w", key, err)
 	}
 	return nil
 }
 
-// list returns the directory's records, and apart the errors of those that
-// cannot be read. Temporary files of a write in progress (or killed) are not
-// records.
-func (d recordDir[T]) list() ([]*T, []error) {
-	ents, err := os.ReadDir(d.dir)
+// List returns the directory's records sorted by key, and apart the errors
+// of those that cannot be read. Temporary files of a write in progress (or
+// killed) are not records.
+func (d Records[T, P]) List() ([]*T, []error) {
+	ents, err := os.ReadDir(d.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, []error{fmt.Errorf("read the %s: %w", d.dirName, err)}
+		return nil, []error{fmt.Errorf("read the %s: %w", P(nil).words().dir, err)}
 	}
 	var files []string
 	for _, e := range ents {
 		if name := e.Name(); !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") {
-			files = append(files, filepath.Join(d.dir, name))
+			files = append(files, filepath.Join(d.Dir, name))
 		}
 	}
-	return d.readAll(files)
+	out, errs := readAll[T, P](files)
+	slices.SortFunc(out, func(a, b *T) int { return cmp.Compare(P(a).key(), P(b).key()) })
+	return out, errs
 }
 
-func (d recordDir[T]) readAll(files []string) ([]*T, []error) {
+func readAll[T any, P keyed[T]](files []string) ([]*T, []error) {
 	var out []*T
 	var errs []error
 	for _, f := range files {
 		v, err := ReadJSON[T](f)
-		if err == nil && d.key(v) == "" {
-			err = fmt.Errorf("%s: %s", f, d.noKey)
+		if err == nil && P(v).key() == "" {
+			err = fmt.Errorf("%s: %s", f, P(nil).words().noKey)
 		}
 		if err != nil {
 			errs = append(errs, err)

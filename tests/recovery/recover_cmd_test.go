@@ -254,7 +254,7 @@ func TestRecoverWithoutServer(t *testing.T) {
 	}
 	// Marked as mount-hook marks a mount it detached when its mounter
 	// stopped: one its user unmounted would be forgotten instead.
-	if err := (mountrec.MountStore{Dir: mountrec.MountsDir(e.StateDir)}).MarkDetached(v1Target, time.Now()); err != nil {
+	if err := mountrec.MarkDetached(mountrec.MountStore{Dir: mountrec.MountsDir(e.StateDir)}, v1Target, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.CLI(t, "volume", "stop", "v1", "force"); err != nil {
