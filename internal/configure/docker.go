@@ -67,30 +67,18 @@ type dockerEditor struct {
 
 func (e *dockerEditor) Apply(old []byte) ([]byte, error) {
 	want, _ := json.Marshal(e.runtime) // a struct of strings always encodes
-	return e.edit(old, func(rts *jsonObject, ind string) bool {
-		if have, ok := rts.vals[e.name]; ok && jsonEqual(have, want) {
-			return false
-		}
-		var entry bytes.Buffer
-		_ = json.Indent(&entry, want, ind+ind, ind) // Marshal's output is valid JSON
-		rts.set(e.name, entry.Bytes())
-		return true
-	})
+	return e.edit(old, want)
 }
 
 func (e *dockerEditor) Revert(cur []byte) ([]byte, error) {
-	return e.edit(cur, func(rts *jsonObject, _ string) bool {
-		_, ok := rts.vals[e.name]
-		rts.del(e.name)
-		return ok
-	})
+	return e.edit(cur, nil)
 }
 
-// edit lets change edit the "runtimes" object of daemon.json data (ind is
-// the file's indentation) and returns the file with the result: data itself
-// when change reports no change, nil when no key is left, and without
-// "runtimes" when it is left empty.
-func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string) bool) ([]byte, error) {
+// edit sets runtimes.<name> of daemon.json data to entry, or removes it when
+// entry is nil, and returns the file with the result: data itself when
+// nothing changes, nil when no key is left, and without "runtimes" when it
+// is left empty.
+func (e *dockerEditor) edit(data []byte, entry json.RawMessage) ([]byte, error) {
 	doc, err := parseObject(data)
 	if err != nil {
 		return nil, err
@@ -99,9 +87,17 @@ func (e *dockerEditor) edit(data []byte, change func(rts *jsonObject, ind string
 	if err != nil {
 		return nil, err
 	}
-	ind := indentOf(data)
-	if !change(rts, ind) {
+	have, ok := rts.vals[e.name]
+	if entry == nil && !ok || entry != nil && ok && jsonEqual(have, entry) {
 		return data, nil
+	}
+	ind := indentOf(data)
+	if entry == nil {
+		rts.del(e.name)
+	} else {
+		var indented bytes.Buffer
+		_ = json.Indent(&indented, entry, ind+ind, ind) // Marshal's output is valid JSON
+		rts.set(e.name, indented.Bytes())
 	}
 	if len(rts.keys) == 0 {
 		doc.del("runtimes")
