@@ -91,116 +91,30 @@ func Parse(argv []string) (*Args, error) {
 }
 
 func (a *Args) parse() error {
-	next, err := a.parseGlobals()
-	if err != nil {
+	idx := make([]int, len(a.Argv))
+	for i := range idx {
+		idx[i] = i
+	}
+	rest, err := a.parseOptions(globals, idx)
+	if err != nil || len(rest) == 0 {
 		return err
 	}
-	if next >= len(a.Argv) {
-		return nil
-	}
-	a.Command, a.CommandIndex = a.Argv[next], next
-	return a.parseCommand(next + 1)
+	a.Command, a.CommandIndex = a.Argv[rest[0]], rest[0]
+	return a.parseCommand(rest[1:])
 }
 
-// parseGlobals reads global options and returns the index of the subcommand.
-func (a *Args) parseGlobals() (int, error) {
-	i := 0
-	var firstErr error
-	for i < len(a.Argv) {
-		w := a.Argv[i]
-		kind, f, err := classify(w)
-		if err != nil {
-			// Keep scanning after a usage error (runc will report it): a
-			// later --runc-shared-config must still be recorded, so that
-			// ExecArgv drops it.
-			firstErr = cmp.Or(firstErr, err)
-			i++
-			continue
-		}
-		switch kind {
-		case wordPositional:
-			return i, firstErr
-		case wordEnd:
-			return i + 1, firstErr
-		}
-		start := i
-		i++
-		switch {
-		case globalValued[f.name]:
-			if f.name == ConfigFlag {
-				// Recorded before the value check so that ExecArgv drops
-				// the option even when its value is missing.
-				a.configIdx = append(a.configIdx, start)
-			}
-			if !f.hasValue {
-				if i >= len(a.Argv) {
-					return i, fmt.Errorf("global option %s needs a value", w)
-				}
-				f.value = a.Argv[i]
-				if f.name == ConfigFlag {
-					a.configIdx = append(a.configIdx, i)
-				}
-				i++
-			}
-			firstErr = cmp.Or(firstErr, a.setGlobal(f.name, f.value))
-		case globalBool[f.name]:
-			v, err := boolValue(w, f)
-			if err != nil {
-				firstErr = cmp.Or(firstErr, err)
-				continue
-			}
-			a.setGlobalBool(f.name, v)
-		default:
-			a.UnknownGlobals = append(a.UnknownGlobals, w)
-		}
-	}
-	return i, firstErr
-}
-
-func (a *Args) setGlobal(name, value string) error {
-	switch name {
-	case "root":
-		a.Root = value
-	case "log":
-		a.Log = value
-	case "log-format":
-		a.LogFormat = value
-	case ConfigFlag:
-		if value == "" {
-			return fmt.Errorf("--%s needs a non-empty path", ConfigFlag)
-		}
-		a.ConfigPath, a.ConfigSet = value, true
-	}
-	return nil
-}
-
-func (a *Args) setGlobalBool(name string, v bool) {
-	switch name {
-	case "debug":
-		a.Debug = v
-	case "help", "h":
-		a.Help = v
-	case "version", "v":
-		a.Version = v
-	}
-}
-
-// parseCommand reads the subcommand's flags and positional arguments, from
-// Argv[start:].
-func (a *Args) parseCommand(start int) error {
+// parseCommand reads the subcommand's flags and positional arguments, at
+// the Argv indices idx.
+func (a *Args) parseCommand(idx []int) error {
 	c, ok := commands[a.Command]
 	if !ok {
 		// "help" or a command this table does not know: nothing to find.
 		return nil
 	}
-	idx := make([]int, 0, len(a.Argv)-start)
-	for i := start; i < len(a.Argv); i++ {
-		idx = append(idx, i)
-	}
 	if !c.noReorder {
 		idx = reorder(c, a.Argv, idx)
 	}
-	positional, err := a.parseCommandFlags(c, idx)
+	positional, err := a.parseOptions(c, idx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Command, err)
 	}
@@ -220,30 +134,31 @@ func (a *Args) parseCommand(start int) error {
 	return nil
 }
 
-// parseCommandFlags parses the flags at the Argv indices idx (in parse
-// order) with Go flag semantics and returns the indices of the positional
-// arguments.
-func (a *Args) parseCommandFlags(c command, idx []int) ([]int, error) {
+// parseOptions parses the options of c (globals or a subcommand's) at the
+// Argv indices idx, in parse order, with Go flag semantics, and returns the
+// indices from the first positional argument on. A usage error ends a
+// subcommand's options; the global options are read on after one (runc
+// will report it), so that a later --runc-shared-config is still recorded
+// for ExecArgv to drop.
+func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
+	var firstErr error
 	var seen map[string]string // long name -> the form given
 	for k := 0; k < len(idx); k++ {
-		flagAt := idx[k]
+		flagAt, valueAt := idx[k], -1
 		w := a.Argv[flagAt]
 		kind, f, err := classify(w)
-		if err != nil {
-			return nil, err
+		if err == nil && kind != wordFlag {
+			if kind == wordEnd {
+				k++
+			}
+			return idx[k:], firstErr
 		}
-		switch kind {
-		case wordPositional:
-			return idx[k:], nil
-		case wordEnd:
-			return idx[k+1:], nil
-		}
-		if c.knows(f.name) {
+		if err == nil && c.knows(f.name) {
 			// urfave/cli's normalizeFlags refuses both forms of one flag
 			// ("--bundle /a -b /b"); the same form twice keeps the last.
 			long := c.long(f.name)
 			if form, ok := seen[long]; ok && form != f.name {
-				return nil, fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", form, f.name)
+				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", form, f.name)
 			}
 			if seen == nil {
 				seen = make(map[string]string, 4)
@@ -251,40 +166,64 @@ func (a *Args) parseCommandFlags(c command, idx []int) ([]int, error) {
 			seen[long] = f.name
 		}
 		switch {
+		case err != nil:
 		case c.valued[f.name]:
-			valueAt := -1
+			if f.name == ConfigFlag {
+				// Recorded before the value check so that ExecArgv drops
+				// the option even when its value is missing.
+				a.configIdx = append(a.configIdx, flagAt)
+			}
+			if !f.hasValue && k+1 >= len(idx) {
+				err = fmt.Errorf("option %s needs a value", w)
+				break
+			}
 			if !f.hasValue {
-				if k+1 >= len(idx) {
-					return nil, fmt.Errorf("option %s needs a value", w)
-				}
 				k++
 				valueAt = idx[k]
 				f.value = a.Argv[valueAt]
 			}
-			if err := a.setCommandFlag(flagAt, valueAt, f); err != nil {
-				return nil, err
-			}
+			err = a.set(f, flagAt, valueAt)
 		case c.boolean[f.name]:
-			v, err := boolValue(w, f)
-			if err != nil {
-				return nil, err
+			var v bool
+			if v, err = boolValue(w, f); err == nil {
+				a.setBool(f.name, v)
 			}
-			if f.name == "help" || f.name == "h" {
-				a.Help = v
-			}
+		case c.global:
+			a.UnknownGlobals = append(a.UnknownGlobals, w)
 		case f.name == ConfigFlag:
-			return nil, fmt.Errorf("--%s must come before the subcommand", ConfigFlag)
+			err = fmt.Errorf("--%s must come before the subcommand", ConfigFlag)
 		case c.strict:
-			return nil, fmt.Errorf("unknown option %s (runc-shared cannot tell whether it takes a value)", w)
+			err = fmt.Errorf("unknown option %s (runc-shared cannot tell whether it takes a value)", w)
 		default:
 			// Best effort for pass-through commands: taken as boolean.
 		}
+		if err != nil && !c.global {
+			return nil, err
+		}
+		firstErr = cmp.Or(firstErr, err)
 	}
-	return nil, nil
+	return nil, firstErr
 }
 
-func (a *Args) setCommandFlag(flagAt, valueAt int, f flagWord) error {
+// set records the value of an option that runc-shared reads; the others
+// are only skipped with their values. No subcommand has an option of a
+// global's name.
+func (a *Args) set(f flagWord, flagAt, valueAt int) error {
 	switch f.name {
+	case "root":
+		a.Root = f.value
+	case "log":
+		a.Log = f.value
+	case "log-format":
+		a.LogFormat = f.value
+	case ConfigFlag:
+		if valueAt >= 0 {
+			a.configIdx = append(a.configIdx, valueAt)
+		}
+		if f.value == "" {
+			return fmt.Errorf("--%s needs a non-empty path", ConfigFlag)
+		}
+		a.ConfigPath, a.ConfigSet = f.value, true
 	case "bundle", "b":
 		a.Bundle = f.value
 	case "preserve-fds":
@@ -297,6 +236,18 @@ func (a *Args) setCommandFlag(flagAt, valueAt int, f flagWord) error {
 		a.preserve = append(a.preserve, preserveRef{flag: flagAt, value: valueAt, dashes: f.dashes})
 	}
 	return nil
+}
+
+// setBool records a boolean option that runc-shared reads.
+func (a *Args) setBool(name string, v bool) {
+	switch name {
+	case "debug":
+		a.Debug = v
+	case "help", "h":
+		a.Help = v
+	case "version", "v":
+		a.Version = v
+	}
 }
 
 // reorder moves the command's known flags (and the word after each, which

@@ -10,11 +10,13 @@ package runtime
 // removed from argv before the delegate runs, because runc rejects it.
 const ConfigFlag = "runc-shared-config"
 
-// globalValued are runc's global options that take a value.
-var globalValued = names("root", "log", "log-format", "criu", "rootless", ConfigFlag)
-
-// globalBool are runc's boolean global options.
-var globalBool = names("debug", "systemd-cgroup", "help", "h", "version", "v")
+// globals are runc's global options, and ours. They are parsed on after a
+// usage error, and unknown ones are kept (see Args.UnknownGlobals).
+var globals = command{
+	valued:  names("root", "log", "log-format", "criu", "rootless", ConfigFlag),
+	boolean: names("debug", "systemd-cgroup", "help", "h", "version", "v"),
+	global:  true,
+}
 
 // command describes one runc subcommand's own flags.
 type command struct {
@@ -29,6 +31,8 @@ type command struct {
 	// noReorder is runc exec's SkipArgReorder: the process arguments that
 	// follow the container ID may look like flags and must stay unparsed.
 	noReorder bool
+	// global marks the global options (globals).
+	global bool
 }
 
 // knows reports whether name is one of the command's flags.
