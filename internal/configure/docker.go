@@ -124,7 +124,6 @@ func parseObject(data []byte) (*jsonObject, error) {
 		return o, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, fmt.Errorf("parse JSON: %w", err)
