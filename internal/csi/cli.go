@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,7 +17,6 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/runc-shared/runc-shared/internal/config"
-	"github.com/runc-shared/runc-shared/internal/logging"
 )
 
 // Exit codes, as the rest of mounter's.
@@ -129,16 +129,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 // NewLogger writes one text line per entry on w, at the configuration's
-// level: the container's log, which kubectl logs shows.
+// level: the container's log, which kubectl logs shows. logrus writes each
+// entry with one Write under its lock, so lines do not interleave.
 func NewLogger(w io.Writer, level string) *logrus.Logger {
 	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log.SetOutput(w)
+	log.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true})
 	l, err := logrus.ParseLevel(level)
 	if err != nil {
 		l = logrus.InfoLevel
 	}
 	log.SetLevel(l)
-	log.AddHook(logging.NewWriterHook(w, &logrus.TextFormatter{DisableColors: true, FullTimestamp: true}, logrus.AllLevels...))
 	return log
 }
 
@@ -187,13 +188,12 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 	// Recovery runs beside the calls: a call for a volume waits for that
 	// volume's recovery (the volume lock), the others are served at once.
 	recoverCtx, stopRecovery := context.WithCancel(ctx)
-	recovered := make(chan struct{})
-	go func() {
-		defer close(recovered)
+	var recovery sync.WaitGroup
+	recovery.Go(func() {
 		if err := s.Recover(recoverCtx, defaultRecoverPolicy); err != nil && !errors.Is(err, context.Canceled) {
 			s.Log.Errorf("recovery: %v", err)
 		}
-	}()
+	})
 
 	select {
 	case <-ctx.Done():
@@ -202,7 +202,7 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 		err = fmt.Errorf("serve: %w", err)
 	}
 	stopRecovery()
-	<-recovered
+	recovery.Wait()
 	for _, srv := range servers {
 		gracefulStop(srv, stopTimeout)
 	}

@@ -135,13 +135,11 @@ func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, worke
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range max(1, min(workers, len(todo))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range work {
 				results[i] = s.recoverVolume(ctx, todo[i])
 			}
-		}()
+		})
 	}
 	for i := range todo {
 		work <- i
