@@ -168,12 +168,6 @@ func sameFile(f *os.File, w io.Writer) bool {
 	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
-// NewWriterHook returns a logrus hook that writes the entries of levels to w
-// in format f.
-func NewWriterHook(w io.Writer, f logrus.Formatter, levels ...logrus.Level) logrus.Hook {
-	return &writerHook{w: w, f: f, levels: levels}
-}
-
 // writerHook writes the entries of some levels to one destination, each as
 // a single write so that lines appended by concurrent runtimes to the same
 // O_APPEND file do not interleave.
