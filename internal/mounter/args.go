@@ -128,24 +128,23 @@ func Parse(argv []string) (*Invocation, error) {
 	if len(rest) == 0 {
 		return inv, usage("missing command: mount, umount, recover, status or doctor")
 	}
-	switch cmd, args := rest[0], rest[1:]; cmd {
-	case "mount":
-		inv.Command = CmdMount
+	cmd, args := rest[0], rest[1:]
+	if cmd == "unmount" {
+		cmd = "umount"
+	}
+	switch inv.Command = Command(cmd); inv.Command {
+	case CmdMount:
 		return inv, inv.parseMount(args, true)
-	case "umount", "unmount":
-		inv.Command = CmdUmount
+	case CmdUmount:
 		return inv, inv.parseUmount(args)
-	case "status", "doctor":
-		inv.Command = Command(cmd)
+	case CmdStatus, CmdDoctor:
 		if len(args) > 0 {
 			return inv, usage("%s takes no arguments, got %q", cmd, args)
 		}
 		return inv, nil
-	case "recover":
-		inv.Command = CmdRecover
+	case CmdRecover:
 		return inv, inv.parseRecover(args)
-	case "list":
-		inv.Command = CmdList
+	case CmdList:
 		for _, a := range args {
 			if a != "-q" && a != "--quiet" {
 				return inv, usage("list takes only -q, got %q", a)
@@ -153,12 +152,10 @@ func Parse(argv []string) (*Invocation, error) {
 			inv.Quiet = true
 		}
 		return inv, nil
-	case "help", "version":
-		inv.Command = Command(cmd)
+	case CmdHelp, CmdVersion:
 		return inv, nil
-	default:
-		return inv, usage("unknown command %q: use mount, umount, recover, status or doctor", cmd)
 	}
+	return inv, usage("unknown command %q: use mount, umount, recover, status or doctor", cmd)
 }
 
 // parseGlobal reads the options before the command and returns the rest.

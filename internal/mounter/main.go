@@ -74,9 +74,13 @@ func (m *Mounter) run(inv *Invocation) error {
 	case CmdDoctor:
 		return m.doctor(inv)
 	}
-	cfg, err := loadConfig(inv)
+	// The configuration the contract names: --config, else
+	// $RUNC_SHARED_CONFIG, else the default path.
+	cfg, err := config.Load(config.Path(inv.ConfigPath, inv.ConfigSet))
 	if err != nil {
-		return err
+		// A configuration that does not load may route this type: mounting
+		// it plainly instead would hide the problem.
+		return usage("%w", err)
 	}
 	switch inv.Command {
 	case CmdMount:
@@ -91,18 +95,6 @@ func (m *Mounter) run(inv *Invocation) error {
 		return m.recoverMounts(inv, cfg)
 	}
 	return usage("unknown command %q", inv.Command)
-}
-
-// loadConfig loads the configuration the contract names: --config, else
-// $RUNC_SHARED_CONFIG, else the default path.
-func loadConfig(inv *Invocation) (*config.Config, error) {
-	cfg, err := config.Load(config.Path(inv.ConfigPath, inv.ConfigSet))
-	if err != nil {
-		// A configuration that does not load may route this type: mounting
-		// it plainly instead would hide the problem.
-		return nil, usage("%w", err)
-	}
-	return cfg, nil
 }
 
 // mount routes the mount when a rule routes its type, else hands it to

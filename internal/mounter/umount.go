@@ -43,8 +43,12 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 		}
 		return failure("umount %s: %v", target, hostErr)
 	}
-	if errors.Is(hostErr, unix.EINVAL) && !mountedIn(route.Record.PID, route.Inner) {
-		return m.notMounted(cfg, target, fmt.Sprintf("not mounted (neither on the host nor at %s in mounter %s)", route.Inner, route.Record.ID))
+	if errors.Is(hostErr, unix.EINVAL) {
+		// Mounted in the mounter (paths as it sees them)? When its table
+		// cannot be read, try.
+		if mounted, err := hostmount.TableOf(route.Record.PID).IsMountPoint(route.Inner); err == nil && !mounted {
+			return m.notMounted(cfg, target, fmt.Sprintf("not mounted (neither on the host nor at %s in mounter %s)", route.Inner, route.Record.ID))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
@@ -60,13 +64,6 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 	m.warnf("%s was not unmountable on the host (%v); unmounted it inside mounter %s at %s", target, hostErr, route.Record.ID, route.Inner)
 	m.forgetMount(cfg, target)
 	return nil
-}
-
-// mountedIn reports whether path is a mount point for process pid (paths as
-// it sees them); true when that cannot be read, so the caller tries.
-func mountedIn(pid int, path string) bool {
-	ok, err := hostmount.TableOf(pid).IsMountPoint(path)
-	return err != nil || ok
 }
 
 // notMounted answers the umount of a target mounted nowhere: still a
