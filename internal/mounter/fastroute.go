@@ -57,7 +57,7 @@ func (m *Mounter) runMount(ctx context.Context, inv *Invocation, route *Route, a
 // itself: -s, -v and -n are mount(8)'s flags, and a target the mounter
 // sees elsewhere than the host is for the runtime exec's translation.
 func (m *Mounter) mountByServer(ctx context.Context, inv *Invocation, route *Route, anns []*csi.Announcement) (done bool, err error) {
-	if inv.Sloppy || inv.Verbose || inv.NoMtab || route.Inner != route.Target || route.StateDir == "" {
+	if inv.Sloppy || inv.Verbose || inv.NoMtab || route.Inner != route.Target {
 		return false, nil
 	}
 	a := announcedFrom(anns, "", route.Record)

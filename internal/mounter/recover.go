@@ -271,7 +271,7 @@ func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) erro
 		return err
 	}
 	inv := &Invocation{Prog: e.m.prog, Type: v.FSType, Options: v.Options, Args: []string{v.Source, target}, Timeout: e.timeout}
-	return e.m.mountVia(inv, route)
+	return e.m.mountVia(inv, route, lookAhead(e.cfg.StateDir, target))
 }
 
 // recoverRouted makes one routed mount live again through the rule's live

@@ -23,12 +23,6 @@ type Route struct {
 	Target    string // host path, absolute and resolved
 	Inner     string // the same path inside the mounter
 	Bind      Bind   // the bind that carries Inner to Target
-	// StateDir is where the mounter's server, if it runs one, announces
-	// its socket.
-	StateDir string
-	// ahead, when set, holds the lookups started before the route was
-	// found.
-	ahead *lookahead
 }
 
 // findRoute returns the route for a mount of fstype at target (absolute,
@@ -102,7 +96,7 @@ func routeVia(cfg *config.Config, rec *registry.Record, rule *spec.Rule, target 
 	if err != nil {
 		return nil, err
 	}
-	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind, StateDir: cfg.StateDir}, nil
+	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind}, nil
 }
 
 // mountArgv is the mount(8) command run inside the mounter.
@@ -149,19 +143,16 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if err != nil {
 		return err
 	}
-	route.ahead = ahead
 	rec := m.prepareRecord(cfg, inv, route)
-	err = m.mountVia(inv, route)
+	err = m.mountVia(inv, route, ahead)
 	m.finishRecord(rec, err == nil)
 	return err
 }
 
-func (m *Mounter) mountVia(inv *Invocation, route *Route) error {
+// mountVia runs the mount of inv through route and checks that it reached
+// the host; ahead holds the lookups started for it (lookAhead).
+func (m *Mounter) mountVia(inv *Invocation, route *Route, ahead *lookahead) error {
 	c, rec := route.Container, route.Record
-	ahead := route.ahead
-	if ahead == nil {
-		ahead = lookAhead(route.StateDir, route.Target)
-	}
 	<-ahead.done
 	if ahead.err != nil {
 		return system("%w", ahead.err)
