@@ -37,7 +37,7 @@ var engines = []engine{
 
 type engine struct {
 	name, file string
-	plan       func(*plan)
+	plan       func(*plan, options)
 }
 
 // options are the settings of one configure run.
@@ -175,7 +175,7 @@ func newPlan(o options) (*plan, error) {
 		o.HooksDir = defaultHooksDir
 	}
 	p := &plan{opts: o}
-	engines[e].plan(p)
+	engines[e].plan(p, o)
 	if _, err := os.Stat(o.RuntimePath); err != nil && !o.Remove {
 		p.notes = append(p.notes, fmt.Sprintf("warning: %s: %v; install runc-shared there (make install) before starting containers with runtime %q",
 			o.RuntimePath, err, o.RuntimeName))

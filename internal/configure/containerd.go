@@ -19,8 +19,7 @@ var containerdCRI = map[int64][]string{
 	3: {"plugins", "io.containerd.cri.v1.runtime"},
 }
 
-func (p *plan) containerd() {
-	o := p.opts
+func (p *plan) containerd(o options) {
 	p.targets = []target{{
 		Path:   o.ConfigFile,
 		What:   fmt.Sprintf("CRI runtime handler %q", o.RuntimeName),

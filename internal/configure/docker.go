@@ -15,8 +15,7 @@ import (
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
-func (p *plan) docker() {
-	o := p.opts
+func (p *plan) docker(o options) {
 	p.targets = []target{{
 		Path: o.ConfigFile,
 		What: fmt.Sprintf("runtime %q", o.RuntimeName),

@@ -18,9 +18,8 @@ import (
 // Podman and CRI-O run mount-hook from hooks.d files; their configuration
 // only names the runtime, in a TOML table of its own.
 
-func (p *plan) podman() {
-	o := p.opts
-	p.hooksDEngine(fmt.Sprintf("runtime %q", o.RuntimeName), []string{"engine", "runtimes"}, []string{o.RuntimePath})
+func (p *plan) podman(o options) {
+	p.hooksDEngine(o, fmt.Sprintf("runtime %q", o.RuntimeName), []string{"engine", "runtimes"}, []string{o.RuntimePath})
 	if o.Remove {
 		return
 	}
@@ -37,13 +36,12 @@ func (p *plan) podman() {
 // crio is written from CRI-O's documentation (crio.conf(5), "CRIO.RUNTIME.RUNTIMES
 // TABLE") and is untested: CRI-O is not packaged on the machines the tests
 // run on.
-func (p *plan) crio() {
-	o := p.opts
+func (p *plan) crio(o options) {
 	// No allowed_annotations: that list is for CRI-O's own
 	// io.kubernetes.cri-o.* annotations. Whether a pod annotation reaches
 	// the container's spec is untested: deploy/README.md suggests matching
 	// CRI-O mounters on env.
-	p.hooksDEngine(fmt.Sprintf("runtime handler %q (untested)", o.RuntimeName), []string{"crio", "runtime", "runtimes"},
+	p.hooksDEngine(o, fmt.Sprintf("runtime handler %q (untested)", o.RuntimeName), []string{"crio", "runtime", "runtimes"},
 		tomlTable{{"runtime_path", o.RuntimePath}, {"runtime_type", "oci"}})
 	if o.Remove {
 		p.notes = append(p.notes, "next: restart CRI-O (systemctl restart crio)")
@@ -62,8 +60,7 @@ func (p *plan) crio() {
 
 // hooksDEngine makes the targets of an engine that reads hooks.d: the
 // runtime entry val at table in its configuration, then the two hook files.
-func (p *plan) hooksDEngine(what string, table []string, val any) {
-	o := p.opts
+func (p *plan) hooksDEngine(o options, what string, table []string, val any) {
 	p.targets = append([]target{{
 		Path: o.ConfigFile,
 		What: what,
