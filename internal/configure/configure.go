@@ -1,6 +1,7 @@
 package configure
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -149,9 +150,7 @@ func newPlan(o options) (*plan, error) {
 	if e < 0 {
 		return nil, fmt.Errorf("--engine %q: want docker, containerd, podman or crio", o.Engine)
 	}
-	if o.ConfigFile == "" {
-		o.ConfigFile = engines[e].file
-	}
+	o.ConfigFile = cmp.Or(o.ConfigFile, engines[e].file)
 	if o.RuntimeName == "" || strings.ContainsAny(o.RuntimeName, " \t\n\"'/=.[]") {
 		return nil, fmt.Errorf("--runtime-name %q: want a plain name such as %q", o.RuntimeName, DefaultRuntimeName)
 	}
@@ -168,12 +167,8 @@ func newPlan(o options) (*plan, error) {
 	if o.RuntimePath == "" {
 		return nil, errors.New("--runtime-path: want the absolute path of the runc-shared binary")
 	}
-	if o.HookPath == "" {
-		o.HookPath = filepath.Join(filepath.Dir(o.RuntimePath), hookargs.Name)
-	}
-	if o.HooksDir == "" {
-		o.HooksDir = defaultHooksDir
-	}
+	o.HookPath = cmp.Or(o.HookPath, filepath.Join(filepath.Dir(o.RuntimePath), hookargs.Name))
+	o.HooksDir = cmp.Or(o.HooksDir, defaultHooksDir)
 	p := &plan{opts: o}
 	engines[e].plan(p, o)
 	if _, err := os.Stat(o.RuntimePath); err != nil && !o.Remove {
@@ -192,8 +187,5 @@ func (o options) customConfig() bool {
 // configArg is the runc-shared configuration to pass as an argument: the
 // named one, else the default path.
 func (o options) configArg() string {
-	if o.RuncSharedConfig != "" {
-		return o.RuncSharedConfig
-	}
-	return config.DefaultPath
+	return cmp.Or(o.RuncSharedConfig, config.DefaultPath)
 }
