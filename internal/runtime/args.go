@@ -91,9 +91,10 @@ func Parse(argv []string) (*Args, error) {
 }
 
 func (a *Args) parse() error {
-	idx := make([]int, len(a.Argv))
-	for i := range idx {
-		idx[i] = i
+	var buf [32]int // an engine's argv fits: no allocation on the call path
+	idx := buf[:0]
+	for i := range a.Argv {
+		idx = append(idx, i)
 	}
 	rest, err := a.parseOptions(globals, idx)
 	if err != nil || len(rest) == 0 {
@@ -142,7 +143,8 @@ func (a *Args) parseCommand(idx []int) error {
 // for ExecArgv to drop.
 func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 	var firstErr error
-	var seen map[string]string // long name -> the form given
+	var seenBuf [8][2]string
+	seen := seenBuf[:0] // the long name and the form given of each known option
 	for k := 0; k < len(idx); k++ {
 		flagAt, valueAt := idx[k], -1
 		w := a.Argv[flagAt]
@@ -157,13 +159,10 @@ func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 			// urfave/cli's normalizeFlags refuses both forms of one flag
 			// ("--bundle /a -b /b"); the same form twice keeps the last.
 			long := c.long(f.name)
-			if form, ok := seen[long]; ok && form != f.name {
-				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", form, f.name)
+			if i := slices.IndexFunc(seen, func(p [2]string) bool { return p[0] == long }); i >= 0 && seen[i][1] != f.name {
+				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", seen[i][1], f.name)
 			}
-			if seen == nil {
-				seen = make(map[string]string, 4)
-			}
-			seen[long] = f.name
+			seen = append(seen, [2]string{long, f.name})
 		}
 		switch {
 		case err != nil:
