@@ -106,12 +106,7 @@ func ruleOfKeys(md *toml.MetaData, keys []toml.Key) []int {
 // lastDefinition reports whether no key after keys[j] has the same name: the
 // TOML library keeps the position of the last one only.
 func lastDefinition(keys []toml.Key, j int) bool {
-	for _, k := range keys[j+1:] {
-		if slices.Equal(k, keys[j]) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(keys[j+1:], func(k toml.Key) bool { return slices.Equal(k, keys[j]) })
 }
 
 // errLine stops the decoding of lineOf at the key it looks for.
