@@ -173,9 +173,7 @@ func (o *jsonObject) set(key string, v json.RawMessage) {
 
 func (o *jsonObject) del(key string) {
 	delete(o.vals, key)
-	if i := slices.Index(o.keys, key); i >= 0 {
-		o.keys = slices.Delete(o.keys, i, i+1)
-	}
+	o.keys = slices.DeleteFunc(o.keys, func(k string) bool { return k == key })
 }
 
 // format writes one member per line at nesting depth; each value keeps
