@@ -109,11 +109,12 @@ the rules asked for is live afterwards, 32 when some are not (it lists them).
 Exit codes as mount(8): 0 success, 1 incorrect invocation, 2 system error, 32 mount failure.
 `
 
-// Parse reads argv (argv[0] is the program name) into an Invocation. A
-// usage error is an *Error with ExitUsage.
+// Parse reads argv (argv[0] is the program name) into an Invocation, which
+// it returns even with an error, for the program's name. A usage error is
+// an *Error with ExitUsage.
 func Parse(argv []string) (*Invocation, error) {
 	if len(argv) == 0 {
-		return nil, usage("no program name in argv")
+		return &Invocation{Prog: "mounter"}, usage("no program name in argv")
 	}
 	prog := filepath.Base(argv[0])
 	inv := &Invocation{Prog: prog, Timeout: DefaultTimeout}

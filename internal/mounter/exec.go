@@ -10,10 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/runc-shared/runc-shared/internal/config"
-	"github.com/runc-shared/runc-shared/internal/registry"
-	"github.com/runc-shared/runc-shared/internal/runtime"
 )
 
 // execTimeout bounds one `runtime exec` call: a mount helper that waits for
@@ -99,17 +95,4 @@ func readAll(f *os.File) string {
 	}
 	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
 	return string(b)
-}
-
-// containerOf returns the container a record names, run by the configured
-// runtime (the record names one too, but a record does not choose the
-// program root runs) with the record's runtime root (the --root the engine
-// gave the runtime, which the configuration cannot know; mounters checks
-// that it is a trusted directory holding the container).
-func containerOf(rec *registry.Record, cfg *config.Config) (Container, error) {
-	bin, err := runtime.FindRuntime(cfg.Runtime, "")
-	if err != nil {
-		return Container{}, system("mounter %s: %w", rec.ID, err)
-	}
-	return Container{Runtime: bin, Root: rec.RuntimeRoot, ID: rec.ID}, nil
 }

@@ -45,13 +45,10 @@ func Main(argv []string) int {
 // on stderr, prefixed with the program name.
 func (m *Mounter) Run(argv []string) int {
 	inv, err := Parse(argv)
-	m.prog = "mounter"
-	if inv != nil {
-		m.prog = inv.Prog
-	}
+	m.prog = inv.Prog
 	if err != nil {
 		fmt.Fprintf(m.Stderr, "%s: %v\n", m.prog, err)
-		if inv != nil && !inv.Helper {
+		if !inv.Helper {
 			fmt.Fprintf(m.Stderr, "run `%s help` for usage\n", m.prog)
 		}
 		return ExitCode(err)

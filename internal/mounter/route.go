@@ -12,6 +12,7 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/registry"
+	"github.com/runc-shared/runc-shared/internal/runtime"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -92,10 +93,16 @@ func routeVia(cfg *config.Config, rec *registry.Record, rule *spec.Rule, target 
 	if !ok {
 		return nil, noBindError(target, rec.ID, rule.Name, binds)
 	}
-	c, err := containerOf(rec, cfg)
+	// The configured runtime runs the exec (the record names one too, but a
+	// record does not choose the program root runs), with the record's
+	// runtime root (the --root the engine gave the runtime, which the
+	// configuration cannot know; mounters checks that it is a trusted
+	// directory holding the container).
+	bin, err := runtime.FindRuntime(cfg.Runtime, "")
 	if err != nil {
-		return nil, err
+		return nil, system("mounter %s: %w", rec.ID, err)
 	}
+	c := Container{Runtime: bin, Root: rec.RuntimeRoot, ID: rec.ID}
 	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind}, nil
 }
 
