@@ -213,57 +213,43 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // when the client hangs up, as a gRPC call's does.
 func (s *Server) serveHost(c net.Conn, r *bufio.Reader) {
 	defer c.Close()
-	resp := s.hostCall(r)
-	out, err := json.Marshal(resp)
-	if err != nil {
-		out, _ = json.Marshal(hostResponse{Code: codes.Internal, Message: err.Error()})
+	out, err := s.hostCall(r)
+	resp := hostResponse{Code: codes.OK}
+	if err == nil {
+		resp.Response, err = json.Marshal(out)
 	}
-	_, _ = c.Write(append(out, '\n'))
+	if err != nil {
+		st := status.Convert(err)
+		resp = hostResponse{Code: st.Code(), Message: st.Message()}
+	}
+	line, _ := json.Marshal(resp) // plain fields and a RawMessage json.Marshal made
+	_, _ = c.Write(append(line, '\n'))
 }
 
-func (s *Server) hostCall(r *bufio.Reader) hostResponse {
-	line, err := readRequest(r)
+func (s *Server) hostCall(r *bufio.Reader) (any, error) {
+	// The request line, up to maxHostRequest bytes; r itself reads on
+	// below, for the client's hang-up.
+	line, err := bufio.NewReader(io.LimitReader(r, maxHostRequest+1)).ReadBytes('\n')
+	if len(line) > maxHostRequest {
+		err = fmt.Errorf("request longer than %d bytes", maxHostRequest)
+	}
 	if err != nil {
-		return hostResponse{Code: codes.InvalidArgument, Message: fmt.Sprintf("read the request: %v", err)}
+		return nil, status.Errorf(codes.InvalidArgument, "read the request: %v", err)
 	}
 	var req hostRequest
 	if err := json.Unmarshal(line, &req); err != nil {
-		return hostResponse{Code: codes.InvalidArgument, Message: fmt.Sprintf("decode the request: %v", err)}
+		return nil, status.Errorf(codes.InvalidArgument, "decode the request: %v", err)
 	}
 	method := hostMethods[req.Method]
 	if method == nil {
-		return hostResponse{Code: codes.Unimplemented, Message: fmt.Sprintf("unknown method %q of %s", req.Method, hostService)}
+		return nil, status.Errorf(codes.Unimplemented, "unknown method %q of %s", req.Method, hostService)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The client sends nothing after its request: a read returns when it
 	// hangs up (or when this side closes the connection after answering).
 	go func() { _, _ = r.ReadByte(); cancel() }()
-	out, err := method(s, ctx, req.Method, req.Request)
-	if err != nil {
-		st := status.Convert(err)
-		return hostResponse{Code: st.Code(), Message: st.Message()}
-	}
-	body, err := json.Marshal(out)
-	if err != nil {
-		return hostResponse{Code: codes.Internal, Message: err.Error()}
-	}
-	return hostResponse{Code: codes.OK, Response: body}
-}
-
-// readRequest reads the request line, up to maxHostRequest bytes.
-func readRequest(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		part, err := r.ReadSlice('\n')
-		line = append(line, part...)
-		if len(line) > maxHostRequest {
-			return nil, fmt.Errorf("request longer than %d bytes", maxHostRequest)
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return line, err
-		}
-	}
+	return method(s, ctx, req.Method, req.Request)
 }
 
 // HostClient talks to a live mounter's server from the host.
