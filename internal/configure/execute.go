@@ -93,11 +93,9 @@ func (p *plan) compute(t target) (change, error) {
 			return c, fmt.Errorf("%s: %w", t.Path, err)
 		}
 		switch {
-		case old != nil && bytes.Equal(old, c.new):
-			c.action = ""
 		case old == nil:
 			c.action = "created"
-		default:
+		case !bytes.Equal(old, c.new):
 			c.action = "updated, backup in " + t.Path + backupSuffix
 			if _, err := os.Lstat(t.Path + backupSuffix); err == nil {
 				c.action = "updated, the backup " + t.Path + backupSuffix + " from before runc-shared is kept"
@@ -128,9 +126,7 @@ func (p *plan) compute(t target) (change, error) {
 	switch {
 	case c.new == nil:
 		c.action = "removed"
-	case bytes.Equal(c.new, old):
-		c.action = ""
-	default:
+	case !bytes.Equal(c.new, old):
 		c.action = "entry removed"
 		if backup != nil {
 			c.action += "; the file changed since configure, so " + t.Path + backupSuffix + " is kept: compare it"
