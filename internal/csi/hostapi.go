@@ -353,17 +353,12 @@ func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) e
 		return status.Errorf(codes.Unknown, "the mounter's server hung up before it answered %s: %v; it may have stopped during the call", method, err)
 	}
 	var hr hostResponse
-	if err := json.Unmarshal(answer, &hr); err != nil {
+	err = json.Unmarshal(answer, &hr)
+	if err == nil && hr.Code == codes.OK && len(hr.Response) > 0 {
+		err = json.Unmarshal(hr.Response, resp)
+	}
+	if err != nil {
 		return status.Errorf(codes.Unknown, "decode the answer of the mounter's server: %v", err)
 	}
-	if hr.Code != codes.OK {
-		return status.Error(hr.Code, hr.Message)
-	}
-	if len(hr.Response) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(hr.Response, resp); err != nil {
-		return status.Errorf(codes.Unknown, "decode the answer of the mounter's server: %v", err)
-	}
-	return nil
+	return status.Error(hr.Code, hr.Message) // nil for OK
 }
