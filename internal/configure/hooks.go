@@ -58,17 +58,6 @@ func (p *plan) crio(o options) {
 	}
 }
 
-// hooksDEngine makes the targets of an engine that reads hooks.d: the
-// runtime entry val at table in its configuration, then the two hook files.
-func (p *plan) hooksDEngine(o options, what string, table []string, val any) {
-	p.targets = append([]target{{
-		Path: o.ConfigFile,
-		What: what,
-		editor: &tomlEditor{Key: o.RuntimeName, Val: val,
-			Locate: func(map[string]any) ([]string, string, error) { return table, "", nil }},
-	}}, hookTargets(o)...)
-}
-
 // HookFiles maps the hooks.d file names to their stage; the same files
 // are in the repository's hooks.d/ (a test keeps them in step).
 var HookFiles = map[string]string{
@@ -76,7 +65,15 @@ var HookFiles = map[string]string{
 	"runc-shared-mount-hook-poststop.json": "poststop",
 }
 
-func hookTargets(o options) []target {
+// hooksDEngine makes the targets of an engine that reads hooks.d: the
+// runtime entry val at table in its configuration, then the two hook files.
+func (p *plan) hooksDEngine(o options, what string, table []string, val any) {
+	p.targets = []target{{
+		Path: o.ConfigFile,
+		What: what,
+		editor: &tomlEditor{Key: o.RuntimeName, Val: val,
+			Locate: func(map[string]any) ([]string, string, error) { return table, "", nil }},
+	}}
 	// A state dir other than the default goes on the hook's command line, as
 	// the wrapper does for the hook it injects: poststop then finds the
 	// mounter's record even when the configuration is gone or broken.
@@ -84,16 +81,14 @@ func hookTargets(o options) []target {
 	if !ok || stateDir == config.DefaultStateDir {
 		stateDir = ""
 	}
-	var ts []target
 	for _, name := range []string{"runc-shared-mount-hook.json", "runc-shared-mount-hook-poststop.json"} {
 		stage := HookFiles[name]
-		ts = append(ts, target{
+		p.targets = append(p.targets, target{
 			Path:   filepath.Join(o.HooksDir, name),
 			What:   stage + " hook",
 			editor: wholeFile(hookFile(o.HookPath, stage, o.RuncSharedConfig, stateDir)),
 		})
 	}
-	return ts
 }
 
 // hookFile returns the OCI hook file (schema 1.0.0) that runs mount-hook at
