@@ -63,13 +63,10 @@ func ParseArgs(args []string) (*Options, error) {
 	o := &Options{}
 	fs := flag.NewFlagSet("mounter csi", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.Endpoint, "endpoint", "", "")
-	fs.StringVar(&o.Driver, "driver-name", "", "")
-	fs.StringVar(&o.NodeID, "node-id", "", "")
-	fs.StringVar(&o.ConfigPath, "config", "", "")
-	fs.StringVar(&o.Rule, "rule", "", "")
-	fs.StringVar(&o.RegistrationDir, "registration-dir", "", "")
-	fs.StringVar(&o.KubeletEndpoint, "kubelet-endpoint", "", "")
+	for name, p := range map[string]*string{"endpoint": &o.Endpoint, "driver-name": &o.Driver, "node-id": &o.NodeID, "config": &o.ConfigPath,
+		"rule": &o.Rule, "registration-dir": &o.RegistrationDir, "kubelet-endpoint": &o.KubeletEndpoint} {
+		fs.StringVar(p, name, "", "")
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
