@@ -59,9 +59,6 @@ type options struct {
 // Run is `mounter configure`: args are the arguments after the subcommand
 // name. It returns the exit code: 0 done, 1 failed, 2 usage error.
 func Run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "configure" {
-		args = args[1:]
-	}
 	o, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
