@@ -48,23 +48,5 @@ func (d *Doc) Encode() ([]byte, error) {
 // as if runc-shared had written all of them: the tests' check of a spec
 // they rewrote.
 func ValidateRewrite(s *specs.Spec) error {
-	if s.Linux != nil {
-		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
-			return err
-		}
-	}
-	for i := range s.Mounts {
-		if err := checkDestination(&s.Mounts[i]); err != nil {
-			return err
-		}
-		if err := checkPropagation(&s.Mounts[i]); err != nil {
-			return err
-		}
-	}
-	for _, h := range allHooks(s.Hooks) {
-		if err := checkHookPath(h); err != nil {
-			return err
-		}
-	}
-	return nil
+	return (&Doc{Spec: s, orig: []byte("{}")}).ValidateChanges()
 }

@@ -40,10 +40,9 @@ func (d *Doc) ValidateChanges() error {
 		return fmt.Errorf("decode runtime spec: %w", err)
 	}
 	s := d.Spec
-	if s.Linux != nil && (before.Linux == nil || before.Linux.RootfsPropagation != s.Linux.RootfsPropagation) {
-		if err := checkRootfsPropagation(s.Linux.RootfsPropagation); err != nil {
-			return err
-		}
+	if s.Linux != nil && (before.Linux == nil || before.Linux.RootfsPropagation != s.Linux.RootfsPropagation) &&
+		!slices.Contains(rootfsPropagations, s.Linux.RootfsPropagation) {
+		return fmt.Errorf("invalid linux.rootfsPropagation %q", s.Linux.RootfsPropagation)
 	}
 	used := make([]bool, len(before.Mounts))
 	unused := func(same func(specs.Mount) bool) bool {
@@ -63,13 +62,14 @@ func (d *Doc) ValidateChanges() error {
 		}
 	}
 	for _, m := range changed {
-		if !unused(func(b specs.Mount) bool { return b.Destination == m.Destination }) {
-			if err := checkDestination(m); err != nil {
-				return err
-			}
+		if !unused(func(b specs.Mount) bool { return b.Destination == m.Destination }) && !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 		}
-		if err := checkPropagation(m); err != nil {
-			return err
+		// runc applies a bind's propagation options in turn, so the last
+		// one wins: rshared must be the only one.
+		props := slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return !isPropagation(o) })
+		if IsBind(m) && slices.Contains(props, "rshared") && len(props) > 1 {
+			return fmt.Errorf("mount %s has conflicting propagation options %v", m.Destination, m.Options)
 		}
 	}
 	loaded := allHooks(before.Hooks)
@@ -78,48 +78,9 @@ func (d *Doc) ValidateChanges() error {
 			loaded = slices.Delete(loaded, j, j+1)
 			continue
 		}
-		if err := checkHookPath(h); err != nil {
-			return err
+		if !filepath.IsAbs(h.Path) {
+			return fmt.Errorf("hook path %q is not absolute", h.Path)
 		}
-	}
-	return nil
-}
-
-func checkRootfsPropagation(p string) error {
-	if !slices.Contains(rootfsPropagations, p) {
-		return fmt.Errorf("invalid linux.rootfsPropagation %q", p)
-	}
-	return nil
-}
-
-func checkDestination(m *specs.Mount) error {
-	if !filepath.IsAbs(m.Destination) {
-		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
-	}
-	return nil
-}
-
-// checkPropagation refuses a bind that carries rshared and another
-// propagation option: runc applies them in turn, so the last one wins.
-func checkPropagation(m *specs.Mount) error {
-	if !IsBind(m) || !slices.Contains(m.Options, "rshared") {
-		return nil
-	}
-	n := 0
-	for _, o := range m.Options {
-		if isPropagation(o) {
-			n++
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("mount %s has conflicting propagation options %v", m.Destination, m.Options)
-	}
-	return nil
-}
-
-func checkHookPath(h specs.Hook) error {
-	if !filepath.IsAbs(h.Path) {
-		return fmt.Errorf("hook path %q is not absolute", h.Path)
 	}
 	return nil
 }
