@@ -38,13 +38,13 @@ func (p *plan) containerd(o options) {
 			"install %s there, or set %s=%s in containerd's environment (a systemd drop-in with Environment=; the shims inherit it)",
 			config.EnvVar, config.DefaultPath, o.RuncSharedConfig, config.EnvVar, o.RuncSharedConfig))
 	}
-	if raw, err := os.ReadFile(o.ConfigFile); err == nil {
-		if doc, err := decodeTOML(raw); err == nil {
-			dis, _ := doc["disabled_plugins"].([]any)
-			if slices.Contains(dis, any("cri")) || slices.Contains(dis, any("io.containerd.grpc.v1.cri")) {
-				p.notes = append(p.notes, fmt.Sprintf("warning: %s disables the cri plugin (disabled_plugins): Kubernetes cannot use this containerd until you take it out (Docker's containerd.io package ships it disabled)", o.ConfigFile))
-			}
-		}
+	// A file that is missing or no TOML disables nothing (compute reports
+	// the latter).
+	raw, _ := os.ReadFile(o.ConfigFile)
+	doc, _ := decodeTOML(raw)
+	dis, _ := doc["disabled_plugins"].([]any)
+	if slices.Contains(dis, any("cri")) || slices.Contains(dis, any("io.containerd.grpc.v1.cri")) {
+		p.notes = append(p.notes, fmt.Sprintf("warning: %s disables the cri plugin (disabled_plugins): Kubernetes cannot use this containerd until you take it out (Docker's containerd.io package ships it disabled)", o.ConfigFile))
 	}
 }
 
