@@ -176,9 +176,9 @@ func volumePaths(v *mountrec.Record) []string {
 
 // newestLive returns the newest live mounter of rule, or nil.
 func newestLive(live []*registry.Record, rule string) *registry.Record {
-	for i := len(live) - 1; i >= 0; i-- {
-		if live[i].Name == rule {
-			return live[i]
+	for _, rec := range slices.Backward(live) {
+		if rec.Name == rule {
+			return rec
 		}
 	}
 	return nil

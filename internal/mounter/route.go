@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -41,22 +42,18 @@ func (m *Mounter) findRoute(cfg *config.Config, fstype, target string, rules []*
 			m.warnf("could not remove it: %v", s.RemoveErr)
 		}
 	}
-	live := recs.Live
 	var uncovered []error
 	for _, rule := range rules {
 		// Newest first: an older record of the same rule may be a mounter
 		// on its way out.
-		for i := len(live) - 1; i >= 0; i-- {
-			rec := live[i]
-			if rec.Name != rule.Name {
-				continue
-			}
-			route, err := routeVia(cfg, rec, rule, target)
-			if err != nil {
+		for _, rec := range slices.Backward(recs.Live) {
+			if rec.Name == rule.Name {
+				route, err := routeVia(cfg, rec, rule, target)
+				if err == nil {
+					return route, nil
+				}
 				uncovered = append(uncovered, err)
-				continue
 			}
-			return route, nil
 		}
 	}
 	if len(uncovered) > 0 {

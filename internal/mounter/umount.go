@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -93,9 +94,7 @@ func (m *Mounter) umountRoute(cfg *config.Config, target string) (*Route, error)
 	if err != nil {
 		return nil, err
 	}
-	live := recs.Live
-	for i := len(live) - 1; i >= 0; i-- {
-		rec := live[i]
+	for _, rec := range slices.Backward(recs.Live) {
 		if route, err := routeVia(cfg, rec, cfg.Rule(rec.Name), target); err == nil {
 			return route, nil
 		}
