@@ -81,26 +81,24 @@ func StateDirOf(path string) (dir string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	var raw struct {
-		StateDir *string `toml:"state-dir"`
-	}
-	if _, err := toml.Decode(blankComments(data), &raw); err != nil {
+	var doc map[string]any
+	if _, err := toml.Decode(blankComments(data), &doc); err != nil {
 		// Not TOML (a typo elsewhere): a plain top-level state-dir line
 		// before the first table still says where the registry is.
 		m := stateDirLine.FindSubmatch(data)
 		if m == nil {
 			return "", false
 		}
-		dir := string(m[1])
-		raw.StateDir = &dir
+		doc = map[string]any{"state-dir": string(m[1])}
 	}
-	if raw.StateDir == nil {
+	dir, ok = doc["state-dir"].(string)
+	switch {
+	case doc["state-dir"] == nil:
 		return DefaultStateDir, true
-	}
-	if !filepath.IsAbs(*raw.StateDir) {
+	case !ok || !filepath.IsAbs(dir):
 		return "", false
 	}
-	return filepath.Clean(*raw.StateDir), true
+	return filepath.Clean(dir), true
 }
 
 // stateDirLine is a basic-string state-dir key among the top-level keys:
