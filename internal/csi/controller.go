@@ -277,30 +277,25 @@ func (s *Server) mountedAt(ctx context.Context, v Volume, dir string, fn func(di
 	return fn(dir)
 }
 
-// privateWork makes the work directory a private mount point of its own
-// (bound onto itself), once.
-func (s *Server) privateWork() error {
-	s.workOnce.Do(func() {
-		if err := os.MkdirAll(s.work, 0o700); err != nil {
-			s.workErr = fmt.Errorf("create the controller's work directory: %w", err)
-			return
+// makeWorkPrivate makes the work directory a private mount point of its
+// own (bound onto itself); NewServer has it run once, as privateWork.
+func (s *Server) makeWorkPrivate() error {
+	if err := os.MkdirAll(s.work, 0o700); err != nil {
+		return fmt.Errorf("create the controller's work directory: %w", err)
+	}
+	ms, err := s.Mounter.MountsAt(s.work)
+	if err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		if err := unix.Mount(s.work, s.work, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s onto itself: %w", s.work, err)
 		}
-		ms, err := s.Mounter.MountsAt(s.work)
-		if err != nil {
-			s.workErr = err
-			return
-		}
-		if len(ms) == 0 {
-			if err := unix.Mount(s.work, s.work, "", unix.MS_BIND, ""); err != nil {
-				s.workErr = fmt.Errorf("bind %s onto itself: %w", s.work, err)
-				return
-			}
-		}
-		if err := unix.Mount("", s.work, "", unix.MS_PRIVATE, ""); err != nil {
-			s.workErr = fmt.Errorf("make %s a private mount: %w", s.work, err)
-		}
-	})
-	return s.workErr
+	}
+	if err := unix.Mount("", s.work, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s a private mount: %w", s.work, err)
+	}
+	return nil
 }
 
 func writeMeta(path string, m meta) error {

@@ -43,9 +43,8 @@ type Server struct {
 	records mountrec.Store
 	// work is the controller's private mount point: a base volume is
 	// mounted below it for one call and seen by nobody else.
-	work     string
-	workOnce sync.Once
-	workErr  error
+	work        string
+	privateWork func() error
 	// statfsFunc replaces the statfs of a mount point in tests.
 	statfsFunc func(path string) error
 	// HelperPID is the process whose helpers hold the mounts, for the
@@ -77,6 +76,7 @@ func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}
 	s.records = mountrec.Store{Dir: mountrec.Dir(cfg.StateDir, driver)}
 	s.work = filepath.Join(cfg.StateDir, "csi", driver, "controller")
+	s.privateWork = sync.OnceValue(s.makeWorkPrivate)
 	return s, nil
 }
 
