@@ -106,9 +106,16 @@ func (pl *preloader) prepare(log *logrus.Logger) (spec.Modifier, error) {
 	if err := writePreloadFiles(dir, pl.lib, pl.conf, pl.list); err != nil {
 		return nil, rewriteError(filepath.Join(pl.bundle, "config.json"), pl.rule, err)
 	}
-	if err := pl.openNamespace(log); err != nil {
-		return nil, err
+	src := pl.mntns
+	if src == config.HostMntnsSelf {
+		src = "/proc/self/ns/mnt"
 	}
+	fd, err := openMountNamespace(src)
+	if err != nil {
+		return nil, fmt.Errorf("preload rule %q: %w; set host-mntns to the /proc/PID/ns/mnt of a process in the host mount namespace, or to \"self\" when the engine runs runc-shared there", pl.rule.Name, err)
+	}
+	pl.ns = fd
+	log.Debugf("preload: host mount namespace %s handed over as fd %d", src, pl.fd)
 	return spec.ModifierFunc(func(s *specs.Spec) error {
 		s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
 		return nil
@@ -285,22 +292,6 @@ func parsePreloadList(data string) []string {
 		}
 	}
 	return out
-}
-
-// openNamespace opens the host mount namespace while the wrapper can still
-// refuse the container.
-func (pl *preloader) openNamespace(log *logrus.Logger) error {
-	src := pl.mntns
-	if src == config.HostMntnsSelf {
-		src = "/proc/self/ns/mnt"
-	}
-	fd, err := openMountNamespace(src)
-	if err != nil {
-		return fmt.Errorf("preload rule %q: %w; set host-mntns to the /proc/PID/ns/mnt of a process in the host mount namespace, or to \"self\" when the engine runs runc-shared there", pl.rule.Name, err)
-	}
-	pl.ns = fd
-	log.Debugf("preload: host mount namespace %s handed over as fd %d", src, pl.fd)
-	return nil
 }
 
 // openMountNamespace opens src (close-on-exec) and checks that it is a mount
