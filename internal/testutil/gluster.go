@@ -85,10 +85,8 @@ func Glusterd(t testing.TB) *Gluster {
 	dir := TempDir(t)
 	g := &Gluster{Server: server, Volume: "v0", Dir: dir, Brick: filepath.Join(dir, "brick"),
 		Sock: filepath.Join(dir, "run", "glusterd.socket"), exited: make(chan struct{})}
-	for _, d := range []string{"glusterd", "run", "log", "brick"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := makeDirs(dir, []string{"glusterd", "run", "log", "brick"}, nil); err != nil {
+		t.Fatal(err)
 	}
 	vol := filepath.Join(dir, "glusterd.vol")
 	if err := os.WriteFile(vol, []byte(fmt.Sprintf(glusterdVol, dir, server, glusterdPort)), 0o644); err != nil {
