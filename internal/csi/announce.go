@@ -1,7 +1,6 @@
 package csi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
@@ -59,15 +57,7 @@ func (s *Server) announce(endpoint string) (*Announcement, error) {
 		return nil, err
 	}
 	a := &Announcement{Driver: s.Driver, Endpoint: endpoint, PID: os.Getpid(), MountNS: ns, Rule: s.RuleName, Started: time.Now().UTC()}
-	data, err := json.MarshalIndent(a, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	path := AnnouncementPath(s.Config.StateDir, s.Driver)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
-	}
-	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+	if err := mountrec.WriteJSON(AnnouncementPath(s.Config.StateDir, s.Driver), a); err != nil {
 		return nil, fmt.Errorf("announce the server to the host: %w", err)
 	}
 	return a, nil

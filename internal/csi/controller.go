@@ -2,7 +2,6 @@ package csi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
@@ -108,8 +106,8 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 			if _, err := os.Lstat(dir); err == nil {
 				return status.Errorf(codes.AlreadyExists, "%s already has an entry %q that this driver did not create: choose another name or remove it", c.Base.Source, c.Name)
 			}
-			if err := writeMeta(metaFile, meta{ID: id, Capacity: size}); err != nil {
-				return err
+			if err := mountrec.WriteJSON(metaFile, meta{ID: id, Capacity: size}); err != nil {
+				return fmt.Errorf("write the volume's record on the base volume: %w", err)
 			}
 		}
 		// After the record: a crash in between leaves a record whose next
@@ -294,20 +292,6 @@ func (s *Server) makeWorkPrivate() error {
 	}
 	if err := unix.Mount("", s.work, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make %s a private mount: %w", s.work, err)
-	}
-	return nil
-}
-
-func writeMeta(path string, m meta) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create %s on the base volume: %w", metaDir, err)
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFileDurable(path, data, 0o600); err != nil {
-		return fmt.Errorf("write the volume's record on the base volume: %w", err)
 	}
 	return nil
 }

@@ -150,6 +150,19 @@ func readAll[T any, P keyed[T]](files []string) ([]*T, []error) {
 	return out, errs
 }
 
+// WriteJSON writes v as indented JSON to path, durably and atomically,
+// creating its directory (mode 0700) when it is missing.
+func WriteJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFileDurable(path, append(data, '\n'), 0o600)
+}
+
 // ReadJSON decodes the JSON file at path.
 func ReadJSON[T any](path string) (*T, error) {
 	data, err := os.ReadFile(path)
