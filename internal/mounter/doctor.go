@@ -3,6 +3,7 @@ package mounter
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,7 @@ func (m *Mounter) Diagnose(inv *Invocation) []Check {
 	if cfg == nil {
 		return checks
 	}
-	wrapper := m.sibling("runc-shared")
+	wrapper := m.wrapperPath()
 	checks = append(checks, checkRuntime(cfg, wrapper), checkWrapper(wrapper), checkHook(cfg, wrapper))
 	engines := m.dockerRuntimes(wrapper)
 	for i := range cfg.Mounters {
@@ -238,11 +239,10 @@ func checkPropagation(rec *registry.Record, rule *spec.Rule) Check {
 	if err != nil {
 		return fail(name, "restart the mounter; its registry record points at a missing bundle", "%v", err)
 	}
-	propagate := rule.Propagate
-	binds := SharedBinds(doc.Spec, rec.Bundle, propagate)
+	binds := SharedBinds(doc.Spec, rec.Bundle, rule.Propagate)
 	if len(binds) == 0 {
-		return fail(name, fmt.Sprintf("bind one of %v into the mounter", propagate),
-			"mounter %s binds none of the propagated paths %v", rec.ID, propagate)
+		return fail(name, fmt.Sprintf("bind one of %v into the mounter", rule.Propagate),
+			"mounter %s binds none of the propagated paths %v", rec.ID, rule.Propagate)
 	}
 	var bad []string
 	inMounter := hostmount.TableOf(rec.PID)
@@ -279,11 +279,16 @@ func checkPreload(rule *spec.Rule, wrapper string) Check {
 	return pass(name, "%s", lib)
 }
 
-// sibling is a binary in this binary's directory.
-func (m *Mounter) sibling(name string) string {
-	self := m.self()
+// wrapperPath is runc-shared in this binary's directory (Self, else the
+// running executable, symlinks resolved): the siblings doctor checks are
+// found from it.
+func (m *Mounter) wrapperPath() string {
+	self := m.Self
+	if self == "" {
+		self, _ = os.Executable()
+	}
 	if r, err := filepath.EvalSymlinks(self); err == nil {
 		self = r
 	}
-	return filepath.Join(filepath.Dir(self), name)
+	return filepath.Join(filepath.Dir(self), "runc-shared")
 }

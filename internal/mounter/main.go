@@ -136,13 +136,3 @@ func (m *Mounter) now() time.Time {
 	}
 	return time.Now()
 }
-
-func (m *Mounter) self() string {
-	if m.Self != "" {
-		return m.Self
-	}
-	if p, err := os.Executable(); err == nil {
-		return p
-	}
-	return "/proc/self/exe"
-}
