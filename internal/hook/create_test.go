@@ -22,9 +22,9 @@ import (
 func (f *fixture) runWith(t *testing.T, host, ctr string, stdin string, argv ...string) (string, error) {
 	t.Helper()
 	tables := func(pid int) mountTables {
-		mt := mountTables{host: parseTable(t, host), ctr: hostmount.TableOf(-1), ctrRoot: prefixVFS("/proc/" + strconv.Itoa(pid) + "/root")}
+		mt := mountTables{host: parseTable(t, host).MountOf, ctr: hostmount.TableOf(-1).MountOf, ctrRoot: prefixVFS("/proc/" + strconv.Itoa(pid) + "/root")}
 		if ctr != "" {
-			mt.ctr = parseTable(t, ctr)
+			mt.ctr = parseTable(t, ctr).MountOf
 		}
 		return mt
 	}

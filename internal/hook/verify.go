@@ -38,7 +38,7 @@ func verifyPropagation(t mountTables, bundle string, s *specs.Spec, rule *spec.R
 		return fmt.Errorf("rule %q: %w: no bind mount of %s into the container; bind it in (e.g. -v %s:%s:rshared)",
 			rule.Name, ErrNotPropagated, strings.Join(rule.Propagate, ", "), rule.Propagate[0], rule.Propagate[0])
 	}
-	view, err := openContainerView(t.ctr, t.ctrRoot, rootfsOf(s, bundle))
+	prefix, err := t.rootPrefix(rootfsOf(s, bundle))
 	if err != nil {
 		return err
 	}
@@ -48,11 +48,11 @@ func verifyPropagation(t mountTables, bundle string, s *specs.Spec, rule *spec.R
 			// source, whatever the source's name leads to by now.
 			b.Source = b.Staged
 		}
-		host, err := t.host.MountOf(b.Source)
+		host, err := t.host(b.Source)
 		if err != nil {
 			return fmt.Errorf("host mount of %s: %w", b.Source, err)
 		}
-		ctr, err := view.mountAt(b.Destination)
+		ctr, err := t.mountAt(prefix, b.Destination)
 		if err != nil {
 			return err
 		}
@@ -66,21 +66,15 @@ func verifyPropagation(t mountTables, bundle string, s *specs.Spec, rule *spec.R
 	return nil
 }
 
-// mountTable answers which mount holds a path (absolute, resolved) in one
-// mount namespace and root: a *hostmount.Table, or the host's (hostTable).
-type mountTable interface {
-	MountOf(path string) (*mountinfo.Info, error)
-}
-
-// hostTable is this process's mount table, which is the host's.
-type hostTable struct{}
-
-func (hostTable) MountOf(path string) (*mountinfo.Info, error) { return hostmount.MountOf(path) }
+// mountOf answers which mount holds a path (absolute, resolved) in one
+// mount namespace and root: a *hostmount.Table's MountOf, or
+// hostmount.MountOf for this process's, which is the host's.
+type mountOf func(path string) (*mountinfo.Info, error)
 
 // mountTables are where createRuntime looks: the host's mount table, the
 // container's, and the container's root, in which its paths resolve.
 type mountTables struct {
-	host, ctr mountTable
+	host, ctr mountOf
 	ctrRoot   securejoin.VFS
 }
 
@@ -88,7 +82,7 @@ type mountTables struct {
 func procTables(pid int) mountTables {
 	// Symlinks in a destination are resolved in the container's mount
 	// namespace, through the magic link /proc/<pid>/root.
-	return mountTables{host: hostTable{}, ctr: hostmount.TableOf(pid), ctrRoot: prefixVFS("/proc/" + strconv.Itoa(pid) + "/root")}
+	return mountTables{host: hostmount.MountOf, ctr: hostmount.TableOf(pid).MountOf, ctrRoot: prefixVFS("/proc/" + strconv.Itoa(pid) + "/root")}
 }
 
 // checkPeer compares the host's mount of a bind source with the container's
@@ -157,48 +151,40 @@ func rootfsOf(s *specs.Spec, bundle string) string {
 	return p
 }
 
-// containerView answers "which mount is at this destination" for a container
-// whose mount namespace is set up. At createRuntime (and prestart) runc has
-// made every mount but not yet called pivot_root: the container's mountinfo
-// shows the root file system at its host path (runc binds it onto itself) and
-// each mount below it, e.g. /run/x/rootfs/var/lib/kubelet. After pivot_root
-// (another runtime, a later stage) the same mount is at /var/lib/kubelet.
-type containerView struct {
-	mounts mountTable
-	vfs    securejoin.VFS // resolves paths in the container's namespace
-	prefix string         // the rootfs before pivot_root, "" after
-}
-
-// openContainerView looks at the container's mounts. A hostmount.Table asks
-// statx and statmount(2) in the container's namespace first: before
-// pivot_root the container's mountinfo still holds a copy of every host
-// mount, and formatting and parsing it grows with them.
-func openContainerView(mounts mountTable, vfs securejoin.VFS, rootfs string) (*containerView, error) {
-	v := &containerView{mounts: mounts, vfs: vfs}
+// rootPrefix returns where the container's paths start in its mount table:
+// the rootfs before pivot_root, "" after. At createRuntime (and prestart)
+// runc has made every mount but not yet called pivot_root: the container's
+// mountinfo shows the root file system at its host path (runc binds it onto
+// itself) and each mount below it, e.g. /run/x/rootfs/var/lib/kubelet.
+// After pivot_root (another runtime, a later stage) the same mount is at
+// /var/lib/kubelet. A hostmount.Table asks statx and statmount(2) in the
+// container's namespace first: before pivot_root the container's mountinfo
+// still holds a copy of every host mount, and formatting and parsing it
+// grows with them.
+func (t mountTables) rootPrefix(rootfs string) (string, error) {
 	if rootfs == "" || rootfs == "/" {
-		return v, nil
+		return "", nil
 	}
-	// runc binds the rootfs onto itself and pivots into it later.
-	m, err := mounts.MountOf(rootfs)
+	m, err := t.ctr(rootfs)
 	if err != nil {
-		return nil, fmt.Errorf("read the container's mount table: %w", err)
+		return "", fmt.Errorf("read the container's mount table: %w", err)
 	}
 	if m.Mountpoint == rootfs {
-		v.prefix = rootfs
+		return rootfs, nil
 	}
-	return v, nil
+	return "", nil
 }
 
-// mountAt returns the mount the container sees at dest. The destination is
-// resolved below the root file system as runc resolves it (securejoin), so a
-// destination through a symlink in the image is found where runc mounted it.
-func (v *containerView) mountAt(dest string) (*mountinfo.Info, error) {
-	root := cmp.Or(v.prefix, "/")
-	p, err := securejoin.SecureJoinVFS(root, dest, v.vfs)
+// mountAt returns the mount the container sees at dest, its paths starting
+// at prefix (rootPrefix). The destination is resolved below the root file
+// system as runc resolves it (securejoin), so a destination through a
+// symlink in the image is found where runc mounted it.
+func (t mountTables) mountAt(prefix, dest string) (*mountinfo.Info, error) {
+	p, err := securejoin.SecureJoinVFS(cmp.Or(prefix, "/"), dest, t.ctrRoot)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s in the container: %w", dest, err)
 	}
-	m, err := v.mounts.MountOf(p)
+	m, err := t.ctr(p)
 	if err != nil {
 		return nil, fmt.Errorf("container mount at %s: %w", dest, err)
 	}

@@ -99,14 +99,15 @@ func TestContainerViewAndCheckPeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v, err := openContainerView(table, links, rootfs)
+			tables := mountTables{ctr: table.MountOf, ctrRoot: links}
+			prefix, err := tables.rootPrefix(rootfs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := v.prefix != ""; got != tc.prePivoted {
+			if got := prefix != ""; got != tc.prePivoted {
 				t.Errorf("seen before pivot_root: %v, want %v", got, tc.prePivoted)
 			}
-			ctr, err := v.mountAt(tc.dest)
+			ctr, err := tables.mountAt(prefix, tc.dest)
 			if err != nil {
 				t.Fatal(err)
 			}
