@@ -1,7 +1,8 @@
 package hostmount
 
-// Test access to mount queries the product does not use: the reader seams
-// and the checks tests and benchmarks run against fixtures.
+// Test access to what the product does not use: the reader seams, the
+// checks tests and benchmarks run against fixtures, and the one-step
+// resolve-and-open and mount-point check that tests assert with.
 
 import (
 	"errors"
