@@ -34,32 +34,20 @@ func freezerState(procDir, cgroupDir string, pid int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	var v1, v2 string
-	haveV1, haveV2 := false, false
+	var file string
+	v1 := false
 	for _, line := range strings.Split(string(b), "\n") {
 		// hierarchy-ID:controller-list:cgroup-path (cgroups(7)).
-		id, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		ctrls, p, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
-		}
+		f := strings.SplitN(line, ":", 3)
 		switch {
-		case id == "0" && ctrls == "":
-			v2, haveV2 = p, true
-		case slices.Contains(strings.Split(ctrls, ","), "freezer"):
-			v1, haveV1 = p, true
+		case len(f) != 3:
+		case slices.Contains(strings.Split(f[1], ","), "freezer"):
+			file, v1 = filepath.Join(cgroupDir, "freezer", filepath.Clean("/"+f[2]), "freezer.state"), true
+		case f[0] == "0" && f[1] == "" && !v1:
+			file = filepath.Join(cgroupDir, filepath.Clean("/"+f[2]), "cgroup.events")
 		}
 	}
-	var file string
-	switch {
-	case haveV1:
-		file = filepath.Join(cgroupDir, "freezer", filepath.Clean("/"+v1), "freezer.state")
-	case haveV2:
-		file = filepath.Join(cgroupDir, filepath.Clean("/"+v2), "cgroup.events")
-	default:
+	if file == "" {
 		return "running", nil
 	}
 	data, err := os.ReadFile(file)
@@ -69,14 +57,9 @@ func freezerState(procDir, cgroupDir string, pid int) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("read %s: %w", file, err)
 	}
-	if haveV1 {
-		if s := strings.TrimSpace(string(data)); s == "FROZEN" || s == "FREEZING" {
-			return "paused", nil
-		}
-		return "running", nil
-	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if strings.TrimSpace(l) == "frozen 1" {
+		// freezer.state holds one word, cgroup.events "key value" lines.
+		if l = strings.TrimSpace(l); l == "FROZEN" || l == "FREEZING" || l == "frozen 1" {
 			return "paused", nil
 		}
 	}
