@@ -195,10 +195,8 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolume
 	if err := s.mountHelper(ctx, base, staging); err != nil {
 		return nil, err
 	}
-	if v.Subdir != "" {
-		if err := s.checkSubdir(staging, v.Subdir, rule.Propagate); err != nil {
-			return nil, errors.Join(err, unmountAll(s.Mounter, staging))
-		}
+	if _, err := s.volumeDir(staging, v.Subdir, rule.Propagate); err != nil {
+		return nil, errors.Join(err, unmountAll(s.Mounter, staging))
 	}
 	rec = s.newRecord(id, rule, v)
 	rec.Staging = staging
@@ -230,20 +228,24 @@ func (s *Server) staged(ctx context.Context, rec *Record, v Volume, staging stri
 	return true, s.records.Write(rec)
 }
 
-// checkSubdir makes sure the volume's directory below the mounted base is
-// a directory inside the mount, not a symlink that leads elsewhere.
-func (s *Server) checkSubdir(base, subdir string, allow []string) error {
+// volumeDir returns the volume's directory below the mounted base: base
+// itself without a subdir, else base/subdir once it is sure to be a
+// directory inside the mount, not a symlink that leads elsewhere.
+func (s *Server) volumeDir(base, subdir string, allow []string) (string, error) {
+	if subdir == "" {
+		return base, nil
+	}
 	p, err := ResolvePath("volume directory", filepath.Join(base, subdir), allow)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return status.Errorf(codes.NotFound, "the volume's directory %s does not exist on %s", subdir, base)
+			return "", status.Errorf(codes.NotFound, "the volume's directory %s does not exist on %s", subdir, base)
 		}
-		return err
+		return "", err
 	}
 	if !hostmount.Within(p, base) || p == filepath.Clean(base) {
-		return invalid("the volume's directory %s/%s resolves to %s, outside the volume", base, subdir, p)
+		return "", invalid("the volume's directory %s/%s resolves to %s, outside the volume", base, subdir, p)
 	}
-	return isDir(p)
+	return filepath.Join(base, subdir), isDir(p)
 }
 
 func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
@@ -319,12 +321,9 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if ms, err := s.Mounter.MountsAt(staging); err != nil || len(ms) == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s: nothing is mounted at its staging path %s (%v): stage it again", id, staging, err)
 	}
-	src := staging
-	if rec.Subdir != "" {
-		if err := s.checkSubdir(staging, rec.Subdir, allow); err != nil {
-			return nil, err
-		}
-		src = filepath.Join(staging, rec.Subdir)
+	src, err := s.volumeDir(staging, rec.Subdir, allow)
+	if err != nil {
+		return nil, err
 	}
 	target, err := makeDir("target path", req.GetTargetPath(), allow)
 	if err != nil {

@@ -316,12 +316,9 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 	if remounted, err = s.remount(ctx, base, staging); err != nil {
 		return false, 0, err
 	}
-	src := staging
-	if rec.Subdir != "" {
-		if err := s.checkSubdir(staging, rec.Subdir, allow); err != nil {
-			return remounted, 0, err
-		}
-		src = filepath.Join(staging, rec.Subdir)
+	src, err := s.volumeDir(staging, rec.Subdir, allow)
+	if err != nil {
+		return remounted, 0, err
 	}
 	var errs []error
 	for _, t := range rec.Targets {
