@@ -135,7 +135,8 @@ func (p *plan) compute(t target) (change, error) {
 	return c, nil
 }
 
-// apply writes one change: backup first, then the new content.
+// apply writes one change: backup first, then the new content. The errors
+// of os.Remove name the operation and the file themselves.
 func apply(c change) error {
 	path := c.t.Path
 	switch {
@@ -143,15 +144,9 @@ func apply(c change) error {
 		if err := writeFile(path, path, c.new); err != nil {
 			return err
 		}
-		if err := os.Remove(path + backupSuffix); err != nil {
-			return fmt.Errorf("remove backup %s: %w", path+backupSuffix, err)
-		}
-		return nil
+		return os.Remove(path + backupSuffix)
 	case c.new == nil:
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("remove %s: %w", path, err)
-		}
-		return nil
+		return os.Remove(path)
 	}
 	if c.old != nil {
 		if err := backupOnce(path, c.old); err != nil {
