@@ -359,9 +359,13 @@ func (a *Args) BundleDir() (string, error) {
 // ExecArgv returns the argv (without program name) for the delegate: Argv
 // unchanged except that runc-shared's own --runc-shared-config option is
 // removed.
-func (a *Args) ExecArgv() []string {
-	out := make([]string, 0, len(a.Argv))
-	for i, w := range a.Argv {
+func (a *Args) ExecArgv() []string { return a.withoutConfig(a.Argv) }
+
+// withoutConfig returns argv, which has the words of Argv at least up to the
+// subcommand, without runc-shared's own --runc-shared-config option.
+func (a *Args) withoutConfig(argv []string) []string {
+	out := make([]string, 0, len(argv))
+	for i, w := range argv {
 		if !slices.Contains(a.configIdx, i) {
 			out = append(out, w)
 		}
@@ -383,26 +387,17 @@ func (a *Args) WithPreserveFDs(n int) ([]string, error) {
 		return nil, fmt.Errorf("set --preserve-fds: negative count %d", n)
 	}
 	num := strconv.Itoa(n)
-	replace := make(map[int]string, len(a.preserve))
+	argv := slices.Clone(a.Argv)
 	for _, p := range a.preserve {
 		if p.value >= 0 {
-			replace[p.value] = num
+			argv[p.value] = num
 		} else {
-			replace[p.flag] = p.dashes + "preserve-fds=" + num
+			argv[p.flag] = p.dashes + "preserve-fds=" + num
 		}
 	}
-	out := make([]string, 0, len(a.Argv)+1)
-	for i, w := range a.Argv {
-		if slices.Contains(a.configIdx, i) {
-			continue
-		}
-		if r, ok := replace[i]; ok {
-			w = r
-		}
-		out = append(out, w)
-		if i == a.CommandIndex && len(a.preserve) == 0 {
-			out = append(out, "--preserve-fds="+num)
-		}
+	if len(a.preserve) == 0 {
+		// Our option comes before the subcommand: its indices stand.
+		argv = slices.Insert(argv, a.CommandIndex+1, "--preserve-fds="+num)
 	}
-	return out, nil
+	return a.withoutConfig(argv), nil
 }
