@@ -32,13 +32,11 @@ const (
 // or without dashes or underscores (createRuntime, create-runtime,
 // CREATE_RUNTIME).
 func ParseStage(s string) (Stage, error) {
-	switch strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(s)) {
-	case "createruntime":
-		return CreateRuntime, nil
-	case "prestart":
-		return Prestart, nil
-	case "poststop":
-		return Poststop, nil
+	name := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(s))
+	for _, st := range []Stage{CreateRuntime, Prestart, Poststop} {
+		if name == strings.ToLower(string(st)) {
+			return st, nil
+		}
 	}
 	return "", fmt.Errorf("unknown stage %q: %s runs at createRuntime (or prestart) and poststop; fix the hook's args", s, Name)
 }
