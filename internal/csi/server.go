@@ -122,24 +122,23 @@ func (s *Server) lockVolume(ctx context.Context, id string) (func(), error) {
 	return unlock, nil
 }
 
-// grpcError maps the package's errors to gRPC codes; an error that already
-// is a status keeps its code.
+// grpcCodes are the gRPC codes of the package's errors; any other error is
+// Internal.
+var grpcCodes = []struct {
+	err  error
+	code codes.Code
+}{{errInvalid, codes.InvalidArgument}, {fs.ErrNotExist, codes.NotFound}, {context.DeadlineExceeded, codes.DeadlineExceeded}, {context.Canceled, codes.Canceled}}
+
+// grpcError maps an error to its gRPC code; nil, and an error that already
+// is a status, stay as they are.
 func grpcError(err error) error {
-	if err == nil {
-		return nil
-	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	switch {
-	case errors.Is(err, errInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, fs.ErrNotExist):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+	for _, c := range grpcCodes {
+		if errors.Is(err, c.err) {
+			return status.Error(c.code, err.Error())
+		}
 	}
 	return status.Error(codes.Internal, err.Error())
 }
