@@ -267,23 +267,29 @@ func (inv *Invocation) parseHelper(args []string, typ string) error {
 	return nil
 }
 
-// mountFlags are what mount(8)'s options without a value set in the
-// mounter, by short name; the short ones may be combined ("-nv").
-// --no-canonicalize and --internal-only are about the host's mount(8) only:
-// nothing to do in the mounter.
-var mountFlags = map[byte]func(inv *Invocation){
-	'f': func(inv *Invocation) { inv.Fake = true },
-	'n': func(inv *Invocation) { inv.NoMtab = true },
-	'v': func(inv *Invocation) { inv.Verbose = true },
-	's': func(inv *Invocation) { inv.Sloppy = true },
-	'r': func(inv *Invocation) { inv.Options = append(inv.Options, "ro") },
-	'w': func(inv *Invocation) { inv.Options = append(inv.Options, "rw") },
-	'c': func(*Invocation) {},
-	'i': func(*Invocation) {},
+// mountOptions are what mount(8)'s options set in the mounter, by short
+// name; the short ones may be combined ("-nv"), and those in withValue take
+// a value. --no-canonicalize and --internal-only are about the host's
+// mount(8) only: nothing to do in the mounter.
+var mountOptions = map[byte]func(inv *Invocation, v string){
+	'f': func(inv *Invocation, _ string) { inv.Fake = true },
+	'n': func(inv *Invocation, _ string) { inv.NoMtab = true },
+	'v': func(inv *Invocation, _ string) { inv.Verbose = true },
+	's': func(inv *Invocation, _ string) { inv.Sloppy = true },
+	'r': func(inv *Invocation, _ string) { inv.Options = append(inv.Options, "ro") },
+	'w': func(inv *Invocation, _ string) { inv.Options = append(inv.Options, "rw") },
+	'c': func(*Invocation, string) {},
+	'i': func(*Invocation, string) {},
+	't': func(inv *Invocation, v string) { inv.Type = v },
+	'o': func(inv *Invocation, v string) { inv.Options = append(inv.Options, v) },
+	'N': func(inv *Invocation, v string) { inv.Unsupported = append(inv.Unsupported, "-N "+v) },
 }
 
+// withValue are the short names of the options that take a value.
+const withValue = "toN"
+
 // longOptions are the short names of mount(8)'s long options that the
-// mounter reads; -t, -o and -N take a value.
+// mounter reads.
 var longOptions = map[string]byte{
 	"--fake": 'f', "--no-mtab": 'n', "--verbose": 'v', "--sloppy": 's', "--read-only": 'r', "--rw": 'w',
 	"--read-write": 'w', "--no-canonicalize": 'c', "--internal-only": 'i',
@@ -305,11 +311,11 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 		case !ok:
 			// Unknown to us: a routed mount refuses it, plain mount gets it.
 			inv.Unsupported = append(inv.Unsupported, a)
-		case mountFlags[c] != nil:
-			mountFlags[c](inv)
+		case strings.IndexByte(withValue, c) < 0:
+			mountOptions[c](inv, "")
 		default:
 			return value(args, i, func(v string) error {
-				inv.setValue(c, v)
+				mountOptions[c](inv, v)
 				return nil
 			})
 		}
@@ -319,7 +325,13 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 	// its value attached ("-tglusterfs", "-oro") or in the next argument.
 	for j := 1; j < len(a); j++ {
 		c := a[j]
-		if c == 't' || c == 'o' || c == 'N' {
+		set := mountOptions[c]
+		switch {
+		case set == nil:
+			inv.Unsupported = append(inv.Unsupported, "-"+string(c))
+		case strings.IndexByte(withValue, c) < 0:
+			set(inv, "")
+		default:
 			v, n := a[j+1:], i
 			if v == "" {
 				if i+1 >= len(args) {
@@ -327,27 +339,31 @@ func (inv *Invocation) mountOption(args []string, i int) (int, error) {
 				}
 				v, n = args[i+1], i+1
 			}
-			inv.setValue(c, v)
+			set(inv, v)
 			return n, nil
-		}
-		if set := mountFlags[c]; set != nil {
-			set(inv)
-		} else {
-			inv.Unsupported = append(inv.Unsupported, "-"+string(c))
 		}
 	}
 	return i, nil
 }
 
-func (inv *Invocation) setValue(c byte, v string) {
-	switch c {
-	case 't':
-		inv.Type = v
-	case 'o':
-		inv.Options = append(inv.Options, v)
-	case 'N':
-		inv.Unsupported = append(inv.Unsupported, "-N "+v)
+// mountArgv is the mount(8) command that makes inv's mount at inner, run
+// inside the mounter: the other side of mountOption.
+func mountArgv(inv *Invocation, inner string) []string {
+	argv := []string{"mount"}
+	if inv.NoMtab {
+		argv = append(argv, "-n")
 	}
+	if inv.Sloppy {
+		argv = append(argv, "-s")
+	}
+	if inv.Verbose {
+		argv = append(argv, "-v")
+	}
+	argv = append(argv, "-t", inv.Type)
+	if o := inv.OptionString(); o != "" {
+		argv = append(argv, "-o", o)
+	}
+	return append(argv, "--", inv.Source(), inner)
 }
 
 // parseRecover reads `mounter recover [--rule NAME]`.

@@ -103,25 +103,6 @@ func routeVia(cfg *config.Config, rec *registry.Record, rule *spec.Rule, target 
 	return &Route{Record: rec, Container: c, Target: target, Inner: inner, Bind: bind}, nil
 }
 
-// mountArgv is the mount(8) command run inside the mounter.
-func mountArgv(inv *Invocation, inner string) []string {
-	argv := []string{"mount"}
-	if inv.NoMtab {
-		argv = append(argv, "-n")
-	}
-	if inv.Sloppy {
-		argv = append(argv, "-s")
-	}
-	if inv.Verbose {
-		argv = append(argv, "-v")
-	}
-	argv = append(argv, "-t", inv.Type)
-	if o := inv.OptionString(); o != "" {
-		argv = append(argv, "-o", o)
-	}
-	return append(argv, "--", inv.Source(), inner)
-}
-
 // routedMount runs a mount through a live mounter and checks that it
 // reached the host; if it did not, it undoes it inside the mounter.
 func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec.Rule) error {
