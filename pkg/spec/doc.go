@@ -137,26 +137,19 @@ func Parse(data []byte) (*Doc, error) {
 }
 
 // encode returns the document with the modifiers' changes applied to the
-// original JSON, and whether there were any. It computes the difference
+// original JSON, or nil when there are none. It computes the difference
 // between the typed view as loaded and as it is now, and applies only that
 // difference to the original tree: a field that runtime-spec v1.3.0 does not
 // know (a newer spec, an engine extension) is never dropped, since it is
 // never re-encoded from the struct.
-func (d *Doc) encode() (data []byte, changed bool, err error) {
+func (d *Doc) encode() ([]byte, error) {
 	cur, err := json.Marshal(d.Spec)
 	if err != nil {
-		return nil, false, fmt.Errorf("encode runtime spec: %w", err)
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
 	if bytes.Equal(cur, d.orig) {
-		return d.raw, false, nil
+		return nil, nil
 	}
-	data, err = d.patched(cur)
-	return data, err == nil, err
-}
-
-// patched applies the change from the loaded typed view to cur onto the
-// original document.
-func (d *Doc) patched(cur []byte) ([]byte, error) {
 	var old, now any
 	for _, x := range []struct {
 		b []byte

@@ -40,7 +40,10 @@ func (d *Doc) Changed() (bool, error) {
 
 // Encode returns the document with the modifiers' changes applied.
 func (d *Doc) Encode() ([]byte, error) {
-	data, _, err := d.encode()
+	data, err := d.encode()
+	if data == nil && err == nil {
+		return d.raw, nil
+	}
 	return data, err
 }
 

@@ -16,8 +16,8 @@ import "github.com/runc-shared/runc-shared/internal/atomicfile"
 // call at a time, so a temporary file found beside config.json is a leftover
 // of a wrapper killed mid-write and is removed first.
 func (d *Doc) Save() (bool, error) {
-	data, changed, err := d.encode()
-	if err != nil || !changed {
+	data, err := d.encode()
+	if err != nil || data == nil {
 		return false, err
 	}
 	atomicfile.RemoveLeftovers(d.Path)
