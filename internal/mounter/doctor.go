@@ -109,11 +109,8 @@ func checkConfig(path string) (*config.Config, Check) {
 		return nil, fail(name, "add a [[mounter]] rule with the fstypes to route",
 			"%s has no [[mounter]] rule: nothing is routed", path)
 	}
-	names := make([]string, len(cfg.Mounters))
-	for i, r := range cfg.Mounters {
-		names[i] = fmt.Sprintf("%s %v", r.Name, r.FSTypes)
-	}
-	return cfg, pass(name, "%s is valid; rules: %s", path, strings.Join(names, ", "))
+	rules := joinEach(cfg.Mounters, ", ", func(r spec.Rule) string { return fmt.Sprintf("%s %v", r.Name, r.FSTypes) })
+	return cfg, pass(name, "%s is valid; rules: %s", path, rules)
 }
 
 // checkRuntime finds the delegate and shows the first line of its --version.
@@ -265,7 +262,7 @@ func checkPropagation(rec *registry.Record, rule *spec.Rule) Check {
 	if len(bad) > 0 {
 		return fail(name, fix, "mounts in mounter %s do not reach the host: %s", rec.ID, strings.Join(bad, "; "))
 	}
-	return pass(name, "mounter %s shares %s with the host", rec.ID, describeBinds(binds))
+	return pass(name, "mounter %s shares %s with the host", rec.ID, joinEach(binds, ", ", Bind.String))
 }
 
 // checkPreload looks for the shim a preload rule injects, where the wrapper

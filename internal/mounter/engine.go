@@ -133,10 +133,7 @@ func checkMatch(rule *spec.Rule, rules []spec.Rule, docker []dockerRuntime) (c C
 	if !needsAnnotations(rule) || len(docker) == 0 || servedWithoutAnnotations(rule, rules) {
 		return Check{}, false
 	}
-	var where []string
-	for _, d := range docker {
-		where = append(where, fmt.Sprintf("runtime %q in %s", d.Name, d.Where))
-	}
+	where := joinEach(docker, ", ", func(d dockerRuntime) string { return fmt.Sprintf("runtime %q in %s", d.Name, d.Where) })
 	value := rule.Name
 	if v, ok := rule.Match.Annotations[spec.AnnotationMounter]; ok {
 		value = v
@@ -145,7 +142,7 @@ func checkMatch(rule *spec.Rule, rules []spec.Rule, docker []dockerRuntime) (c C
 		fmt.Sprintf("match on env as well: a second [[mounter]] rule with [mounter.match] env = { %s = %q }, and start the Docker mounter with -e %s=%s",
 			spec.EnvMounter, value, spec.EnvMounter, value),
 		"rule %q matches only containers with annotations, and dockerd runs runc-shared (%s): Docker before 24 never passes annotations to the runtime, so a Docker mounter never matches and its mounts stay inside it",
-		rule.Name, strings.Join(where, ", ")), true
+		rule.Name, where), true
 }
 
 // checkDeadMounts reports the FUSE mounts below the rule's paths whose

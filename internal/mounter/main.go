@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -124,6 +125,15 @@ func ExecMount(argv []string) error {
 		return fmt.Errorf("exec %s: %w", bin, err)
 	}
 	return nil
+}
+
+// joinEach joins what say makes of each item, for messages.
+func joinEach[T any](items []T, sep string, say func(T) string) string {
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = say(it)
+	}
+	return strings.Join(s, sep)
 }
 
 func (m *Mounter) warnf(format string, args ...any) {

@@ -59,11 +59,8 @@ func (m *Mounter) findRoute(cfg *config.Config, fstype, target string, rules []*
 	if len(uncovered) > 0 {
 		return nil, errors.Join(uncovered...)
 	}
-	names := make([]string, len(rules))
-	for i, rule := range rules {
-		names[i] = fmt.Sprintf("%q", rule.Name)
-	}
-	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", strings.Join(names, " or "), registry.New(cfg.StateDir).Dir)
+	names := joinEach(rules, " or ", func(r *spec.Rule) string { return fmt.Sprintf("%q", r.Name) })
+	why := fmt.Sprintf("no running mounter of rule %s is registered in %s", names, registry.New(cfg.StateDir).Dir)
 	if p := recs.Problems(); p != nil {
 		why += fmt.Sprintf(" (%v)", p)
 	}

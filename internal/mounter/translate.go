@@ -3,7 +3,6 @@ package mounter
 import (
 	"path"
 	"path/filepath"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -58,7 +57,7 @@ func noBindError(target, id, rule string, binds []Bind) error {
 		return failure("mounter %s (rule %q) shares no host path: its spec binds none of the rule's propagate paths into it; bind one (e.g. -v /var/lib/kubelet:/var/lib/kubelet) and restart the mounter", id, rule)
 	}
 	return failure("target %s is not below a path that mounter %s (rule %q) shares with the host; it shares %s: mount below one of them, or add the path to the rule's propagate list and bind it into the mounter",
-		target, id, rule, describeBinds(binds))
+		target, id, rule, joinEach(binds, ", ", Bind.String))
 }
 
 // absTarget makes a target absolute (against the working directory, as
@@ -77,13 +76,4 @@ func absTarget(target string) (string, error) {
 		return r, nil
 	}
 	return abs, nil
-}
-
-// describeBinds is for messages: "A, B (at /data inside)".
-func describeBinds(binds []Bind) string {
-	s := make([]string, len(binds))
-	for i, b := range binds {
-		s[i] = b.String()
-	}
-	return strings.Join(s, ", ")
 }

@@ -78,19 +78,11 @@ func waitForMount(target, want string, before map[int]bool, timeout time.Duratio
 		}
 		if time.Now().After(deadline) {
 			if len(others) > 0 {
-				return nil, fmt.Errorf("a mount of another type appeared at %s (%s), not %s", target, describeMounts(others), typeNames(want))
+				return nil, fmt.Errorf("a mount of another type appeared at %s (%s), not %s", target, joinEach(others, "; ", func(m *mountinfo.Info) string { return m.FSType + " from " + m.Source }), typeNames(want))
 			}
 			return nil, fmt.Errorf("no new mount of type %s appeared at %s within %v", typeNames(want), target, timeout)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, pollMax)
 	}
-}
-
-func describeMounts(ms []*mountinfo.Info) string {
-	s := make([]string, len(ms))
-	for i, m := range ms {
-		s[i] = fmt.Sprintf("%s from %s", m.FSType, m.Source)
-	}
-	return strings.Join(s, "; ")
 }
