@@ -153,12 +153,8 @@ func parseObject(data []byte) (*jsonObject, error) {
 
 // object returns the member key as an object (empty when missing).
 func (o *jsonObject) object(key string) (*jsonObject, error) {
-	raw, ok := o.vals[key]
-	if !ok {
-		return parseObject(nil)
-	}
-	sub, err := parseObject(raw)
-	if err != nil || bytes.TrimSpace(raw)[0] != '{' {
+	sub, err := parseObject(o.vals[key]) // a missing key is nil: empty
+	if err != nil {
 		return nil, fmt.Errorf("%q is not a JSON object; fix it by hand", key)
 	}
 	return sub, nil
