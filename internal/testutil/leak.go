@@ -73,13 +73,7 @@ func DiffMounts(a, b []*mountinfo.Info) []*mountinfo.Info {
 	for _, m := range b {
 		ids[m.ID] = true
 	}
-	var out []*mountinfo.Info
-	for _, m := range a {
-		if !ids[m.ID] {
-			out = append(out, m)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(a), func(m *mountinfo.Info) bool { return ids[m.ID] })
 }
 
 // tempDirsOf returns the prefixes of the directories that the test binary
