@@ -26,11 +26,8 @@ import (
 // must not advise to detach: pods' binds copy them, and recovery binds on
 // top of them.
 func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]bool, error) {
-	vols, routed, errs := readRecords(stateDir)
+	vols, routed, _ := m.readRecords(stateDir)
 	recorded := map[string]bool{}
-	for _, err := range errs {
-		m.warnf("%v: the record is kept; fix or remove it", err)
-	}
 	if len(vols)+len(routed) == 0 {
 		return recorded, nil
 	}

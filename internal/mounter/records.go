@@ -12,11 +12,15 @@ func routedStore(cfg *config.Config) mountrec.MountStore {
 }
 
 // readRecords reads the records of CSI volumes and of routed mounts under
-// stateDir, and says which cannot be read.
-func readRecords(stateDir string) ([]*mountrec.Record, []*mountrec.Mount, []error) {
+// stateDir, and warns of those it cannot read (which it returns too).
+func (m *Mounter) readRecords(stateDir string) ([]*mountrec.Record, []*mountrec.Mount, []error) {
 	vols, errs := mountrec.List(stateDir)
 	routed, rerrs := mountrec.MountStore{Dir: mountrec.MountsDir(stateDir)}.List()
-	return vols, routed, append(errs, rerrs...)
+	errs = append(errs, rerrs...)
+	for _, err := range errs {
+		m.warnf("%v: the record is kept; fix or remove it", err)
+	}
+	return vols, routed, errs
 }
 
 // pendingRecord is the record of a routed mount, written while the mount

@@ -65,7 +65,7 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		m.warnf("removed the stale record of mounter %s (rule %q): %s", s.Record.ID, s.Record.Name, s.Reason)
 	}
 	want := func(rule string) bool { return inv.Rule == "" || rule == inv.Rule }
-	vols, routed, unreadable := readRecords(cfg.StateDir)
+	vols, routed, unreadable := m.readRecords(cfg.StateDir)
 	vols = slices.DeleteFunc(vols, func(v *mountrec.Record) bool { return !want(v.Rule) })
 	routed = slices.DeleteFunc(routed, func(r *mountrec.Mount) bool { return !want(r.Rule) })
 	var rules []string
@@ -118,9 +118,6 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 // exit 0 when all are live, 32 when some are not, 2 when some records
 // cannot be read (and all readable ones are live).
 func (m *Mounter) reportRecovery(all []recordedMount, unreadable []error, rule string) error {
-	for _, err := range unreadable {
-		m.warnf("%v: the record is kept; fix or remove it", err)
-	}
 	if len(all) == 0 {
 		scope := ""
 		if rule != "" {

@@ -52,7 +52,11 @@ func (m *Mounter) status(cfg *config.Config) error {
 		}
 		fmt.Fprintf(m.Stdout, "rule %q (%v): no live mounter; mounts of these types fail until one starts\n", rule.Name, rule.FSTypes)
 	}
-	fuse, err := hostmount.ScanFUSE(rulePaths(cfg), hostmount.DefaultStatTimeout)
+	var paths []string // every rule's
+	for _, r := range cfg.Mounters {
+		paths = append(paths, r.Propagate...)
+	}
+	fuse, err := hostmount.ScanFUSE(paths, hostmount.DefaultStatTimeout)
 	if err != nil {
 		return system("%w", err)
 	}
@@ -178,15 +182,6 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) e
 const deadMountAdvice = "a dead FUSE mount has lost its daemon (the mounter that served it stopped): every access fails with " +
 	"\"Transport endpoint is not connected\" and a new mount on it fails. Detach it with `umount -l PATH`, " +
 	"or restart its mounter (mount-hook detaches dead mounts below the rule's paths when a mounter stops), then mount again."
-
-// rulePaths are the propagated paths of every rule.
-func rulePaths(cfg *config.Config) []string {
-	var out []string
-	for _, r := range cfg.Mounters {
-		out = append(out, r.Propagate...)
-	}
-	return out
-}
 
 // servedMounts lists the host's mounts that some live mounter serves (of
 // its rule's types, below its rule's paths) and groups them by mounter (the newest mounter
