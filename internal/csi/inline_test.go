@@ -159,3 +159,63 @@ func TestRecoverInline(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverInlineRemovesLeftovers: a `mounter recover` killed between its
+// mount beside an inline volume's target and the unmount leaves a hidden
+// directory with a mount in the pod's volume directory, on which kubelet's
+// clean-up of the pod trips. The next recovery of the volume detaches and
+// removes it, and nothing else there.
+func TestRecoverInlineRemovesLeftovers(t *testing.T) {
+	testutil.RequireRoot(t)
+	e := newNodeEnv(t)
+	// The tmpfs below must not propagate anywhere: the test's directory is
+	// a private mount of its own.
+	if err := unix.Mount(e.Root, e.Root, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(e.Root, unix.MNT_DETACH); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err := unix.Mount("", e.Root, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	target := e.publishedInline(t, "inline-1", "127.0.0.2:/v0")
+	dir := filepath.Dir(target)
+	left := filepath.Join(dir, ".runc-shared-recover-1234")
+	if err := os.Mkdir(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testutil.UnmountLater(t, left)
+	if err := unix.Mount("tmpfs", left, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	// What is not a left-over mount point: other hidden directories, and
+	// entries of that name that are no directory.
+	keep := []string{filepath.Join(dir, ".keep"), filepath.Join(dir, ".runc-shared-recover-file"), filepath.Join(dir, ".runc-shared-recover-link")}
+	if err := os.Mkdir(keep[0], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keep[1], nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(keep[0], keep[2]); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if mounted, err := mountinfo.Mounted(left); mounted || err == nil {
+		t.Errorf("the left-over mount point %s: mounted %v, %v; want it detached and removed", left, mounted, err)
+	}
+	for _, p := range keep {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v; want it kept", p, err)
+		}
+	}
+	if m, live := e.top(target); m == nil || !live {
+		t.Errorf("target: %+v live=%v, want the volume's live mount", m, live)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
 )
 
@@ -428,6 +429,7 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 			errs = append(errs, err)
 			continue
 		}
+		errs = append(errs, removeRecoverDirs(filepath.Dir(p)))
 		st, err := s.redoState(p)
 		switch {
 		case err != nil || st == stateLive:
@@ -467,9 +469,48 @@ func (s *Server) withBaseFor(ctx context.Context, rec *Record, target string, fn
 	if s.HelperPID == 0 {
 		return s.withBase(ctx, v, fn)
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(target), ".runc-shared-recover-")
+	dir, err := os.MkdirTemp(filepath.Dir(target), recoverDirPrefix)
 	if err != nil {
 		return fmt.Errorf("create a mount point beside %s: %w", target, err)
 	}
 	return s.mountedAt(ctx, v, dir, fn)
+}
+
+// recoverDirPrefix starts the names of withBaseFor's hidden directories.
+const recoverDirPrefix = ".runc-shared-recover-"
+
+// removeRecoverDirs detaches and removes the hidden directories that a
+// withBaseFor killed between its mount and its unmount left in dir, a
+// target's parent: kubelet's clean-up of the pod's volume directory trips
+// on a mount there. None is in use: withBaseFor runs under the volume's
+// lock, and on the host under `mounter recover`'s lock in the state dir.
+// Only directories of that name are touched, and only emptied ones removed.
+func removeRecoverDirs(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("look for left-over mount points in %s: %w", dir, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), recoverDirPrefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		for range 64 {
+			if err = hostmount.Detach(p); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = errors.New("still mounted after 64 detaches")
+		}
+		if !errors.Is(err, unix.EINVAL) { // EINVAL: no mount left there
+			errs = append(errs, fmt.Errorf("remove the left-over mount point %s: %w", p, err))
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove the left-over mount point %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
