@@ -74,21 +74,13 @@ func (r *Recovery) Failed(err error, now, next time.Time) *Recovery {
 		out = *r
 	}
 	out.Attempts++
-	out.Error, out.Last, out.Next = err.Error(), now.UTC(), time.Time{}
-	if !next.IsZero() {
-		out.Next = next.UTC()
-	}
+	out.Error, out.Last, out.Next = err.Error(), now.UTC(), next.UTC() // the zero time stays zero
 	return &out
 }
 
 // TargetIndex returns the index of path among the targets, or -1.
 func (r *Record) TargetIndex(path string) int {
-	for i, t := range r.Targets {
-		if t.Path == path {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(r.Targets, func(t Target) bool { return t.Path == path })
 }
 
 // Dir is where the records of driver live under stateDir.
