@@ -89,10 +89,9 @@ func memFile(name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
+// readAll reads what the command wrote to f, from the start (pread), up
+// to 1 MiB.
 func readAll(f *os.File) string {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
 	return string(b)
 }
