@@ -321,16 +321,14 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 	if err != nil {
 		return remounted, 0, err
 	}
-	var errs []error
-	for _, t := range rec.Targets {
-		done, err := s.rebind(src, t, allow)
-		if err != nil {
-			errs = append(errs, err)
-		} else if done {
-			rebound++
+	// On top of the dead mount: see the top of this file for why.
+	rebound, err = s.redoTargets(rec, allow, func(p string, t mountrec.Target, _ mountState) error {
+		if err := s.Mounter.Bind(src, p, t.ReadOnly); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", src, p, err)
 		}
-	}
-	return remounted, rebound, errors.Join(errs...)
+		return nil
+	})
+	return remounted, rebound, err
 }
 
 // remount makes the mount of v at path, a resolved mount point, live
@@ -399,30 +397,13 @@ func targetPath(t mountrec.Target, allow []string) (string, error) {
 	return p, nil
 }
 
-// rebind binds src on target t when what is there is dead or missing, on
-// top of the dead mount (see the top of this file for why).
-func (s *Server) rebind(src string, t mountrec.Target, allow []string) (bool, error) {
-	p, err := targetPath(t, allow)
-	if err != nil {
-		return false, err
-	}
-	st, err := s.redoState(p)
-	if err != nil || st == stateLive {
-		return false, err
-	}
-	if err := s.Mounter.Bind(src, p, t.ReadOnly); err != nil {
-		return false, fmt.Errorf("bind %s on %s: %w", src, p, err)
-	}
-	return true, nil
-}
-
-// recoverInline mounts an inline volume again at its target. On a dead
-// mount, the helper mounts the volume aside (withBaseFor) and the result is
-// bound on top of the dead one, for the pods' binds to see it; mount
-// helpers refuse a mount point they cannot stat.
-func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string) (bool, int, error) {
+// redoTargets runs redo on each target of rec whose mount is dead or
+// missing, once the hidden directories a killed withBaseFor left beside it
+// are gone; it goes on with the other targets when one fails, and returns
+// how many it made again and the failures joined.
+func (s *Server) redoTargets(rec *Record, allow []string, redo func(p string, t mountrec.Target, st mountState) error) (int, error) {
+	n := 0
 	var errs []error
-	remounted := false
 	for _, t := range rec.Targets {
 		p, err := targetPath(t, allow)
 		if err != nil {
@@ -431,20 +412,28 @@ func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string)
 		}
 		errs = append(errs, removeRecoverDirs(filepath.Dir(p)))
 		st, err := s.redoState(p)
-		switch {
-		case err != nil || st == stateLive:
-		case st == stateMissing:
-			err = s.mountHelper(ctx, recordVolume(rec), p)
-		case st == stateDead:
-			err = s.withBaseFor(ctx, rec, p, func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+		if err == nil && st != stateLive {
+			if err = redo(p, t, st); err == nil {
+				n++
+			}
 		}
-		if err != nil {
-			errs = append(errs, err)
-		} else if st != stateLive {
-			remounted = true
-		}
+		errs = append(errs, err)
 	}
-	return remounted, 0, errors.Join(errs...)
+	return n, errors.Join(errs...)
+}
+
+// recoverInline mounts an inline volume again at its target. On a dead
+// mount, the helper mounts the volume aside (withBaseFor) and the result is
+// bound on top of the dead one, for the pods' binds to see it; mount
+// helpers refuse a mount point they cannot stat.
+func (s *Server) recoverInline(ctx context.Context, rec *Record, allow []string) (bool, int, error) {
+	n, err := s.redoTargets(rec, allow, func(p string, t mountrec.Target, st mountState) error {
+		if st == stateMissing {
+			return s.mountHelper(ctx, recordVolume(rec), p)
+		}
+		return s.withBaseFor(ctx, rec, p, func(dir string) error { return s.Mounter.Bind(dir, p, t.ReadOnly) })
+	})
+	return n > 0, 0, err
 }
 
 // MountState says what the top mount at path, a resolved host path, is:
