@@ -196,7 +196,11 @@ func checkPaths(rule *spec.Rule) []Check {
 // host's peer group, so its mounts reach the host.
 func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 	reg := registry.New(cfg.StateDir)
-	recs, err := mounters(cfg, fullChecker(cfg))
+	// Doctor asks the configured runtime too, which reports created
+	// containers as such; without one ("" when it is not found) every
+	// record is undecided.
+	bin, _ := runtime.FindRuntime(cfg.Runtime, "")
+	recs, err := mounters(cfg, &registry.Checker{Runtime: bin})
 	if err != nil {
 		return []Check{fail("registry", fmt.Sprintf("make %s and the directories above it owned by root and writable by root only, or set state-dir to such a directory; then restart the mounters", cfg.StateDir),
 			"%v", err)}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/registry"
-	"github.com/runc-shared/runc-shared/internal/runtime"
 )
 
 // A registry record outlives its container when the poststop hook never ran
@@ -25,16 +24,6 @@ import (
 // `runc state` reads all of mountinfo, so its cost grows with the host's
 // mounts, which `mounter status` paid once per mounter.
 var liveChecker = &registry.Checker{Kernel: true}
-
-// fullChecker also asks the configured runtime, for doctor, which reports
-// created containers as such.
-func fullChecker(cfg *config.Config) *registry.Checker {
-	bin, err := runtime.FindRuntime(cfg.Runtime, "")
-	if err != nil {
-		bin = "" // every record is then undecided, with this reason
-	}
-	return &registry.Checker{Runtime: bin}
-}
 
 // mounters lists the registry of cfg by liveness, removing stale records.
 // A record is used only as far as the configuration backs it: a running
