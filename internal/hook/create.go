@@ -35,7 +35,10 @@ func (r *run) createRuntime() error {
 	// made its copies in the container's namespace, so the host's are
 	// detached now, whatever the outcome: a refused container leaves
 	// nothing on the host.
-	staging := filepath.Join(r.cfg.StateDir, "staging", st.ID)
+	staging, err := spec.StagingDir(r.cfg.StateDir, st.ID)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err := hostmount.Unstage(staging); err != nil {
 			r.log.Warnf("%v", err)

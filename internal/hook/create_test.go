@@ -156,3 +156,26 @@ func realPath(t *testing.T, p string) string {
 	}
 	return r
 }
+
+// TestCreateRuntimeIDNamesNoStagingDir: a container ID that names no
+// directory below the staging root is refused before anything there is
+// detached or removed: ".." would name the state directory itself. runc
+// refuses such IDs; another runtime, or a hand-written state, may not.
+func TestCreateRuntimeIDNamesNoStagingDir(t *testing.T) {
+	f := newFixture(t, "preload")
+	f.writeSpec(t, true, true)
+	keep := filepath.Join(f.stateDir, "keep")
+	if err := os.MkdirAll(f.stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keep, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := f.run(t, f.state("..", os.Getpid()), "createRuntime")
+	if err == nil || !strings.Contains(stderr, `container ID ".." cannot name a staging directory`) {
+		t.Errorf("createRuntime of container \"..\": %v, stderr %q; want it refused for its ID", err, stderr)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("%s after createRuntime of container \"..\": %v, want it left alone", keep, err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -116,18 +115,6 @@ func (w *Wrapper) plan(cfg *config.Config, rule *spec.Rule, args *runtime.Args, 
 	return &propagator{host: w.host(cfg), cfg: cfg, rule: rule, args: args, bundle: bundle}
 }
 
-// stagingRoot is where the wrapper stages bind sources: below the state
-// directory, which only root can write.
-func stagingRoot(cfg *config.Config) string { return filepath.Join(cfg.StateDir, "staging") }
-
-// stagingDir is the staging directory of container id.
-func stagingDir(cfg *config.Config, id string) (string, error) {
-	if id == "" || id == "." || id == ".." || strings.ContainsRune(id, '/') {
-		return "", fmt.Errorf("container ID %q cannot name a staging directory", id)
-	}
-	return filepath.Join(stagingRoot(cfg), id), nil
-}
-
 // propagator is the propagate mode of one container: rshared on each
 // allowlisted bind and on the rootfs, and a shared host side, without which
 // runc sets up the binds and silently propagates nothing (platform-facts,
@@ -231,16 +218,17 @@ func (p *propagator) share() error {
 // stage binds each source at the container's staging directory and returns
 // the staging path of each.
 func (p *propagator) stage() (spec.StagedBinds, error) {
-	dir, err := stagingDir(p.cfg, p.args.ContainerID)
+	dir, err := spec.StagingDir(p.cfg.StateDir, p.args.ContainerID)
 	if err != nil {
 		return nil, err
 	}
-	changed, err := p.host.PrepareStaging(stagingRoot(p.cfg))
+	root := filepath.Dir(dir)
+	changed, err := p.host.PrepareStaging(root)
 	if err != nil {
 		return nil, fmt.Errorf("prepare the staging directory: %w; check the state-dir %s", err, p.cfg.StateDir)
 	}
 	if changed {
-		p.log.Infof("made %s an unbindable mount point for staged binds", stagingRoot(p.cfg))
+		p.log.Infof("made %s an unbindable mount point for staged binds", root)
 	}
 	// What a create of the same ID left when it failed before runc's
 	// createRuntime.

@@ -144,7 +144,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 // did not get to detach (runc failed before createRuntime). One lstat when
 // there is nothing, which is every delete but those.
 func (w *Wrapper) removeStaging(cfg *config.Config, id string) {
-	dir, err := stagingDir(cfg, id)
+	dir, err := spec.StagingDir(cfg.StateDir, id)
 	if err != nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -358,6 +359,17 @@ func (sb StagedBinds) Modify(s *specs.Spec) error {
 	}
 	s.Annotations[AnnotationStagedSources] = string(data)
 	return nil
+}
+
+// StagingDir is the directory in which the wrapper stages the bind sources
+// of container id (see StagedBinds) and mount-hook detaches them: below the
+// state directory, which only root can write. The ID must name a directory
+// there.
+func StagingDir(stateDir, id string) (string, error) {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+		return "", fmt.Errorf("container ID %q cannot name a staging directory", id)
+	}
+	return filepath.Join(stateDir, "staging", id), nil
 }
 
 // StagedSources returns the staging paths of s and the host paths they
