@@ -109,10 +109,8 @@ func (SystemMounter) Bind(source, target string, ro bool) error {
 		}
 	}
 	if err != nil {
-		if uerr := unix.Unmount(target, unix.UMOUNT_NOFOLLOW); uerr != nil {
-			return fmt.Errorf("make the bind of %s read-only: %w; and undo it: %w", target, err, uerr)
-		}
-		return fmt.Errorf("make the bind of %s read-only: %w", target, err)
+		// Undone: a writable bind where read-only was asked must not stay.
+		return fmt.Errorf("make the bind of %s read-only: %w", target, errors.Join(err, hostmount.Unmount(target, unix.UMOUNT_NOFOLLOW)))
 	}
 	return nil
 }
