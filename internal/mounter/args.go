@@ -123,7 +123,7 @@ func Parse(argv []string) (*Invocation, error) {
 		return inv, inv.parseHelper(argv[1:], t)
 	}
 	rest, err := inv.parseGlobal(argv[1:])
-	if err != nil || inv.Command == CmdHelp || inv.Command == CmdVersion {
+	if err != nil {
 		return inv, err
 	}
 	if len(rest) == 0 {
@@ -173,11 +173,9 @@ func (inv *Invocation) parseGlobal(args []string) ([]string, error) {
 		case "--timeout":
 			i, err = value(args, i, inv.setTimeout)
 		case "-h", "--help":
-			inv.Command = CmdHelp
-			return nil, nil
+			return []string{string(CmdHelp)}, nil
 		case "--version", "-version":
-			inv.Command = CmdVersion
-			return nil, nil
+			return []string{string(CmdVersion)}, nil
 		default:
 			if strings.HasPrefix(a, "-") {
 				return nil, usage("unknown option %q before the command", a)

@@ -84,10 +84,8 @@ func (m *Mounter) status(cfg *config.Config) error {
 // mounterTable lists the registered mounters with their state, and says
 // below it why each one that is not running is not used.
 func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error {
-	bin, err := runtime.FindRuntime(cfg.Runtime, "")
-	if err != nil {
-		bin = cfg.Runtime
-	}
+	bin, _ := runtime.FindRuntime(cfg.Runtime, "")
+	bin = cmp.Or(bin, cfg.Runtime)
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
 	row := func(rec *registry.Record, state string) {
