@@ -173,10 +173,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 		_ = os.Remove(filepath.Dir(metaFile))
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &csipb.DeleteVolumeResponse{}, nil
+	return &csipb.DeleteVolumeResponse{}, err
 }
 
 // ValidateVolumeCapabilities confirms every filesystem capability of a

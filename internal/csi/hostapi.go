@@ -109,10 +109,7 @@ func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountRespon
 		return nil, err
 	}
 	defer unlock()
-	if err := s.mountHelper(ctx, v, target); err != nil {
-		return nil, err
-	}
-	return &MountResponse{}, nil
+	return &MountResponse{}, s.mountHelper(ctx, v, target)
 }
 
 func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {

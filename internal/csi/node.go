@@ -282,9 +282,7 @@ func (s *Server) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVo
 	}
 	defer unlock()
 	if rec != nil && (rec.Staging == staging || staging == "") {
-		if err := s.records.Remove(id); err != nil {
-			return nil, err
-		}
+		return &csipb.NodeUnstageVolumeResponse{}, s.records.Remove(id)
 	}
 	return &csipb.NodeUnstageVolumeResponse{}, nil
 }
