@@ -58,15 +58,12 @@ func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
 	slices.Sort(configs)
 	for _, c := range slices.Compact(configs) {
 		data, err := os.ReadFile(c)
-		if err != nil {
-			continue
-		}
 		var dj struct {
 			Runtimes map[string]struct {
 				Path string `json:"path"`
 			} `json:"runtimes"`
 		}
-		if json.Unmarshal(data, &dj) != nil {
+		if err != nil || json.Unmarshal(data, &dj) != nil {
 			continue
 		}
 		for _, name := range slices.Sorted(maps.Keys(dj.Runtimes)) {
@@ -134,10 +131,7 @@ func checkMatch(rule *spec.Rule, rules []spec.Rule, docker []dockerRuntime) (c C
 		return Check{}, false
 	}
 	where := joinEach(docker, ", ", func(d dockerRuntime) string { return fmt.Sprintf("runtime %q in %s", d.Name, d.Where) })
-	value := rule.Name
-	if v, ok := rule.Match.Annotations[spec.AnnotationMounter]; ok {
-		value = v
-	}
+	value := cmp.Or(rule.Match.Annotations[spec.AnnotationMounter], rule.Name)
 	return warn(fmt.Sprintf("match[%s]", rule.Name),
 		fmt.Sprintf("match on env as well: a second [[mounter]] rule with [mounter.match] env = { %s = %q }, and start the Docker mounter with -e %s=%s",
 			spec.EnvMounter, value, spec.EnvMounter, value),
