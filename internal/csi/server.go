@@ -59,18 +59,16 @@ type Server struct {
 
 // NewServer checks the configuration for what the driver needs.
 func NewServer(driver, nodeID string, cfg *config.Config, rule string, m Mounter, log *logrus.Logger) (*Server, error) {
-	if driver == "" || nodeID == "" {
+	switch {
+	case driver == "" || nodeID == "":
 		return nil, errors.New("the driver name and the node id must not be empty")
-	}
 	// CSI's rule for plugin names (a domain name, at most 63 characters),
 	// loosely: the name becomes a directory name.
-	if len(driver) > 63 || strings.ContainsAny(driver, "/ \t\n") || driver == "." || driver == ".." {
+	case len(driver) > 63 || strings.ContainsAny(driver, "/ \t\n") || driver == "." || driver == "..":
 		return nil, fmt.Errorf("driver name %q: use a domain name of at most 63 characters, such as glusterfs.runc-shared.io", driver)
-	}
-	if len(cfg.Mounters) == 0 {
+	case len(cfg.Mounters) == 0:
 		return nil, fmt.Errorf("%s has no [[mounter]] rule: mounter csi mounts only the types and paths a rule allows; add one", cfg.Name())
-	}
-	if rule != "" && cfg.Rule(rule) == nil {
+	case rule != "" && cfg.Rule(rule) == nil:
 		return nil, fmt.Errorf("--rule %q: %s has no [[mounter]] rule of that name", rule, cfg.Name())
 	}
 	s := &Server{Driver: driver, NodeID: nodeID, Config: cfg, RuleName: rule, Mounter: m, Log: log}

@@ -78,19 +78,16 @@ func (v Volume) Context() map[string]string {
 // the -o string as separate argv entries, but helpers are often shell
 // scripts (mount.glusterfs is one) that split and re-parse them.
 func (v Volume) validate() error {
-	if v.FSType == "" {
+	switch {
+	case v.FSType == "":
 		return invalid("no %s in the volume context or parameters, and no fs_type in the volume capability", KeyFSType)
-	}
-	if !fsTypeName.MatchString(v.FSType) || strings.HasPrefix(v.FSType, "-") {
+	case !fsTypeName.MatchString(v.FSType) || strings.HasPrefix(v.FSType, "-"):
 		return invalid("%s %q: use a file system type name such as glusterfs", KeyFSType, v.FSType)
-	}
-	if v.Source == "" {
+	case v.Source == "":
 		return invalid("no %s in the volume context or parameters (e.g. 127.0.0.2:/vol)", KeySource)
-	}
-	if strings.HasPrefix(v.Source, "-") {
+	case strings.HasPrefix(v.Source, "-"):
 		return invalid("%s %q starts with \"-\": a helper would read it as an option", KeySource, v.Source)
-	}
-	if hasControl(v.Source) || strings.ContainsAny(v.Source, " \t") {
+	case hasControl(v.Source) || strings.ContainsAny(v.Source, " \t"):
 		return invalid("%s %q holds white space or control characters", KeySource, v.Source)
 	}
 	for _, o := range v.Options {
