@@ -110,10 +110,7 @@ func volumeDevices(vols []*mountrec.Record) map[uint64]string {
 	devOf := map[uint64]string{}
 	for _, v := range vols {
 		for _, p := range volumePaths(v) {
-			ms, err := hostmount.MountsAt(p)
-			if err != nil {
-				continue
-			}
+			ms, _ := hostmount.MountsAt(p) // none when it cannot tell
 			for _, mi := range ms {
 				devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))] = v.VolumeID
 			}
