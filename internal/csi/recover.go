@@ -133,19 +133,15 @@ func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, worke
 		}
 	}
 	results := make([]VolumeResult, len(todo))
-	work := make(chan int)
+	busy := make(chan struct{}, max(1, workers)) // a token per volume in progress
 	var wg sync.WaitGroup
-	for range max(1, min(workers, len(todo))) {
+	for i, id := range todo {
+		busy <- struct{}{}
 		wg.Go(func() {
-			for i := range work {
-				results[i] = s.recoverVolume(ctx, todo[i])
-			}
+			results[i] = s.recoverVolume(ctx, id)
+			<-busy
 		})
 	}
-	for i := range todo {
-		work <- i
-	}
-	close(work)
 	wg.Wait()
 	return append(out, results...)
 }
