@@ -53,11 +53,9 @@ func capacity(r *csipb.CapacityRange) (int64, error) {
 	return lim, nil
 }
 
+// fits reports whether a volume of have bytes satisfies the range.
 func fits(have int64, r *csipb.CapacityRange) bool {
-	if r.GetRequiredBytes() > have {
-		return false
-	}
-	return r.GetLimitBytes() == 0 || have <= r.GetLimitBytes()
+	return r.GetRequiredBytes() <= have && (r.GetLimitBytes() == 0 || have <= r.GetLimitBytes())
 }
 
 // CreateVolume makes a directory named after the request on the base

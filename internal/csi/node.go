@@ -418,21 +418,19 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 // volume whose FUSE daemon is gone has no usage: Unavailable, and
 // NodeGetVolumeHealth says why.
 func (s *Server) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
-	if req.GetVolumeId() == "" {
+	switch {
+	case req.GetVolumeId() == "":
 		return nil, invalid("no volume id")
-	}
-	if req.GetVolumePath() == "" {
+	case req.GetVolumePath() == "":
 		return nil, invalid("no volume path")
-	}
-	if !filepath.IsAbs(req.GetVolumePath()) {
+	case !filepath.IsAbs(req.GetVolumePath()):
 		return nil, status.Errorf(codes.NotFound, "volume path %q: no volume is published at a relative path", req.GetVolumePath())
 	}
 	p, err := ResolvePath("volume path", req.GetVolumePath(), s.allowAll())
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Statfs_t
-	err = statfsInto(p, &st)
+	st, err := statfs(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, status.Errorf(codes.NotFound, "volume path %s does not exist", p)
@@ -521,21 +519,20 @@ func (s *Server) pathHealth(path string, allow []string) *csipb.VolumeHealth_Vol
 
 var errStatTimeout = errors.New("the file system did not answer statfs in time (its daemon hangs)")
 
-// statfsInto is statfs(2) that gives up after hostmount.DefaultStatTimeout:
-// a hung FUSE daemon would block the call, and the goroutine, until it
+// statfs is statfs(2) that gives up after hostmount.DefaultStatTimeout: a
+// hung FUSE daemon would block the call, and the goroutine, until it
 // answers.
-func statfsInto(path string, st *unix.Statfs_t) error {
+func statfs(path string) (unix.Statfs_t, error) {
 	done := make(chan error, 1)
-	var local unix.Statfs_t
-	go func() { done <- unix.Statfs(path, &local) }()
+	var st unix.Statfs_t
+	go func() { done <- unix.Statfs(path, &st) }()
 	select {
 	case err := <-done:
-		*st = local
 		if err != nil {
-			return &fs.PathError{Op: "statfs", Path: path, Err: err}
+			return st, &fs.PathError{Op: "statfs", Path: path, Err: err}
 		}
-		return nil
+		return st, nil
 	case <-time.After(hostmount.DefaultStatTimeout):
-		return errStatTimeout
+		return unix.Statfs_t{}, errStatTimeout
 	}
 }

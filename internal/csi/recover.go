@@ -106,8 +106,8 @@ func (s *Server) statfs(path string) error {
 	if s.statfsFunc != nil {
 		return s.statfsFunc(path)
 	}
-	var st unix.Statfs_t
-	return statfsInto(path, &st)
+	_, err := statfs(path)
+	return err
 }
 
 // ownRecord reports whether this server recovers rec: with --rule, the
