@@ -104,12 +104,8 @@ func List(stateDir string) ([]*Record, []error) {
 	if err != nil {
 		return nil, []error{err}
 	}
-	var keep []string
-	for _, f := range files {
-		if !strings.HasPrefix(filepath.Base(f), ".") {
-			keep = append(keep, f)
-		}
-	}
+	// A name starting with "." is a write's temporary file, not a record.
+	keep := slices.DeleteFunc(files, func(f string) bool { return strings.HasPrefix(filepath.Base(f), ".") })
 	out, errs := readAll[Record](keep)
 	slices.SortFunc(out, func(a, b *Record) int {
 		return cmp.Or(cmp.Compare(a.Driver, b.Driver), cmp.Compare(a.VolumeID, b.VolumeID))
