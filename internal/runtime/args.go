@@ -332,14 +332,7 @@ func boolValue(w string, f flagWord) (bool, error) {
 // MayRewrite reports whether this call may get its bundle rewritten: a
 // well-formed create, run or restore that runc will really carry out.
 func (a *Args) MayRewrite() bool {
-	if a.err != nil || a.Help || a.Version {
-		return false
-	}
-	switch a.Command {
-	case "create", "run", "restore":
-		return true
-	}
-	return false
+	return a.err == nil && !a.Help && !a.Version && (a.Command == "create" || a.Command == "run" || a.Command == "restore")
 }
 
 // BundleDir returns the absolute bundle directory: --bundle made absolute
