@@ -64,12 +64,12 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 	}
 	for _, v := range vols {
 		if rc := v.Recovery; rc != nil {
-			fmt.Fprintf(out, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc, m.now()))
+			fmt.Fprintf(out, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc))
 		}
 	}
 	for _, r := range routed {
 		if rc := r.Recovery; rc != nil {
-			fmt.Fprintf(out, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc, m.now()))
+			fmt.Fprintf(out, "routed mount at %s: recovery failed %s\n", r.Target, describeRecovery(rc))
 		}
 	}
 	private := scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
@@ -84,17 +84,17 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 
 // describeRecovery says how often recovery failed, why, and what happens
 // next.
-func describeRecovery(rc *mountrec.Recovery, now time.Time) string {
+func describeRecovery(rc *mountrec.Recovery) string {
 	var next string
-	switch {
+	switch until := time.Until(rc.Next); {
 	case rc.Next.IsZero():
 		next = "waits for the next start of its server or mounter recover"
-	case rc.Next.Before(now):
+	case until < 0:
 		next = "next attempt due"
 	default:
-		next = "next attempt in " + rc.Next.Sub(now).Round(time.Second).String()
+		next = "next attempt in " + until.Round(time.Second).String()
 	}
-	return fmt.Sprintf("%d times, last %s ago: %s; %s", rc.Attempts, age(now, rc.Last), rc.Error, next)
+	return fmt.Sprintf("%d times, last %s ago: %s; %s", rc.Attempts, age(rc.Last), rc.Error, next)
 }
 
 // consumer is a process whose mount namespace binds a volume privately.

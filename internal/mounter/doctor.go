@@ -75,7 +75,7 @@ func (m *Mounter) Diagnose(inv *Invocation) []Check {
 	if cfg == nil {
 		return checks
 	}
-	wrapper := m.wrapperPath()
+	wrapper := wrapperPath()
 	checks = append(checks, checkRuntime(cfg, wrapper), checkWrapper(wrapper), checkHook(cfg, wrapper))
 	engines := m.dockerRuntimes(wrapper)
 	for i := range cfg.Mounters {
@@ -224,7 +224,7 @@ func (m *Mounter) checkMounters(cfg *config.Config) []Check {
 				"no live mounter of rule %q is registered in %s: mounts of %v fail", rule.Name, reg.Dir, rule.FSTypes))
 			continue
 		}
-		out = append(out, pass(name, "container %s, pid %d, up %s", rec.ID, rec.PID, age(m.now(), rec.Created)))
+		out = append(out, pass(name, "container %s, pid %d, up %s", rec.ID, rec.PID, age(rec.Created)))
 		out = append(out, checkPropagation(rec, rule))
 	}
 	return out
@@ -280,14 +280,11 @@ func checkPreload(rule *spec.Rule, wrapper string) Check {
 	return pass(name, "%s", lib)
 }
 
-// wrapperPath is runc-shared in this binary's directory (Self, else the
-// running executable, symlinks resolved): the siblings doctor checks are
+// wrapperPath is runc-shared in this binary's directory (symlinks
+// resolved): the siblings doctor checks (mount-hook, libhostmount.so) are
 // found from it.
-func (m *Mounter) wrapperPath() string {
-	self := m.Self
-	if self == "" {
-		self, _ = os.Executable()
-	}
+func wrapperPath() string {
+	self, _ := os.Executable()
 	if r, err := filepath.EvalSymlinks(self); err == nil {
 		self = r
 	}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,11 +21,6 @@ type Mounter struct {
 	// PlainMount replaces the process with mount(8) run with argv (without
 	// program name); it returns only on failure.
 	PlainMount func(argv []string) error
-	// Now is the clock for ages in status; nil means time.Now.
-	Now func() time.Time
-	// Self is this binary, for finding its siblings (runc-shared,
-	// mount-hook, libhostmount.so); "" means os.Executable.
-	Self string
 	// DockerConfig is dockerd's default configuration file, for doctor;
 	// "" means DefaultDockerConfig.
 	DockerConfig string
@@ -138,11 +132,4 @@ func joinEach[T any](items []T, sep string, say func(T) string) string {
 
 func (m *Mounter) warnf(format string, args ...any) {
 	fmt.Fprintf(m.Stderr, "%s: warning: %s\n", m.prog, fmt.Sprintf(format, args...))
-}
-
-func (m *Mounter) now() time.Time {
-	if m.Now != nil {
-		return m.Now()
-	}
-	return time.Now()
 }

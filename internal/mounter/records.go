@@ -1,6 +1,8 @@
 package mounter
 
 import (
+	"time"
+
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/mountrec"
@@ -40,7 +42,7 @@ type pendingRecord struct {
 // there, as before the write began.
 func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Route) *pendingRecord {
 	rec := &mountrec.Mount{Target: route.Target, Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(),
-		Options: inv.OptionList(), Mounter: route.Record.ID, Created: m.now().UTC()}
+		Options: inv.OptionList(), Mounter: route.Record.ID, Created: time.Now().UTC()}
 	r := &pendingRecord{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)

@@ -301,12 +301,12 @@ func (m *Mounter) recoverRouted(em *execMounter, r *mountrec.Mount) (note string
 		if state == "dead" {
 			// Detached by Remount: should the mount fail, it is missing,
 			// and the next run must still make it.
-			r.Detached = m.now().UTC()
+			r.Detached = time.Now().UTC()
 		}
 		_, err = csi.Remount(context.Background(), em, csi.Volume{FSType: r.FSType, Source: r.Source, Options: r.Options}, r.Target)
 	}
 	if err != nil {
-		r.Recovery = r.Recovery.Failed(err, m.now(), time.Time{})
+		r.Recovery = r.Recovery.Failed(err, time.Now(), time.Time{})
 	} else {
 		r.Mounter, r.Recovery, r.Detached = em.rec.ID, nil, time.Time{}
 	}

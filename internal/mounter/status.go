@@ -89,7 +89,7 @@ func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error 
 	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
 	row := func(rec *registry.Record, state string) {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, cmp.Or(rec.RuntimeRoot, "(default)"), age(m.now(), rec.Created))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, cmp.Or(rec.RuntimeRoot, "(default)"), age(rec.Created))
 	}
 	for _, rec := range recs.Live {
 		row(rec, "running")
@@ -219,14 +219,10 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]*mo
 	return out, nil
 }
 
-// age formats how long ago t was, to the second.
-func age(now, t time.Time) string {
+// age formats how long ago t was, to the second (0s for a time to come).
+func age(t time.Time) string {
 	if t.IsZero() {
 		return "?"
 	}
-	d := now.Sub(t).Round(time.Second)
-	if d < 0 {
-		d = 0
-	}
-	return d.String()
+	return max(time.Since(t).Round(time.Second), 0).String()
 }
