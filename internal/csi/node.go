@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -466,20 +467,14 @@ func (s *Server) NodeGetVolumeHealth(ctx context.Context, req *csipb.NodeGetVolu
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for _, p := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
-		if p != "" {
-			paths = append(paths, p)
-		}
-	}
-	if len(paths) == 0 && rec != nil {
-		if rec.Staging != "" {
-			paths = append(paths, rec.Staging)
-		}
+	paths := []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()}
+	if paths[0] == "" && paths[1] == "" && rec != nil {
+		paths = []string{rec.Staging} // "" for an inline volume
 		for _, t := range rec.Targets {
 			paths = append(paths, t.Path)
 		}
 	}
+	paths = slices.DeleteFunc(paths, func(p string) bool { return p == "" })
 	if len(paths) == 0 {
 		return nil, status.Errorf(codes.NotFound, "volume %s is neither staged nor published on this node", id)
 	}
