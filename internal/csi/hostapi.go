@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -168,12 +167,6 @@ const maxHostRequest = 1 << 20
 type hostCreds struct {
 	credentials.TransportCredentials
 	s *Server
-}
-
-// hostOption is the server option that serves the host protocol beside
-// gRPC on the same socket.
-func (s *Server) hostOption() grpc.ServerOption {
-	return grpc.Creds(hostCreds{TransportCredentials: insecure.NewCredentials(), s: s})
 }
 
 func (h hostCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
