@@ -46,10 +46,6 @@ func fail(name, fix, format string, args ...any) Check {
 	return Check{Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix}
 }
 
-func warn(name, fix, format string, args ...any) Check {
-	return Check{Name: name, Detail: fmt.Sprintf(format, args...), Fix: fix, Warn: true}
-}
-
 // doctor prints one line per check and fails when any check fails.
 func (m *Mounter) doctor(inv *Invocation) error {
 	checks := m.Diagnose(inv)

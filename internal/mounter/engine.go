@@ -132,11 +132,11 @@ func checkMatch(rule *spec.Rule, rules []spec.Rule, docker []dockerRuntime) (c C
 	}
 	where := joinEach(docker, ", ", func(d dockerRuntime) string { return fmt.Sprintf("runtime %q in %s", d.Name, d.Where) })
 	value := cmp.Or(rule.Match.Annotations[spec.AnnotationMounter], rule.Name)
-	return warn(fmt.Sprintf("match[%s]", rule.Name),
-		fmt.Sprintf("match on env as well: a second [[mounter]] rule with [mounter.match] env = { %s = %q }, and start the Docker mounter with -e %s=%s",
+	return Check{Warn: true, Name: fmt.Sprintf("match[%s]", rule.Name),
+		Fix: fmt.Sprintf("match on env as well: a second [[mounter]] rule with [mounter.match] env = { %s = %q }, and start the Docker mounter with -e %s=%s",
 			spec.EnvMounter, value, spec.EnvMounter, value),
-		"rule %q matches only containers with annotations, and dockerd runs runc-shared (%s): Docker before 24 never passes annotations to the runtime, so a Docker mounter never matches and its mounts stay inside it",
-		rule.Name, where), true
+		Detail: fmt.Sprintf("rule %q matches only containers with annotations, and dockerd runs runc-shared (%s): Docker before 24 never passes annotations to the runtime, so a Docker mounter never matches and its mounts stay inside it",
+			rule.Name, where)}, true
 }
 
 // checkDeadMounts reports the FUSE mounts below the rule's paths whose

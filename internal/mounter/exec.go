@@ -46,7 +46,11 @@ type RuntimeExec struct{}
 // Exec implements Execer. A non-zero exit of the runtime is an error that
 // wraps *exec.ExitError and holds the command's stderr.
 func (RuntimeExec) Exec(ctx context.Context, c Container, argv []string) (ExecResult, error) {
-	args := c.execArgs(argv)
+	var args []string
+	if c.Root != "" {
+		args = []string{"--root", c.Root}
+	}
+	args = append(append(args, "exec", c.ID), argv...)
 	stdout, err := memFile("mounter-stdout")
 	if err != nil {
 		return ExecResult{}, err
@@ -70,15 +74,6 @@ func (RuntimeExec) Exec(ctx context.Context, c Container, argv []string) (ExecRe
 		return res, fmt.Errorf("%s %s: %w", c.Runtime, strings.Join(args, " "), runErr)
 	}
 	return res, nil
-}
-
-// execArgs are the runtime's arguments that run argv in c.
-func (c Container) execArgs(argv []string) []string {
-	var args []string
-	if c.Root != "" {
-		args = []string{"--root", c.Root}
-	}
-	return append(append(args, "exec", c.ID), argv...)
 }
 
 func memFile(name string) (*os.File, error) {

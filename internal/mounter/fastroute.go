@@ -22,16 +22,14 @@ type lookahead struct {
 	anns   []*csi.Announcement
 }
 
-// lookAhead starts the lookups of a mount at target (absolute, resolved);
-// stateDir "" announces no server.
+// lookAhead starts the lookups of a mount at target (absolute, resolved),
+// with the servers announced under stateDir.
 func lookAhead(stateDir, target string) *lookahead {
 	l := &lookahead{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		l.before, l.err = hostmount.MountsAt(target)
-		if stateDir != "" {
-			l.anns, _ = csi.Announcements(stateDir)
-		}
+		l.anns, _ = csi.Announcements(stateDir)
 	}()
 	return l
 }
