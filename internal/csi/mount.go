@@ -136,11 +136,8 @@ func unmountAll(m Mounter, target string) error {
 	prev := -1
 	for {
 		ms, err := m.MountsAt(target)
-		if err != nil {
+		if err != nil || len(ms) == 0 {
 			return err
-		}
-		if len(ms) == 0 {
-			return nil
 		}
 		if prev >= 0 && len(ms) >= prev {
 			return fmt.Errorf("%s: still %d mounts there after unmounting the top one", target, len(ms))

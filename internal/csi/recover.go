@@ -84,11 +84,8 @@ func (st mountState) String() string {
 // stateAt looks at the top mount at path, a resolved path.
 func (s *Server) stateAt(path string) (mountState, error) {
 	ms, err := s.Mounter.MountsAt(path)
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return stateMissing, err
-	}
-	if len(ms) == 0 {
-		return stateMissing, nil
 	}
 	err = s.statfs(path)
 	switch {
@@ -176,9 +173,8 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		next := time.Time{}
-		giveUp := attempt >= p.Attempts
-		if !giveUp {
+		var next time.Time // zero: the attempts are spent
+		if attempt < p.Attempts {
 			next = time.Now().Add(p.delay(attempt))
 		}
 		for id, err := range failed {
@@ -193,7 +189,7 @@ func (s *Server) Recover(ctx context.Context, p RecoverPolicy) error {
 			}
 			return nil
 		}
-		if giveUp {
+		if next.IsZero() {
 			return fmt.Errorf("volumes not live after %d attempts (kept for the next start of the server or `mounter recover`): %s",
 				attempt, strings.Join(slices.Sorted(maps.Keys(failed)), ", "))
 		}
