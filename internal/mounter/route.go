@@ -148,7 +148,7 @@ func (m *Mounter) mountVia(inv *Invocation, route *Route, ahead *lookahead) erro
 	if err != nil {
 		return failure("mount inside mounter %s (rule %q) failed: %w%s", rec.ID, rec.Name, err, detail(res.Stderr))
 	}
-	if _, err := waitForMount(route.Target, inv.Type, mountIDs(ahead.before), inv.Timeout); err != nil {
+	if _, err := waitForMount(route.Target, inv.Type, ahead.before, inv.Timeout); err != nil {
 		undo := m.undo(c, route.Inner)
 		return failure("%s was mounted inside mounter %s at %s but did not reach the host: %w; %s. "+
 			"Likely the mounter's propagation is not live (it was not started through runc-shared, or %s is not a shared mount on the host): run `mounter doctor`",

@@ -2,6 +2,7 @@ package mounter
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,20 +26,12 @@ func typeNames(want string) string {
 	return want + " or fuse." + want
 }
 
-// mountIDs returns the set of mount IDs of ms.
-func mountIDs(ms []*mountinfo.Info) map[int]bool {
-	ids := make(map[int]bool, len(ms))
+// newMount returns the first mount of ms not in before (by mount ID: a
+// stack at one place holds a few) whose type matches want, and the other
+// new mounts.
+func newMount(ms, before []*mountinfo.Info, want string) (found *mountinfo.Info, others []*mountinfo.Info) {
 	for _, m := range ms {
-		ids[m.ID] = true
-	}
-	return ids
-}
-
-// newMount returns the first mount of ms not in before whose type matches
-// want, and the other new mounts.
-func newMount(ms []*mountinfo.Info, before map[int]bool, want string) (found *mountinfo.Info, others []*mountinfo.Info) {
-	for _, m := range ms {
-		if before[m.ID] {
+		if slices.ContainsFunc(before, func(b *mountinfo.Info) bool { return b.ID == m.ID }) {
 			continue
 		}
 		if found == nil && TypeMatches(m.FSType, want) {
@@ -61,7 +54,7 @@ const (
 // waitForMount polls the host's mounts at target until a new mount (not in before)
 // of type want appears at target, or timeout passes. On timeout the error
 // says what was found instead.
-func waitForMount(target, want string, before map[int]bool, timeout time.Duration) (*mountinfo.Info, error) {
+func waitForMount(target, want string, before []*mountinfo.Info, timeout time.Duration) (*mountinfo.Info, error) {
 	deadline := time.Now().Add(timeout)
 	wait := pollFirst
 	for {

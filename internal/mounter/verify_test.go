@@ -38,7 +38,7 @@ func TestNewMount(t *testing.T) {
 	old := &mountinfo.Info{ID: 10, FSType: "fuse.glusterfs"} // stacked before the call
 	other := &mountinfo.Info{ID: 11, FSType: "tmpfs"}
 	fresh := &mountinfo.Info{ID: 12, FSType: "fuse.glusterfs"}
-	before := mountIDs([]*mountinfo.Info{old})
+	before := []*mountinfo.Info{old}
 
 	if found, _ := newMount([]*mountinfo.Info{old}, before, "glusterfs"); found != nil {
 		t.Errorf("a mount that was there before counts as new: %+v", found)
@@ -97,7 +97,7 @@ func TestWaitForMountReal(t *testing.T) {
 		t.Fatalf("hostmount.MountsAt(%s) before = %v, %v", target, before, err)
 	}
 	mnt("wfm-first", target, "tmpfs", 0)
-	first, err := waitForMount(target, "tmpfs", mountIDs(before), time.Second)
+	first, err := waitForMount(target, "tmpfs", before, time.Second)
 	if err != nil || first.Source != "wfm-first" {
 		t.Fatalf("waitForMount(on top) = %+v, %v", first, err)
 	}
@@ -110,14 +110,14 @@ func TestWaitForMountReal(t *testing.T) {
 	}
 	mnt(a, b, "", unix.MS_BIND)
 	mnt("wfm-tucked", b+"/t", "tmpfs", 0)
-	tucked, err := waitForMount(target, "tmpfs", mountIDs(before), time.Second)
+	tucked, err := waitForMount(target, "tmpfs", before, time.Second)
 	if err != nil || tucked.Source != "wfm-tucked" {
 		t.Fatalf("waitForMount(tucked under) = %+v, %v", tucked, err)
 	}
 
 	before, _ = hostmount.MountsAt(a + "/other")
 	mnt(d, a+"/other", "", unix.MS_BIND)
-	_, err = waitForMount(a+"/other", "glusterfs", mountIDs(before), 20*time.Millisecond)
+	_, err = waitForMount(a+"/other", "glusterfs", before, 20*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "a mount of another type appeared") {
 		t.Fatalf("waitForMount(wrong type) = %v", err)
 	}
