@@ -62,15 +62,10 @@ type Invocation struct {
 	Rule string
 }
 
-// Source and Target of a mount: the two positional arguments.
-func (inv *Invocation) Source() string { return inv.arg(0) }
-
-// Target is the mount point, as given.
-func (inv *Invocation) Target() string { return inv.arg(1) }
-
-func (inv *Invocation) arg(i int) string {
-	if i < len(inv.Args) {
-		return inv.Args[i]
+// Source of a mount: the first positional argument, or "".
+func (inv *Invocation) Source() string {
+	if len(inv.Args) > 0 {
+		return inv.Args[0]
 	}
 	return ""
 }

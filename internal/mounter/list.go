@@ -16,8 +16,7 @@ import (
 // call (exit 2) instead of being left out, and nothing is removed. With quiet,
 // only the IDs are printed, one a line; nothing at all when none runs.
 func (m *Mounter) list(inv *Invocation, cfg *config.Config) error {
-	reg := registry.New(cfg.StateDir)
-	recs, err := reg.List()
+	recs, err := registry.New(cfg.StateDir).List()
 	if err != nil {
 		return system("%w (a mounter may still run: check with `mounter status`)", err)
 	}
@@ -36,19 +35,14 @@ func (m *Mounter) list(inv *Invocation, cfg *config.Config) error {
 			fmt.Fprintln(w, "MOUNTER\tRULE\tPID\tSTATE\tRUNTIME\tROOT")
 			header = false
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, state(v), rec.Runtime, cmp.Or(rec.RuntimeRoot, "(default)"))
+		state := v.Liveness.String()
+		if v.Liveness == registry.NotRunning {
+			state = "paused" // liveChecker's only NotRunning: a frozen freezer cgroup
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, state, rec.Runtime, cmp.Or(rec.RuntimeRoot, "(default)"))
 	}
 	if err := w.Flush(); err != nil {
 		return system("write list: %w", err)
 	}
 	return nil
-}
-
-// state names a verdict of liveChecker, whose only NotRunning is a frozen
-// freezer cgroup.
-func state(v registry.Verdict) string {
-	if v.Liveness == registry.NotRunning {
-		return "paused"
-	}
-	return v.Liveness.String()
 }

@@ -110,7 +110,7 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if len(inv.Args) != 2 {
 		return usage("a routed %s mount needs SOURCE and TARGET, got %q", inv.Type, inv.Args)
 	}
-	target, err := absTarget(inv.Target())
+	target, err := absTarget(inv.Args[1]) // as given
 	if err != nil {
 		return err
 	}
