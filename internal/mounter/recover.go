@@ -68,19 +68,18 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 	vols, routed, unreadable := m.readRecords(cfg.StateDir)
 	vols = slices.DeleteFunc(vols, func(v *mountrec.Record) bool { return !want(v.Rule) })
 	routed = slices.DeleteFunc(routed, func(r *mountrec.Mount) bool { return !want(r.Rule) })
-	var rules []string
+	rules := map[string]bool{} // of the records
 	for _, v := range vols {
-		rules = append(rules, v.Rule)
+		rules[v.Rule] = true
 	}
 	for _, r := range routed {
-		rules = append(rules, r.Rule)
+		rules[r.Rule] = true
 	}
-	slices.Sort(rules)
 
 	notes := map[string]string{}   // by record: what this run did
 	skipped := map[string]string{} // by rule: why this run did nothing
 	gone := map[*mountrec.Mount]bool{}
-	for _, name := range slices.Compact(rules) {
+	for _, name := range slices.Sorted(maps.Keys(rules)) {
 		live, rule := newestLive(recs.Live, name), cfg.Rule(name)
 		switch {
 		case rule == nil:
