@@ -23,7 +23,6 @@ import (
 // recovery makes again (csi_status.go). Stale records are removed, as a
 // routed mount would. A registry that cannot be read is exit 2.
 func (m *Mounter) status(cfg *config.Config) error {
-	reg := registry.New(cfg.StateDir)
 	recs, err := mounters(cfg, liveChecker)
 	if err != nil {
 		return err
@@ -31,17 +30,16 @@ func (m *Mounter) status(cfg *config.Config) error {
 	if recs.Err != nil {
 		m.warnf("%v", recs.Err)
 	}
-	live := recs.Live
 	for _, s := range recs.Stale {
 		fmt.Fprintf(m.Stdout, "removed the stale record of mounter %s (rule %q): %s\n", s.Record.ID, s.Record.Name, s.Reason)
 	}
-	if len(live)+len(recs.Held) == 0 {
-		fmt.Fprintf(m.Stdout, "no live mounter is registered in %s\n", reg.Dir)
+	if len(recs.Live)+len(recs.Held) == 0 {
+		fmt.Fprintf(m.Stdout, "no live mounter is registered in %s\n", registry.New(cfg.StateDir).Dir)
 	} else if err := m.mounterTable(cfg, recs); err != nil {
 		return err
 	}
 	for _, rule := range cfg.Mounters {
-		if slices.ContainsFunc(live, func(r *registry.Record) bool { return r.Name == rule.Name }) {
+		if newestLive(recs.Live, rule.Name) != nil {
 			continue
 		}
 		if i := slices.IndexFunc(recs.Held, func(h registry.HeldRecord) bool {
@@ -60,15 +58,15 @@ func (m *Mounter) status(cfg *config.Config) error {
 	if err != nil {
 		return system("%w", err)
 	}
-	if len(live) > 0 {
-		if err := m.routedTable(cfg, live, fuse); err != nil {
+	if len(recs.Live) > 0 {
+		if err := m.routedTable(cfg, recs.Live, fuse); err != nil {
 			return err
 		}
 	}
 	// The recorded mounts come last: the dead table needs to know which
 	// are publish targets.
 	var recorded bytes.Buffer
-	targets, err := m.csiTable(&recorded, cfg.StateDir, live)
+	targets, err := m.csiTable(&recorded, cfg.StateDir, recs.Live)
 	if err != nil {
 		return err
 	}
