@@ -47,6 +47,38 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// document is the file as the TOML library decodes it. Values stay as TOML
+// typed them (nil when absent) for the validator to check, so that one
+// wrong value is reported with what to write instead and hides no other
+// problem; the tables whose shape can be wrong ([mounter] for [[mounter]],
+// match = 5) stay Primitives until the validator has checked their shape.
+type document struct {
+	Runtime        any             `toml:"runtime"`
+	StateDir       any             `toml:"state-dir"`
+	LogLevel       any             `toml:"log-level"`
+	HostMntns      any             `toml:"host-mntns"`
+	HookPath       any             `toml:"hook-path"`
+	Mounter        *toml.Primitive `toml:"mounter"`
+	MountContainer any             `toml:"mount-container"`
+}
+
+type ruleDoc struct {
+	Name              any             `toml:"name"`
+	FSTypes           any             `toml:"fstypes"`
+	Mode              any             `toml:"mode"`
+	Propagate         any             `toml:"propagate"`
+	EnsureShared      any             `toml:"ensure-shared"`
+	RequirePrivileged any             `toml:"require-privileged"`
+	Namespaces        any             `toml:"namespaces"`
+	Match             *toml.Primitive `toml:"match"`
+}
+
+type matchDoc struct {
+	Annotations   any `toml:"annotations"`
+	Env           any `toml:"env"`
+	ContainerName any `toml:"container-name"`
+}
+
 // The keys of each table, in the order the documentation gives them.
 var (
 	topKeys   = []string{"runtime", "state-dir", "log-level", "host-mntns", "hook-path", "mounter", "mount-container"}
@@ -59,15 +91,12 @@ var (
 // becomes Config.Path. Load is parse after the file checks.
 func parse(file string, data []byte) (*Config, error) {
 	src := blankComments(data)
-	// Values stay as TOML typed them (nil when absent) for the validator
-	// to check, so that one wrong value is reported with what to write
-	// instead and hides no other problem.
-	var doc map[string]any
+	var doc document
 	md, err := toml.Decode(src, &doc)
 	if err != nil {
-		// Into a map of any only a syntax error fails, and the library
-		// reports it as a ParseError; any other error keeps its own text,
-		// without line.
+		// Into a document of any and Primitive fields only a syntax error
+		// fails, and the library reports it as a ParseError; any other
+		// error keeps its own text, without line.
 		var pe toml.ParseError
 		errors.As(err, &pe)
 		return nil, &Error{File: file, Err: err, Problems: []Problem{{
@@ -76,7 +105,7 @@ func parse(file string, data []byte) (*Config, error) {
 	}
 	keys := md.Keys()
 	v := &validator{md: &md, keys: keys, rules: ruleOfKeys(&md, keys), names: map[string]bool{}, resolved: map[string]string{}}
-	c := v.validate(doc)
+	c := v.validate(&doc)
 	if len(v.probs) > 0 {
 		return nil, v.error(file, src)
 	}

@@ -81,24 +81,26 @@ func StateDirOf(path string) (dir string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	var doc map[string]any
-	if _, err := toml.Decode(blankComments(data), &doc); err != nil {
+	var raw struct {
+		StateDir *string `toml:"state-dir"`
+	}
+	if _, err := toml.Decode(blankComments(data), &raw); err != nil {
 		// Not TOML (a typo elsewhere): a plain top-level state-dir line
 		// before the first table still says where the registry is.
 		m := stateDirLine.FindSubmatch(data)
 		if m == nil {
 			return "", false
 		}
-		doc = map[string]any{"state-dir": string(m[1])}
+		dir := string(m[1])
+		raw.StateDir = &dir
 	}
-	dir, ok = doc["state-dir"].(string)
-	switch {
-	case doc["state-dir"] == nil:
+	if raw.StateDir == nil {
 		return DefaultStateDir, true
-	case !ok || !filepath.IsAbs(dir):
+	}
+	if !filepath.IsAbs(*raw.StateDir) {
 		return "", false
 	}
-	return filepath.Clean(dir), true
+	return filepath.Clean(*raw.StateDir), true
 }
 
 // stateDirLine is a basic-string state-dir key among the top-level keys:

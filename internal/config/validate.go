@@ -47,30 +47,44 @@ func (v *validator) fail(p keyPath, format string, args ...any) {
 type valueCheck func(string) (string, string)
 
 // validate checks every key and returns the configuration it makes.
-func (v *validator) validate(d map[string]any) *Config {
+func (v *validator) validate(d *document) *Config {
 	c := Default()
 	// First, so that match can tell whether a table holds an unknown key.
 	t := v.md.Type("mounter")
-	v.unknownKeys(t != "" && t != "ArrayHash" && t != "Array")
+	v.unknownKeys(d.Mounter != nil && t != "ArrayHash" && t != "Array")
 	root := keyPath{elem: -1}
-	v.setStr(root, "runtime", d["runtime"], checkRuntime, &c.Runtime)
-	v.setStr(root, "state-dir", d["state-dir"], cleanAbs, &c.StateDir)
-	v.setStr(root, "log-level", d["log-level"], checkLogLevel, &c.LogLevel)
-	v.setStr(root, "host-mntns", d["host-mntns"], checkHostMntns, &c.HostMntns)
-	v.setStr(root, "hook-path", d["hook-path"], cleanAbs, &c.HookPath)
+	v.setStr(root, "runtime", d.Runtime, checkRuntime, &c.Runtime)
+	v.setStr(root, "state-dir", d.StateDir, cleanAbs, &c.StateDir)
+	v.setStr(root, "log-level", d.LogLevel, checkLogLevel, &c.LogLevel)
+	v.setStr(root, "host-mntns", d.HostMntns, checkHostMntns, &c.HostMntns)
+	v.setStr(root, "hook-path", d.HookPath, cleanAbs, &c.HookPath)
 	// Rule order is significant: [[mounter]] rules first, in file order.
-	c.Mounters = v.mounters(d["mounter"])
-	if x := d["mount-container"]; x != nil {
-		c.Mounters = append(c.Mounters, v.seed(root.key("mount-container"), x)...)
+	c.Mounters = v.mounters(d.Mounter)
+	if d.MountContainer != nil {
+		c.Mounters = append(c.Mounters, v.seed(root.key("mount-container"), d.MountContainer)...)
 	}
 	return c
 }
 
+// decode decodes a part of the document into a list or a struct; when its
+// value is not one, it returns false and the value's type for the problem.
+// A struct of this file takes any table: only a value of another type makes
+// the library fail, so a valid file is decoded once.
+func (v *validator) decode(prim toml.Primitive, into any) (string, bool) {
+	if v.md.PrimitiveDecode(prim, into) == nil {
+		return "", true
+	}
+	var raw any
+	_ = v.md.PrimitiveDecode(prim, &raw) // into any: cannot fail
+	return typeName(raw), false
+}
+
 // unknownKeys reports each key the schema does not know, once, at its first
 // unknown part. It reads the document's keys rather than
-// MetaData.Undecoded, which counts every key of a map as decoded. Keys
-// below a mounter that is no list of tables are left to that mounter's
-// problem (skipMounter).
+// MetaData.Undecoded: the library decodes a key into a field whose name
+// matches it in another case (Runtime into runtime), and keys here are
+// lower case. Keys below a mounter that is no list of tables are left to
+// that mounter's problem (skipMounter).
 func (v *validator) unknownKeys(skipMounter bool) {
 	seen := map[string]bool{}
 	for j, k := range v.keys {
@@ -170,38 +184,47 @@ func (v *validator) setBool(parent keyPath, k string, x any, dst *bool) {
 
 // list returns x, the list of non-empty strings at key k of parent, each as
 // check (when not nil) makes it; empty, when not "", says why an empty list
-// is refused. The first thing wrong is the problem.
+// is refused.
 func (v *validator) list(parent keyPath, k string, x any, check valueCheck, empty string) []string {
-	list, ok := x.([]any)
-	why := ""
-	switch s, isStr := x.(string); {
-	case x == nil:
+	if x == nil {
 		return nil
-	case isStr:
-		why = fmt.Sprintf("is a string, want a list of strings: write %s = [%q]", k, s)
-	case !ok:
-		why = fmt.Sprintf("is %s, want a list of strings, like %s = [\"...\"]", typeName(x), k)
-	case len(list) == 0 && empty != "":
-		why = empty
 	}
-	out := make([]string, len(list))
-	for i := 0; i < len(list) && why == ""; i++ {
-		s, ok := list[i].(string)
-		switch {
-		case !ok:
-			why = fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(list[i]))
-		case strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0:
-			why = fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
-		case check != nil:
-			s, why = check(s)
-		}
-		out[i] = s
-	}
+	out, why := strList(k, x, check, empty)
 	if why != "" {
 		v.fail(parent.key(k), "%s", why)
 		return nil
 	}
 	return out
+}
+
+func strList(k string, x any, check valueCheck, empty string) ([]string, string) {
+	list, ok := x.([]any)
+	switch s, isStr := x.(string); {
+	case isStr:
+		return nil, fmt.Sprintf("is a string, want a list of strings: write %s = [%q]", k, s)
+	case !ok:
+		return nil, fmt.Sprintf("is %s, want a list of strings, like %s = [\"...\"]", typeName(x), k)
+	case len(list) == 0 && empty != "":
+		return nil, empty
+	}
+	out := make([]string, len(list))
+	for i, e := range list {
+		s, ok := e.(string)
+		why := ""
+		switch {
+		case !ok:
+			why = fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(e))
+		case strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0:
+			why = fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
+		case check != nil:
+			s, why = check(s)
+		}
+		if why != "" {
+			return nil, why
+		}
+		out[i] = s
+	}
+	return out, ""
 }
 
 // strMap returns x, the table of strings at key k of parent; ok is false
@@ -321,32 +344,26 @@ func cleanAbs(s string) (string, string) {
 // The keys of every rule and its match; keyPath.key copies them to append.
 var mounterKey, matchKey = []string{"mounter"}, []string{"mounter", "match"}
 
-// mounters returns the rules of the [[mounter]] tables, or of
-// mounter = [{...}, {...}].
-func (v *validator) mounters(x any) []spec.Rule {
-	elems, ok := x.([]any)
-	switch x := x.(type) {
-	case nil:
+// mounters returns the rules of the [[mounter]] tables.
+func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
+	if prim == nil {
 		return nil
-	case map[string]any:
+	}
+	var elems []toml.Primitive // [[mounter]], or mounter = [{...}, {...}]
+	if typ, ok := v.decode(*prim, &elems); typ == "a table" {
 		v.fail(top("mounter"), "is a single table: write [[mounter]] with two brackets, once before each rule")
 		return nil
-	case []map[string]any:
-		elems, ok = make([]any, len(x)), true
-		for i, t := range x {
-			elems[i] = t
-		}
-	}
-	if !ok {
-		v.fail(top("mounter"), "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typeName(x))
+	} else if !ok {
+		v.fail(top("mounter"), "is %s, want [[mounter]] tables: write [[mounter]] once before each rule", typ)
 		return nil
 	}
 	rules := make([]spec.Rule, 0, len(elems))
 	for i, e := range elems {
 		p := keyPath{elem: i, parts: mounterKey}
-		if d, ok := e.(map[string]any); !ok {
-			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typeName(e))
-		} else if r, ok := v.rule(p, d); ok && v.names[r.Name] {
+		var d ruleDoc
+		if typ, ok := v.decode(e, &d); !ok {
+			v.fail(p, "element %d is %s, want a table: write each rule as a [[mounter]] table", i+1, typ)
+		} else if r, ok := v.rule(p, &d); ok && v.names[r.Name] {
 			v.fail(p.key("name"), "%q is already the name of another rule: give each [[mounter]] its own name", r.Name)
 		} else if ok {
 			v.names[r.Name] = true
@@ -356,34 +373,41 @@ func (v *validator) mounters(x any) []spec.Rule {
 	return rules
 }
 
-func (v *validator) rule(p keyPath, d map[string]any) (spec.Rule, bool) {
+func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
 	r := spec.Rule{Mode: spec.ModePropagate, EnsureShared: true, RequirePrivileged: true}
 	before := len(v.probs)
 	mode := string(r.Mode)
-	v.setStr(p, "name", d["name"], func(s string) (string, string) {
+	v.setStr(p, "name", d.Name, func(s string) (string, string) {
 		if strings.TrimSpace(s) == "" {
 			return "", `is empty: name the rule, like name = "glusterfs"`
 		}
 		return s, ""
 	}, &r.Name)
-	r.FSTypes = v.list(p, "fstypes", d["fstypes"], checkFSType,
+	r.FSTypes = v.list(p, "fstypes", d.FSTypes, checkFSType,
 		`is empty: list the filesystem types the mounter serves, like fstypes = ["glusterfs"]`)
-	v.setStr(p, "mode", d["mode"], checkMode, &mode)
+	v.setStr(p, "mode", d.Mode, checkMode, &mode)
 	r.Mode = spec.Mode(mode)
-	r.Propagate = v.list(p, "propagate", d["propagate"], v.checkPropagate,
+	r.Propagate = v.list(p, "propagate", d.Propagate, v.checkPropagate,
 		`is empty: list the host directories the mounter mounts under, like propagate = ["`+KubeletDir+`"]`)
-	v.setBool(p, "ensure-shared", d["ensure-shared"], &r.EnsureShared)
-	v.setBool(p, "require-privileged", d["require-privileged"], &r.RequirePrivileged)
-	r.Namespaces = v.list(p, "namespaces", d["namespaces"], nil, "")
-	if x := d["match"]; x != nil {
-		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, x)
+	v.setBool(p, "ensure-shared", d.EnsureShared, &r.EnsureShared)
+	v.setBool(p, "require-privileged", d.RequirePrivileged, &r.RequirePrivileged)
+	r.Namespaces = v.list(p, "namespaces", d.Namespaces, nil, "")
+	if d.Match != nil {
+		r.Match = v.match(keyPath{elem: p.elem, parts: matchKey}, *d.Match)
 	}
-	for _, example := range []string{`name = "glusterfs"`, `fstypes = ["glusterfs"]`, `propagate = ["/var/lib/kubelet"]`} {
-		if key, _, _ := strings.Cut(example, " "); d[key] == nil {
-			v.fail(p, "[[mounter]] misses the required key %q: add %s", key, example)
+	for _, req := range []struct {
+		x            any
+		key, example string
+	}{
+		{d.Name, "name", `name = "glusterfs"`},
+		{d.FSTypes, "fstypes", `fstypes = ["glusterfs"]`},
+		{d.Propagate, "propagate", `propagate = ["/var/lib/kubelet"]`},
+	} {
+		if req.x == nil {
+			v.fail(p, "[[mounter]] misses the required key %q: add %s", req.key, req.example)
 		}
 	}
-	if d["match"] == nil {
+	if d.Match == nil {
 		v.fail(p, "[[mounter]] has no match condition, so it would match no container: add a [mounter.match] table with annotations, env or container-name, like annotations = { %q = %q }",
 			spec.AnnotationMounter, cmp.Or(r.Name, "glusterfs"))
 	}
@@ -432,15 +456,15 @@ func resolveExisting(path string) (string, error) {
 	}
 }
 
-func (v *validator) match(p keyPath, x any) spec.Match {
+func (v *validator) match(p keyPath, prim toml.Primitive) spec.Match {
 	var m spec.Match
-	d, ok := x.(map[string]any)
-	if !ok {
-		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typeName(x), p)
+	var d matchDoc
+	if typ, ok := v.decode(prim, &d); !ok {
+		v.fail(p, "is %s, want a table: write [%s] on its own line and the keys below it", typ, p)
 		return m
 	}
-	m.Annotations, _ = v.strMap(p, "annotations", d["annotations"])
-	env, ok := v.strMap(p, "env", d["env"])
+	m.Annotations, _ = v.strMap(p, "annotations", d.Annotations)
+	env, ok := v.strMap(p, "env", d.Env)
 	for name := range env {
 		if strings.Contains(name, "=") {
 			v.fail(p.key("env").key(name), "an environment variable name cannot hold \"=\": write the name as the key and the value as the value")
@@ -450,7 +474,7 @@ func (v *validator) match(p keyPath, x any) spec.Match {
 	if ok {
 		m.Env = env
 	}
-	v.setStr(p, "container-name", d["container-name"], func(s string) (string, string) {
+	v.setStr(p, "container-name", d.ContainerName, func(s string) (string, string) {
 		if s == "" {
 			return "", "is empty: give the container name, or remove the key"
 		}
