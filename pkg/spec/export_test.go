@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runc-shared/runc-shared/internal/hookargs"
 )
 
 // SharedBinds is SharedMounts as a Modifier, for tests that apply it in a
@@ -52,4 +56,12 @@ func (d *Doc) Encode() ([]byte, error) {
 // they rewrote.
 func ValidateRewrite(s *specs.Spec) error {
 	return (&Doc{Spec: s, orig: []byte("{}")}).ValidateChanges()
+}
+
+// HasHook reports whether hooks holds a hook whose binary is named
+// mount-hook, wherever it is.
+func HasHook(hooks []specs.Hook) bool {
+	return slices.ContainsFunc(hooks, func(h specs.Hook) bool {
+		return filepath.Base(h.Path) == hookargs.Name
+	})
 }

@@ -91,13 +91,3 @@ func (h InjectHooks) Present(hooks []specs.Hook, stage hookargs.Stage) bool {
 		return a.Stage == stage || stage == hookargs.CreateRuntime && a.Stage.Creates()
 	})
 }
-
-// HasHook reports whether hooks holds a hook whose binary is named
-// mount-hook, wherever it is: a quick look for tests and diagnostics. The
-// injection decides with InjectHooks.Present, which checks path and
-// arguments.
-func HasHook(hooks []specs.Hook) bool {
-	return slices.ContainsFunc(hooks, func(h specs.Hook) bool {
-		return filepath.Base(h.Path) == hookargs.Name
-	})
-}

@@ -12,9 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
@@ -90,7 +93,10 @@ func (s *setup) startMounter(t *testing.T, id string, binds map[string]string) *
 	}
 	b := testutil.NewBundle(t, testutil.HostUsrRootfs(t), opts...)
 	pid := s.Runc.Up(t, b, id)
-	if h := b.ReadSpec(t).Hooks; h == nil || !spec.HasHook(h.CreateRuntime) || !spec.HasHook(h.Poststop) {
+	injected := func(hooks []specs.Hook) bool {
+		return slices.ContainsFunc(hooks, func(h specs.Hook) bool { return filepath.Base(h.Path) == "mount-hook" })
+	}
+	if h := b.ReadSpec(t).Hooks; h == nil || !injected(h.CreateRuntime) || !injected(h.Poststop) {
 		t.Fatalf("runc-shared did not inject mount-hook into %s: hooks %+v", b.ConfigPath(), h)
 	}
 	rec, err := registry.New(s.StateDir).Read(id)
