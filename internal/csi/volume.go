@@ -3,9 +3,9 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"unicode"
 )
@@ -125,12 +125,11 @@ func splitOptions(s string) ([]string, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var out []string
-	for _, o := range strings.Split(strings.TrimSuffix(s, ","), ",") {
+	out := strings.Split(strings.TrimSuffix(s, ","), ",")
+	for _, o := range out {
 		if err := checkOption(o); err != nil {
 			return nil, err
 		}
-		out = append(out, o)
 	}
 	return out, nil
 }
@@ -194,14 +193,10 @@ func mergeOptions(opts, flags []string) []string {
 }
 
 func checkKeys(m map[string]string, known ...string) error {
-	var unknown []string
-	for k := range m {
-		if !strings.HasPrefix(k, kubernetesPrefix) && !slices.Contains(known, k) {
-			unknown = append(unknown, k)
-		}
-	}
+	unknown := slices.DeleteFunc(slices.Sorted(maps.Keys(m)), func(k string) bool {
+		return strings.HasPrefix(k, kubernetesPrefix) || slices.Contains(known, k)
+	})
 	if len(unknown) > 0 {
-		sort.Strings(unknown)
 		return invalid("unknown keys %q: the driver reads %q", unknown, known)
 	}
 	return nil
@@ -255,10 +250,7 @@ func parseID(id string) (Created, bool) {
 		return Created{}, false
 	}
 	c := Created{Base: Volume{FSType: f[1], Source: f[3], Options: opts}, Name: f[4], OnDelete: f[2]}
-	if c.OnDelete != OnDeleteDelete && c.OnDelete != OnDeleteRetain {
-		return Created{}, false
-	}
-	if c.Base.validate() != nil || checkName("name", c.Name) != nil {
+	if (c.OnDelete != OnDeleteDelete && c.OnDelete != OnDeleteRetain) || c.Base.validate() != nil || checkName("name", c.Name) != nil {
 		return Created{}, false
 	}
 	return c, true
