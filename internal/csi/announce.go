@@ -32,12 +32,9 @@ type Announcement struct {
 	Started time.Time `json:"started"`
 }
 
-// announceName is the announcement's file in a driver's directory.
-const announceName = "server.json"
-
 // AnnouncementPath is where the server of driver announces itself.
 func AnnouncementPath(stateDir, driver string) string {
-	return filepath.Join(stateDir, "csi", driver, announceName)
+	return filepath.Join(stateDir, "csi", driver, "server.json")
 }
 
 // MountNSOf returns the inode of the mount namespace of process pid
@@ -80,7 +77,7 @@ func (s *Server) unannounce(a *Announcement) error {
 // Announcements returns the announcements of every driver under stateDir,
 // and apart the errors of those that cannot be read.
 func Announcements(stateDir string) ([]*Announcement, []error) {
-	files, err := filepath.Glob(filepath.Join(stateDir, "csi", "*", announceName))
+	files, err := filepath.Glob(AnnouncementPath(stateDir, "*"))
 	if err != nil {
 		return nil, []error{err}
 	}
