@@ -107,12 +107,6 @@ func (s *Server) statfs(path string) error {
 	return err
 }
 
-// ownRecord reports whether this server recovers rec: with --rule, the
-// records of that rule only.
-func (s *Server) ownRecord(rec *Record) bool {
-	return s.RuleName == "" || rec.Rule == s.RuleName
-}
-
 // recoverOnce makes every recorded volume of this server's rule(s) that
 // want takes live, when it is not: one pass, workers volumes at a time.
 // Records that cannot be read come back as results with an empty
@@ -123,19 +117,15 @@ func (s *Server) recoverOnce(ctx context.Context, want func(*Record) bool, worke
 	for _, err := range errs {
 		out = append(out, VolumeResult{err: err})
 	}
-	var todo []string
-	for _, r := range recs {
-		if s.ownRecord(r) && want(r) {
-			todo = append(todo, r.VolumeID)
-		}
-	}
-	results := make([]VolumeResult, len(todo))
+	// With --rule, the server recovers the records of that rule only.
+	recs = slices.DeleteFunc(recs, func(r *Record) bool { return (s.RuleName != "" && r.Rule != s.RuleName) || !want(r) })
+	results := make([]VolumeResult, len(recs))
 	busy := make(chan struct{}, max(1, workers)) // a token per volume in progress
 	var wg sync.WaitGroup
-	for i, id := range todo {
+	for i, r := range recs {
 		busy <- struct{}{}
 		wg.Go(func() {
-			results[i] = s.recoverVolume(ctx, id)
+			results[i] = s.recoverVolume(ctx, r.VolumeID)
 			<-busy
 		})
 	}
