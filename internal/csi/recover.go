@@ -244,8 +244,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) VolumeResult {
 	res := VolumeResult{VolumeID: id}
 	unlock, err := s.lockVolume(ctx, id)
 	if err != nil {
-		res.err = err
-		return res
+		return VolumeResult{VolumeID: id, err: err}
 	}
 	defer unlock()
 	// A server killed while writing this record left its temporary file;
@@ -253,8 +252,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) VolumeResult {
 	atomicfile.RemoveLeftovers(s.records.Path(id))
 	rec, err := s.records.Read(id)
 	if err != nil || rec == nil {
-		res.err = err // nil: unstaged since the list was read
-		return res
+		return VolumeResult{VolumeID: id, err: err} // nil: unstaged since the list was read
 	}
 	res.Remounted, res.Rebound, res.err = s.recoverRecord(ctx, rec)
 	if res.err != nil {
@@ -472,14 +470,13 @@ func removeRecoverDirs(dir string) error {
 				break
 			}
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			err = errors.New("still mounted after 64 detaches")
+		case errors.Is(err, unix.EINVAL): // no mount left there
+			err = os.Remove(p)
 		}
-		if !errors.Is(err, unix.EINVAL) { // EINVAL: no mount left there
-			errs = append(errs, fmt.Errorf("remove the left-over mount point %s: %w", p, err))
-			continue
-		}
-		if err := os.Remove(p); err != nil {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove the left-over mount point %s: %w", p, err))
 		}
 	}
