@@ -61,11 +61,11 @@ func fits(have int64, r *csipb.CapacityRange) bool {
 // CreateVolume makes a directory named after the request on the base
 // volume the StorageClass names, with the base mounted for this call only.
 func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeRequest) (*csipb.CreateVolumeResponse, error) {
-	if req.GetName() == "" {
-		return nil, invalid("no volume name")
-	}
 	caps := req.GetVolumeCapabilities()
-	if len(caps) == 0 {
+	switch {
+	case req.GetName() == "":
+		return nil, invalid("no volume name")
+	case len(caps) == 0:
 		return nil, invalid("no volume capabilities")
 	}
 	var fstype string
@@ -178,10 +178,10 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csipb.DeleteVolumeReques
 // volume this controller created.
 func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csipb.ValidateVolumeCapabilitiesRequest) (*csipb.ValidateVolumeCapabilitiesResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
+	switch {
+	case id == "":
 		return nil, invalid("no volume id")
-	}
-	if len(req.GetVolumeCapabilities()) == 0 {
+	case len(req.GetVolumeCapabilities()) == 0:
 		return nil, invalid("no volume capabilities")
 	}
 	c, ok := parseID(id)

@@ -107,10 +107,10 @@ func (s *Server) allowOf(rec *Record) []string {
 // "target path"), takes the volume's lock and reads its record, nil when
 // there is none. The caller runs unlock.
 func (s *Server) openVolume(ctx context.Context, id, what, path string) (rec *Record, unlock func(), err error) {
-	if id == "" {
+	switch {
+	case id == "":
 		return nil, nil, invalid("no volume id")
-	}
-	if path == "" {
+	case path == "":
 		return nil, nil, invalid("no %s", what)
 	}
 	unlock, err = s.lockVolume(ctx, id)
