@@ -219,13 +219,12 @@ func patch(w *bytes.Buffer, raw []byte, old, now any) error {
 			if j > 0 {
 				w.WriteByte(',')
 			}
-			var err error
-			if i < 0 {
-				err = writeValue(w, n[j])
-			} else {
-				err = patch(w, elems[i].value, o[i], n[j])
+			var raw []byte
+			var old any // none for an element a modifier added: written whole
+			if i >= 0 {
+				raw, old = elems[i].value, o[i]
 			}
-			if err != nil {
+			if err := patch(w, raw, old, n[j]); err != nil {
 				return err
 			}
 		}
@@ -338,30 +337,32 @@ func patchObject(w *bytes.Buffer, members []member, old, now map[string]any) err
 func pairElements(old, now []any) []int {
 	pair := make([]int, len(now))
 	used := make([]bool, len(old))
-	for j := range now {
-		pair[j] = -1
+	// pairFirst pairs element j of now with the first unused element of old
+	// that same accepts.
+	pairFirst := func(j int, same func(i int) bool) {
 		for i := range old {
-			if !used[i] && reflect.DeepEqual(old[i], now[j]) {
+			if !used[i] && same(i) {
 				pair[j], used[i] = i, true
-				break
+				return
 			}
 		}
+	}
+	for j := range now {
+		pair[j] = -1
+		pairFirst(j, func(i int) bool { return reflect.DeepEqual(old[i], now[j]) })
 	}
 	var restOld, restNow []int
 	for j := range now {
 		if pair[j] >= 0 {
 			continue
 		}
-		id, ok := identity(now[j])
-		if !ok {
+		if id, ok := identity(now[j]); ok {
+			pairFirst(j, func(i int) bool {
+				oid, ok := identity(old[i])
+				return ok && oid == id
+			})
+		} else {
 			restNow = append(restNow, j)
-			continue
-		}
-		for i := range old {
-			if oid, ok := identity(old[i]); ok && !used[i] && oid == id {
-				pair[j], used[i] = i, true
-				break
-			}
 		}
 	}
 	for i := range old {
