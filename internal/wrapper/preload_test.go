@@ -169,6 +169,7 @@ func TestPreloadAllowlist(t *testing.T) {
 	tests := []struct {
 		name    string
 		mounts  []specs.Mount
+		staged  map[string]string // an AnnotationStagedSources the engine passed
 		want    []allowEntry
 		wantErr string
 	}{
@@ -188,11 +189,22 @@ func TestPreloadAllowlist(t *testing.T) {
 		{name: "none", wantErr: "no bind mount of the rule's paths"},
 		{name: "symlink out of the allowlist", mounts: []specs.Mount{bind(kubelet+"/evil", "/evil")},
 			wantErr: "bind mount " + kubelet + "/evil -> /evil"},
+		{name: "staged sources from the engine are not believed", mounts: []specs.Mount{bind(filepath.Join(host, "other"), "/x")},
+			staged:  map[string]string{filepath.Join(host, "other"): kubelet},
+			wantErr: "no bind mount of the rule's paths"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rule := preloadTestRule(kubelet, filepath.Join(bundle, "vol"))
-			got, err := preloadAllowlist(preloadTestSpec("/r", tt.mounts...), rule, hostHost{}, bundle)
+			s := preloadTestSpec("/r", tt.mounts...)
+			if tt.staged != nil {
+				data, err := json.Marshal(tt.staged)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Annotations = map[string]string{spec.AnnotationStagedSources: string(data)}
+			}
+			got, err := preloadAllowlist(s, rule, hostHost{}, bundle)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -375,8 +387,12 @@ func TestPreloadModify(t *testing.T) {
 			}
 			pl := newTestPreloader(t, preloadTestRule(host), strings.ReplaceAll(tt.argv, "BUNDLE", bundle), bundle, self)
 			s := preloadTestSpec(rootfs, bind(host, "/host", "rprivate"))
+			s.Annotations = map[string]string{spec.AnnotationStagedSources: `{"/etc":"` + host + `"}`}
 			if err := preloadRewrite(t, pl, s); err != nil {
 				t.Fatal(err)
+			}
+			if v, ok := s.Annotations[spec.AnnotationStagedSources]; ok {
+				t.Errorf("the engine's %s = %s survived the rewrite", spec.AnnotationStagedSources, v)
 			}
 			if got, want := strings.Join(pl.execArgv, " "), strings.ReplaceAll(tt.wantArgv, "BUNDLE", bundle); got != want {
 				t.Errorf("argv %q, want %q", got, want)
