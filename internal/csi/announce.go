@@ -81,15 +81,5 @@ func Announcements(stateDir string) ([]*Announcement, []error) {
 	if err != nil {
 		return nil, []error{err}
 	}
-	var out []*Announcement
-	var errs []error
-	for _, f := range files {
-		a, err := mountrec.ReadJSON[Announcement](f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, a)
-	}
-	return out, errs
+	return mountrec.ReadFiles[Announcement](files, nil)
 }

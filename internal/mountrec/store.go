@@ -133,19 +133,29 @@ func (d Records[T, P]) List() ([]*T, []error) {
 	return out, errs
 }
 
+// readAll is ReadFiles of records, refusing one without its key.
 func readAll[T any, P keyed[T]](files []string) ([]*T, []error) {
-	var out []*T
-	var errs []error
+	return ReadFiles(files, func(f string, v *T) error {
+		if P(v).key() == "" {
+			return fmt.Errorf("%s: %s", f, P(nil).words().noKey)
+		}
+		return nil
+	})
+}
+
+// ReadFiles decodes each JSON file of files that check (when not nil)
+// accepts, and returns apart the errors of the others.
+func ReadFiles[T any](files []string, check func(file string, v *T) error) (out []*T, errs []error) {
 	for _, f := range files {
 		v, err := ReadJSON[T](f)
-		if err == nil && P(v).key() == "" {
-			err = fmt.Errorf("%s: %s", f, P(nil).words().noKey)
+		if err == nil && check != nil {
+			err = check(f, v)
 		}
 		if err != nil {
 			errs = append(errs, err)
-			continue
+		} else {
+			out = append(out, v)
 		}
-		out = append(out, v)
 	}
 	return out, errs
 }
