@@ -309,11 +309,8 @@ func (c *HostClient) Mount(ctx context.Context, req *MountRequest) error {
 // invoke makes one call on a connection of its own. Its errors are gRPC
 // statuses: the server's, or Unavailable when nothing was asked of it.
 func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	line, err := json.Marshal(hostRequest{Method: method, Request: body})
+	// hostRequest's fields, with the request message as it is.
+	line, err := json.Marshal(map[string]any{"method": method, "request": req})
 	if err != nil {
 		return err
 	}
