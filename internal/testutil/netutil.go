@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -59,8 +60,5 @@ func waitPortFree(ip string, port int, timeout time.Duration) int {
 	if Poll(timeout, func() bool { ino = tcpListenInode(ip, port); return ino == 0 }) {
 		return 0
 	}
-	if pid := socketOwner(ino); pid > 0 {
-		return pid
-	}
-	return -1
+	return cmp.Or(socketOwner(ino), -1)
 }
