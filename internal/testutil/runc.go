@@ -70,14 +70,17 @@ func Wrapper(t testing.TB, config string) *Runc {
 // error includes stderr and, for create/run, the error lines of the --log file.
 func (r *Runc) Run(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	return r.run(t, nil, append(append([]string{"--root", r.Root}, r.ExtraGlobal...), args...))
+	return r.run(t, nil, args)
 }
 
 // outFiles are where a runtime call writes: files, never pipes (see package doc).
 type outFiles struct{ stdout, stderr *os.File }
 
-func (r *Runc) run(t testing.TB, out *outFiles, argv []string) (stdout, stderr string, err error) {
+// run runs the runtime with the global flags and args, writing to out
+// (nil: files of its own).
+func (r *Runc) run(t testing.TB, out *outFiles, args []string) (stdout, stderr string, err error) {
 	t.Helper()
+	argv := append(append([]string{"--root", r.Root}, r.ExtraGlobal...), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	if out == nil {
@@ -145,9 +148,8 @@ func (r *Runc) bundleCmd(t testing.TB, b *Bundle, id, cmd string, flags ...strin
 	if cmd == "create" {
 		out = openInitOutput(t, b)
 	}
-	argv := append([]string{"--root", r.Root}, r.ExtraGlobal...)
-	argv = append(argv, "--log", b.LogPath(), "--log-format", "json", cmd, "--bundle", b.Dir, "--pid-file", pidFile)
-	stdout, stderr, err = r.run(t, out, append(append(argv, flags...), id))
+	args := []string{"--log", b.LogPath(), "--log-format", "json", cmd, "--bundle", b.Dir, "--pid-file", pidFile}
+	stdout, stderr, err = r.run(t, out, append(append(args, flags...), id))
 	if err != nil {
 		err = fmt.Errorf("%w\nlog.json errors: %s", err, logErrors(b.Log(t)))
 	}
