@@ -105,8 +105,8 @@ func findProcs(match func(argv []string) bool) []proc {
 
 // Alive tells whether process pid runs: it exists and is not a zombie.
 func Alive(pid int) bool {
-	state, _, _, err := stat(pid)
-	return pid > 0 && err == nil && state != 'Z' && state != 'X'
+	p, err := findProc(pid)
+	return err == nil && p.alive()
 }
 
 // Pids returns the live processes, other than this one, whose argv
