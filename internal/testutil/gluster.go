@@ -148,19 +148,15 @@ func Glusterd(t testing.TB) *Gluster {
 func hideHostDirs(dirs []string) string {
 	var b strings.Builder
 	for _, d := range dirs {
-		if r, err := filepath.EvalSymlinks(d); err == nil {
-			fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && ", r)
-			continue
+		p := d
+		r, err := filepath.EvalSymlinks(p)
+		for ; err != nil; r, err = filepath.EvalSymlinks(p) {
+			p = filepath.Dir(p)
 		}
-		parent := filepath.Dir(d)
-		for {
-			if r, err := filepath.EvalSymlinks(parent); err == nil {
-				parent = r
-				break
-			}
-			parent = filepath.Dir(parent)
+		fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && ", r)
+		if p != d {
+			fmt.Fprintf(&b, "mkdir -p %s && ", d)
 		}
-		fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 rstest-gluster %s && mkdir -p %s && ", parent, d)
 	}
 	return b.String()
 }
