@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,9 +76,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReques
 		if err != nil {
 			return nil, err
 		}
-		if fstype == "" {
-			fstype = t
-		}
+		fstype = cmp.Or(fstype, t)
 		flags = mergeOptions(flags, f)
 	}
 	if req.GetVolumeContentSource() != nil {

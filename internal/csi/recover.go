@@ -363,20 +363,6 @@ func Remount(ctx context.Context, m Mounter, v Volume, target string) (bool, err
 	return (&Server{Mounter: m}).remount(ctx, v, target)
 }
 
-// targetPath resolves a recorded target, making its directory again when
-// only that is gone (as NodePublishVolume would); a target whose parent is
-// gone (the pod's volume directory) cannot be recovered.
-func targetPath(t mountrec.Target, allow []string) (string, error) {
-	p, err := makeDir("target path", t.Path, allow)
-	if err != nil {
-		return "", err
-	}
-	if p != t.Path {
-		return "", fmt.Errorf("the target path %s now resolves to %s: left alone", t.Path, p)
-	}
-	return p, nil
-}
-
 // redoTargets runs redo on each target of rec whose mount is dead or
 // missing, once the hidden directories a killed withBaseFor left beside it
 // are gone; it goes on with the other targets when one fails, and returns
@@ -385,7 +371,13 @@ func (s *Server) redoTargets(rec *Record, allow []string, redo func(p string, t 
 	n := 0
 	var errs []error
 	for _, t := range rec.Targets {
-		p, err := targetPath(t, allow)
+		// A target's directory is made again when only that is gone (as
+		// NodePublishVolume would); a target whose parent is gone (the
+		// pod's volume directory) cannot be recovered.
+		p, err := makeDir("target path", t.Path, allow)
+		if err == nil && p != t.Path {
+			err = fmt.Errorf("the target path %s now resolves to %s: left alone", t.Path, p)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
