@@ -401,14 +401,10 @@ func (s *Server) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpubli
 	} else {
 		target = filepath.Clean(req.GetTargetPath())
 	}
-	i := -1
-	if rec != nil {
-		i = rec.TargetIndex(target)
-	}
-	if i < 0 {
+	if rec == nil || rec.TargetIndex(target) < 0 {
 		return &csipb.NodeUnpublishVolumeResponse{}, nil
 	}
-	rec.Targets = append(rec.Targets[:i], rec.Targets[i+1:]...)
+	rec.Targets = slices.DeleteFunc(rec.Targets, func(t mountrec.Target) bool { return t.Path == target })
 	if rec.Staging == "" {
 		return &csipb.NodeUnpublishVolumeResponse{}, s.records.Remove(id)
 	}
