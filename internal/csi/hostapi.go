@@ -76,13 +76,11 @@ type MountRequest struct {
 	Target string `json:"target"`
 }
 
-// MountResponse is empty: the host checks the result on its own side.
-type MountResponse struct{}
-
 // mountCall runs the helper for a routed mount, with the checks a CSI
 // volume gets: a type of the rule, a source and options that cannot read as
 // flags, a target below the rule's paths that is a directory.
-func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountResponse, error) {
+// Its response is empty: the host checks the result on its own side.
+func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*struct{}, error) {
 	v := Volume{FSType: req.FSType, Source: req.Source, Options: req.Options}
 	if err := v.validate(); err != nil {
 		return nil, err
@@ -108,7 +106,7 @@ func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*MountRespon
 		return nil, err
 	}
 	defer unlock()
-	return &MountResponse{}, s.mountHelper(ctx, v, target)
+	return &struct{}{}, s.mountHelper(ctx, v, target)
 }
 
 func (s *Server) recoverCall(ctx context.Context, req *RecoverRequest) (*RecoverResponse, error) {
@@ -303,7 +301,7 @@ func Unavailable(err error) bool { return status.Code(err) == codes.Unavailable 
 
 // Mount asks the server to run the helper of a routed mount.
 func (c *HostClient) Mount(ctx context.Context, req *MountRequest) error {
-	return c.invoke(ctx, "Mount", req, &MountResponse{})
+	return c.invoke(ctx, "Mount", req, &struct{}{})
 }
 
 // invoke makes one call on a connection of its own. Its errors are gRPC
