@@ -80,9 +80,7 @@ func NewBundle(t testing.TB, rootfs string, opts ...BundleOpt) *Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(b.ConfigPath(), out, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	WriteFile(t, b.ConfigPath(), string(out))
 	return b
 }
 

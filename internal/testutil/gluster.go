@@ -70,9 +70,7 @@ func Glusterd(t testing.TB) *Gluster {
 	t.Helper()
 	RequireRoot(t)
 	for _, c := range []string{"glusterd", "gluster", "mount.glusterfs"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Fatalf("%s not found: run scripts/deps.sh gluster", c)
-		}
+		LookPath(t, c)
 	}
 	glusterMu.Lock()
 	t.Cleanup(glusterMu.Unlock)
@@ -89,9 +87,7 @@ func Glusterd(t testing.TB) *Gluster {
 		t.Fatal(err)
 	}
 	vol := filepath.Join(dir, "glusterd.vol")
-	if err := os.WriteFile(vol, []byte(fmt.Sprintf(glusterdVol, dir, server, glusterdPort)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	WriteFile(t, vol, fmt.Sprintf(glusterdVol, dir, server, glusterdPort))
 	out, err := os.Create(filepath.Join(dir, "log", "glusterd.out"))
 	if err != nil {
 		t.Fatal(err)
