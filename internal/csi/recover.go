@@ -302,11 +302,10 @@ func (s *Server) recoverRecord(ctx context.Context, rec *Record) (remounted bool
 		return remounted, 0, err
 	}
 	// On top of the dead mount: see the top of this file for why.
+	// Bind's errors name the source and the target, as NodePublishVolume
+	// returns them.
 	rebound, err = s.redoTargets(rec, allow, func(p string, t mountrec.Target, _ mountState) error {
-		if err := s.Mounter.Bind(src, p, t.ReadOnly); err != nil {
-			return fmt.Errorf("bind %s on %s: %w", src, p, err)
-		}
-		return nil
+		return s.Mounter.Bind(src, p, t.ReadOnly)
 	})
 	return remounted, rebound, err
 }
