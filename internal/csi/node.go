@@ -57,10 +57,8 @@ func checkCapability(c *csipb.VolumeCapability) (fstype string, flags []string, 
 	case csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, csipb.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
 		readOnly = true
 	}
-	for _, f := range m.GetMountFlags() {
-		if err := checkOption(f); err != nil {
-			return "", nil, false, err
-		}
+	if err := checkOptions(m.GetMountFlags()...); err != nil {
+		return "", nil, false, err
 	}
 	return m.GetFsType(), m.GetMountFlags(), readOnly, nil
 }

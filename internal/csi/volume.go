@@ -90,10 +90,8 @@ func (v Volume) validate() error {
 	case hasControl(v.Source) || strings.ContainsAny(v.Source, " \t"):
 		return invalid("%s %q holds white space or control characters", KeySource, v.Source)
 	}
-	for _, o := range v.Options {
-		if err := checkOption(o); err != nil {
-			return err
-		}
+	if err := checkOptions(v.Options...); err != nil {
+		return err
 	}
 	if v.Subdir != "" {
 		if err := checkName(KeySubdir, v.Subdir); err != nil {
@@ -103,18 +101,20 @@ func (v Volume) validate() error {
 	return nil
 }
 
-// checkOption refuses one mount option that is empty, starts with "-"
+// checkOptions refuses a mount option that is empty, starts with "-"
 // (a second -o, or any other flag, for a helper that re-splits its
 // arguments), or holds white space, a comma (options are split on commas
 // first) or a control character such as a newline.
-func checkOption(o string) error {
-	switch {
-	case o == "":
-		return invalid("empty mount option")
-	case strings.HasPrefix(o, "-"):
-		return invalid("mount option %q starts with \"-\": options are -o values, not flags", o)
-	case hasControl(o) || strings.ContainsAny(o, " \t,"):
-		return invalid("mount option %q holds white space, a comma or a control character", o)
+func checkOptions(opts ...string) error {
+	for _, o := range opts {
+		switch {
+		case o == "":
+			return invalid("empty mount option")
+		case strings.HasPrefix(o, "-"):
+			return invalid("mount option %q starts with \"-\": options are -o values, not flags", o)
+		case hasControl(o) || strings.ContainsAny(o, " \t,"):
+			return invalid("mount option %q holds white space, a comma or a control character", o)
+		}
 	}
 	return nil
 }
@@ -126,10 +126,8 @@ func splitOptions(s string) ([]string, error) {
 		return nil, nil
 	}
 	out := strings.Split(strings.TrimSuffix(s, ","), ",")
-	for _, o := range out {
-		if err := checkOption(o); err != nil {
-			return nil, err
-		}
+	if err := checkOptions(out...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
