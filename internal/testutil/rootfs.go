@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,10 +151,8 @@ func requireStatic(path string) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked: install busybox-static (scripts/deps.sh base)", path)
-		}
+	if slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }) {
+		return fmt.Errorf("%s is dynamically linked: install busybox-static (scripts/deps.sh base)", path)
 	}
 	return nil
 }
