@@ -106,7 +106,7 @@ func List(stateDir string) ([]*Record, []error) {
 	}
 	// A name starting with "." is a write's temporary file, not a record.
 	keep := slices.DeleteFunc(files, func(f string) bool { return strings.HasPrefix(filepath.Base(f), ".") })
-	out, errs := readAll[Record](keep)
+	out, errs := ReadFiles(keep, hasKey[Record])
 	slices.SortFunc(out, func(a, b *Record) int {
 		return cmp.Or(cmp.Compare(a.Driver, b.Driver), cmp.Compare(a.VolumeID, b.VolumeID))
 	})

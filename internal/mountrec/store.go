@@ -128,19 +128,17 @@ func (d Records[T, P]) List() ([]*T, []error) {
 			files = append(files, filepath.Join(d.Dir, name))
 		}
 	}
-	out, errs := readAll[T, P](files)
+	out, errs := ReadFiles(files, hasKey[T, P])
 	slices.SortFunc(out, func(a, b *T) int { return cmp.Compare(P(a).key(), P(b).key()) })
 	return out, errs
 }
 
-// readAll is ReadFiles of records, refusing one without its key.
-func readAll[T any, P keyed[T]](files []string) ([]*T, []error) {
-	return ReadFiles(files, func(f string, v *T) error {
-		if P(v).key() == "" {
-			return fmt.Errorf("%s: %s", f, P(nil).words().noKey)
-		}
-		return nil
-	})
+// hasKey is the check of ReadFiles that refuses a record without its key.
+func hasKey[T any, P keyed[T]](f string, v *T) error {
+	if P(v).key() == "" {
+		return fmt.Errorf("%s: %s", f, P(nil).words().noKey)
+	}
+	return nil
 }
 
 // ReadFiles decodes each JSON file of files that check (when not nil)
