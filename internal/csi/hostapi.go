@@ -288,10 +288,8 @@ func (c *HostClient) Close() error { return c.sock.Close() }
 // Recover asks the server for one recovery pass.
 func (c *HostClient) Recover(ctx context.Context, rule string) ([]VolumeResult, error) {
 	var resp RecoverResponse
-	if err := c.invoke(ctx, "Recover", &RecoverRequest{Rule: rule}, &resp); err != nil {
-		return nil, err
-	}
-	return resp.Results, nil
+	err := c.invoke(ctx, "Recover", &RecoverRequest{Rule: rule}, &resp)
+	return resp.Results, err
 }
 
 // Unavailable reports an error of a call that never reached the server:
