@@ -245,16 +245,17 @@ func (s *Server) withBase(ctx context.Context, base Volume, fn func(dir string) 
 	if err := s.privateWork(); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(s.work, "base-")
-	if err != nil {
-		return fmt.Errorf("create a mount point for %s: %w", base.Source, err)
-	}
-	return s.mountedAt(ctx, base, dir, fn)
+	return s.mountedAt(ctx, base, s.work, "base-", fn)
 }
 
-// mountedAt mounts v with its helper at dir, a directory made for it, runs
-// fn on it, then unmounts v and removes dir.
-func (s *Server) mountedAt(ctx context.Context, v Volume, dir string, fn func(dir string) error) error {
+// mountedAt mounts v with its helper at a directory it makes in parent
+// (os.MkdirTemp's pattern), runs fn on it, then unmounts v and removes the
+// directory.
+func (s *Server) mountedAt(ctx context.Context, v Volume, parent, pattern string, fn func(dir string) error) error {
+	dir, err := os.MkdirTemp(parent, pattern)
+	if err != nil {
+		return fmt.Errorf("create a mount point for %s in %s: %w", v.Source, parent, err)
+	}
 	defer func() {
 		if err := unmountAll(s.Mounter, dir); err != nil {
 			s.Log.Errorf("unmount %s at %s: %v", v.Source, dir, err)

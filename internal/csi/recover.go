@@ -429,11 +429,7 @@ func (s *Server) withBaseFor(ctx context.Context, rec *Record, target string, fn
 	if s.HelperPID == 0 {
 		return s.withBase(ctx, v, fn)
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(target), recoverDirPrefix)
-	if err != nil {
-		return fmt.Errorf("create a mount point beside %s: %w", target, err)
-	}
-	return s.mountedAt(ctx, v, dir, fn)
+	return s.mountedAt(ctx, v, filepath.Dir(target), recoverDirPrefix, fn)
 }
 
 // recoverDirPrefix starts the names of withBaseFor's hidden directories.
