@@ -98,9 +98,6 @@ func (s *Server) mountCall(ctx context.Context, req *MountRequest) (*struct{}, e
 	if err != nil {
 		return nil, err
 	}
-	if err := isDir(target); err != nil {
-		return nil, err
-	}
 	unlock, err := s.lockVolume(ctx, "mount:"+target)
 	if err != nil {
 		return nil, err

@@ -186,9 +186,6 @@ func (s *Server) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolume
 	if done, err := s.staged(ctx, rec, v, staging); done || err != nil {
 		return &csipb.NodeStageVolumeResponse{}, err
 	}
-	if err := isDir(staging); err != nil {
-		return nil, err
-	}
 	base := v
 	base.Subdir = ""
 	if err := s.mountHelper(ctx, base, staging); err != nil {
@@ -252,12 +249,16 @@ func (s *Server) newRecord(id string, rule *spec.Rule, v Volume) *Record {
 		Source: v.Source, Options: v.Options, Subdir: v.Subdir, PID: s.pid(), Created: time.Now().UTC()}
 }
 
-// mountHelper runs the helper and checks that a mount is there afterwards
-// (a helper that exits 0 without mounting is a failure). The Mounter's
+// mountHelper runs the helper on target, a directory (or a dead mount
+// point, which was one), and checks that a mount is there afterwards (a
+// helper that exits 0 without mounting is a failure). The Mounter's
 // error names the mount already; it is not wrapped, so that a CSI caller
 // gets Internal whatever it holds (grpcError), and `mounter recover`
 // prints it as it is.
 func (s *Server) mountHelper(ctx context.Context, v Volume, target string) error {
+	if err := isDir(target); err != nil {
+		return err
+	}
 	if err := s.Mounter.Mount(ctx, v, target); err != nil {
 		return errors.New(err.Error())
 	}

@@ -324,9 +324,6 @@ func (s *Server) remount(ctx context.Context, v Volume, path string) (bool, erro
 			return false, err
 		}
 	}
-	if err := isDir(path); err != nil {
-		return false, err
-	}
 	return true, s.mountHelper(ctx, v, path)
 }
 
