@@ -157,10 +157,10 @@ func Serve(ctx context.Context, s *Server, o *Options) (err error) {
 
 	if o.RegistrationDir != "" {
 		regSock := RegistrationSocket(o.RegistrationDir, o.Driver)
-		rl, _, err := Listen("unix://" + regSock)
-		if err != nil {
+		rl, _, lerr := Listen("unix://" + regSock)
+		if lerr != nil {
 			g.Stop()
-			return fmt.Errorf("kubelet registration: %w", err)
+			return fmt.Errorf("kubelet registration: %w", lerr)
 		}
 		defer func() { err = errors.Join(err, removeSocket(regSock)) }()
 		rg := grpc.NewServer()
