@@ -27,10 +27,7 @@ func CheckLeaks(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	procsBefore := map[proc]bool{}
-	for _, p := range findProcs(func([]string) bool { return true }) {
-		procsBefore[p] = true
-	}
+	procsBefore := findProcs(func([]string) bool { return true })
 	tmp, err := tempRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +53,7 @@ func CheckLeaks(t testing.TB) {
 			}
 		}
 		for _, p := range findProcs(func([]string) bool { return true }) {
-			if procsBefore[p] || !p.alive() {
+			if slices.Contains(procsBefore, p) || !p.alive() {
 				continue
 			}
 			_, ppid, _, _ := stat(p.pid)
