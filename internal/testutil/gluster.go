@@ -119,12 +119,10 @@ func Glusterd(t testing.TB) *Gluster {
 		t.Fatalf("%s:%d is held by pid %d %q, not by our glusterd %d: stop the other glusterd",
 			server, glusterdPort, owner, cmdline(owner), g.cmd.Process.Pid)
 	}
-	brick := server + ":" + g.Brick
-	if _, err := g.CLI(t, "volume", "create", g.Volume, brick, "force"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.CLI(t, "volume", "start", g.Volume); err != nil {
-		t.Fatal(err)
+	for _, args := range [][]string{{"volume", "create", g.Volume, server + ":" + g.Brick, "force"}, {"volume", "start", g.Volume}} {
+		if _, err := g.CLI(t, args...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := g.findBrick(); err != nil {
 		t.Fatal(err)
@@ -213,11 +211,10 @@ func (g *Gluster) stop(t testing.TB) {
 	case <-g.exited:
 		t.Errorf("glusterd exited before cleanup\n%s", g.logTail())
 	default:
-		if _, err := g.cli(30*time.Second, "volume", "stop", g.Volume, "force"); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-		if _, err := g.cli(30*time.Second, "volume", "delete", g.Volume); err != nil {
-			t.Logf("cleanup: %v", err)
+		for _, args := range [][]string{{"volume", "stop", g.Volume, "force"}, {"volume", "delete", g.Volume}} {
+			if _, err := g.cli(30*time.Second, args...); err != nil {
+				t.Logf("cleanup: %v", err)
+			}
 		}
 	}
 	if !g.brick.stop(5 * time.Second) {
