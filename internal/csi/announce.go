@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/mountrec"
+	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // Announcement tells `mounter` on the host that a server runs and where
@@ -30,6 +31,11 @@ type Announcement struct {
 	MountNS uint64    `json:"mount-ns"`
 	Rule    string    `json:"rule,omitempty"`
 	Started time.Time `json:"started"`
+	// StartTicks is the server's start time as the kernel keeps it (field
+	// 22 of /proc/self/stat, clock ticks since boot), which a wall clock
+	// stepped backwards does not move: a server of the mounter registered
+	// with PIDStart started at or after it. 0 means unknown.
+	StartTicks uint64 `json:"start-ticks,omitempty"`
 }
 
 // AnnouncementPath is where the server of driver announces itself.
@@ -54,6 +60,9 @@ func (s *Server) announce(endpoint string) (*Announcement, error) {
 		return nil, err
 	}
 	a := &Announcement{Driver: s.Driver, Endpoint: endpoint, PID: os.Getpid(), MountNS: ns, Rule: s.RuleName, Started: time.Now().UTC()}
+	// Unknown (0) when /proc/self/stat cannot be read: readers fall back
+	// to Started.
+	a.StartTicks, _ = registry.ProcStart(os.Getpid())
 	if err := mountrec.WriteJSON(AnnouncementPath(s.Config.StateDir, s.Driver), a); err != nil {
 		return nil, fmt.Errorf("announce the server to the host: %w", err)
 	}

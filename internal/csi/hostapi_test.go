@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/runc-shared/runc-shared/internal/registry"
 )
 
 // serveHost serves e's server on a socket below a long directory, so that
@@ -153,6 +155,9 @@ func TestAnnounce(t *testing.T) {
 	got, errs := Announcements(e.S.Config.StateDir)
 	if len(errs) != 0 || len(got) != 1 || got[0].Endpoint != "/run/x/csi.sock" || got[0].MountNS != ns || got[0].Driver != e.S.Driver {
 		t.Fatalf("announcements: %+v, %v", got, errs)
+	}
+	if start, err := registry.ProcStart(os.Getpid()); err != nil || got[0].StartTicks != start {
+		t.Errorf("announced start ticks %d, want this process's %d (%v)", got[0].StartTicks, start, err)
 	}
 	newer := *a
 	newer.Started = a.Started.Add(time.Second)

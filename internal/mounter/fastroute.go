@@ -90,9 +90,20 @@ func announcedFrom(anns []*csi.Announcement, driver string, rec *registry.Record
 		return nil
 	}
 	for _, a := range anns {
-		if (driver == "" || a.Driver == driver) && a.MountNS == ns && !a.Started.Before(rec.Created) {
+		if (driver == "" || a.Driver == driver) && a.MountNS == ns && startedSince(a, rec) {
 			return a
 		}
 	}
 	return nil
+}
+
+// startedSince tells whether a's server started at or after rec's mounter:
+// by their start times in clock ticks since boot where both are known, which
+// a host clock stepped backwards between the two does not turn around, else
+// by the wall clock.
+func startedSince(a *csi.Announcement, rec *registry.Record) bool {
+	if a.StartTicks != 0 && rec.PIDStart != 0 {
+		return a.StartTicks >= rec.PIDStart
+	}
+	return !a.Started.Before(rec.Created)
 }

@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,27 +106,39 @@ func TestAnnouncedFrom(t *testing.T) {
 	}
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rec := &registry.Record{ID: "m", PID: os.Getpid(), Created: created}
+	// withTicks is the same mounter with its start time since boot known.
+	withTicks := &registry.Record{ID: "m", PID: os.Getpid(), Created: created, PIDStart: 1000}
 	ann := func(driver string, ns uint64, started time.Time) *csi.Announcement {
 		return &csi.Announcement{Driver: driver, Endpoint: "/run/" + driver + ".sock", MountNS: ns, Started: started}
+	}
+	annTicks := func(started time.Time, ticks uint64) *csi.Announcement {
+		a := ann("a", ns, started)
+		a.StartTicks = ticks
+		return a
 	}
 	tests := []struct {
 		name   string
 		anns   []*csi.Announcement
 		driver string
-		want   int // index in anns, -1 for none
+		want   int              // index in anns, -1 for none
+		rec    *registry.Record // nil: rec
 	}{
-		{"none", nil, "", -1},
-		{"this namespace, started after the mounter", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "", 0},
-		{"started as the mounter was registered", []*csi.Announcement{ann("a", ns, created)}, "", 0},
-		{"this namespace's inode, announced before the mounter existed", []*csi.Announcement{ann("a", ns, created.Add(-time.Second))}, "", -1},
-		{"another namespace", []*csi.Announcement{ann("a", ns+1, created.Add(time.Second))}, "", -1},
-		{"the driver asked for", []*csi.Announcement{ann("a", ns, created.Add(time.Second)), ann("b", ns, created.Add(time.Second))}, "b", 1},
-		{"another driver only", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "b", -1},
-		{"the stale one skipped for the live one", []*csi.Announcement{ann("a", ns, created.Add(-time.Hour)), ann("a", ns, created.Add(time.Minute))}, "a", 1},
+		{"none", nil, "", -1, nil},
+		{"this namespace, started after the mounter", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "", 0, nil},
+		{"started as the mounter was registered", []*csi.Announcement{ann("a", ns, created)}, "", 0, nil},
+		{"this namespace's inode, announced before the mounter existed", []*csi.Announcement{ann("a", ns, created.Add(-time.Second))}, "", -1, nil},
+		{"another namespace", []*csi.Announcement{ann("a", ns+1, created.Add(time.Second))}, "", -1, nil},
+		{"the driver asked for", []*csi.Announcement{ann("a", ns, created.Add(time.Second)), ann("b", ns, created.Add(time.Second))}, "b", 1, nil},
+		{"another driver only", []*csi.Announcement{ann("a", ns, created.Add(time.Second))}, "b", -1, nil},
+		{"the stale one skipped for the live one", []*csi.Announcement{ann("a", ns, created.Add(-time.Hour)), ann("a", ns, created.Add(time.Minute))}, "a", 1, nil},
+		{"clock stepped back: started after the mounter by the ticks since boot", []*csi.Announcement{annTicks(created.Add(-time.Hour), 1000)}, "", 0, withTicks},
+		{"clock stepped forward: started before the mounter by the ticks since boot", []*csi.Announcement{annTicks(created.Add(time.Hour), 999)}, "", -1, withTicks},
+		{"the server's ticks unknown: the wall clock decides", []*csi.Announcement{annTicks(created.Add(-time.Second), 0)}, "", -1, withTicks},
+		{"the mounter's ticks unknown: the wall clock decides", []*csi.Announcement{annTicks(created.Add(time.Second), 1)}, "", 0, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := announcedFrom(tt.anns, tt.driver, rec)
+			got := announcedFrom(tt.anns, tt.driver, cmp.Or(tt.rec, rec))
 			var want *csi.Announcement
 			if tt.want >= 0 {
 				want = tt.anns[tt.want]
