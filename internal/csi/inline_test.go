@@ -125,14 +125,7 @@ func TestRecoverInline(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.break_(t, e, target)
-			m0, b0, _ := e.F.count()
-			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
-				t.Fatalf("Recover: %v", err)
-			}
-			m1, b1, _ := e.F.count()
-			if m1-m0 != tt.mounts || b1-b0 != tt.binds {
-				t.Errorf("recovery asked for %d helper mounts and %d binds, want %d and %d", m1-m0, b1-b0, tt.mounts, tt.binds)
-			}
+			again := e.recoverAsking(t, tt.mounts, tt.binds)
 			m, live := e.top(target)
 			if m == nil || !live || e.depth(target) != tt.depth || (m.Source == src) != tt.wantTopSrc {
 				t.Errorf("target: top %+v live=%v depth %d; want a live mount %d deep (helper's own on top: %v)", m, live, e.depth(target), tt.depth, tt.wantTopSrc)
@@ -150,12 +143,7 @@ func TestRecoverInline(t *testing.T) {
 			if wantPID := map[bool]int{true: cmp.Or(tt.helperPID, os.Getpid()), false: -1}[tt.mounts > 0]; after.PID != wantPID {
 				t.Errorf("record's pid %d, want %d", after.PID, wantPID)
 			}
-			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
-				t.Fatal(err)
-			}
-			if m2, b2, _ := e.F.count(); m2 != m1 || b2 != b1 {
-				t.Errorf("a second recovery mounted %d and bound %d more", m2-m1, b2-b1)
-			}
+			again()
 		})
 	}
 }

@@ -69,6 +69,30 @@ func (e *nodeEnv) depth(path string) int {
 	return len(ms)
 }
 
+// recoverAsking runs one recovery pass and checks that it asked the helper
+// for mounts mounts and binds binds. The function it returns runs a second
+// pass and checks that it asked for nothing more: everything is live then.
+func (e *nodeEnv) recoverAsking(t *testing.T, mounts, binds int) (again func()) {
+	t.Helper()
+	m0, b0, _ := e.F.count()
+	if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	m1, b1, _ := e.F.count()
+	if m1-m0 != mounts || b1-b0 != binds {
+		t.Errorf("recovery asked for %d helper mounts and %d binds, want %d and %d", m1-m0, b1-b0, mounts, binds)
+	}
+	return func() {
+		t.Helper()
+		if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if m2, b2, _ := e.F.count(); m2 != m1 || b2 != b1 {
+			t.Errorf("a second recovery mounted %d and bound %d more", m2-m1, b2-b1)
+		}
+	}
+}
+
 func TestRecover(t *testing.T) {
 	const src = "127.0.0.2:/v0"
 	tests := []struct {
@@ -116,14 +140,7 @@ func TestRecover(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.break_(t, e, staging, targets)
-			m0, b0, _ := e.F.count()
-			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
-				t.Fatalf("Recover: %v", err)
-			}
-			m1, b1, _ := e.F.count()
-			if m1-m0 != tt.mounts || b1-b0 != tt.binds {
-				t.Errorf("recovery asked for %d helper mounts and %d binds, want %d and %d", m1-m0, b1-b0, tt.mounts, tt.binds)
-			}
+			again := e.recoverAsking(t, tt.mounts, tt.binds)
 			if m, live := e.top(staging); m == nil || !live || m.Source != src || e.depth(staging) != 1 {
 				t.Errorf("staging: top %+v live=%v depth %d; want one live mount of %s", m, live, e.depth(staging), src)
 			}
@@ -139,13 +156,7 @@ func TestRecover(t *testing.T) {
 			if wantPID := map[bool]int{true: os.Getpid(), false: -1}[tt.remounted]; after.PID != wantPID {
 				t.Errorf("record's pid %d, want %d", after.PID, wantPID)
 			}
-			// A second recovery finds everything live.
-			if err := e.S.Recover(context.Background(), fastPolicy); err != nil {
-				t.Fatal(err)
-			}
-			if m2, b2, _ := e.F.count(); m2 != m1 || b2 != b1 {
-				t.Errorf("a second recovery mounted %d and bound %d more", m2-m1, b2-b1)
-			}
+			again() // a second recovery finds everything live
 		})
 	}
 }
