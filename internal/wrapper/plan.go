@@ -161,7 +161,6 @@ func (p *propagator) prepare(log *logrus.Logger) (spec.Modifier, error) {
 		return nil, err
 	}
 	return spec.Modifiers{
-		spec.WithoutStagedSources,
 		spec.ModifierFunc(func(s *specs.Spec) error { s.Mounts = p.mounts; return nil }),
 		spec.UnlistedPropagation("rslave"),
 		spec.RootfsPropagation("rshared"),

@@ -116,13 +116,10 @@ func (pl *preloader) prepare(log *logrus.Logger) (spec.Modifier, error) {
 	}
 	pl.ns = fd
 	log.Debugf("preload: host mount namespace %s handed over as fd %d", src, pl.fd)
-	return spec.Modifiers{
-		spec.WithoutStagedSources, // for mount-hook and mounter, which read the saved spec
-		spec.ModifierFunc(func(s *specs.Spec) error {
-			s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
-			return nil
-		}),
-	}, nil
+	return spec.ModifierFunc(func(s *specs.Spec) error {
+		s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
+		return nil
+	}), nil
 }
 
 // undo has nothing to remove: the bundle's files go with the bundle.
@@ -168,13 +165,7 @@ func (a allowEntry) String() string {
 // the call in the host namespace, translating a target below a destination to
 // the same place below the host path.
 func preloadAllowlist(s *specs.Spec, rule *spec.Rule, host Host, bundle string) ([]allowEntry, error) {
-	// Only the propagate mode's staging writes AnnotationStagedSources: one
-	// from the engine would make a bind of any source stand for an
-	// allowlisted path. AllowlistedBinds reads the mounts and that
-	// annotation, so a copy without annotations is enough.
-	view := *s
-	view.Annotations = nil
-	binds, err := spec.AllowlistedBinds(&view, allowlist(host, rule, bundle))
+	binds, err := spec.AllowlistedBinds(s, allowlist(host, rule, bundle))
 	if err != nil {
 		return nil, err
 	}

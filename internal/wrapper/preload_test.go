@@ -169,7 +169,6 @@ func TestPreloadAllowlist(t *testing.T) {
 	tests := []struct {
 		name    string
 		mounts  []specs.Mount
-		staged  map[string]string // an AnnotationStagedSources the engine passed
 		want    []allowEntry
 		wantErr string
 	}{
@@ -189,22 +188,11 @@ func TestPreloadAllowlist(t *testing.T) {
 		{name: "none", wantErr: "no bind mount of the rule's paths"},
 		{name: "symlink out of the allowlist", mounts: []specs.Mount{bind(kubelet+"/evil", "/evil")},
 			wantErr: "bind mount " + kubelet + "/evil -> /evil"},
-		{name: "staged sources from the engine are not believed", mounts: []specs.Mount{bind(filepath.Join(host, "other"), "/x")},
-			staged:  map[string]string{filepath.Join(host, "other"): kubelet},
-			wantErr: "no bind mount of the rule's paths"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rule := preloadTestRule(kubelet, filepath.Join(bundle, "vol"))
-			s := preloadTestSpec("/r", tt.mounts...)
-			if tt.staged != nil {
-				data, err := json.Marshal(tt.staged)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s.Annotations = map[string]string{spec.AnnotationStagedSources: string(data)}
-			}
-			got, err := preloadAllowlist(s, rule, hostHost{}, bundle)
+			got, err := preloadAllowlist(preloadTestSpec("/r", tt.mounts...), rule, hostHost{}, bundle)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -387,12 +375,8 @@ func TestPreloadModify(t *testing.T) {
 			}
 			pl := newTestPreloader(t, preloadTestRule(host), strings.ReplaceAll(tt.argv, "BUNDLE", bundle), bundle, self)
 			s := preloadTestSpec(rootfs, bind(host, "/host", "rprivate"))
-			s.Annotations = map[string]string{spec.AnnotationStagedSources: `{"/etc":"` + host + `"}`}
 			if err := preloadRewrite(t, pl, s); err != nil {
 				t.Fatal(err)
-			}
-			if v, ok := s.Annotations[spec.AnnotationStagedSources]; ok {
-				t.Errorf("the engine's %s = %s survived the rewrite", spec.AnnotationStagedSources, v)
 			}
 			if got, want := strings.Join(pl.execArgv, " "), strings.ReplaceAll(tt.wantArgv, "BUNDLE", bundle); got != want {
 				t.Errorf("argv %q, want %q", got, want)
@@ -748,6 +732,38 @@ func TestPreloadRun(t *testing.T) {
 	}
 	if s.Hooks == nil || !hasMountHook(s.Hooks.CreateRuntime) || !hasMountHook(s.Hooks.Poststop) {
 		t.Errorf("mount-hook not injected: %+v", s.Hooks)
+	}
+}
+
+// TestEngineStagedSourcesNotBelieved: only the propagate mode's staging
+// writes the staged-sources annotation. One the engine passes would make a
+// bind of any source stand for an allowlisted path: the wrapper drops it
+// before any check, so preload's allowlist holds only the rule's own binds,
+// and the saved spec, which mount-hook and mounter read, no longer has it.
+func TestEngineStagedSourcesNotBelieved(t *testing.T) {
+	host, other := preloadTestDir(t), preloadTestDir(t)
+	cfg := preloadTestConfig(t, "self", host)
+	s := preloadTestSpec(preloadTestDir(t), bind(host, "/data", "rprivate"), bind(other, "/x", "rprivate"))
+	s.Annotations[spec.AnnotationStagedSources] = fmt.Sprintf(`{%q:%q}`, other, host)
+	bundle := writeTestBundle(t, s)
+	var stderr bytes.Buffer
+	w := &Wrapper{
+		Stdout: &bytes.Buffer{}, Stderr: &stderr, Self: preloadTestSelf(t, false),
+		Exec: func(string, []string, []string) error { return nil },
+	}
+	if err := w.Run([]string{"--runc-shared-config", cfg, "create", "--bundle", bundle, "mounter"}); err != nil {
+		t.Fatalf("Run: %v\nstderr: %s", err, stderr.String())
+	}
+	conf := readBundleFile(t, bundle, preloadConf)
+	if !strings.Contains(conf, "allow /data "+host+"\n") || strings.Contains(conf, "allow /x") {
+		t.Errorf("hostmount.conf:\n%s\nwant /data allowed and /x not", conf)
+	}
+	doc, err := spec.Load(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := doc.Spec.Annotations[spec.AnnotationStagedSources]; ok {
+		t.Errorf("the engine's %s = %s survived the rewrite", spec.AnnotationStagedSources, v)
 	}
 }
 

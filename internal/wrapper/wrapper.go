@@ -101,6 +101,13 @@ func (w *Wrapper) Run(argv []string) (err error) {
 		return fmt.Errorf("%w; fix the bundle or the engine that wrote it", err)
 	}
 	w.log.Debugf("container %s matches mounter rule %q (mode %s)", args.ContainerID, rule.Name, rule.Mode)
+	// Only the propagate mode's staging writes the staged-sources
+	// annotation: one from the engine would make a bind of any source
+	// stand for an allowlisted path, for the checks below and, once saved,
+	// for mount-hook and mounter.
+	if err := spec.WithoutStagedSources.Modify(doc.Spec); err != nil {
+		return err
+	}
 	if err := spec.CheckPolicy(rule, doc.Spec); err != nil {
 		return err
 	}
