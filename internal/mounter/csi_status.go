@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
@@ -38,8 +37,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 		return "(none live)"
 	}
 	fmt.Fprintln(out)
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "RECORDED MOUNT\tRECORD\tRULE\tMOUNTER\tSTATE")
+	w := newTable(out, "RECORDED MOUNT\tRECORD\tRULE\tMOUNTER\tSTATE")
 	row := func(path, what, rule string) {
 		state, err := csi.MountState(path)
 		if err != nil {
@@ -59,8 +57,8 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 	for _, r := range routed {
 		row(r.Target, "routed "+r.FSType+" "+r.Source, r.Rule)
 	}
-	if err := w.Flush(); err != nil {
-		return nil, system("write status: %w", err)
+	if err := flush(w, "status"); err != nil {
+		return nil, err
 	}
 	for _, v := range vols {
 		if rc := v.Recovery; rc != nil {

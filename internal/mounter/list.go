@@ -41,8 +41,5 @@ func (m *Mounter) list(inv *Invocation, cfg *config.Config) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, rec.PID, state, rec.Runtime, cmp.Or(rec.RuntimeRoot, "(default)"))
 	}
-	if err := w.Flush(); err != nil {
-		return system("write list: %w", err)
-	}
-	return nil
+	return flush(w, "list")
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -124,8 +123,7 @@ func (m *Mounter) reportRecovery(all []recordedMount, unreadable []error, rule s
 		}
 		fmt.Fprintf(m.Stdout, "no recorded mount%s\n", scope)
 	} else {
-		w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "RECORDED MOUNT\tRECORD\tRULE\tSTATE")
+		w := newTable(m.Stdout, "RECORDED MOUNT\tRECORD\tRULE\tSTATE")
 		var bad []string
 		for _, rm := range all {
 			state, err := csi.MountState(rm.Path)
@@ -142,8 +140,8 @@ func (m *Mounter) reportRecovery(all []recordedMount, unreadable []error, rule s
 				bad = append(bad, line)
 			}
 		}
-		if err := w.Flush(); err != nil {
-			return system("write the result: %w", err)
+		if err := flush(w, "the result"); err != nil {
+			return err
 		}
 		if len(bad) > 0 {
 			return failure("%d of %d recorded mounts are not live (kept for the next mounter recover; mounter status shows them):\n  %s",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -84,8 +85,7 @@ func (m *Mounter) status(cfg *config.Config) error {
 func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error {
 	bin, _ := runtime.FindRuntime(cfg.Runtime, "")
 	bin = cmp.Or(bin, cfg.Runtime)
-	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
+	w := newTable(m.Stdout, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
 	row := func(rec *registry.Record, state string) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, cmp.Or(rec.RuntimeRoot, "(default)"), age(rec.Created))
 	}
@@ -99,8 +99,8 @@ func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error 
 		}
 		row(h.Record, state)
 	}
-	if err := w.Flush(); err != nil {
-		return system("write status: %w", err)
+	if err := flush(w, "status"); err != nil {
+		return err
 	}
 	for _, h := range recs.Held {
 		rec := h.Record
@@ -125,8 +125,7 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 		notLive[mi.Mountpoint] = true
 	}
 	fmt.Fprintln(m.Stdout)
-	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ROUTED MOUNT\tTYPE\tSOURCE\tMOUNTER")
+	w := newTable(m.Stdout, "ROUTED MOUNT\tTYPE\tSOURCE\tMOUNTER")
 	n := 0
 	for _, rec := range live {
 		for _, rm := range served[rec.ID] {
@@ -140,10 +139,7 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 	if n == 0 {
 		fmt.Fprintln(w, "(none)\t\t\t")
 	}
-	if err := w.Flush(); err != nil {
-		return system("write status: %w", err)
-	}
-	return nil
+	return flush(w, "status")
 }
 
 // deadTable lists the FUSE mounts below the rules' paths whose daemon is
@@ -155,8 +151,7 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) e
 		return nil
 	}
 	fmt.Fprintln(m.Stdout)
-	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
+	w := newTable(m.Stdout, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
 	for _, mi := range fuse.Dead {
 		fix := "umount -l " + mi.Mountpoint
 		if targets[mi.Mountpoint] {
@@ -167,8 +162,8 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) e
 	for _, mi := range fuse.Hung {
 		fmt.Fprintf(w, "%s\t%s\t%s\tnot answering\tcheck its daemon; umount -l %s if it is gone\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)
 	}
-	if err := w.Flush(); err != nil {
-		return system("write status: %w", err)
+	if err := flush(w, "status"); err != nil {
+		return err
 	}
 	fmt.Fprintln(m.Stdout, deadMountAdvice)
 	return nil
@@ -215,6 +210,22 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]*mo
 		out[id] = append(out[id], mi)
 	}
 	return out, nil
+}
+
+// newTable starts a table on out under the tab-separated header, in the
+// layout of every table the mounter prints.
+func newTable(out io.Writer, header string) *tabwriter.Writer {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	return w
+}
+
+// flush writes the table out; what names the output in the error.
+func flush(w *tabwriter.Writer, what string) error {
+	if err := w.Flush(); err != nil {
+		return system("write %s: %w", what, err)
+	}
+	return nil
 }
 
 // age formats how long ago t was, to the second (0s for a time to come).
