@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/config"
 	"github.com/runc-shared/runc-shared/internal/csi"
@@ -35,11 +31,6 @@ import (
 // volume of the rule again, each helper within its own bound.
 const recoverTimeout = 5 * time.Minute
 
-// lockName is the lock file that serializes `mounter recover` runs under
-// the state dir: the host-side recovery writes the records of a mounter
-// without a server, which no other process writes then.
-const lockName = "recover.lock"
-
 // recordedMount is one path a record says must hold a live mount.
 type recordedMount struct {
 	Path, Record, Rule string
@@ -51,9 +42,12 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 	if inv.Rule != "" && cfg.Rule(inv.Rule) == nil {
 		return usage("--rule %q: %s has no [[mounter]] rule of that name", inv.Rule, cfg.Name())
 	}
-	unlock, err := lockRecovery(cfg.StateDir)
+	// One `mounter recover` at a time, waiting for another to finish: the
+	// host-side recovery writes the records of a mounter without a server,
+	// which no other process writes then.
+	unlock, err := routedStore(cfg).Lock(context.Background(), "mounter recover")
 	if err != nil {
-		return err
+		return system("%w", err)
 	}
 	defer unlock()
 	recs, err := mounters(cfg, liveChecker)
@@ -314,22 +308,4 @@ func (m *Mounter) recoverRouted(em *execMounter, r *mountrec.Mount) (note string
 		return err.Error(), false
 	}
 	return "mounted again through mounter " + em.rec.ID, false
-}
-
-// lockRecovery takes the state dir's recovery lock, waiting for another
-// `mounter recover` to finish.
-func lockRecovery(stateDir string) (func(), error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, system("create the state dir: %w", err)
-	}
-	path := filepath.Join(stateDir, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, system("open the recovery lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		_ = f.Close()
-		return nil, system("lock %s: %w", path, err)
-	}
-	return func() { _ = f.Close() }, nil
 }
