@@ -2,7 +2,9 @@ package csi
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,5 +102,59 @@ func TestKubeletRegistration(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestServeReturnsSocketRemovalError: a socket that cannot be removed when
+// Serve stops (its directory is immutable, which stops root too) makes
+// Serve's error, for the CSI socket and kubelet's registration socket alike.
+func TestServeReturnsSocketRemovalError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sock func(endpoint, regSock string) string
+	}{
+		{"csi", func(endpoint, _ string) string { return endpoint }},
+		{"reg", func(_, regSock string) string { return regSock }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newNodeEnv(t)
+			dir := t.TempDir()
+			regDir := filepath.Join(dir, "plugins_registry")
+			endpoint := filepath.Join(dir, "plugins", e.S.Driver, "csi.sock")
+			o := &Options{Endpoint: "unix://" + endpoint, Driver: e.S.Driver, NodeID: "node-1", RegistrationDir: regDir, KubeletEndpoint: endpoint}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			done := make(chan error, 1)
+			go func() { done <- Serve(ctx, e.S, o) }()
+			sock := tc.sock(endpoint, RegistrationSocket(regDir, e.S.Driver))
+			testutil.Eventually(t, 10*time.Second, "socket "+sock, func() (bool, string) {
+				select {
+				case err := <-done:
+					t.Fatalf("Serve returned early: %v", err)
+				default:
+				}
+				fi, err := os.Lstat(sock)
+				return err == nil && fi.Mode()&os.ModeSocket != 0, fmt.Sprint(err)
+			})
+			chattr(t, "+i", filepath.Dir(sock))
+			t.Cleanup(func() { chattr(t, "-i", filepath.Dir(sock)) })
+
+			cancel()
+			select {
+			case err := <-done:
+				if want := "remove the socket " + sock; err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Serve = %v, want an error with %q", err, want)
+				}
+			case <-time.After(stopTimeout + 5*time.Second):
+				t.Fatal("Serve did not return after its context ended")
+			}
+		})
+	}
+}
+
+func chattr(t *testing.T, flag, path string) {
+	t.Helper()
+	if out, err := exec.Command("chattr", flag, path).CombinedOutput(); err != nil {
+		t.Fatalf("chattr %s %s: %v: %s", flag, path, err, out)
 	}
 }
