@@ -143,8 +143,7 @@ func (a *Args) parseCommand(idx []int) error {
 // for ExecArgv to drop.
 func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 	var firstErr error
-	var seenBuf [8][2]string
-	seen := seenBuf[:0] // the long name and the form given of each known option
+	var seen [2]uint32 // bit n: flagPairs[n-1] given in its long [0] or short [1] form
 	for k := 0; k < len(idx); k++ {
 		flagAt, valueAt := idx[k], -1
 		w := a.Argv[flagAt]
@@ -155,18 +154,22 @@ func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 			}
 			return idx[k:], firstErr
 		}
-		if err == nil && c.knows(f.name) {
+		spec, known := c.flags[f.name]
+		if err == nil && spec.pair > 0 {
 			// urfave/cli's normalizeFlags refuses both forms of one flag
 			// ("--bundle /a -b /b"); the same form twice keeps the last.
-			long := c.long(f.name)
-			if i := slices.IndexFunc(seen, func(p [2]string) bool { return p[0] == long }); i >= 0 && seen[i][1] != f.name {
-				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", seen[i][1], f.name)
+			p, form := flagPairs[spec.pair-1], 0
+			if f.name == p[1] {
+				form = 1
 			}
-			seen = append(seen, [2]string{long, f.name})
+			if seen[1-form]&(1<<spec.pair) != 0 {
+				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", p[1-form], f.name)
+			}
+			seen[form] |= 1 << spec.pair
 		}
 		switch {
 		case err != nil:
-		case c.valued[f.name]:
+		case known && spec.valued:
 			if f.name == ConfigFlag {
 				// Recorded before the value check so that ExecArgv drops
 				// the option even when its value is missing.
@@ -182,7 +185,7 @@ func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 				f.value = a.Argv[valueAt]
 			}
 			err = a.set(f, flagAt, valueAt)
-		case c.boolean[f.name]:
+		case known:
 			var v bool
 			if v, err = boolValue(w, f); err == nil {
 				a.setBool(f.name, v)
@@ -251,33 +254,38 @@ func (a *Args) setBool(name string, v bool) {
 
 // reorder moves the command's known flags (and the word after each, which
 // may be its value) in front of the other words, as urfave/cli v1 does
-// before parsing; words after "--" keep their place.
+// before parsing; "--" goes in front of the other words and the words after
+// it keep their place. It reorders idx in place: the call path allocates
+// nothing for it.
 func reorder(c command, argv []string, idx []int) []int {
-	var flags, rest []int
-	mayBeValue := false
+	front, mayBeValue := 0, false // idx[:front] are the words moved so far
 	for k, i := range idx {
 		w := argv[i]
+		flag := isCommandFlag(c, w)
 		switch {
-		case mayBeValue && !isCommandFlag(c, w):
+		case mayBeValue && !flag:
 			mayBeValue = false
-			flags = append(flags, i)
 		case w == "--":
-			rest = append(append([]int{i}, rest...), idx[k+1:]...)
-			return append(flags, rest...)
-		case isCommandFlag(c, w):
-			flags = append(flags, i)
+			copy(idx[front+1:k+1], idx[front:k])
+			idx[front] = i
+			return idx
+		case flag:
 			mayBeValue = !strings.Contains(w, "=")
 		default:
-			rest = append(rest, i)
+			continue
 		}
+		copy(idx[front+1:k+1], idx[front:k])
+		idx[front] = i
+		front++
 	}
-	return append(flags, rest...)
+	return idx
 }
 
 // isCommandFlag is urfave/cli v1's argIsFlag: a word naming a known flag.
 func isCommandFlag(c command, w string) bool {
 	kind, f, err := classify(w)
-	return err == nil && kind == wordFlag && c.knows(f.name)
+	_, known := c.flags[f.name]
+	return err == nil && kind == wordFlag && known
 }
 
 type wordKind int
@@ -373,7 +381,7 @@ func (a *Args) WithPreserveFDs(n int) ([]string, error) {
 	if a.err != nil {
 		return nil, fmt.Errorf("set --preserve-fds: %w", a.err)
 	}
-	if c, ok := commands[a.Command]; !ok || !c.valued["preserve-fds"] {
+	if c, ok := commands[a.Command]; !ok || !c.flags["preserve-fds"].valued {
 		return nil, fmt.Errorf("set --preserve-fds: %q does not take it", a.Command)
 	}
 	if n < 0 {

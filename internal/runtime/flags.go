@@ -13,15 +13,14 @@ const ConfigFlag = "runc-shared-config"
 // globals are runc's global options, and ours. They are parsed on after a
 // usage error, and unknown ones are kept (see Args.UnknownGlobals).
 var globals = command{
-	valued:  names("root", "log", "log-format", "criu", "rootless", ConfigFlag),
-	boolean: names("debug", "systemd-cgroup", "help", "h", "version", "v"),
-	global:  true,
+	flags: flagSpecs([]string{"root", "log", "log-format", "criu", "rootless", ConfigFlag},
+		[]string{"debug", "systemd-cgroup", "help", "h", "version", "v"}),
+	global: true,
 }
 
 // command describes one runc subcommand's own flags.
 type command struct {
-	valued  map[string]bool
-	boolean map[string]bool
+	flags map[string]flagSpec
 	// strict commands are the ones that may rewrite the bundle: an unknown
 	// flag there is an error, since we could not tell whether it swallows
 	// the next word and would then risk reading the wrong bundle.
@@ -35,8 +34,13 @@ type command struct {
 	global bool
 }
 
-// knows reports whether name is one of the command's flags.
-func (c command) knows(name string) bool { return c.valued[name] || c.boolean[name] }
+// flagSpec describes one flag of a command.
+type flagSpec struct {
+	valued bool
+	// pair is 1 + the index in flagPairs of the flag's long and short
+	// name when the command knows both, or 0.
+	pair uint8
+}
 
 // flagPairs are runc's flags with a long and a short name, declared as one
 // flag ("bundle, b"): urfave/cli refuses a command line that gives both.
@@ -44,16 +48,6 @@ var flagPairs = [][2]string{
 	{"bundle", "b"}, {"detach", "d"}, {"help", "h"}, {"force", "f"}, {"format", "f"},
 	{"all", "a"}, {"quiet", "q"}, {"resources", "r"}, {"env", "e"}, {"user", "u"},
 	{"additional-gids", "g"}, {"process", "p"}, {"cap", "c"}, {"tty", "t"},
-}
-
-// long returns the long name of the command's flag name.
-func (c command) long(name string) string {
-	for _, p := range flagPairs {
-		if name == p[1] && c.knows(p[0]) {
-			return p[0]
-		}
-	}
-	return name
 }
 
 var (
@@ -79,10 +73,10 @@ var commands = map[string]command{
 			"shell-job", "file-locks", "detach", "d", "no-subreaper", "no-pivot",
 			"auto-dedup", "lazy-pages"}),
 	"exec": {
-		valued: names("console-socket", "pidfd-socket", "cwd", "env", "e", "user", "u",
+		flags: flagSpecs([]string{"console-socket", "pidfd-socket", "cwd", "env", "e", "user", "u",
 			"additional-gids", "g", "process", "p", "pid-file", "process-label",
-			"apparmor", "cap", "c", "preserve-fds", "cgroup"),
-		boolean:   names("tty", "t", "detach", "d", "no-new-privs", "ignore-paused", "help", "h"),
+			"apparmor", "cap", "c", "preserve-fds", "cgroup"},
+			[]string{"tty", "t", "detach", "d", "no-new-privs", "ignore-paused", "help", "h"}),
 		takesID:   true,
 		noReorder: true,
 	},
@@ -111,17 +105,30 @@ var commands = map[string]command{
 
 func newCommand(strict, takesID bool, valued, boolean []string) command {
 	return command{
-		valued:  names(valued...),
-		boolean: names(append([]string{"help", "h"}, boolean...)...),
+		flags:   flagSpecs(valued, append([]string{"help", "h"}, boolean...)),
 		strict:  strict,
 		takesID: takesID,
 	}
 }
 
-func names(list ...string) map[string]bool {
-	m := make(map[string]bool, len(list))
-	for _, n := range list {
-		m[n] = true
+// flagSpecs builds a command's flag table: one lookup per option word on
+// the call path tells whether the flag is known, takes a value and has a
+// second form.
+func flagSpecs(valued, boolean []string) map[string]flagSpec {
+	m := make(map[string]flagSpec, len(valued)+len(boolean))
+	for _, n := range valued {
+		m[n] = flagSpec{valued: true}
+	}
+	for _, n := range boolean {
+		m[n] = flagSpec{}
+	}
+	for i, p := range flagPairs {
+		long, okL := m[p[0]]
+		short, okS := m[p[1]]
+		if okL && okS && short.pair == 0 {
+			long.pair, short.pair = uint8(i+1), uint8(i+1)
+			m[p[0]], m[p[1]] = long, short
+		}
 	}
 	return m
 }

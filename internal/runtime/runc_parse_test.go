@@ -72,7 +72,13 @@ func urfaveParse(argv []string) runcView {
 // --help, -h itself.
 func urfaveFlags(c command) []cli.Flag {
 	var flags []cli.Flag
-	add := func(names map[string]bool, valued bool) {
+	add := func(valued bool) {
+		names := map[string]bool{}
+		for n, f := range c.flags {
+			if f.valued == valued {
+				names[n] = true
+			}
+		}
 		for _, n := range slices.Sorted(func(yield func(string) bool) {
 			for n := range names {
 				if !yield(n) {
@@ -99,8 +105,8 @@ func urfaveFlags(c command) []cli.Flag {
 			}
 		}
 	}
-	add(c.valued, true)
-	add(c.boolean, false)
+	add(true)
+	add(false)
 	return flags
 }
 
