@@ -248,7 +248,7 @@ func (s *Server) recoverVolume(ctx context.Context, id string) VolumeResult {
 	}
 	defer unlock()
 	// A server killed while writing this record left its temporary file;
-	// no other process writes this driver's records, and the lock is held.
+	// every writer of the record holds its lock, across processes.
 	atomicfile.RemoveLeftovers(s.records.Path(id))
 	rec, err := s.records.Read(id)
 	if err != nil || rec == nil {
@@ -435,9 +435,10 @@ const recoverDirPrefix = ".runc-shared-recover-"
 // removeRecoverDirs detaches and removes the hidden directories that a
 // withBaseFor killed between its mount and its unmount left in dir, a
 // target's parent: kubelet's clean-up of the pod's volume directory trips
-// on a mount there. None is in use: withBaseFor runs under the volume's
-// lock, and on the host under `mounter recover`'s lock in the state dir.
-// Only directories of that name are touched, and only emptied ones removed.
+// on a mount there. None is in use: dir is the directory of one volume's
+// target, and withBaseFor runs under the volume's lock, which a server and
+// the host's `mounter recover` share (lockVolume). Only directories of that
+// name are touched, and only emptied ones removed.
 func removeRecoverDirs(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {

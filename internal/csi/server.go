@@ -40,7 +40,9 @@ type Server struct {
 	Log      *logrus.Logger
 
 	locks keyLocks
-	// records are this driver's; only this server writes them.
+	// records are this driver's: this server writes them, and the host's
+	// `mounter recover` when no server answers, each under the volume's
+	// lock (lockVolume).
 	records mountrec.Store
 	// work is the controller's private mount point: a base volume is
 	// mounted below it for one call and seen by nobody else.
@@ -112,13 +114,27 @@ func (s *Server) Register(g *grpc.Server) {
 	csipb.RegisterControllerServer(g, s)
 }
 
-// lockVolume serializes the calls for one volume id.
+// lockVolume serializes the calls for one volume id, in this process and
+// across processes: a server that starts recovers its volumes while the
+// host's `mounter recover`, finding no server that answers yet, may
+// recover the same ones with a Server of its own. The file lock beside the
+// records is taken after the in-process one, so the calls of one process
+// wait on the channel and only one of them polls the file.
 func (s *Server) lockVolume(ctx context.Context, id string) (func(), error) {
 	unlock, err := s.locks.lock(ctx, id)
 	if err != nil {
 		return nil, status.Errorf(codes.Aborted, "volume %s: another call for it is still running: %v", id, err)
 	}
-	return unlock, nil
+	unlockFile, err := s.records.Lock(ctx, id)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		unlock()
+		return nil, status.Errorf(codes.Aborted, "volume %s: another call for it is still running: %v", id, err)
+	case err != nil:
+		unlock()
+		return nil, fmt.Errorf("volume %s: %w", id, err)
+	}
+	return func() { unlockFile(); unlock() }, nil
 }
 
 // grpcCodes are the gRPC codes of the package's errors; any other error is
