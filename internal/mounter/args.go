@@ -79,9 +79,6 @@ func (inv *Invocation) OptionList() []string {
 	return opts
 }
 
-// OptionString joins the -o values into one comma-separated list.
-func (inv *Invocation) OptionString() string { return strings.Join(inv.OptionList(), ",") }
-
 // Usage is the help text.
 const Usage = `usage:
   mounter [--config PATH] [--timeout DURATION] mount [-t TYPE] [-o OPTIONS] [-r|-w] [-n] [-v] [-s] [-f] SOURCE TARGET
@@ -353,7 +350,7 @@ func mountArgv(inv *Invocation, inner string) []string {
 		argv = append(argv, "-v")
 	}
 	argv = append(argv, "-t", inv.Type)
-	if o := inv.OptionString(); o != "" {
+	if o := strings.Join(inv.OptionList(), ","); o != "" {
 		argv = append(argv, "-o", o)
 	}
 	return append(argv, "--", inv.Source(), inner)

@@ -3,6 +3,7 @@ package mounter
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,10 +134,10 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestOptionString(t *testing.T) {
+func TestOptionList(t *testing.T) {
 	inv := &Invocation{Options: []string{"ro,acl", "", "log-level=ERROR,", "rw"}}
-	if got, want := inv.OptionString(), "ro,acl,log-level=ERROR,rw"; got != want {
-		t.Errorf("OptionString() = %q, want %q", got, want)
+	if got, want := strings.Join(inv.OptionList(), ","), "ro,acl,log-level=ERROR,rw"; got != want {
+		t.Errorf("OptionList() = %q, want %q", got, want)
 	}
 }
 

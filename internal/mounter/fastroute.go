@@ -34,21 +34,12 @@ func lookAhead(stateDir, target string) *lookahead {
 	return l
 }
 
-// runMount runs the mount of a routed invocation inside the mounter: by the
-// mounter's own server when it runs one (`mounter csi`), which spares the
-// runtime exec (a runtime process, a setns into every namespace of the
-// container, a fork of the helper there), else through the runtime's exec.
-// Either way the helper runs in the mounter, with its cgroup, seccomp
-// profile and capabilities, and the caller checks the result on the host.
-func (m *Mounter) runMount(ctx context.Context, inv *Invocation, route *Route, anns []*csi.Announcement) (ExecResult, error) {
-	if done, err := m.mountByServer(ctx, inv, route, anns); done {
-		return ExecResult{}, err
-	}
-	return m.Exec.Exec(ctx, route.Container, mountArgv(inv, route.Inner))
-}
-
-// mountByServer sends the mount to the mounter's server, found among the
-// announcements anns; done is false
+// mountByServer sends the mount to the mounter's server (`mounter csi`),
+// found among the announcements anns, which spares the runtime exec (a
+// runtime process, a setns into every namespace of the container, a fork
+// of the helper there). Either way the helper runs in the mounter, with its
+// cgroup, seccomp profile and capabilities, and the caller checks the
+// result on the host. done is false
 // when there is no server to ask (none announced in the mounter's mount
 // namespace, it does not answer, or it is of an earlier release that
 // speaks only gRPC), or when the invocation needs mount(8)

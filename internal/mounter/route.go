@@ -141,7 +141,11 @@ func (m *Mounter) mountVia(inv *Invocation, route *Route, ahead *lookahead) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	res, err := m.runMount(ctx, inv, route, ahead.anns)
+	var res ExecResult
+	done, err := m.mountByServer(ctx, inv, route, ahead.anns)
+	if !done {
+		res, err = m.Exec.Exec(ctx, c, mountArgv(inv, route.Inner))
+	}
 	if res.Stdout != "" {
 		fmt.Fprint(m.Stdout, res.Stdout) // mount -v output
 	}
