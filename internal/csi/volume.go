@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -90,15 +91,10 @@ func (v Volume) validate() error {
 	case hasControl(v.Source) || strings.ContainsAny(v.Source, " \t"):
 		return invalid("%s %q holds white space or control characters", KeySource, v.Source)
 	}
-	if err := checkOptions(v.Options...); err != nil {
+	if err := checkOptions(v.Options...); err != nil || v.Subdir == "" {
 		return err
 	}
-	if v.Subdir != "" {
-		if err := checkName(KeySubdir, v.Subdir); err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkName(KeySubdir, v.Subdir)
 }
 
 // checkOptions refuses a mount option that is empty, starts with "-"
@@ -269,12 +265,8 @@ func createdFromParams(name string, params map[string]string, capFSType string, 
 	if strings.Contains(base.Source, "|") || strings.Contains(base.OptionString(), "|") {
 		return Created{}, invalid("%s or %s holds \"|\", which the volume id uses as its separator", KeySource, KeyOptions)
 	}
-	c := Created{Base: base, Name: name, OnDelete: params[KeyOnDelete]}
-	switch c.OnDelete {
-	case "":
-		c.OnDelete = OnDeleteDelete
-	case OnDeleteDelete, OnDeleteRetain:
-	default:
+	c := Created{Base: base, Name: name, OnDelete: cmp.Or(params[KeyOnDelete], OnDeleteDelete)}
+	if c.OnDelete != OnDeleteDelete && c.OnDelete != OnDeleteRetain {
 		return Created{}, invalid("%s %q: use %q or %q", KeyOnDelete, c.OnDelete, OnDeleteRetain, OnDeleteDelete)
 	}
 	return c, nil
