@@ -21,7 +21,22 @@ func MountOfReader(r io.Reader, path string) (*mountinfo.Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mountOfReader(r, c)
+	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
+	}
+	return pickVisible(cands, c)
+}
+
+// mountOfMountinfo is MountOf without the statmount fast path: the
+// reference its tests compare with.
+func mountOfMountinfo(path string) (*mountinfo.Info, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return MountOfReader(f, path)
 }
 
 // ErrHungMount means some FUSE mounts did not answer statfs in time. They are

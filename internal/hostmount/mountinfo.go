@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -35,24 +34,7 @@ func MountOf(path string) (*mountinfo.Info, error) {
 	if n, _, err := mountNodeOf(c); err == nil {
 		return n.info, nil
 	}
-	return mountOfMountinfo(c)
-}
-
-// mountOfMountinfo is MountOf from /proc/self/mountinfo; c is clean and
-// absolute.
-func mountOfMountinfo(c string) (*mountinfo.Info, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
-	}
-	defer f.Close()
-	return mountOfReader(f, c)
-}
-
-// mountOfReader is MountOf over mountinfo text read from r, keeping only
-// the ancestors of c (clean, absolute) as the entries are parsed.
-func mountOfReader(r io.Reader, c string) (*mountinfo.Info, error) {
-	cands, err := mountinfo.GetMountsFromReader(r, ancestorsFilter(c))
+	cands, err := mountinfo.GetMounts(ancestorsFilter(c))
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo for %s: %w", c, err)
 	}
@@ -343,9 +325,6 @@ func (t *Table) IsMountPoint(path string) (bool, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return false, err
-	}
-	if t.loaded {
-		return slices.ContainsFunc(t.mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == c }), nil
 	}
 	found, err := t.Mounts(mountinfo.SingleEntryFilter(c))
 	return len(found) > 0, err
