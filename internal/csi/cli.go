@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -82,9 +83,7 @@ func ParseArgs(args []string) (*Options, error) {
 	if _, err := socketPath(o.Endpoint); err != nil {
 		return nil, err
 	}
-	if o.KubeletEndpoint == "" {
-		o.KubeletEndpoint, _ = socketPath(o.Endpoint)
-	} else if p, err := socketPath(o.KubeletEndpoint); err == nil {
+	if p, err := socketPath(cmp.Or(o.KubeletEndpoint, o.Endpoint)); err == nil {
 		o.KubeletEndpoint = p
 	}
 	return o, nil
