@@ -338,11 +338,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	if err := s.Mounter.Bind(src, target, ro); err != nil {
 		return nil, err
 	}
-	if i := rec.TargetIndex(target); i >= 0 {
-		rec.Targets[i].ReadOnly = ro
-	} else {
-		rec.Targets = append(rec.Targets, mountrec.Target{Path: target, ReadOnly: ro})
-	}
+	rec.Targets = append(slices.DeleteFunc(rec.Targets, func(t mountrec.Target) bool { return t.Path == target }), mountrec.Target{Path: target, ReadOnly: ro})
 	return &csipb.NodePublishVolumeResponse{}, s.keep(rec, target)
 }
 
