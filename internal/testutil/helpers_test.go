@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/moby/sys/mountinfo"
 )
 
 func TestPoll(t *testing.T) {
@@ -79,26 +77,6 @@ func TestBelow(t *testing.T) {
 		if got := Below(tc.path, tc.root); got != tc.want {
 			t.Errorf("Below(%q, %q) = %v, want %v", tc.path, tc.root, got, tc.want)
 		}
-	}
-}
-
-func TestPeerGroup(t *testing.T) {
-	for _, tc := range []struct {
-		optional string
-		want     int
-	}{
-		{"", 0},
-		{"shared:7", 7},
-		{"master:3", 0},
-		{"shared:12 master:3", 12},
-		{"master:3 shared:12", 12},
-	} {
-		if got := PeerGroup(&mountinfo.Info{Optional: tc.optional}); got != tc.want {
-			t.Errorf("PeerGroup(%q) = %d, want %d", tc.optional, got, tc.want)
-		}
-	}
-	if PeerGroup(nil) != 0 {
-		t.Error("PeerGroup(nil) != 0")
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 // TestDirsOnBothHosts pins what each kind of test directory is under each
@@ -16,8 +18,8 @@ func TestDirsOnBothHosts(t *testing.T) {
 	ForEachHost(t, func(t *testing.T, h Host) {
 		RequireRoot(t)
 		shared := SharedDir(t)
-		parent := PeerGroup(MountOf(t, filepath.Dir(shared)))
-		if g := PeerGroup(MountAt(t, shared)); g == 0 || g == parent {
+		parent := hostmount.PeerGroup(MountOf(t, filepath.Dir(shared)))
+		if g := hostmount.PeerGroup(MountAt(t, shared)); g == 0 || g == parent {
 			t.Errorf("SharedDir %s has peer group %d, want one of its own (its parent's is %d)", shared, g, parent)
 		}
 		sub := filepath.Join(shared, "sub")
@@ -30,7 +32,7 @@ func TestDirsOnBothHosts(t *testing.T) {
 		}
 
 		unshared := UnsharedDir(t)
-		if m := MountAt(t, unshared); m == nil || PeerGroup(m) != 0 {
+		if m := MountAt(t, unshared); m == nil || hostmount.PeerGroup(m) != 0 {
 			t.Errorf("UnsharedDir %s = %+v, want a private mount point", unshared, m)
 		}
 
@@ -38,7 +40,7 @@ func TestDirsOnBothHosts(t *testing.T) {
 		if m := MountAt(t, private); m != nil {
 			t.Errorf("PrivateDir %s is a mount point: %+v", private, m)
 		}
-		if got := PeerGroup(MountOf(t, private)) != 0; got != h.SharedRoot {
+		if got := hostmount.PeerGroup(MountOf(t, private)) != 0; got != h.SharedRoot {
 			t.Errorf("PrivateDir %s on a shared mount: %v, want %v (/ shared: %v)", private, got, h.SharedRoot, h.SharedRoot)
 		}
 	})

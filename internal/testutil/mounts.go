@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -221,21 +220,6 @@ func MountAt(t testing.TB, path string) *mountinfo.Info {
 		}
 	}
 	return nil
-}
-
-// PeerGroup returns the shared peer group of m ("shared:N" in mountinfo), or 0
-// when m is nil or not a shared mount.
-func PeerGroup(m *mountinfo.Info) int {
-	if m == nil {
-		return 0
-	}
-	for _, f := range strings.Fields(m.Optional) {
-		if n, ok := strings.CutPrefix(f, "shared:"); ok {
-			id, _ := strconv.Atoi(n)
-			return id
-		}
-	}
-	return 0
 }
 
 // MountOf returns the mount that holds path (the mount point itself, or the

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -190,7 +192,7 @@ func TestSharedDir(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		dir = SharedDir(t)
 		m := MountAt(t, dir)
-		if m == nil || PeerGroup(m) == 0 {
+		if m == nil || hostmount.PeerGroup(m) == 0 {
 			t.Fatalf("%s is not a shared mount: %+v", dir, m)
 		}
 		sub := filepath.Join(dir, "a", "b")

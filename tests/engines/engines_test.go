@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/runc-shared/runc-shared/internal/configure"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/registry"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 	"github.com/runc-shared/runc-shared/pkg/spec"
@@ -130,7 +131,7 @@ func acceptance(t *testing.T, s *setup, e engine) {
 	}); ok {
 		c.checkMounter(t, rec)
 	}
-	if m := testutil.MountAt(t, s.Host); m == nil || testutil.PeerGroup(m) == 0 {
+	if m := testutil.MountAt(t, s.Host); m == nil || hostmount.PeerGroup(m) == 0 {
 		t.Errorf("%s is not a shared mount after the mounter started: %+v", s.Host, m)
 	}
 	src := s.Gluster.Server + ":/" + s.Gluster.Volume

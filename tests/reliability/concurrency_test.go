@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -64,7 +65,7 @@ func TestConcurrentCreates(t *testing.T) {
 	t.Logf("%d concurrent creates through runc-shared and runc in %v, %d failed", concurrentCreates, took.Round(time.Millisecond), failed)
 
 	ms := testutil.MountsUnder(t, host)
-	if len(ms) != 1 || ms[0].Mountpoint != host || testutil.PeerGroup(ms[0]) == 0 {
+	if len(ms) != 1 || ms[0].Mountpoint != host || hostmount.PeerGroup(ms[0]) == 0 {
 		var desc []string
 		for _, m := range ms {
 			desc = append(desc, fmt.Sprintf("%d %s %s %s", m.ID, m.Mountpoint, m.Root, m.Optional))

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runc-shared/runc-shared/internal/hostmount"
 	"github.com/runc-shared/runc-shared/internal/testutil"
 )
 
@@ -81,7 +82,7 @@ func TestMatchingMounterReachesHost(t *testing.T) {
 		if strings.Join(last.Options, ",") != "rbind,rshared" || last.Destination != "/host" {
 			t.Errorf("last mount = %s %v, want /host [rbind rshared]", last.Destination, last.Options)
 		}
-		if m := testutil.MountOf(t, host); testutil.PeerGroup(m) == 0 {
+		if m := testutil.MountOf(t, host); hostmount.PeerGroup(m) == 0 {
 			t.Fatalf("host path %s is not on a shared mount after create: %+v", host, m)
 		}
 		made := strings.Contains(b.Log(t), "made host path "+host+" a shared mount")
