@@ -10,14 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Bindfs mounts `bindfs -f [opts] src target` (a real FUSE filesystem that
 // needs no server), run as the test's own child, and returns that child once
 // the mount is there; src and target are made. Cleanup kills the child (by
-// its PID) and detaches target.
+// its PID), then unmounts target (UnmountLater).
 func Bindfs(t testing.TB, src, target string, opts ...string) *exec.Cmd {
 	t.Helper()
 	RequireRoot(t)
@@ -36,14 +34,8 @@ func Bindfs(t testing.TB, src, target string, opts ...string) *exec.Cmd {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		err := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("unmount FUSE mount %s: %v", target, err)
-		}
-	})
+	UnmountLater(t, target) // after the kill below: cleanups run last-in first-out
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
 	Eventually(t, 10*time.Second, "bindfs to mount "+target, func() (bool, string) {
 		if m := MountAt(t, target); m != nil && strings.HasPrefix(m.FSType, "fuse") {
 			return true, ""
