@@ -278,7 +278,7 @@ func runtimeState(runtime string, rec *Record) (string, error) {
 		Status string `json:"status"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil || st.Status == "" {
-		return "", fmt.Errorf("%s printed no state: %q", what, truncate(stdout.String()))
+		return "", fmt.Errorf("%s printed no state: %.200q", what, stdout.String())
 	}
 	return st.Status, nil
 }
@@ -288,11 +288,4 @@ func runtimeState(runtime string, rec *Record) (string, error) {
 func notExist(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "does not exist") || strings.Contains(m, "no such file or directory")
-}
-
-func truncate(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
 }
