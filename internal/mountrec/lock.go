@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,8 +79,9 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			err := fmt.Errorf("its lock file %s is held by %s: %w", path, holder(f), ctx.Err())
 			_ = f.Close()
-			return nil, fmt.Errorf("its lock file %s is held by another call: %w", path, ctx.Err())
+			return nil, err
 		case <-t.C:
 		}
 	}
@@ -96,4 +99,39 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 		return nil, fmt.Errorf("lstat %s: %w", path, err)
 	}
 	return nil, nil
+}
+
+// holder says who holds the flock of f's file, from /proc/locks (proc(5)):
+// its lines read "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode>
+// 0 EOF", major and minor in hex, with "->" after the number for a waiter.
+// The pid is as this process's PID namespace sees it, and 0 for a process
+// it does not see: the host's `mounter recover` from a mounter's server.
+func holder(f *os.File) string {
+	const unknown = "another call"
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return unknown
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return unknown
+	}
+	file := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) != 8 || fields[1] != "FLOCK" || fields[5] != file {
+			continue
+		}
+		switch pid, err := strconv.Atoi(fields[4]); {
+		case err != nil:
+			return unknown
+		case pid == 0:
+			return "a process outside this PID namespace (such as `mounter recover` on the host)"
+		case pid == os.Getpid():
+			return "another call of this process"
+		default:
+			return fmt.Sprintf("process %d", pid)
+		}
+	}
+	return unknown
 }

@@ -3,7 +3,9 @@ package mountrec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,11 +71,11 @@ func TestLock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if again, err := s.Lock(ctx, "vol-1"); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+	if again, err := s.Lock(ctx, "vol-1"); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path+" is held by another call of this process") {
 		if again != nil {
 			again()
 		}
-		t.Fatalf("second Lock of a held key: %v; want the deadline, naming %s", err, path)
+		t.Fatalf("second Lock of a held key: %v; want the deadline, naming %s and its holder", err, path)
 	}
 	if waited := time.Since(start); waited < 100*time.Millisecond {
 		t.Errorf("second Lock gave up after %v, before its deadline", waited)
@@ -161,5 +163,73 @@ func TestLockRemovedWhileWaiting(t *testing.T) {
 	unlock()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("lock file after the release: %v, want it removed", err)
+	}
+}
+
+// TestLockHeldByAnotherProcess: flock(1) holds the key's lock file as
+// another process would; Lock waits for it, names it when it gives up, and
+// takes the file over once that process is gone.
+func TestLockHeldByAnotherProcess(t *testing.T) {
+	s := Store{Dir: Dir(t.TempDir(), "d.example.io")}
+	path := s.LockPath("vol-1")
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// flock holds the lock until cat, its command, reads the end of its
+	// input; -o keeps the lock out of cat.
+	cmd := exec.Command("flock", "-o", path, "cat")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err == nil {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			_ = f.Close()
+		}
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flock never took %s: %v", path, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	want := fmt.Sprintf("%s is held by process %d", path, cmd.Process.Pid)
+	if unlock, err := s.Lock(ctx, "vol-1"); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), want) {
+		if unlock != nil {
+			unlock()
+		}
+		t.Fatalf("Lock while another process holds the key: %v; want the deadline and %q", err, want)
+	}
+	_ = stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("flock: %v", err)
+	}
+	exited = true
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	unlock, err := s.Lock(ctx, "vol-1")
+	if err != nil {
+		t.Fatalf("Lock once the other process is gone: %v", err)
+	}
+	unlock()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the lock file the other process left, after the release: %v; want it removed", err)
 	}
 }
