@@ -143,7 +143,7 @@ func (a *Args) parseCommand(idx []int) error {
 // for ExecArgv to drop.
 func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 	var firstErr error
-	var seen [2]uint32 // bit n: flagPairs[n-1] given in its long [0] or short [1] form
+	var seen uint64 // the bits of the names of flags given (flagSpec.bit)
 	for k := 0; k < len(idx); k++ {
 		flagAt, valueAt := idx[k], -1
 		w := a.Argv[flagAt]
@@ -155,18 +155,12 @@ func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 			return idx[k:], firstErr
 		}
 		spec, known := c.flags[f.name]
-		if err == nil && spec.pair > 0 {
+		if err == nil && seen&spec.otherBit != 0 {
 			// urfave/cli's normalizeFlags refuses both forms of one flag
 			// ("--bundle /a -b /b"); the same form twice keeps the last.
-			p, form := flagPairs[spec.pair-1], 0
-			if f.name == p[1] {
-				form = 1
-			}
-			if seen[1-form]&(1<<spec.pair) != 0 {
-				err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", p[1-form], f.name)
-			}
-			seen[form] |= 1 << spec.pair
+			err = fmt.Errorf("both %s and %s given: runc refuses two forms of one flag", spec.other, f.name)
 		}
+		seen |= spec.bit
 		switch {
 		case err != nil:
 		case known && spec.valued:

@@ -1,5 +1,10 @@
 package runtime
 
+import (
+	"slices"
+	"strings"
+)
+
 // The flag tables below mirror runc's command line (runc 1.1.5 as shipped by
 // Debian bookworm, checked against `runc CMD --help`, plus flags added by
 // later runc releases such as --pidfd-socket). Which flags take a value is
@@ -14,7 +19,7 @@ const ConfigFlag = "runc-shared-config"
 // usage error, and unknown ones are kept (see Args.UnknownGlobals).
 var globals = command{
 	flags: flagSpecs([]string{"root", "log", "log-format", "criu", "rootless", ConfigFlag},
-		[]string{"debug", "systemd-cgroup", "help", "h", "version", "v"}),
+		[]string{"debug", "systemd-cgroup", "help,h", "version", "v"}),
 	global: true,
 }
 
@@ -34,24 +39,19 @@ type command struct {
 	global bool
 }
 
-// flagSpec describes one flag of a command.
+// flagSpec describes one flag of a command. A flag with a long and a short
+// name is declared as one, "bundle,b", as runc declares it to urfave/cli,
+// which refuses a command line that gives both: each name then has a bit of
+// its own in a command line's mask of the names seen, and other and
+// otherBit name the second form.
 type flagSpec struct {
-	valued bool
-	// pair is 1 + the index in flagPairs of the flag's long and short
-	// name when the command knows both, or 0.
-	pair uint8
-}
-
-// flagPairs are runc's flags with a long and a short name, declared as one
-// flag ("bundle, b"): urfave/cli refuses a command line that gives both.
-var flagPairs = [][2]string{
-	{"bundle", "b"}, {"detach", "d"}, {"help", "h"}, {"force", "f"}, {"format", "f"},
-	{"all", "a"}, {"quiet", "q"}, {"resources", "r"}, {"env", "e"}, {"user", "u"},
-	{"additional-gids", "g"}, {"process", "p"}, {"cap", "c"}, {"tty", "t"},
+	valued        bool
+	other         string
+	bit, otherBit uint64
 }
 
 var (
-	createValued = []string{"bundle", "b", "console-socket", "pidfd-socket", "pid-file", "preserve-fds"}
+	createValued = []string{"bundle,b", "console-socket", "pidfd-socket", "pid-file", "preserve-fds"}
 	createBool   = []string{"no-pivot", "no-new-keyring"}
 )
 
@@ -60,23 +60,23 @@ var (
 var commands = map[string]command{
 	"create": newCommand(true, true, createValued, createBool),
 	"run": newCommand(true, true, createValued,
-		append([]string{"detach", "d", "keep", "no-subreaper"}, createBool...)),
+		append([]string{"detach,d", "keep", "no-subreaper"}, createBool...)),
 	// runc 1.1.5 shows --auto-dedup and --lazy-pages as boolean flags of
 	// restore; --parent-path, --page-server and --status-fd are checkpoint
 	// options that criuOptions also reads, listed as valued in case a runc
 	// version defines them for restore.
 	"restore": newCommand(true, true,
-		[]string{"bundle", "b", "console-socket", "pid-file", "image-path", "work-path",
+		[]string{"bundle,b", "console-socket", "pid-file", "image-path", "work-path",
 			"parent-path", "page-server", "manage-cgroups-mode", "empty-ns", "status-fd",
 			"lsm-profile", "lsm-mount-context"},
 		[]string{"tcp-established", "tcp-skip-in-flight", "link-remap", "ext-unix-sk",
-			"shell-job", "file-locks", "detach", "d", "no-subreaper", "no-pivot",
+			"shell-job", "file-locks", "detach,d", "no-subreaper", "no-pivot",
 			"auto-dedup", "lazy-pages"}),
 	"exec": {
-		flags: flagSpecs([]string{"console-socket", "pidfd-socket", "cwd", "env", "e", "user", "u",
-			"additional-gids", "g", "process", "p", "pid-file", "process-label",
-			"apparmor", "cap", "c", "preserve-fds", "cgroup"},
-			[]string{"tty", "t", "detach", "d", "no-new-privs", "ignore-paused", "help", "h"}),
+		flags: flagSpecs([]string{"console-socket", "pidfd-socket", "cwd", "env,e", "user,u",
+			"additional-gids,g", "process,p", "pid-file", "process-label",
+			"apparmor", "cap,c", "preserve-fds", "cgroup"},
+			[]string{"tty,t", "detach,d", "no-new-privs", "ignore-paused", "help,h"}),
 		takesID:   true,
 		noReorder: true,
 	},
@@ -85,27 +85,27 @@ var commands = map[string]command{
 			"manage-cgroups-mode", "empty-ns", "lsm-profile", "lsm-mount-context"},
 		[]string{"leave-running", "tcp-established", "tcp-skip-in-flight", "link-remap",
 			"ext-unix-sk", "shell-job", "lazy-pages", "file-locks", "pre-dump", "auto-dedup"}),
-	"delete": newCommand(false, true, nil, []string{"force", "f"}),
-	"kill":   newCommand(false, true, nil, []string{"all", "a"}),
+	"delete": newCommand(false, true, nil, []string{"force,f"}),
+	"kill":   newCommand(false, true, nil, []string{"all,a"}),
 	"state":  newCommand(false, true, nil, nil),
 	"start":  newCommand(false, true, nil, nil),
 	"pause":  newCommand(false, true, nil, nil),
 	"resume": newCommand(false, true, nil, nil),
-	"ps":     newCommand(false, true, []string{"format", "f"}, nil),
+	"ps":     newCommand(false, true, []string{"format,f"}, nil),
 	"events": newCommand(false, true, []string{"interval"}, []string{"stats"}),
 	"update": newCommand(false, true,
-		[]string{"resources", "r", "blkio-weight", "cpu-period", "cpu-quota", "cpu-share",
+		[]string{"resources,r", "blkio-weight", "cpu-period", "cpu-quota", "cpu-share",
 			"cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "cpu-idle",
 			"memory", "memory-reservation", "memory-swap", "pids-limit",
 			"l3-cache-schema", "mem-bw-schema"}, nil),
-	"list":     newCommand(false, false, []string{"format", "f"}, []string{"quiet", "q"}),
-	"spec":     newCommand(false, false, []string{"bundle", "b"}, []string{"rootless"}),
+	"list":     newCommand(false, false, []string{"format,f"}, []string{"quiet,q"}),
+	"spec":     newCommand(false, false, []string{"bundle,b"}, []string{"rootless"}),
 	"features": newCommand(false, false, nil, nil),
 }
 
 func newCommand(strict, takesID bool, valued, boolean []string) command {
 	return command{
-		flags:   flagSpecs(valued, append([]string{"help", "h"}, boolean...)),
+		flags:   flagSpecs(valued, append([]string{"help,h"}, boolean...)),
 		strict:  strict,
 		takesID: takesID,
 	}
@@ -116,19 +116,17 @@ func newCommand(strict, takesID bool, valued, boolean []string) command {
 // second form.
 func flagSpecs(valued, boolean []string) map[string]flagSpec {
 	m := make(map[string]flagSpec, len(valued)+len(boolean))
-	for _, n := range valued {
-		m[n] = flagSpec{valued: true}
-	}
-	for _, n := range boolean {
-		m[n] = flagSpec{}
-	}
-	for i, p := range flagPairs {
-		long, okL := m[p[0]]
-		short, okS := m[p[1]]
-		if okL && okS && short.pair == 0 {
-			long.pair, short.pair = uint8(i+1), uint8(i+1)
-			m[p[0]], m[p[1]] = long, short
+	var pairs uint
+	for i, n := range slices.Concat(valued, boolean) {
+		long, short, paired := strings.Cut(n, ",")
+		if !paired {
+			m[n] = flagSpec{valued: i < len(valued)}
+			continue
 		}
+		l, s := uint64(1)<<(2*pairs), uint64(1)<<(2*pairs+1)
+		m[long] = flagSpec{valued: i < len(valued), other: short, bit: l, otherBit: s}
+		m[short] = flagSpec{valued: i < len(valued), other: long, bit: s, otherBit: l}
+		pairs++
 	}
 	return m
 }
