@@ -14,6 +14,9 @@
 // (write a temporary file, fsync, rename, fsync the directory): after a
 // crash of the node or of the writer a record holds the old or the new
 // content. A record that cannot be read is reported, never dropped.
+// Its writers take the key's lock first (Records.Lock), a hidden lock file
+// beside the record that lives while the lock is held: a mounter's server
+// and the host's `mounter recover` may act on one volume at once.
 package mountrec
 
 import (
