@@ -207,8 +207,8 @@ func (s *Server) serveHost(c net.Conn, r *bufio.Reader) {
 		st := status.Convert(err)
 		resp = hostResponse{Code: st.Code(), Message: st.Message()}
 	}
-	line, _ := json.Marshal(resp) // plain fields and a RawMessage json.Marshal made
-	_, _ = c.Write(append(line, '\n'))
+	// One Write of the line: plain fields and a RawMessage json.Marshal made.
+	_ = json.NewEncoder(c).Encode(resp)
 }
 
 func (s *Server) hostCall(r *bufio.Reader) (any, error) {
@@ -302,11 +302,6 @@ func (c *HostClient) Mount(ctx context.Context, req *MountRequest) error {
 // invoke makes one call on a connection of its own. Its errors are gRPC
 // statuses: the server's, or Unavailable when nothing was asked of it.
 func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) error {
-	// hostRequest's fields, with the request message as it is.
-	line, err := json.Marshal(map[string]any{"method": method, "request": req})
-	if err != nil {
-		return err
-	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.addr)
 	if err != nil {
@@ -315,7 +310,8 @@ func (c *HostClient) invoke(ctx context.Context, method string, req, resp any) e
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := conn.Write(append(line, '\n')); err != nil {
+	// hostRequest's fields, with the request message as it is, in one Write.
+	if err := json.NewEncoder(conn).Encode(map[string]any{"method": method, "request": req}); err != nil {
 		return status.Errorf(codes.Unavailable, "send the request to the mounter's server: %v", err)
 	}
 	r := bufio.NewReader(conn)
