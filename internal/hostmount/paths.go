@@ -39,28 +39,19 @@ func WithinAny(path string, prefixes []string) (string, bool) {
 // lexicalEscape reports whether the raw path passes through an allowlisted
 // prefix on its way (component by component, ".." popping lexically) but ends
 // outside every prefix, as "/var/lib/kubelet/../../etc" does. Such a path
-// claims an allowlisted location and then leaves it.
+// claims an allowlisted location and then leaves it. The way so far, up to
+// each "/" of raw, is what filepath.Clean (inside Within) makes of it.
 func lexicalEscape(raw string, prefixes []string) bool {
-	if !filepath.IsAbs(raw) {
+	if _, final := WithinAny(raw, prefixes); final || !filepath.IsAbs(raw) {
 		return false
 	}
-	var stack []string
-	entered := false
-	for _, c := range strings.Split(raw, "/") {
-		switch c {
-		case "", ".":
+	for i := 1; i < len(raw); i++ {
+		if raw[i] != '/' {
 			continue
-		case "..":
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
-			}
-		default:
-			stack = append(stack, c)
 		}
-		if _, ok := WithinAny("/"+strings.Join(stack, "/"), prefixes); ok {
-			entered = true
+		if _, ok := WithinAny(raw[:i], prefixes); ok {
+			return true
 		}
 	}
-	_, final := WithinAny("/"+strings.Join(stack, "/"), prefixes)
-	return entered && !final
+	return false
 }
