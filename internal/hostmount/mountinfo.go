@@ -218,26 +218,29 @@ func ancestorsFilter(path string) mountinfo.FilterFunc {
 }
 
 // pickVisible walks the mount tree the way path lookup does: from the bottom
-// mount of "/", at each step into the child mount met first along path (the
-// shortest mount point), and up every stack of mounts on the same mount
-// point. So a mount hidden by a later mount on one of its ancestors
-// (/var/lib mounted, then /var mounted over it) is not returned. cands are
-// the ancestors of path in mountinfo order. Without a "/" entry (partial
-// fixtures) it falls back to the longest mount point, last listed.
+// mount (one whose parent is not among cands: the bottom mount on "/", or
+// in a partial fixture without one the highest mount listed), at each step
+// into the child mount met first along path (the shortest mount point), and
+// up every stack of mounts on the same mount point. So a mount hidden by a
+// later mount on one of its ancestors (/var/lib mounted, then /var mounted
+// over it) is not returned. cands are the ancestors of path in mountinfo
+// order.
 func pickVisible(cands []*mountinfo.Info, path string) (*mountinfo.Info, error) {
 	if len(cands) == 0 {
 		return nil, fmt.Errorf("mount of %s: %w", path, errNoMount)
 	}
-	cur := bottomRoot(cands)
-	if cur == nil {
-		return longest(cands), nil
+	ids := make(map[int]bool, len(cands))
+	for _, m := range cands {
+		ids[m.ID] = true
 	}
+	var cur *mountinfo.Info
 	// Each step moves to a different entry; a well-formed tree has no cycle,
 	// and the bound keeps a malformed fixture from looping.
 	for range cands {
 		var next *mountinfo.Info
 		for _, m := range cands {
-			if m.Parent != cur.ID || m.ID == cur.ID {
+			bottom := cur == nil && (!ids[m.Parent] || m.Parent == m.ID)
+			if !bottom && (cur == nil || m.Parent != cur.ID || m.ID == cur.ID) {
 				continue
 			}
 			if next == nil || len(m.Mountpoint) <= len(next.Mountpoint) {
@@ -245,38 +248,14 @@ func pickVisible(cands []*mountinfo.Info, path string) (*mountinfo.Info, error) 
 			}
 		}
 		if next == nil {
-			return cur, nil
+			break
 		}
 		cur = next
 	}
+	if cur == nil {
+		return cands[len(cands)-1], nil // no bottom: a parent cycle, malformed
+	}
 	return cur, nil
-}
-
-// bottomRoot returns the lowest mount on "/": the one whose parent is not
-// another "/" mount among cands.
-func bottomRoot(cands []*mountinfo.Info) *mountinfo.Info {
-	roots := map[int]bool{}
-	for _, m := range cands {
-		if m.Mountpoint == "/" {
-			roots[m.ID] = true
-		}
-	}
-	for _, m := range cands {
-		if m.Mountpoint == "/" && (m.Parent == m.ID || !roots[m.Parent]) {
-			return m
-		}
-	}
-	return nil
-}
-
-func longest(cands []*mountinfo.Info) *mountinfo.Info {
-	best := cands[0]
-	for _, m := range cands[1:] {
-		if len(m.Mountpoint) >= len(best.Mountpoint) {
-			best = m
-		}
-	}
-	return best
 }
 
 // PeerGroup returns the N of the "shared:N" optional field: the peer group
