@@ -105,9 +105,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 	// annotation: one from the engine would make a bind of any source
 	// stand for an allowlisted path, for the checks below and, once saved,
 	// for mount-hook and mounter.
-	if err := spec.WithoutStagedSources.Modify(doc.Spec); err != nil {
-		return err
-	}
+	delete(doc.Spec.Annotations, spec.AnnotationStagedSources)
 	if err := spec.CheckPolicy(rule, doc.Spec); err != nil {
 		return err
 	}

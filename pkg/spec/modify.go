@@ -386,13 +386,6 @@ func StagedSources(s *specs.Spec) map[string]string {
 	return m
 }
 
-// WithoutStagedSources removes AnnotationStagedSources: only the wrapper's
-// own staging may set it, never the engine or the workload's author.
-var WithoutStagedSources = ModifierFunc(func(s *specs.Spec) error {
-	delete(s.Annotations, AnnotationStagedSources)
-	return nil
-})
-
 // RootfsPropagation sets linux.rootfsPropagation. With runc's default
 // (rslave on /) a mount below a shared bind stays in the container: the
 // bind's peer group is only reachable when / itself is shared (measured on

@@ -321,9 +321,6 @@ func TestStagedBinds(t *testing.T) {
 	if !slices.Equal(binds, want) {
 		t.Errorf("AllowlistedBinds = %+v, want %+v", binds, want)
 	}
-	if err := WithoutStagedSources.Modify(s); err != nil || StagedSources(s) != nil {
-		t.Errorf("WithoutStagedSources left %v (%v)", StagedSources(s), err)
-	}
 }
 
 func TestSharedBindsAsksOnlyAboutBinds(t *testing.T) {
