@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,16 +137,8 @@ func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf ma
 	volume := func(dev uint64) bool { _, ok := devOf[dev]; return ok }
 	self, _ := os.Readlink(filepath.Join(proc, "self", "ns", "mnt"))
 	seen := map[string]bool{self: true} // the host's own mounts are the volumes themselves
-	ents, err := os.ReadDir(proc)
-	if err != nil {
-		return out
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		ns, err := os.Readlink(filepath.Join(proc, e.Name(), "ns", "mnt"))
+	for pid, dir := range pids(proc) {
+		ns, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
 		if err != nil || seen[ns] {
 			continue
 		}
@@ -158,7 +149,7 @@ func scanConsumers(proc string, tableOf func(pid int) *hostmount.Table, devOf ma
 		if len(ms) == 0 {
 			continue
 		}
-		comm, _ := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
+		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
 		for _, mi := range ms {
 			id := devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))]
 			out[id] = append(out[id], consumer{PID: pid, Comm: strings.TrimSpace(string(comm)), Mountpoint: mi.Mountpoint})

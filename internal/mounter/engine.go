@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/runc-shared/runc-shared/internal/hostmount"
@@ -77,27 +79,32 @@ func (m *Mounter) dockerRuntimes(wrapper string) []dockerRuntime {
 
 // processes returns the argv of every process whose command name is comm.
 func (m *Mounter) processes(comm string) [][]string {
-	proc := cmp.Or(m.ProcDir, "/proc")
-	entries, err := os.ReadDir(proc)
-	if err != nil {
-		return nil
-	}
 	var out [][]string
-	for _, e := range entries {
-		if strings.Trim(e.Name(), "0123456789") != "" {
-			continue
-		}
-		c, err := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
+	for _, dir := range pids(cmp.Or(m.ProcDir, "/proc")) {
+		c, err := os.ReadFile(filepath.Join(dir, "comm"))
 		if err != nil || strings.TrimSpace(string(c)) != comm {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
+		raw, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil {
 			continue
 		}
 		out = append(out, strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"))
 	}
 	return out
+}
+
+// pids yields the processes under proc (a /proc): each PID with its
+// directory.
+func pids(proc string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		ents, _ := os.ReadDir(proc)
+		for _, e := range ents {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && !yield(pid, filepath.Join(proc, e.Name())) {
+				return
+			}
+		}
+	}
 }
 
 // needsAnnotations reports whether rule can only match a container whose
