@@ -61,15 +61,11 @@ func (v Volume) Equal(o Volume) bool {
 		strings.Join(v.Options, ",") == strings.Join(o.Options, ",")
 }
 
-// Context is the volume context that names v (what NodeStage reads back).
+// Context is the volume context that names v (what NodeStage reads back),
+// without the keys v leaves empty.
 func (v Volume) Context() map[string]string {
-	c := map[string]string{KeyFSType: v.FSType, KeySource: v.Source}
-	if len(v.Options) > 0 {
-		c[KeyOptions] = v.OptionString()
-	}
-	if v.Subdir != "" {
-		c[KeySubdir] = v.Subdir
-	}
+	c := map[string]string{KeyFSType: v.FSType, KeySource: v.Source, KeyOptions: v.OptionString(), KeySubdir: v.Subdir}
+	maps.DeleteFunc(c, func(_, value string) bool { return value == "" })
 	return c
 }
 
