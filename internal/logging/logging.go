@@ -64,10 +64,7 @@ type Options struct {
 // open).
 func Setup(o Options) *logrus.Logger {
 	stderr := cmp.Or(o.Stderr, io.Writer(os.Stderr))
-	prefix := Prefix
-	if o.Name != "" {
-		prefix = o.Name + ": "
-	}
+	prefix := cmp.Or(o.Name, "runc-shared") + ": "
 	log := logrus.New()
 	// Output goes through the hooks below, one per destination, since the
 	// file and stderr use different formats and levels.
