@@ -33,10 +33,10 @@ type tomlEditor struct {
 	Val    any
 }
 
-// id names the block in its markers, e.g. "runtime=shared".
-func (e *tomlEditor) id() string    { return "runtime=" + e.Key }
-func (e *tomlEditor) begin() string { return "# BEGIN runc-shared " + e.id() + ":" }
-func (e *tomlEditor) end() string   { return "# END runc-shared " + e.id() }
+// begin and end are the markers of the block, which name it, e.g.
+// "runtime=shared".
+func (e *tomlEditor) begin() string { return "# BEGIN runc-shared runtime=" + e.Key + ":" }
+func (e *tomlEditor) end() string   { return "# END runc-shared runtime=" + e.Key }
 
 func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 	base, err := e.Revert(old)
@@ -60,8 +60,8 @@ func (e *tomlEditor) Apply(old []byte) ([]byte, error) {
 		if reflect.DeepEqual(have, want) {
 			return old, nil // configured by hand: leave it to its owner
 		}
-		return nil, fmt.Errorf("%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
-			e.id(), toml.Key(key))
+		return nil, fmt.Errorf("runtime=%s already has %s, not written by runc-shared: remove it or choose another --runtime-name",
+			e.Key, toml.Key(key))
 	}
 	out := e.insert(base, table, prelude)
 	got, err := decodeTOML(out)
@@ -113,10 +113,10 @@ func (e *tomlEditor) Revert(cur []byte) ([]byte, error) {
 // header; anything else is appended with its own headers (TOML lets a table
 // be defined anywhere once, also after its subtables).
 func (e *tomlEditor) insert(base []byte, table []string, prelude string) []byte {
+	block := func(s string) string { return e.begin() + " " + markerNote + "\n" + s + e.end() + "\n" }
 	if _, isTable := e.Val.(tomlTable); !isTable {
 		if at := findHeader(base, table); at >= 0 {
-			block := e.begin() + " " + markerNote + "\n" + keyValue(e.Key, e.Val) + e.end() + "\n"
-			return append(append(append([]byte{}, base[:at]...), block...), base[at:]...)
+			return slices.Concat(base[:at], []byte(block(keyValue(e.Key, e.Val))), base[at:])
 		}
 	}
 	var b bytes.Buffer
@@ -127,9 +127,7 @@ func (e *tomlEditor) insert(base []byte, table []string, prelude string) []byte 
 	if len(bytes.TrimSpace(base)) > 0 {
 		b.WriteByte('\n')
 	}
-	b.WriteString(e.begin() + " " + markerNote + "\n")
-	b.WriteString(e.render(table, prelude))
-	b.WriteString(e.end() + "\n")
+	b.WriteString(block(e.render(table, prelude)))
 	return b.Bytes()
 }
 
