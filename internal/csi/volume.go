@@ -236,11 +236,8 @@ func parseID(id string) (Created, bool) {
 		return Created{}, false
 	}
 	opts, err := splitOptions(f[5])
-	if err != nil {
-		return Created{}, false
-	}
 	c := Created{Base: Volume{FSType: f[1], Source: f[3], Options: opts}, Name: f[4], OnDelete: f[2]}
-	if (c.OnDelete != OnDeleteDelete && c.OnDelete != OnDeleteRetain) || c.Base.validate() != nil || checkName("name", c.Name) != nil {
+	if err != nil || (c.OnDelete != OnDeleteDelete && c.OnDelete != OnDeleteRetain) || c.Base.validate() != nil || checkName("name", c.Name) != nil {
 		return Created{}, false
 	}
 	return c, true
