@@ -22,9 +22,6 @@ import (
 // containing mount, whose other children would each need a statmount to
 // learn their mount point, and mountinfo is read instead.
 
-// listmountMissing is set once the kernel answered ENOSYS.
-var listmountMissing atomic.Bool
-
 // maxListed bounds the ids one listmount call may return before the
 // enumeration gives up and reads mountinfo.
 const maxListed = 1 << 20
@@ -66,9 +63,6 @@ func MountsUnder(paths []string, filter func(*mountinfo.Info) bool) ([]*mountinf
 // mountsUnderFast is MountsUnder through listmount and statmount; paths are
 // clean and absolute. Any error means: read mountinfo.
 func mountsUnderFast(paths []string, filter func(*mountinfo.Info) bool) ([]*mountinfo.Info, error) {
-	if listmountMissing.Load() {
-		return nil, errNoFastPath
-	}
 	seen := map[uint64]*mountNode{}
 	for _, p := range paths {
 		if p == "/" {
@@ -136,10 +130,11 @@ func stackAt(top *mountNode, p string) ([]*mountNode, error) {
 	return stack, nil
 }
 
-// listsDescendants records what listmount lists: Linux 6.8 to 6.10 the
-// children of a mount, later kernels all its descendants (then one listing
-// per path is enough). 0: not known yet; 1: descendants; -1: children.
-var listsDescendants atomic.Int32
+// listsDescendants is set once listmount is seen to list all the
+// descendants of a mount (later kernels; then one listing per path is
+// enough), not only its children (Linux 6.8 to 6.10). Until then every
+// mount found is listed in turn, which is right on either kernel.
+var listsDescendants atomic.Bool
 
 // probed is set once probeListmount ran: it costs a listing of "/".
 var probed atomic.Bool
@@ -171,18 +166,13 @@ func addDescendants(queue []*mountNode, seen map[uint64]*mountNode) error {
 			seen[id] = n
 			fresh = append(fresh, n)
 			if n.parent != cur.id {
-				listsDescendants.Store(1) // a grandchild in the listing
-			} else if cur.listedBy != 0 {
-				listsDescendants.Store(-1) // a grandchild its grandparent's listing missed
+				listsDescendants.Store(true) // a grandchild in the listing
 			}
 		}
-		if len(fresh) > 0 && listsDescendants.Load() == 0 && !probed.Swap(true) {
+		if len(fresh) > 0 && !listsDescendants.Load() && !probed.Swap(true) {
 			probeListmount()
 		}
-		if listsDescendants.Load() != 1 {
-			for _, n := range fresh {
-				n.listedBy = cur.id
-			}
+		if !listsDescendants.Load() {
 			queue = append(queue, fresh...)
 		}
 	}
@@ -206,7 +196,7 @@ func probeListmount() {
 	}
 	for _, id := range ids[:min(len(ids), 64)] {
 		if n, err := statmountNode(id, 0); err == nil && n.parent != root.id {
-			listsDescendants.Store(1)
+			listsDescendants.Store(true)
 			return
 		}
 	}
@@ -223,7 +213,9 @@ func listmount(id uint64) ([]uint64, error) {
 			uintptr(unsafe.Pointer(&buf[0])), uintptr(size), 0, 0, 0)
 		switch {
 		case errno == unix.ENOSYS:
-			listmountMissing.Store(true)
+			// listmount came with statmount (Linux 6.8): the fast paths
+			// are all off from now on.
+			statmountMissing.Store(true)
 			return nil, fmt.Errorf("listmount: %w", errno)
 		case errno != 0:
 			return nil, fmt.Errorf("listmount mount %d: %w", id, errno)

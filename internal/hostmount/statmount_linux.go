@@ -22,8 +22,9 @@ import (
 // suite in both modes with it).
 var forceMountinfo bool
 
-// statmountMissing is set once the kernel answered ENOSYS, so a kernel
-// older than 6.8 costs one failed syscall per process, not one per query.
+// statmountMissing is set once the kernel answered ENOSYS to statmount or
+// listmount, so a kernel older than 6.8 costs one failed syscall per
+// process, not one per query.
 var statmountMissing atomic.Bool
 
 // statmountMask is what statmount is asked for: statmountWanted, or
@@ -108,7 +109,6 @@ var errNoFastPath = errors.New("statmount fast path unavailable")
 type mountNode struct {
 	info       *mountinfo.Info
 	id, parent uint64
-	listedBy   uint64 // the mount whose listmount found this one, if any
 }
 
 // mountNodeOf is MountOf through statx and statmount, with the unique ids,
