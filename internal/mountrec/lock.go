@@ -33,10 +33,10 @@ func (d Records[T, P]) LockPath(key string) string {
 // A lock file lives only while its lock is held or waited for: the release
 // removes it before it unlocks; the file of a holder killed meanwhile (the
 // kernel drops its lock) is taken over and removed by the key's next Lock.
-// A waiter
-// that had opened the removed file gets its lock on an inode nobody else
-// will lock again; so after locking, the lock is the key's only while the
-// path still names the locked file, and otherwise Lock opens it anew.
+// A waiter that had opened the removed file gets its lock on an inode
+// nobody else will lock again; so after locking, the lock is the key's
+// only while the path still names the locked file, and otherwise Lock
+// opens it anew.
 func (d Records[T, P]) Lock(ctx context.Context, key string) (func(), error) {
 	path := d.LockPath(key)
 	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
@@ -105,7 +105,7 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 // its lines read "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode>
 // 0 EOF", major and minor in hex, with "->" after the number for a waiter.
 // The pid is as this process's PID namespace sees it, and 0 for a process
-// it does not see: the host's `mounter recover` from a mounter's server.
+// it does not see (from a mounter's server: the host's `mounter recover`).
 func holder(f *os.File) string {
 	const unknown = "another call"
 	var st unix.Stat_t
