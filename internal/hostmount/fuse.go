@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,15 +49,10 @@ func IsFUSE(fstype string) bool {
 // form where it differs: mountinfo shows /data/kubelet/... on a host where
 // /var/lib/kubelet is a symlink to /data/kubelet.
 func ExpandPrefixes(under []string) []string {
-	out := make([]string, 0, len(under))
+	out := resolvePrefixes(under)
 	for _, p := range under {
-		if !filepath.IsAbs(p) {
-			continue
-		}
-		c := filepath.Clean(p)
-		out = append(out, c)
-		if r, err := filepath.EvalSymlinks(c); err == nil && r != c {
-			out = append(out, r)
+		if c := filepath.Clean(p); filepath.IsAbs(p) && !slices.Contains(out, c) {
+			out = append(out, c)
 		}
 	}
 	return out
