@@ -160,11 +160,9 @@ func (p *propagator) prepare(log *logrus.Logger) (spec.Modifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return spec.Modifiers{
-		spec.ModifierFunc(func(s *specs.Spec) error { s.Mounts = p.mounts; return nil }),
-		spec.UnlistedPropagation("rslave"),
-		spec.RootfsPropagation("rshared"),
-		staged,
+	return func(s *specs.Spec) error {
+		s.Mounts = p.mounts
+		return spec.Apply(s, spec.UnlistedPropagation("rslave").Modify, spec.RootfsPropagation("rshared").Modify, staged.Modify)
 	}, nil
 }
 

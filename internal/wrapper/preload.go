@@ -116,10 +116,10 @@ func (pl *preloader) prepare(log *logrus.Logger) (spec.Modifier, error) {
 	}
 	pl.ns = fd
 	log.Debugf("preload: host mount namespace %s handed over as fd %d", src, pl.fd)
-	return spec.ModifierFunc(func(s *specs.Spec) error {
+	return func(s *specs.Spec) error {
 		s.Mounts = append(withoutPreloadMounts(s.Mounts, dir), preloadMounts(dir)...)
 		return nil
-	}), nil
+	}, nil
 }
 
 // undo has nothing to remove: the bundle's files go with the bundle.

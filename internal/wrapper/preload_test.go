@@ -116,7 +116,7 @@ func preloadRewrite(t *testing.T, pl *preloader, s *specs.Spec) error {
 	}
 	unix.Close(pl.ns)
 	pl.ns = -1
-	return rewrite.Modify(s)
+	return rewrite(s)
 }
 
 func readBundleFile(t *testing.T, bundle, name string) string {

@@ -128,7 +128,7 @@ func (w *Wrapper) Run(argv []string) (err error) {
 			p.undo()
 		}
 	}()
-	if err := (spec.Modifiers{rewrite, hook}).Modify(doc.Spec); err != nil {
+	if err := spec.Apply(doc.Spec, rewrite, hook.Modify); err != nil {
 		return rewriteError(doc.Path, rule, err)
 	}
 	if err := doc.ValidateChanges(); err != nil {

@@ -20,7 +20,7 @@ import (
 func rewrite(t testing.TB, d *Doc, r SourceResolver) *SharedBinds {
 	t.Helper()
 	sb := &SharedBinds{Resolver: r}
-	if err := (Modifiers{sb, RootfsPropagation("rshared")}).Modify(d.Spec); err != nil {
+	if err := Apply(d.Spec, sb.Modify, RootfsPropagation("rshared").Modify); err != nil {
 		t.Fatalf("Modify: %v", err)
 	}
 	return sb
@@ -50,7 +50,7 @@ func TestEncodeUnchangedIsOriginal(t *testing.T) {
 				t.Fatal("Raw is not the parsed bytes")
 			}
 			// Modifiers that change nothing leave it unchanged too.
-			if err := (Modifiers{&SharedBinds{Resolver: &mapResolver{}}}).Modify(d.Spec); err != nil {
+			if err := (&SharedBinds{Resolver: &mapResolver{}}).Modify(d.Spec); err != nil {
 				t.Fatal(err)
 			}
 			if got := encode(t, d); !bytes.Equal(got, raw) {
@@ -392,7 +392,7 @@ func TestParseTopLevelNull(t *testing.T) {
 // the preload mode and the nested-bind handling do: it drops the mounts at
 // drop, moves the mounts at move to the end, and appends add.
 func reshape(drop, move []string, add ...specs.Mount) Modifier {
-	return ModifierFunc(func(s *specs.Spec) error {
+	return func(s *specs.Spec) error {
 		var kept, moved []specs.Mount
 		for _, m := range s.Mounts {
 			switch {
@@ -405,7 +405,7 @@ func reshape(drop, move []string, add ...specs.Mount) Modifier {
 		}
 		s.Mounts = append(append(kept, moved...), add...)
 		return nil
-	})
+	}
 }
 
 // TestEncodeReshapedListKeepsFieldsWithTheirElement: unknown fields stay
@@ -433,16 +433,16 @@ func TestEncodeReshapedListKeepsFieldsWithTheirElement(t *testing.T) {
 			reshape([]string{"/etc/ld.so.preload"}, nil, preload),
 			map[string]string{"/a": "futureA", "/k": "futureK", "/c": "futureC", "/etc/ld.so.preload": "futureOld"}},
 		{"allowlisted bind moved to the end",
-			Modifiers{&SharedBinds{Resolver: prefixResolver(hostSource)}, reshape(nil, []string{"/k"})},
+			Modifiers((&SharedBinds{Resolver: prefixResolver(hostSource)}).Modify, reshape(nil, []string{"/k"})),
 			map[string]string{"/a": "futureA", "/etc/ld.so.preload": "futureOld", "/k": "futureK", "/c": "futureC"}},
 		{"first removed, hook added",
-			Modifiers{reshape([]string{"/a"}, nil), InjectHooks{Path: "/usr/local/bin/mount-hook"}},
+			Modifiers(reshape([]string{"/a"}, nil), InjectHooks{Path: "/usr/local/bin/mount-hook"}.Modify),
 			map[string]string{"/etc/ld.so.preload": "futureOld", "/k": "futureK", "/c": "futureC"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := parseBytes(t, []byte(doc))
-			if err := tt.modify.Modify(d.Spec); err != nil {
+			if err := tt.modify(d.Spec); err != nil {
 				t.Fatal(err)
 			}
 			out := encode(t, d)

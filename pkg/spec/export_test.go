@@ -20,7 +20,7 @@ type SharedBinds struct {
 	Sources  []string
 }
 
-// Modify implements Modifier.
+// Modify is the Modifier.
 func (sb *SharedBinds) Modify(s *specs.Spec) error {
 	mounts, sources, err := SharedMounts(s, sb.Resolver)
 	if err == nil {
@@ -28,6 +28,12 @@ func (sb *SharedBinds) Modify(s *specs.Spec) error {
 		sb.Sources = sources
 	}
 	return err
+}
+
+// Modifiers composes modifiers into one, for tests that apply a list of
+// them as one.
+func Modifiers(ms ...Modifier) Modifier {
+	return func(s *specs.Spec) error { return Apply(s, ms...) }
 }
 
 // Raw returns the bytes the document was parsed from.

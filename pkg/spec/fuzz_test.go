@@ -48,7 +48,7 @@ func FuzzRewrite(f *testing.F) {
 		}
 		rootfsShared := before.Spec.Linux != nil && before.Spec.Linux.RootfsPropagation == "rshared"
 
-		if err := (Modifiers{&SharedBinds{Resolver: res}, RootfsPropagation("rshared")}).Modify(d.Spec); err != nil {
+		if err := Apply(d.Spec, (&SharedBinds{Resolver: res}).Modify, RootfsPropagation("rshared").Modify); err != nil {
 			return // a spec the rewrite refuses is left alone
 		}
 		out, err := d.Encode()
@@ -234,13 +234,12 @@ func FuzzRewriteKeepsUnknownFields(f *testing.F) {
 		if countDest(d.Spec.Mounts, added) > 0 {
 			return
 		}
-		ms := Modifiers{
-			&SharedBinds{Resolver: res},
-			RootfsPropagation("rshared"),
-			InjectHooks{Path: "/usr/local/bin/mount-hook"},
+		if err := Apply(d.Spec,
+			(&SharedBinds{Resolver: res}).Modify,
+			RootfsPropagation("rshared").Modify,
+			InjectHooks{Path: "/usr/local/bin/mount-hook"}.Modify,
 			reshape(dropped, moved, specs.Mount{Destination: added, Type: "bind", Source: "/bundle", Options: []string{"rbind", "ro"}}),
-		}
-		if err := ms.Modify(d.Spec); err != nil {
+		); err != nil {
 			return // an allowlisted source the resolver refuses
 		}
 		out, err := d.Encode()

@@ -49,7 +49,7 @@ func (h InjectHooks) Hook(stage hookargs.Stage) specs.Hook {
 	}
 }
 
-// Modify implements Modifier.
+// Modify is the Modifier.
 func (h InjectHooks) Modify(s *specs.Spec) error {
 	if s.Hooks == nil {
 		s.Hooks = &specs.Hooks{}

@@ -12,27 +12,14 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Modifier changes a spec in place. Each rewrite rule is one small Modifier.
-type Modifier interface {
-	Modify(*specs.Spec) error
-}
+// Modifier changes a spec in place. Each rewrite rule is one small Modifier
+// (the Modify method of a rule's type).
+type Modifier func(*specs.Spec) error
 
-// ModifierFunc adapts a function to Modifier.
-type ModifierFunc func(*specs.Spec) error
-
-// Modify calls f.
-func (f ModifierFunc) Modify(s *specs.Spec) error { return f(s) }
-
-// Modifiers applies each modifier in order; it is itself a Modifier.
-type Modifiers []Modifier
-
-// Modify applies every modifier, stopping at the first error.
-func (ms Modifiers) Modify(s *specs.Spec) error {
+// Apply applies the modifiers in order, stopping at the first error.
+func Apply(s *specs.Spec, ms ...Modifier) error {
 	for _, m := range ms {
-		if m == nil {
-			continue
-		}
-		if err := m.Modify(s); err != nil {
+		if err := m(s); err != nil {
 			return err
 		}
 	}
@@ -315,7 +302,7 @@ func within(p, dir string) bool {
 // Run it after SharedMounts, whose binds all carry rshared.
 type UnlistedPropagation string
 
-// Modify implements Modifier.
+// Modify is the Modifier.
 func (p UnlistedPropagation) Modify(s *specs.Spec) error {
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
@@ -337,7 +324,7 @@ const AnnotationStagedSources = "runc-shared.io/staged-sources"
 // Run it after SharedMounts, whose sources are resolved.
 type StagedBinds map[string]string
 
-// Modify implements Modifier.
+// Modify is the Modifier.
 func (sb StagedBinds) Modify(s *specs.Spec) error {
 	back := map[string]string{}
 	for i := range s.Mounts {
@@ -392,7 +379,7 @@ func StagedSources(s *specs.Spec) map[string]string {
 // runc 1.1; see platform-facts "Propagation").
 type RootfsPropagation string
 
-// Modify implements Modifier.
+// Modify is the Modifier.
 func (p RootfsPropagation) Modify(s *specs.Spec) error {
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}

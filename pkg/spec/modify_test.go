@@ -244,7 +244,7 @@ func TestEngineMountersRewrite(t *testing.T) {
 			d := parseEngine(t, name)
 			before := slices.Clone(d.Spec.Mounts)
 			res := &mapResolver{allow: map[string]string{hostSource: hostSource}}
-			if err := (Modifiers{&SharedBinds{Resolver: res}, UnlistedPropagation("rslave")}).Modify(d.Spec); err != nil {
+			if err := Apply(d.Spec, (&SharedBinds{Resolver: res}).Modify, UnlistedPropagation("rslave").Modify); err != nil {
 				t.Fatal(err)
 			}
 			ms := d.Spec.Mounts
@@ -404,34 +404,32 @@ func TestRootfsPropagation(t *testing.T) {
 	}
 }
 
-func TestModifiers(t *testing.T) {
+func TestApply(t *testing.T) {
 	var order []string
 	step := func(name string, err error) Modifier {
-		return ModifierFunc(func(s *specs.Spec) error {
+		return func(s *specs.Spec) error {
 			order = append(order, name)
 			s.Hostname += name
 			return err
-		})
+		}
 	}
 	boom := errors.New("boom")
 	tests := []struct {
 		name      string
-		ms        Modifiers
+		ms        []Modifier
 		wantOrder []string
 		wantErr   error
 	}{
-		{"in order", Modifiers{step("a", nil), step("b", nil), step("c", nil)}, []string{"a", "b", "c"}, nil},
-		{"nil entries skipped", Modifiers{nil, step("a", nil), nil, step("b", nil), nil}, []string{"a", "b"}, nil},
-		{"stops at first error", Modifiers{step("a", nil), step("b", boom), step("c", nil)}, []string{"a", "b"}, boom},
-		{"empty", Modifiers{}, nil, nil},
+		{"in order", []Modifier{step("a", nil), step("b", nil), step("c", nil)}, []string{"a", "b", "c"}, nil},
+		{"stops at first error", []Modifier{step("a", nil), step("b", boom), step("c", nil)}, []string{"a", "b"}, boom},
+		{"empty", []Modifier{}, nil, nil},
 		{"nil list", nil, nil, nil},
-		{"nested", Modifiers{step("a", nil), Modifiers{step("b", nil), nil, step("c", nil)}, step("d", nil)}, []string{"a", "b", "c", "d"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			order = nil
 			s := &specs.Spec{}
-			err := tt.ms.Modify(s)
+			err := Apply(s, tt.ms...)
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -439,21 +437,6 @@ func TestModifiers(t *testing.T) {
 				t.Errorf("order = %q, want %q", order, tt.wantOrder)
 			}
 		})
-	}
-	// A Modifiers value is itself a Modifier, and so is a ModifierFunc.
-	var _ Modifier = Modifiers(nil)
-	var _ Modifier = ModifierFunc(nil)
-	var _ Modifier = &SharedBinds{}
-	var _ Modifier = RootfsPropagation("")
-}
-
-func TestModifierFunc(t *testing.T) {
-	var got *specs.Spec
-	want := &specs.Spec{Hostname: "h"}
-	sentinel := errors.New("sentinel")
-	err := ModifierFunc(func(s *specs.Spec) error { got = s; return sentinel }).Modify(want)
-	if got != want || !errors.Is(err, sentinel) {
-		t.Errorf("ModifierFunc.Modify passed %p and returned %v; want %p and sentinel", got, err, want)
 	}
 }
 

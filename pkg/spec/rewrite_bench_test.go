@@ -57,12 +57,11 @@ func BenchmarkRewrite(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ms := Modifiers{
-					&SharedBinds{Resolver: prefixResolver(hostSource)},
-					RootfsPropagation("rshared"),
-					InjectHooks{Path: "/usr/local/bin/mount-hook", Config: "/etc/runc-shared/config.toml", Runtime: "/usr/sbin/runc", Root: "/run/runc"},
-				}
-				if err := ms.Modify(d.Spec); err != nil {
+				if err := Apply(d.Spec,
+					(&SharedBinds{Resolver: prefixResolver(hostSource)}).Modify,
+					RootfsPropagation("rshared").Modify,
+					InjectHooks{Path: "/usr/local/bin/mount-hook", Config: "/etc/runc-shared/config.toml", Runtime: "/usr/sbin/runc", Root: "/run/runc"}.Modify,
+				); err != nil {
 					b.Fatal(err)
 				}
 				if err := ValidateRewrite(d.Spec); err != nil {

@@ -87,10 +87,10 @@ func TestValidateChanges(t *testing.T) {
 	doc := func(mounts, hooks, linux string) string {
 		return strings.NewReplacer("ENGINE_MOUNTS", mounts, "ENGINE_HOOKS", hooks, "ENGINE_LINUX", linux).Replace(base)
 	}
-	full := Modifiers{&SharedBinds{Resolver: prefixResolver("/var/lib/example")}, RootfsPropagation("rshared"),
-		InjectHooks{Path: "/usr/local/bin/mount-hook"}}
+	full := Modifiers((&SharedBinds{Resolver: prefixResolver("/var/lib/example")}).Modify, RootfsPropagation("rshared").Modify,
+		InjectHooks{Path: "/usr/local/bin/mount-hook"}.Modify)
 	appendMount := func(m specs.Mount) Modifier {
-		return ModifierFunc(func(s *specs.Spec) error { s.Mounts = append(s.Mounts, m); return nil })
+		return func(s *specs.Spec) error { s.Mounts = append(s.Mounts, m); return nil }
 	}
 	tests := []struct {
 		name    string
@@ -109,33 +109,33 @@ func TestValidateChanges(t *testing.T) {
 		{"engine's invalid rootfsPropagation, rewritten",
 			doc("", "", `,"rootfsPropagation":"bogus"`), full, ""},
 		{"engine's invalid rootfsPropagation, untouched",
-			doc("", "", `,"rootfsPropagation":"bogus"`), InjectHooks{Path: "/usr/local/bin/mount-hook"}, ""},
+			doc("", "", `,"rootfsPropagation":"bogus"`), InjectHooks{Path: "/usr/local/bin/mount-hook"}.Modify, ""},
 		{"two equal engine mounts",
 			doc(`,{"destination":"d","type":"tmpfs"},{"destination":"d","type":"tmpfs"}`, "", ""), full, ""},
 		{"added mount with a relative destination",
-			doc("", "", ""), Modifiers{full, appendMount(specs.Mount{Destination: "etc/ld.so.preload", Type: "bind", Source: "/b", Options: []string{"rbind"}})},
+			doc("", "", ""), Modifiers(full, appendMount(specs.Mount{Destination: "etc/ld.so.preload", Type: "bind", Source: "/b", Options: []string{"rbind"}})),
 			`^mount destination "etc/ld\.so\.preload" is not absolute$`},
 		{"added mount at a destination the engine also mounts",
-			doc(`,{"destination":"data","type":"tmpfs"}`, "", ""), Modifiers{full, appendMount(specs.Mount{Destination: "data", Type: "tmpfs", Options: []string{"ro"}})},
+			doc(`,{"destination":"data","type":"tmpfs"}`, "", ""), Modifiers(full, appendMount(specs.Mount{Destination: "data", Type: "tmpfs", Options: []string{"ro"}})),
 			`^mount destination "data" is not absolute$`},
 		{"rewritten mount with conflicting propagation",
-			doc("", "", ""), Modifiers{full, ModifierFunc(func(s *specs.Spec) error {
+			doc("", "", ""), Modifiers(full, func(s *specs.Spec) error {
 				for i := range s.Mounts {
 					if s.Mounts[i].Destination == "/k" {
 						s.Mounts[i].Options = append(s.Mounts[i].Options, "rslave")
 					}
 				}
 				return nil
-			})}, `^mount /k has conflicting propagation options \[rbind rshared rslave\]$`},
+			}), `^mount /k has conflicting propagation options \[rbind rshared rslave\]$`},
 		{"added hook with a relative path",
-			doc("", "", ""), InjectHooks{Path: "mount-hook"}, `^hook path "mount-hook" is not absolute$`},
+			doc("", "", ""), InjectHooks{Path: "mount-hook"}.Modify, `^hook path "mount-hook" is not absolute$`},
 		{"invalid rootfsPropagation written",
-			doc("", "", ""), RootfsPropagation("rshared,rbind"), `^invalid linux\.rootfsPropagation "rshared,rbind"$`},
+			doc("", "", ""), RootfsPropagation("rshared,rbind").Modify, `^invalid linux\.rootfsPropagation "rshared,rbind"$`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := parseBytes(t, []byte(strings.Replace(tt.doc, `"poststop":[]`, `"poststop":null`, 1)))
-			if err := tt.modify.Modify(d.Spec); err != nil {
+			if err := tt.modify(d.Spec); err != nil {
 				t.Fatal(err)
 			}
 			wantErr(t, d.ValidateChanges(), tt.pattern)
