@@ -37,24 +37,15 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 	}
 	fmt.Fprintln(out)
 	w := newTable(out, "RECORDED MOUNT\tRECORD\tRULE\tMOUNTER\tSTATE")
-	row := func(path, what, rule string) {
-		state, err := csi.MountState(path)
+	for _, p := range recordedMounts(vols, routed) {
+		state, err := csi.MountState(p.Path)
 		if err != nil {
 			state = "unknown: " + err.Error()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", path, what, rule, mounterOf(rule), state)
-	}
-	for _, v := range vols {
-		if v.Staging != "" {
-			row(v.Staging, "volume "+v.VolumeID+" (staging)", v.Rule)
+		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\n", p.Path, p.Record, p.Role, p.Rule, mounterOf(p.Rule), state)
+		if p.Role == "(target)" {
+			recorded[p.Path] = true
 		}
-		for _, t := range v.Targets {
-			recorded[t.Path] = true
-			row(t.Path, "volume "+v.VolumeID+" (target)", v.Rule)
-		}
-	}
-	for _, r := range routed {
-		row(r.Target, "routed "+r.FSType+" "+r.Source, r.Rule)
 	}
 	if err := flush(w, "status"); err != nil {
 		return nil, err
@@ -71,7 +62,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 	}
 	private := scanConsumers("/proc", hostmount.TableOf, volumeDevices(vols))
 	for _, v := range vols {
-		for _, c := range private[v.VolumeID] {
+		for _, c := range private["volume "+v.VolumeID] {
 			fmt.Fprintf(out, "volume %s: process %d (%s) binds it privately at %s: it cannot see a recovered mount; restart it, and bind the volume with mountPropagation: HostToContainer (rslave)\n",
 				v.VolumeID, c.PID, c.Comm, c.Mountpoint)
 		}
@@ -102,15 +93,13 @@ type consumer struct {
 }
 
 // volumeDevices maps the devices of the mounts stacked at the volumes'
-// paths on the host to the volume ids.
+// paths on the host to the volumes' keys ("volume ID").
 func volumeDevices(vols []*mountrec.Record) map[uint64]string {
 	devOf := map[uint64]string{}
-	for _, v := range vols {
-		for _, p := range volumePaths(v) {
-			ms, _ := hostmount.MountsAt(p) // none when it cannot tell
-			for _, mi := range ms {
-				devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))] = v.VolumeID
-			}
+	for _, p := range recordedMounts(vols, nil) {
+		ms, _ := hostmount.MountsAt(p.Path) // none when it cannot tell
+		for _, mi := range ms {
+			devOf[unix.Mkdev(uint32(mi.Major), uint32(mi.Minor))] = p.Key
 		}
 	}
 	return devOf

@@ -33,9 +33,33 @@ const recoverTimeout = 5 * time.Minute
 
 // recordedMount is one path a record says must hold a live mount.
 type recordedMount struct {
-	Path, Record, Rule string
-	// Note is what this run did or why it could not.
+	Path, Rule string
+	// Record names the record ("volume ID", "routed FSTYPE"), Role says
+	// more in status ("(staging)", "(target)", the routed mount's source),
+	// and Key tells the record from every other ("volume ID", "routed PATH").
+	Record, Role, Key string
+	// Note is what recover did or why it could not.
 	Note string
+}
+
+// recordedMounts lists the paths of the volumes' records, then those of the
+// routed mounts'.
+func recordedMounts(vols []*mountrec.Record, routed []*mountrec.Mount) []recordedMount {
+	var out []recordedMount
+	for _, v := range vols {
+		vol := recordedMount{Path: v.Staging, Rule: v.Rule, Record: "volume " + v.VolumeID, Role: "(staging)", Key: "volume " + v.VolumeID}
+		if v.Staging != "" {
+			out = append(out, vol)
+		}
+		for _, t := range v.Targets {
+			vol.Path, vol.Role = t.Path, "(target)"
+			out = append(out, vol)
+		}
+	}
+	for _, r := range routed {
+		out = append(out, recordedMount{Path: r.Target, Rule: r.Rule, Record: "routed " + r.FSType, Role: r.Source, Key: "routed " + r.Target})
+	}
+	return out
 }
 
 func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
@@ -86,22 +110,14 @@ func (m *Mounter) recoverMounts(inv *Invocation, cfg *config.Config) error {
 		m.recoverVolumes(em, vols, notes)
 		for _, r := range routed {
 			if r.Rule == name {
-				notes[routedKey(r)], gone[r] = m.recoverRouted(em, r)
+				notes["routed "+r.Target], gone[r] = m.recoverRouted(em, r)
 			}
 		}
 	}
 
-	note := func(key, rule string) string { return cmp.Or(skipped[rule], notes[key]) }
-	var all []recordedMount
-	for _, v := range vols {
-		for _, p := range volumePaths(v) {
-			all = append(all, recordedMount{Path: p, Record: volumeKey(v), Rule: v.Rule, Note: note(volumeKey(v), v.Rule)})
-		}
-	}
-	for _, r := range routed {
-		if !gone[r] {
-			all = append(all, recordedMount{Path: r.Target, Record: "routed " + r.FSType, Rule: r.Rule, Note: note(routedKey(r), r.Rule)})
-		}
+	all := recordedMounts(vols, slices.DeleteFunc(routed, func(r *mountrec.Mount) bool { return gone[r] }))
+	for i, p := range all {
+		all[i].Note = cmp.Or(skipped[p.Rule], notes[p.Key])
 	}
 	return m.reportRecovery(all, unreadable, inv.Rule)
 }
@@ -146,20 +162,6 @@ func (m *Mounter) reportRecovery(all []recordedMount, unreadable []error, rule s
 		return system("%d records cannot be read: %w", len(unreadable), errors.Join(unreadable...))
 	}
 	return nil
-}
-
-func volumeKey(v *mountrec.Record) string { return "volume " + v.VolumeID }
-func routedKey(r *mountrec.Mount) string  { return "routed " + r.Target }
-
-func volumePaths(v *mountrec.Record) []string {
-	var out []string
-	if v.Staging != "" {
-		out = append(out, v.Staging)
-	}
-	for _, t := range v.Targets {
-		out = append(out, t.Path)
-	}
-	return out
 }
 
 // newestLive returns the newest live mounter of rule, or nil.
