@@ -56,17 +56,15 @@ func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Rout
 // warning, not a failed mount.
 func (m *Mounter) finishRecord(r *pendingRecord, mounted bool) {
 	<-r.done
+	err := r.err
 	switch {
-	case r.err != nil:
-		if mounted {
-			m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", r.err)
-		}
-	case !mounted:
+	case err == nil && !mounted:
 		r.p.Abort()
-	default:
-		if err := r.p.Commit(); err != nil {
-			m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", err)
-		}
+	case err == nil:
+		err = r.p.Commit()
+	}
+	if err != nil && mounted {
+		m.warnf("%v: mounter recover will not make this mount again after its mounter restarts", err)
 	}
 }
 
