@@ -86,19 +86,15 @@ func Setup(o Options) *logrus.Logger {
 		return log
 	}
 	var file *os.File
-	var fileErr error
+	var fileErr, formatErr error
 	if o.File != "" {
-		file, fileErr = os.OpenFile(o.File, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if fileErr != nil {
+		if file, fileErr = os.OpenFile(o.File, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); fileErr != nil {
 			fileErr = fmt.Errorf("cannot open the runtime log file (--log): %w; logging to stderr only", fileErr)
+		} else {
+			var f logrus.Formatter
+			f, formatErr = fileFormatter(o.Format)
+			log.AddHook(&writerHook{w: file, f: prefixFormatter{prefix, f}, levels: logrus.AllLevels})
 		}
-	}
-	var formatErr error
-	if file != nil {
-		var f logrus.Formatter
-		f, formatErr = fileFormatter(o.Format)
-		f = prefixFormatter{prefix, f}
-		log.AddHook(&writerHook{w: file, f: f, levels: logrus.AllLevels})
 	}
 	if file == nil || !sameFile(file, stderr) {
 		levels := []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel}
@@ -215,16 +211,14 @@ func (s stderrFormatter) Format(e *logrus.Entry) ([]byte, error) {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Message)
-	if !s.fields {
-		b.WriteByte('\n')
-		return b.Bytes(), nil
-	}
-	for _, k := range slices.Sorted(maps.Keys(e.Data)) {
-		v := fmt.Sprint(e.Data[k])
-		if strings.ContainsAny(v, " \t\n\"=") || v == "" {
-			v = fmt.Sprintf("%q", v)
+	if s.fields {
+		for _, k := range slices.Sorted(maps.Keys(e.Data)) {
+			v := fmt.Sprint(e.Data[k])
+			if strings.ContainsAny(v, " \t\n\"=") || v == "" {
+				v = fmt.Sprintf("%q", v)
+			}
+			fmt.Fprintf(&b, " %s=%s", k, v)
 		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
 	}
 	b.WriteByte('\n')
 	return b.Bytes(), nil
