@@ -67,11 +67,8 @@ func (SystemMounter) Mount(ctx context.Context, v Volume, target string) error {
 		args = append(args, "-o", v.OptionString())
 	}
 	args = append(args, "--", v.Source, target)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
 }
