@@ -83,25 +83,20 @@ type preserveRef struct {
 // call to the delegate unchanged.
 func Parse(argv []string) (*Args, error) {
 	a := &Args{Argv: append([]string(nil), argv...), CommandIndex: -1}
-	a.err = a.parse()
-	if a.err != nil {
-		a.err = fmt.Errorf("%w: %w", ErrUsage, a.err)
-	}
-	return a, a.err
-}
-
-func (a *Args) parse() error {
 	var buf [32]int // an engine's argv fits: no allocation on the call path
 	idx := buf[:0]
 	for i := range a.Argv {
 		idx = append(idx, i)
 	}
 	rest, err := a.parseOptions(globals, idx)
-	if err != nil || len(rest) == 0 {
-		return err
+	if err == nil && len(rest) > 0 {
+		a.Command, a.CommandIndex = a.Argv[rest[0]], rest[0]
+		err = a.parseCommand(rest[1:])
 	}
-	a.Command, a.CommandIndex = a.Argv[rest[0]], rest[0]
-	return a.parseCommand(rest[1:])
+	if err != nil {
+		a.err = fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return a, a.err
 }
 
 // parseCommand reads the subcommand's flags and positional arguments, at
