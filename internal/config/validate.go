@@ -186,45 +186,36 @@ func (v *validator) setBool(parent keyPath, k string, x any, dst *bool) {
 // check (when not nil) makes it; empty, when not "", says why an empty list
 // is refused.
 func (v *validator) list(parent keyPath, k string, x any, check valueCheck, empty string) []string {
-	if x == nil {
-		return nil
-	}
-	out, why := strList(k, x, check, empty)
-	if why != "" {
-		v.fail(parent.key(k), "%s", why)
-		return nil
-	}
-	return out
-}
-
-func strList(k string, x any, check valueCheck, empty string) ([]string, string) {
 	list, ok := x.([]any)
+	why := ""
 	switch s, isStr := x.(string); {
+	case x == nil:
+		return nil
 	case isStr:
-		return nil, fmt.Sprintf("is a string, want a list of strings: write %s = [%q]", k, s)
+		why = fmt.Sprintf("is a string, want a list of strings: write %s = [%q]", k, s)
 	case !ok:
-		return nil, fmt.Sprintf("is %s, want a list of strings, like %s = [\"...\"]", typeName(x), k)
+		why = fmt.Sprintf("is %s, want a list of strings, like %s = [\"...\"]", typeName(x), k)
 	case len(list) == 0 && empty != "":
-		return nil, empty
+		why = empty
 	}
 	out := make([]string, len(list))
-	for i, e := range list {
-		s, ok := e.(string)
-		why := ""
+	for i := 0; i < len(list) && why == ""; i++ {
+		s, ok := list[i].(string)
 		switch {
 		case !ok:
-			why = fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(e))
+			why = fmt.Sprintf("element %d is %s, want a string: quote it", i+1, typeName(list[i]))
 		case strings.TrimSpace(s) == "" || strings.IndexByte(s, 0) >= 0:
 			why = fmt.Sprintf("element %d is %q: give a non-empty value", i+1, s)
 		case check != nil:
 			s, why = check(s)
 		}
-		if why != "" {
-			return nil, why
-		}
 		out[i] = s
 	}
-	return out, ""
+	if why != "" {
+		v.fail(parent.key(k), "%s", why)
+		return nil
+	}
+	return out
 }
 
 // strMap returns x, the table of strings at key k of parent; ok is false
