@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -304,6 +305,9 @@ func (t *Table) IsMountPoint(path string) (bool, error) {
 	c, err := checkAbs(path)
 	if err != nil {
 		return false, err
+	}
+	if t.loaded {
+		return slices.ContainsFunc(t.mounts, func(m *mountinfo.Info) bool { return m.Mountpoint == c }), nil
 	}
 	found, err := t.Mounts(mountinfo.SingleEntryFilter(c))
 	return len(found) > 0, err
