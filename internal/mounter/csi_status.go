@@ -23,11 +23,11 @@ import (
 // It returns the recorded publish targets, which the table of dead mounts
 // must not advise to detach: pods' binds copy them, and recovery binds on
 // top of them.
-func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) (map[string]bool, error) {
+func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Record) map[string]bool {
 	vols, routed, _ := m.readRecords(stateDir)
 	recorded := map[string]bool{}
 	if len(vols)+len(routed) == 0 {
-		return recorded, nil
+		return recorded
 	}
 	mounterOf := func(rule string) string {
 		if rec := newestLive(live, rule); rec != nil {
@@ -47,9 +47,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 			recorded[p.Path] = true
 		}
 	}
-	if err := flush(w, "status"); err != nil {
-		return nil, err
-	}
+	w.Flush()
 	for _, v := range vols {
 		if rc := v.Recovery; rc != nil {
 			fmt.Fprintf(out, "volume %s: recovery failed %s\n", v.VolumeID, describeRecovery(rc))
@@ -67,7 +65,7 @@ func (m *Mounter) csiTable(out io.Writer, stateDir string, live []*registry.Reco
 				v.VolumeID, c.PID, c.Comm, c.Mountpoint)
 		}
 	}
-	return recorded, nil
+	return recorded
 }
 
 // describeRecovery says how often recovery failed, why, and what happens

@@ -23,6 +23,9 @@ import (
 // paths, which are never listed as served, and the recorded mounts that
 // recovery makes again (csi_status.go). Stale records are removed, as a
 // routed mount would. A registry that cannot be read is exit 2.
+//
+// The report is made in memory, where a write cannot fail, and written out
+// at the end: one write, one error to check.
 func (m *Mounter) status(cfg *config.Config) error {
 	recs, err := mounters(cfg, liveChecker)
 	if err != nil {
@@ -31,13 +34,14 @@ func (m *Mounter) status(cfg *config.Config) error {
 	if recs.Err != nil {
 		m.warnf("%v", recs.Err)
 	}
+	var out bytes.Buffer
 	for _, s := range recs.Stale {
-		fmt.Fprintf(m.Stdout, "removed the stale record of mounter %s (rule %q): %s\n", s.Record.ID, s.Record.Name, s.Reason)
+		fmt.Fprintf(&out, "removed the stale record of mounter %s (rule %q): %s\n", s.Record.ID, s.Record.Name, s.Reason)
 	}
 	if len(recs.Live)+len(recs.Held) == 0 {
-		fmt.Fprintf(m.Stdout, "no live mounter is registered in %s\n", registry.New(cfg.StateDir).Dir)
-	} else if err := m.mounterTable(cfg, recs); err != nil {
-		return err
+		fmt.Fprintf(&out, "no live mounter is registered in %s\n", registry.New(cfg.StateDir).Dir)
+	} else {
+		mounterTable(&out, cfg, recs)
 	}
 	for _, rule := range cfg.Mounters {
 		if newestLive(recs.Live, rule.Name) != nil {
@@ -46,10 +50,10 @@ func (m *Mounter) status(cfg *config.Config) error {
 		if i := slices.IndexFunc(recs.Held, func(h registry.HeldRecord) bool {
 			return h.Record.Name == rule.Name && h.Verdict.State == "paused"
 		}); i >= 0 {
-			fmt.Fprintf(m.Stdout, "rule %q (%v): its mounter %s is paused; mounts of these types fail until it is resumed\n", rule.Name, rule.FSTypes, recs.Held[i].Record.ID)
+			fmt.Fprintf(&out, "rule %q (%v): its mounter %s is paused; mounts of these types fail until it is resumed\n", rule.Name, rule.FSTypes, recs.Held[i].Record.ID)
 			continue
 		}
-		fmt.Fprintf(m.Stdout, "rule %q (%v): no live mounter; mounts of these types fail until one starts\n", rule.Name, rule.FSTypes)
+		fmt.Fprintf(&out, "rule %q (%v): no live mounter; mounts of these types fail until one starts\n", rule.Name, rule.FSTypes)
 	}
 	var paths []string // every rule's
 	for _, r := range cfg.Mounters {
@@ -60,21 +64,15 @@ func (m *Mounter) status(cfg *config.Config) error {
 		return system("%w", err)
 	}
 	if len(recs.Live) > 0 {
-		if err := m.routedTable(cfg, recs.Live, fuse); err != nil {
+		if err := routedTable(&out, cfg, recs.Live, fuse); err != nil {
 			return err
 		}
 	}
 	// The recorded mounts come last: the dead table needs to know which
 	// are publish targets.
 	var recorded bytes.Buffer
-	targets, err := m.csiTable(&recorded, cfg.StateDir, recs.Live)
-	if err != nil {
-		return err
-	}
-	if err := m.deadTable(fuse, targets); err != nil {
-		return err
-	}
-	if _, err := recorded.WriteTo(m.Stdout); err != nil {
+	deadTable(&out, fuse, m.csiTable(&recorded, cfg.StateDir, recs.Live))
+	if _, err := io.Copy(m.Stdout, io.MultiReader(&out, &recorded)); err != nil {
 		return system("write status: %w", err)
 	}
 	return nil
@@ -82,10 +80,10 @@ func (m *Mounter) status(cfg *config.Config) error {
 
 // mounterTable lists the registered mounters with their state, and says
 // below it why each one that is not running is not used.
-func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error {
+func mounterTable(out io.Writer, cfg *config.Config, recs registry.Records) {
 	bin, _ := runtime.FindRuntime(cfg.Runtime, "")
 	bin = cmp.Or(bin, cfg.Runtime)
-	w := newTable(m.Stdout, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
+	w := newTable(out, "MOUNTER\tRULE\tSTATE\tPID\tRUNTIME\tROOT\tAGE")
 	row := func(rec *registry.Record, state string) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rec.ID, rec.Name, state, rec.PID, bin, cmp.Or(rec.RuntimeRoot, "(default)"), age(rec.Created))
 	}
@@ -99,23 +97,20 @@ func (m *Mounter) mounterTable(cfg *config.Config, recs registry.Records) error 
 		}
 		row(h.Record, state)
 	}
-	if err := flush(w, "status"); err != nil {
-		return err
-	}
+	w.Flush()
 	for _, h := range recs.Held {
 		rec := h.Record
 		if h.Verdict.State == "paused" {
-			fmt.Fprintf(m.Stdout, "mounter %s (rule %q) is paused (%s): resume it (docker unpause, or runc resume %s); no mount is routed to it until then\n",
+			fmt.Fprintf(out, "mounter %s (rule %q) is paused (%s): resume it (docker unpause, or runc resume %s); no mount is routed to it until then\n",
 				rec.ID, rec.Name, h.Verdict.Reason, rec.ID)
 			continue
 		}
-		fmt.Fprintf(m.Stdout, "mounter %s (rule %q) is not used: %s\n", rec.ID, rec.Name, h.Verdict.Reason)
+		fmt.Fprintf(out, "mounter %s (rule %q) is not used: %s\n", rec.ID, rec.Name, h.Verdict.Reason)
 	}
-	return nil
 }
 
 // routedTable lists the live FUSE and other mounts that live mounters serve.
-func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse *hostmount.FUSEScan) error {
+func routedTable(out io.Writer, cfg *config.Config, live []*registry.Record, fuse *hostmount.FUSEScan) error {
 	served, err := servedMounts(live, cfg)
 	if err != nil {
 		return system("%w", err)
@@ -124,8 +119,8 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 	for _, mi := range append(slices.Clone(fuse.Dead), fuse.Hung...) {
 		notLive[mi.Mountpoint] = true
 	}
-	fmt.Fprintln(m.Stdout)
-	w := newTable(m.Stdout, "ROUTED MOUNT\tTYPE\tSOURCE\tMOUNTER")
+	fmt.Fprintln(out)
+	w := newTable(out, "ROUTED MOUNT\tTYPE\tSOURCE\tMOUNTER")
 	n := 0
 	for _, rec := range live {
 		for _, rm := range served[rec.ID] {
@@ -139,19 +134,19 @@ func (m *Mounter) routedTable(cfg *config.Config, live []*registry.Record, fuse 
 	if n == 0 {
 		fmt.Fprintln(w, "(none)\t\t\t")
 	}
-	return flush(w, "status")
+	return w.Flush()
 }
 
 // deadTable lists the FUSE mounts below the rules' paths whose daemon is
 // gone or does not answer, with what to do. Recovery binds a CSI volume
 // again on top of its dead publish targets (targets), which pods' binds
 // copy: detaching one would cut those pods off for good.
-func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) error {
+func deadTable(out io.Writer, fuse *hostmount.FUSEScan, targets map[string]bool) {
 	if len(fuse.Dead)+len(fuse.Hung) == 0 {
-		return nil
+		return
 	}
-	fmt.Fprintln(m.Stdout)
-	w := newTable(m.Stdout, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
+	fmt.Fprintln(out)
+	w := newTable(out, "DEAD MOUNT\tTYPE\tSOURCE\tSTATE\tFIX")
 	for _, mi := range fuse.Dead {
 		fix := "umount -l " + mi.Mountpoint
 		if targets[mi.Mountpoint] {
@@ -162,11 +157,8 @@ func (m *Mounter) deadTable(fuse *hostmount.FUSEScan, targets map[string]bool) e
 	for _, mi := range fuse.Hung {
 		fmt.Fprintf(w, "%s\t%s\t%s\tnot answering\tcheck its daemon; umount -l %s if it is gone\n", mi.Mountpoint, mi.FSType, mi.Source, mi.Mountpoint)
 	}
-	if err := flush(w, "status"); err != nil {
-		return err
-	}
-	fmt.Fprintln(m.Stdout, deadMountAdvice)
-	return nil
+	w.Flush()
+	fmt.Fprintln(out, deadMountAdvice)
 }
 
 // deadMountAdvice explains a dead FUSE mount, in status and doctor.
@@ -213,7 +205,8 @@ func servedMounts(live []*registry.Record, cfg *config.Config) (map[string][]*mo
 }
 
 // newTable starts a table on out under the tab-separated header, in the
-// layout of every table the mounter prints.
+// layout of every table the mounter prints. status's tables go to memory,
+// where their Flush cannot fail; the others flush with flush.
 func newTable(out io.Writer, header string) *tabwriter.Writer {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, header)
