@@ -3,6 +3,7 @@ package mounter
 import (
 	"context"
 	"strconv"
+	"sync"
 
 	"github.com/moby/sys/mountinfo"
 
@@ -16,21 +17,20 @@ import (
 // depends on the route: the host's mounts at the target before the mount
 // (to tell the new one), and the servers the state directory announces.
 type lookahead struct {
-	done   chan struct{}
-	before []*mountinfo.Info
-	err    error
-	anns   []*csi.Announcement
+	sync.WaitGroup // done when the lookups are
+	before         []*mountinfo.Info
+	err            error
+	anns           []*csi.Announcement
 }
 
 // lookAhead starts the lookups of a mount at target (absolute, resolved),
 // with the servers announced under stateDir.
 func lookAhead(stateDir, target string) *lookahead {
-	l := &lookahead{done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
+	l := &lookahead{}
+	l.Go(func() {
 		l.before, l.err = hostmount.MountsAt(target)
 		l.anns, _ = csi.Announcements(stateDir)
-	}()
+	})
 	return l
 }
 

@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"sync"
 	"time"
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
@@ -29,9 +30,9 @@ func (m *Mounter) readRecords(stateDir string) ([]*mountrec.Record, []*mountrec.
 // is made: the durable part of the write (the file's fsync) runs beside
 // the mounter's work, and only the rename waits for the mount.
 type pendingRecord struct {
-	done chan struct{}
-	p    *atomicfile.Pending
-	err  error
+	sync.WaitGroup // done when the record is prepared
+	p              *atomicfile.Pending
+	err            error
 }
 
 // prepareRecord starts writing the record of a routed mount, for
@@ -43,11 +44,8 @@ type pendingRecord struct {
 func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Route) *pendingRecord {
 	rec := &mountrec.Mount{Target: route.Target, Rule: route.Record.Name, FSType: inv.Type, Source: inv.Source(),
 		Options: inv.OptionList(), Mounter: route.Record.ID, Created: time.Now().UTC()}
-	r := &pendingRecord{done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		r.p, r.err = routedStore(cfg).Prepare(rec)
-	}()
+	r := &pendingRecord{}
+	r.Go(func() { r.p, r.err = routedStore(cfg).Prepare(rec) })
 	return r
 }
 
@@ -55,7 +53,7 @@ func (m *Mounter) prepareRecord(cfg *config.Config, inv *Invocation, route *Rout
 // mount is there either way: a record that cannot be written is a
 // warning, not a failed mount.
 func (m *Mounter) finishRecord(r *pendingRecord, mounted bool) {
-	<-r.done
+	r.Wait()
 	err := r.err
 	switch {
 	case err == nil && !mounted:

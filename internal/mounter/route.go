@@ -135,7 +135,7 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 // the host; ahead holds the lookups started for it (lookAhead).
 func (m *Mounter) mountVia(inv *Invocation, route *Route, ahead *lookahead) error {
 	c, rec := route.Container, route.Record
-	<-ahead.done
+	ahead.Wait()
 	if ahead.err != nil {
 		return system("%w", ahead.err)
 	}
