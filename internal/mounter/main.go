@@ -114,8 +114,7 @@ func ExecMount(argv []string) error {
 	if err != nil {
 		return err
 	}
-	full := append([]string{"mount"}, argv...)
-	if err := unix.Exec(bin, full, os.Environ()); err != nil {
+	if err := unix.Exec(bin, append([]string{"mount"}, argv...), os.Environ()); err != nil {
 		return fmt.Errorf("exec %s: %w", bin, err)
 	}
 	return nil
