@@ -81,12 +81,11 @@ func nameOr(content []byte, path string) string {
 
 // compute decides what one file needs, without writing.
 func (p *plan) compute(t target) (change, error) {
-	c := change{t: t}
 	old, err := readIfExists(t.Path)
+	c := change{t: t, old: old}
 	if err != nil {
 		return c, err
 	}
-	c.old = old
 	if !p.opts.Remove {
 		c.new, err = t.editor.Apply(old)
 		if err != nil {
