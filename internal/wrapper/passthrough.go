@@ -70,27 +70,17 @@ func (w *Wrapper) examine(cfg *config.Config, args *runtime.Args, bundle string)
 		refusal = ": runc-shared rewrites only a config.json that holds one JSON object and nothing after it; fix the bundle or the engine that wrote it"
 		note = " (config.json has data after its JSON object, which runc ignores)"
 	}
-	peek, ferr := peekFirst(first, path)
-	if ferr != nil {
-		return unexamined(ferr)
+	// The first JSON value, decoded as runc does (a json.Decoder into a
+	// specs.Spec) in one pass: the file may be above spec.MaxConfigSize.
+	var peek specs.Spec
+	if ferr := json.NewDecoder(first).Decode(&peek); ferr != nil {
+		return unexamined(fmt.Errorf("%s: decode runtime spec: %w", path, ferr))
 	}
-	if rule := spec.FindRule(cfg.Mounters, peek); rule != nil {
+	if rule := spec.FindRule(cfg.Mounters, &peek); rule != nil {
 		return nil, nil, fmt.Errorf("container %s matches mounter rule %q, but %w%s", args.ContainerID, rule.Name, err, refusal)
 	}
-	w.logNoMatch(cfg, args, peek, note)
+	w.logNoMatch(cfg, args, &peek, note)
 	return nil, nil, nil
-}
-
-// peekFirst decodes the first JSON value of r as runc does (a json.Decoder
-// into a specs.Spec), in one pass: it only runs for the rare config.json
-// that spec.File.Peek does not take, which may be large (above
-// spec.MaxConfigSize).
-func peekFirst(r io.Reader, path string) (*specs.Spec, error) {
-	var s specs.Spec
-	if err := json.NewDecoder(r).Decode(&s); err != nil {
-		return nil, fmt.Errorf("%s: decode runtime spec: %w", path, err)
-	}
-	return &s, nil
 }
 
 // logNoMatch logs, at debug level, why a create matched no rule: for each
