@@ -367,7 +367,6 @@ func (v *validator) mounters(prim *toml.Primitive) []spec.Rule {
 func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
 	r := spec.Rule{Mode: spec.ModePropagate, EnsureShared: true, RequirePrivileged: true}
 	before := len(v.probs)
-	mode := string(r.Mode)
 	v.setStr(p, "name", d.Name, func(s string) (string, string) {
 		if strings.TrimSpace(s) == "" {
 			return "", `is empty: name the rule, like name = "glusterfs"`
@@ -376,8 +375,7 @@ func (v *validator) rule(p keyPath, d *ruleDoc) (spec.Rule, bool) {
 	}, &r.Name)
 	r.FSTypes = v.list(p, "fstypes", d.FSTypes, checkFSType,
 		`is empty: list the filesystem types the mounter serves, like fstypes = ["glusterfs"]`)
-	v.setStr(p, "mode", d.Mode, checkMode, &mode)
-	r.Mode = spec.Mode(mode)
+	v.setStr(p, "mode", d.Mode, checkMode, (*string)(&r.Mode))
 	r.Propagate = v.list(p, "propagate", d.Propagate, v.checkPropagate,
 		`is empty: list the host directories the mounter mounts under, like propagate = ["`+KubeletDir+`"]`)
 	v.setBool(p, "ensure-shared", d.EnsureShared, &r.EnsureShared)
