@@ -1,9 +1,6 @@
 package mounter
 
 import (
-	"errors"
-	"flag"
-	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -156,30 +153,32 @@ func Parse(argv []string) (*Invocation, error) {
 
 // parseGlobal reads the options before the command and returns the rest.
 func (inv *Invocation) parseGlobal(args []string) ([]string, error) {
-	fs := flagSet()
-	fs.Func("config", "", func(v string) error {
-		inv.ConfigPath, inv.ConfigSet = v, true
-		return nil
-	})
-	fs.Func("timeout", "", inv.setTimeout)
-	version := fs.Bool("version", false, "")
-	switch err := fs.Parse(args); {
-	case errors.Is(err, flag.ErrHelp):
-		return []string{string(CmdHelp)}, nil
-	case err != nil:
-		return nil, usage("%v (before the command)", err)
-	case *version:
-		return []string{string(CmdVersion)}, nil
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var err error
+		switch name, _, _ := strings.Cut(a, "="); name {
+		case "--config", "-config":
+			i, err = value(args, i, func(v string) error {
+				inv.ConfigPath, inv.ConfigSet = v, true
+				return nil
+			})
+		case "--timeout":
+			i, err = value(args, i, inv.setTimeout)
+		case "-h", "--help":
+			return []string{string(CmdHelp)}, nil
+		case "--version", "-version":
+			return []string{string(CmdVersion)}, nil
+		default:
+			if strings.HasPrefix(a, "-") {
+				return nil, usage("unknown option %q before the command", a)
+			}
+			return args[i:], nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return fs.Args(), nil
-}
-
-// flagSet reads options as the flag package does (-x or --x, a value after
-// "=" or in the next argument) and returns its errors without printing.
-func flagSet() *flag.FlagSet {
-	fs := flag.NewFlagSet("mounter", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
+	return nil, nil
 }
 
 // value gives set the value of the option at i: after "=" or the next
@@ -359,10 +358,21 @@ func mountArgv(inv *Invocation, inner string) []string {
 
 // parseRecover reads `mounter recover [--rule NAME]`.
 func (inv *Invocation) parseRecover(args []string) error {
-	fs := flagSet()
-	fs.StringVar(&inv.Rule, "rule", "", "")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || (inv.Rule == "" && len(args) > 0) {
-		return usage("recover takes only --rule NAME, got %q", args)
+	for i := 0; i < len(args); i++ {
+		if name, _, _ := strings.Cut(args[i], "="); name != "--rule" && name != "-rule" {
+			return usage("recover takes only --rule NAME, got %q", args[i])
+		}
+		var err error
+		i, err = value(args, i, func(v string) error {
+			if v == "" {
+				return usage("recover --rule: give a rule name")
+			}
+			inv.Rule = v
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
