@@ -3,6 +3,7 @@ package mounter
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -59,23 +60,24 @@ func (m *Mounter) status(cfg *config.Config) error {
 	for _, r := range cfg.Mounters {
 		paths = append(paths, r.Propagate...)
 	}
+	// What is made so far is printed also when a later part fails: the
+	// mounters, and the stale records just removed.
+	var recorded bytes.Buffer
 	fuse, err := hostmount.ScanFUSE(paths, hostmount.DefaultStatTimeout)
 	if err != nil {
-		return system("%w", err)
+		err = system("%w", err)
+	} else if len(recs.Live) > 0 {
+		err = routedTable(&out, cfg, recs.Live, fuse)
 	}
-	if len(recs.Live) > 0 {
-		if err := routedTable(&out, cfg, recs.Live, fuse); err != nil {
-			return err
-		}
+	if err == nil {
+		// The recorded mounts come last: the dead table needs to know
+		// which are publish targets.
+		deadTable(&out, fuse, m.csiTable(&recorded, cfg.StateDir, recs.Live))
 	}
-	// The recorded mounts come last: the dead table needs to know which
-	// are publish targets.
-	var recorded bytes.Buffer
-	deadTable(&out, fuse, m.csiTable(&recorded, cfg.StateDir, recs.Live))
-	if _, err := io.Copy(m.Stdout, io.MultiReader(&out, &recorded)); err != nil {
-		return system("write status: %w", err)
+	if _, werr := io.Copy(m.Stdout, io.MultiReader(&out, &recorded)); werr != nil {
+		return errors.Join(err, system("write status: %w", werr))
 	}
-	return nil
+	return err
 }
 
 // mounterTable lists the registered mounters with their state, and says
