@@ -163,7 +163,7 @@ func deadTable(out io.Writer, fuse *hostmount.FUSEScan, targets map[string]bool)
 	fmt.Fprintln(out, deadMountAdvice)
 }
 
-// deadMountAdvice explains a dead FUSE mount, in status and doctor.
+// deadMountAdvice explains a dead FUSE mount, below status's table of them.
 const deadMountAdvice = "a dead FUSE mount has lost its daemon (the mounter that served it stopped): every access fails with " +
 	"\"Transport endpoint is not connected\" and a new mount on it fails. Detach it with `umount -l PATH`, " +
 	"or restart its mounter (mount-hook detaches dead mounts below the rule's paths when a mounter stops), then mount again."
