@@ -116,7 +116,7 @@ func newCommand(strict, takesID bool, valued, boolean []string) command {
 // second form.
 func flagSpecs(valued, boolean []string) map[string]flagSpec {
 	m := make(map[string]flagSpec, len(valued)+len(boolean))
-	var pairs uint
+	var pairs uint // a uint64 mask holds 32 pairs; runc's commands have up to 8
 	for i, n := range slices.Concat(valued, boolean) {
 		long, short, paired := strings.Cut(n, ",")
 		if !paired {
