@@ -123,6 +123,12 @@ func flagSpecs(valued, boolean []string) map[string]flagSpec {
 			m[n] = flagSpec{valued: i < len(valued)}
 			continue
 		}
+		if pairs == 32 {
+			// A shift past the mask would give the bits 0 and lose the
+			// check without a word; the table is built at init, so any
+			// test run finds this.
+			panic("runtime: a command has more than 32 two-name flags: widen flagSpec's bits")
+		}
 		l, s := uint64(1)<<(2*pairs), uint64(1)<<(2*pairs+1)
 		m[long] = flagSpec{valued: i < len(valued), other: short, bit: l, otherBit: s}
 		m[short] = flagSpec{valued: i < len(valued), other: long, bit: s, otherBit: l}
