@@ -1,14 +1,12 @@
 package hostmount
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
+	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/runc-shared/runc-shared/internal/filelock"
 	"golang.org/x/sys/unix"
 )
 
@@ -102,30 +100,16 @@ func mountHandle(source, target string, flags uintptr) error {
 	return nil
 }
 
-// lockPath takes an exclusive flock on lockDir/<hash of path>.lock and
-// returns the function that releases it.
+// lockPath takes the lock of path among lockDir's lock files.
 func lockPath(lockDir, path string) (func(), error) {
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lock directory %s: %w", lockDir, err)
 	}
-	sum := sha256.Sum256([]byte(path))
-	name := filepath.Join(lockDir, "shared-"+hex.EncodeToString(sum[:12])+".lock")
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := filelock.Lock(context.Background(), lockDir, path)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file %s for %s: %w", name, path, err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("lock %s for %s: %w", name, path, err)
-	}
-	// Closing the file releases the flock.
-	return func() { _ = f.Close() }, nil
+	return unlock, nil
 }
 
 // MountError is a failed mount(2) or umount2(2), with what was asked.
