@@ -35,7 +35,10 @@ type Invocation struct {
 	Command    Command
 	ConfigPath string
 	ConfigSet  bool
+	// Timeout bounds the wait for a routed mount to show up on the host;
+	// when given (TimeoutSet), it bounds the wait for a target's lock too.
 	Timeout    time.Duration
+	TimeoutSet bool
 	// Helper is set when the binary runs as a mount(8) helper, mount.TYPE.
 	Helper bool
 
@@ -82,7 +85,7 @@ func (inv *Invocation) OptionList() []string {
 // Usage is the help text.
 const Usage = `usage:
   mounter [--config PATH] [--timeout DURATION] mount [-t TYPE] [-o OPTIONS] [-r|-w] [-n] [-v] [-s] [-f] SOURCE TARGET
-  mounter [--config PATH] umount [-l] TARGET
+  mounter [--config PATH] [--timeout DURATION] umount [-l] TARGET
   mounter [--config PATH] status
   mounter [--config PATH] doctor
   mounter [--config PATH] list [-q]   (registered mounters that still run or are paused; -q: IDs only)
@@ -94,6 +97,9 @@ A TYPE that a [[mounter]] rule routes is mounted inside that rule's live mounter
 container and checked to appear on the host at TARGET within --timeout (default 10s);
 every other TYPE goes to /bin/mount unchanged. The configuration is --config PATH,
 else $RUNC_SHARED_CONFIG, else /etc/runc-shared/config.toml.
+A routed mount or umount of a TARGET that another mounter mount, umount or recover
+is working on waits until that one is done: as long as it takes, or at most
+--timeout when given.
 recover makes every recorded mount (CSI volumes, routed mounts) of a live mounter
 that is dead or missing again at its place: through the mounter's own server when it
 serves one, else inside it as a routed mount; it exits 0 when every recorded mount of
@@ -205,7 +211,7 @@ func (inv *Invocation) setTimeout(v string) error {
 	if err != nil || d <= 0 {
 		return usage("--timeout %q: give a positive duration like 10s or 500ms", v)
 	}
-	inv.Timeout = d
+	inv.Timeout, inv.TimeoutSet = d, true
 	return nil
 }
 

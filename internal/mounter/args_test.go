@@ -24,20 +24,20 @@ func TestParse(t *testing.T) {
 		{
 			name: "global config and timeout, attached values",
 			argv: []string{"mounter", "--config=/etc/x.toml", "--timeout", "3s", "mount", "-tglusterfs", "-oro", "--options=acl", "s", "d"},
-			want: Invocation{Prog: "mounter", Command: CmdMount, ConfigPath: "/etc/x.toml", ConfigSet: true, Timeout: 3 * time.Second,
+			want: Invocation{Prog: "mounter", Command: CmdMount, ConfigPath: "/etc/x.toml", ConfigSet: true, Timeout: 3 * time.Second, TimeoutSet: true,
 				Type: "glusterfs", Options: []string{"ro", "acl"}, Args: []string{"s", "d"},
 				Passthrough: []string{"-tglusterfs", "-oro", "--options=acl", "s", "d"}},
 		},
 		{
 			name: "timeout after mount is ours, not mount(8)'s",
 			argv: []string{"mounter", "mount", "--timeout=500ms", "-t", "tmpfs", "none", "/mnt"},
-			want: Invocation{Prog: "mounter", Command: CmdMount, Timeout: 500 * time.Millisecond, Type: "tmpfs",
+			want: Invocation{Prog: "mounter", Command: CmdMount, Timeout: 500 * time.Millisecond, TimeoutSet: true, Type: "tmpfs",
 				Args: []string{"none", "/mnt"}, Passthrough: []string{"-t", "tmpfs", "none", "/mnt"}},
 		},
 		{
 			name: "bare seconds",
 			argv: []string{"mounter", "--timeout", "7", "status"},
-			want: Invocation{Prog: "mounter", Command: CmdStatus, Timeout: 7 * time.Second},
+			want: Invocation{Prog: "mounter", Command: CmdStatus, Timeout: 7 * time.Second, TimeoutSet: true},
 		},
 		{
 			name: "clustered flags, -r and -w",

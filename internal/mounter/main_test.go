@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +18,23 @@ import (
 
 // fakeExec records the commands and answers with err.
 type fakeExec struct {
+	mu         sync.Mutex // for a test that looks while a run goes on
 	calls      [][]string
 	containers []Container
 	res        ExecResult
 	err        error
 }
 
+// called is the number of commands so far.
+func (f *fakeExec) called() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
 func (f *fakeExec) Exec(_ context.Context, c Container, argv []string) (ExecResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls = append(f.calls, append([]string{c.ID}, argv...))
 	f.containers = append(f.containers, c)
 	return f.res, f.err

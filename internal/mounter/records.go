@@ -1,6 +1,9 @@
 package mounter
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -12,6 +15,34 @@ import (
 // routedStore is the record directory of routed mounts.
 func routedStore(cfg *config.Config) mountrec.MountStore {
 	return mountrec.MountStore{Dir: mountrec.MountsDir(cfg.StateDir)}
+}
+
+// lockTarget takes the lock of the routed mount at target (its record's
+// key, across processes) for the mount, umount or recovery of it, and
+// returns the function that releases it: with it, a recovery that found
+// the mount dead cannot make it again after an umount removed it, nor
+// write its record over a new mount's. A holder can run a helper mount up
+// to its exec timeout; the caller waits for it as mount(8) waits for a
+// busy mount point, at most --timeout when given.
+func (m *Mounter) lockTarget(cfg *config.Config, inv *Invocation, target string) (func(), error) {
+	// Without --timeout, a context that cannot end: filelock then blocks
+	// in flock(2) and spends nothing on polling (the route's cost).
+	ctx := context.Background()
+	if inv.TimeoutSet {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, inv.Timeout)
+		defer cancel()
+	}
+	unlock, err := routedStore(cfg).Lock(ctx, target)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, failure("%s: another mounter mount, umount or recover of it is still running after --timeout %v (%w): retry when it is done", target, inv.Timeout, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, usage("%s: %w: run as root", target, err)
+	case err != nil:
+		return nil, system("%s: %w: the state directory %s must be writable", target, err, cfg.StateDir)
+	}
+	return unlock, nil
 }
 
 // readRecords reads the records of CSI volumes and of routed mounts under

@@ -270,7 +270,29 @@ func (e *execMounter) Mount(_ context.Context, v csi.Volume, target string) erro
 // taken away without `mounter umount`: it is missing though runc-shared did
 // not detach it (Mount.Detached), or its mount point no longer exists. A
 // user who unmounted it expects it to stay unmounted.
+//
+// It works under the target's lock (lockTarget), on the record as it is
+// then: a `mounter umount` that removed it meanwhile leaves nothing to do,
+// a `mounter mount` that wrote it anew leaves the new one to recover.
 func (m *Mounter) recoverRouted(em *execMounter, r *mountrec.Mount) (note string, gone bool) {
+	store := routedStore(em.cfg)
+	unlock, err := store.Lock(context.Background(), r.Target)
+	if err != nil {
+		return err.Error(), false
+	}
+	defer unlock()
+	now, err := store.Read(r.Target)
+	switch {
+	case err != nil:
+		return err.Error(), false
+	case now == nil:
+		fmt.Fprintf(m.Stdout, "left the routed mount at %s alone: mounter umount removed its record meanwhile\n", r.Target)
+		return "", true
+	case now.Rule != r.Rule:
+		*r = *now
+		return fmt.Sprintf("mounted anew through rule %q meanwhile: left to the next mounter recover", now.Rule), false
+	}
+	*r = *now
 	state, err := csi.MountState(r.Target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err.Error(), false
@@ -278,7 +300,6 @@ func (m *Mounter) recoverRouted(em *execMounter, r *mountrec.Mount) (note string
 	if state == "live" {
 		return "live, left alone", false
 	}
-	store := routedStore(em.cfg)
 	resolved, err := csi.ResolvePath("mount point", r.Target, em.rule.Propagate)
 	if errors.Is(err, fs.ErrNotExist) || (state == "missing" && r.Detached.IsZero()) {
 		if rerr := store.Remove(r.Target); rerr != nil {

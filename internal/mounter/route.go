@@ -120,6 +120,13 @@ func (m *Mounter) routedMount(inv *Invocation, cfg *config.Config, rules []*spec
 	if inv.Fake {
 		return nil
 	}
+	// Before the lookups: the mounts at target before this mount must not
+	// include one that another mount of it is making.
+	unlock, err := m.lockTarget(cfg, inv, target)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ahead := lookAhead(cfg.StateDir, target)
 	route, err := m.findRoute(cfg, inv.Type, target, rules)
 	if err != nil {

@@ -22,6 +22,11 @@ func (m *Mounter) umount(inv *Invocation, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := m.lockTarget(cfg, inv, target)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	flags := 0
 	if inv.Lazy {
 		flags = unix.MNT_DETACH
