@@ -19,7 +19,8 @@
 //     of the mount stack there, mountinfo where the kernel lacks it);
 //   - fastroute.go: the mount sent to the mounter's own server (`mounter
 //     csi`) over its socket instead of the runtime's exec, when it runs one;
-//   - records.go: the record of each routed mount, for recovery.
+//   - records.go: the record of each routed mount, for recovery, and the
+//     lock of its target.
 //
 // `mounter recover` (recover.go) makes the recorded mounts of live mounters
 // again after a mounter restarted; `mounter status` (status.go,
@@ -58,5 +59,8 @@
 //
 // Nothing here holds a global lock: concurrent routed mounts (kubelet mounts
 // many volumes at once) share no state but the registry, whose readers and
-// the stale-record removal tolerate each other.
+// the stale-record removal tolerate each other. One target is worked on by
+// one call at a time: mount, umount and recover of a routed mount take the
+// lock of its target (lockTarget), so that a recovery does not make again
+// a mount unmounted meanwhile.
 package mounter
