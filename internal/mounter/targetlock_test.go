@@ -1,6 +1,7 @@
 package mounter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,14 +77,17 @@ func (f *fixture) runAside(args ...string) <-chan int {
 // TestRecoverRoutedTakesTargetLock: `mounter recover` makes a routed mount
 // again only under its target's lock, on the record as it is then: while
 // another process holds the lock it runs nothing and writes nothing; after
-// the release it proceeds; and when a `mounter umount` removed the record
+// the release it proceeds, with the record a `mounter mount` wrote
+// meanwhile if one did; and when a `mounter umount` removed the record
 // meanwhile, it mounts nothing and writes no record back.
 func TestRecoverRoutedTakesTargetLock(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
-		umounted bool // the record is removed while recover waits
+		umounted bool   // the record is removed while recover waits
+		source   string // the source of the record written while recover waits
 	}{
 		{name: "proceeds after the release"},
+		{name: "mounted anew meanwhile", source: "h:/w"},
 		{name: "umounted meanwhile", umounted: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,8 +107,14 @@ func TestRecoverRoutedTakesTargetLock(t *testing.T) {
 			if now, err := os.ReadFile(store.Path(target)); err != nil || string(now) != string(before) {
 				t.Errorf("recover changed the record while the target's lock was held: %s, %v", now, err)
 			}
-			if tt.umounted {
+			switch {
+			case tt.umounted:
 				if err := store.Remove(target); err != nil {
+					t.Fatal(err)
+				}
+			case tt.source != "":
+				if err := store.Write(&mountrec.Mount{Target: target, Rule: "glusterfs", FSType: "glusterfs", Source: tt.source,
+					Mounter: "m1", Detached: time.Now()}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -123,8 +133,13 @@ func TestRecoverRoutedTakesTargetLock(t *testing.T) {
 				}
 				return
 			}
-			if !slices.ContainsFunc(f.exec.calls, func(c []string) bool { return slices.Contains(c, "mount") && slices.Contains(c, "h:/v") }) {
-				t.Errorf("recover did not mount after the release: exec calls %q", f.exec.calls)
+			want := cmp.Or(tt.source, "h:/v")
+			if !slices.ContainsFunc(f.exec.calls, func(c []string) bool { return slices.Contains(c, "mount") && slices.Contains(c, want) }) ||
+				slices.ContainsFunc(f.exec.calls, func(c []string) bool { return slices.Contains(c, "h:/v") }) != (want == "h:/v") {
+				t.Errorf("recover did not mount %s (only) after the release: exec calls %q", want, f.exec.calls)
+			}
+			if rec != nil && rec.Source != want {
+				t.Errorf("recover wrote the record of source %s, want %s", rec.Source, want)
 			}
 			if code != ExitFailure || err != nil || rec == nil || rec.Recovery == nil || rec.Recovery.Attempts != 1 {
 				t.Errorf("exit %d, record %+v, %v: want 32 and the failed attempt recorded", code, rec, err)
