@@ -2,8 +2,6 @@ package mounter
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"sync"
 	"time"
 
@@ -37,10 +35,12 @@ func (m *Mounter) lockTarget(cfg *config.Config, inv *Invocation, target string)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, failure("%s: another mounter mount, umount or recover of it is still running after --timeout %v (%w): retry when it is done", target, inv.Timeout, err)
-	case errors.Is(err, fs.ErrPermission):
-		return nil, usage("%s: %w: run as root", target, err)
 	case err != nil:
-		return nil, system("%s: %w: the state directory %s must be writable", target, err, cfg.StateDir)
+		// As with the record itself (finishRecord): bookkeeping that fails
+		// is a warning, not a failed mount or umount; the mount's own
+		// errors (EPERM for a user) stay the ones it reports.
+		m.warnf("%s: %v: going on without the lock of its record; mounter recover needs the state directory %s writable", target, err, cfg.StateDir)
+		return func() {}, nil
 	}
 	return unlock, nil
 }

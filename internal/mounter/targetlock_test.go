@@ -188,6 +188,22 @@ func TestRoutedMountTakesTargetLock(t *testing.T) {
 			t.Errorf("exit %d, exec calls %q: want the mount tried after the release; stderr %s", code, f.exec.calls, f.stderr.String())
 		}
 	})
+	// The lock is bookkeeping, as the record is: a state directory where
+	// its file cannot be made costs the mount a warning, not the mount.
+	t.Run("no lock file", func(t *testing.T) {
+		f := newFixture(t, true)
+		f.exec.err = errors.New("exit status 32")
+		if err := os.WriteFile(mountrec.MountsDir(f.state), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(f.shared, "k", "vol")
+		if code := f.run("mount", "-t", "glusterfs", "h:/v", target); code != ExitFailure || len(f.exec.calls) != 1 {
+			t.Errorf("exit %d, exec calls %q: want the mount tried; stderr %s", code, f.exec.calls, f.stderr.String())
+		}
+		if msg := f.stderr.String(); !strings.Contains(msg, "going on without the lock of its record") {
+			t.Errorf("stderr %q does not warn of the missing lock", msg)
+		}
+	})
 	t.Run("--timeout", func(t *testing.T) {
 		f := newFixture(t, true)
 		target := filepath.Join(f.shared, "k", "vol")
