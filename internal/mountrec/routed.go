@@ -1,6 +1,7 @@
 package mountrec
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 )
@@ -32,8 +33,9 @@ type Mount struct {
 func MountsDir(stateDir string) string { return filepath.Join(stateDir, "mounts") }
 
 // MountStore is the record directory of routed mounts. Its writers are
-// `mounter mount`, `mounter umount` and `mounter recover`, one file per
-// target, each write durable and atomic as the volume records'.
+// `mounter mount`, `mounter umount`, `mounter recover` and mount-hook's
+// poststop (MarkDetached), each under the target's lock (Records.Lock), one
+// file per target, each write durable and atomic as the volume records'.
 type MountStore = Records[Mount, *Mount]
 
 func (m *Mount) key() string { return m.Target }
@@ -44,7 +46,17 @@ func (*Mount) words() words {
 
 // MarkDetached notes in the record of the routed mount at target, when
 // there is one, that its dead mount was detached at when (Mount.Detached).
+// It writes under the target's lock, so that a `mounter recover` working
+// on the mount meanwhile does not write its record over the mark; it waits
+// for the lock at most markWait (mount-hook's poststop calls it, and a
+// recovery holding the lock longer runs a helper through the very mounter
+// that stopped), then writes without it.
 func MarkDetached(s MountStore, target string, when time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), markWait)
+	defer cancel()
+	if unlock, err := s.Lock(ctx, target); err == nil {
+		defer unlock()
+	}
 	m, err := s.Read(target)
 	if err != nil || m == nil {
 		return err
@@ -52,3 +64,6 @@ func MarkDetached(s MountStore, target string, when time.Time) error {
 	m.Detached = when.UTC()
 	return s.Write(m)
 }
+
+// markWait bounds MarkDetached's wait for the target's lock.
+var markWait = 5 * time.Second

@@ -1,6 +1,7 @@
 package mountrec
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,62 @@ func TestMountStorePrepare(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Errorf("a recent write's file went: %v", err)
+	}
+}
+
+// TestMarkDetachedTakesTheLock: while a recovery holds the target's lock,
+// the mark waits, so that the recovery's write of the record cannot land
+// over it; a holder that keeps the lock past markWait costs the mark that
+// wait, and it is written anyway.
+func TestMarkDetachedTakesTheLock(t *testing.T) {
+	s := MountStore{Dir: MountsDir(t.TempDir())}
+	rec := &Mount{Target: "/k/a", Rule: "glusterfs", FSType: "glusterfs", Source: "127.0.0.2:/v0", Mounter: "m1"}
+	if err := s.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock(context.Background(), rec.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- MarkDetached(s, rec.Target, time.Now()) }()
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("MarkDetached returned (%v) while the target's lock was held", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The holder (a recovery) writes its record, then releases the lock.
+	rec.Mounter = "m2"
+	if err := s.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Read(rec.Target); err != nil || got.Detached.IsZero() || got.Mounter != "m2" {
+		t.Fatalf("after the holder's write and the mark: %+v, %v; want m2's record, marked", got, err)
+	}
+
+	defer func(w time.Duration) { markWait = w }(markWait)
+	markWait = 100 * time.Millisecond
+	if unlock, err = s.Lock(context.Background(), rec.Target); err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	rec.Detached = time.Time{}
+	if err := s.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := MarkDetached(s, rec.Target, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < markWait || took > 5*time.Second {
+		t.Errorf("MarkDetached with the lock held throughout took %v, want about %v", took, markWait)
+	}
+	if got, err := s.Read(rec.Target); err != nil || got.Detached.IsZero() {
+		t.Errorf("the mark is not written after the wait: %+v, %v", got, err)
 	}
 }
