@@ -184,7 +184,8 @@ func (r *Records) hold(rec *Record, v Verdict) {
 // safe against a race: another client may remove the same record (Remove
 // tolerates that), and a container that registered under the same ID since
 // the listing (engines reuse names) keeps its record: it is re-read and
-// compared first, and a record that changed is left out of the result.
+// compared under the record's lock first (removeIf), and a record that
+// changed is left out of the result.
 func (c *Checker) Sort(r *Registry) Records {
 	recs, err := r.List()
 	out := Records{Err: err}
@@ -194,10 +195,9 @@ func (c *Checker) Sort(r *Registry) Records {
 		case Running:
 			out.Live = append(out.Live, rec)
 		case Stale:
-			if cur, err := r.Read(rec.ID); err != nil || !sameRecord(cur, rec) {
-				continue
+			if removed, err := r.removeIf(rec); removed || err != nil {
+				out.Stale = append(out.Stale, StaleRecord{Record: rec, Reason: v.Reason, RemoveErr: err})
 			}
-			out.Stale = append(out.Stale, StaleRecord{Record: rec, Reason: v.Reason, RemoveErr: r.Remove(rec.ID)})
 		default:
 			out.hold(rec, v)
 		}

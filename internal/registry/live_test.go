@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -280,5 +281,49 @@ func TestSortByLiveness(t *testing.T) {
 	}
 	if _, err := reg.Read("paused"); err != nil {
 		t.Errorf("the paused mounter's record was removed: %v", err)
+	}
+}
+
+// TestSortRemovesUnderTheRecordLock: a stale record is removed only under
+// its lock, which a registration holds while it writes: so a container that
+// registers under the same ID (docker restart) while a client removes the
+// old record keeps its new one.
+func TestSortRemovesUnderTheRecordLock(t *testing.T) {
+	reg := New(t.TempDir())
+	proc := fakeProc(t, map[int]string{100: statLine(100, 'S', 5000)})
+	now := time.Now().UTC().Truncate(time.Second)
+	old := &Record{ID: "m", PID: 300, PIDStart: 5000, Runtime: "runc", Created: now}
+	if err := reg.Write(old); err != nil {
+		t.Fatal(err)
+	}
+	// A registration in progress: it holds the record's lock.
+	unlock, err := reg.lock("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Checker{ProcDir: proc, State: func(*Record) (string, error) { return "running", nil }}
+	done := make(chan Records, 1)
+	go func() { done <- c.Sort(reg) }()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := reg.Read("m"); err != nil {
+		unlock()
+		<-done
+		t.Fatalf("the record was removed while a registration held its lock: %v", err)
+	}
+	fresh := &Record{ID: "m", PID: 100, PIDStart: 5000, Runtime: "runc", Created: now.Add(time.Second)}
+	data, err := json.Marshal(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(reg.Dir, "m.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	got := <-done
+	if len(got.Stale) != 0 {
+		t.Errorf("Sort removed %+v, the record registered meanwhile", got.Stale[0].Record)
+	}
+	if cur, err := reg.Read("m"); err != nil || cur.PID != 100 {
+		t.Errorf("record after Sort: %+v, %v; want the new registration's", cur, err)
 	}
 }

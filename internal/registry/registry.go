@@ -6,6 +6,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/runc-shared/runc-shared/internal/atomicfile"
 	"github.com/runc-shared/runc-shared/internal/config"
+	"github.com/runc-shared/runc-shared/internal/filelock"
 	"github.com/runc-shared/runc-shared/pkg/spec"
 )
 
@@ -122,7 +124,39 @@ func (r *Registry) Write(rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("encode mounter record %s: %w", rec.ID, err)
 	}
+	unlock, err := r.lock(rec.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return atomicfile.WriteFileDurable(p, append(data, '\n'), 0o644)
+}
+
+// lock takes the lock of container id's record, a lock file beside the
+// records (filelock): a registration and a client's removal of the stale
+// record it replaces (engines reuse container IDs: docker restart) do not
+// interleave.
+func (r *Registry) lock(id string) (func(), error) {
+	unlock, err := filelock.Lock(context.Background(), r.Dir, id)
+	if err != nil {
+		return nil, fmt.Errorf("lock the mounter record of %s: %w", id, err)
+	}
+	return unlock, nil
+}
+
+// removeIf removes the record of rec.ID if it is still rec: one that a
+// container registered under the same ID since rec was read stays. It
+// reports whether it removed it.
+func (r *Registry) removeIf(rec *Record) (bool, error) {
+	unlock, err := r.lock(rec.ID)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if cur, err := r.Read(rec.ID); err != nil || !sameRecord(cur, rec) {
+		return false, nil
+	}
+	return true, r.Remove(rec.ID)
 }
 
 // Read returns the record of container id.
