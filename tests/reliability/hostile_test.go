@@ -42,8 +42,8 @@ func newHostileTree(t *testing.T) *hostileTree {
 	return h
 }
 
-// refusedUntouched runs a create of bundle and checks the refusal and that
-// nothing changed: config.json, the bundle's files, the host mounts below
+// refusedUntouched runs a create of bundle and checks the refusal, that it
+// took at most 2 s, and that nothing changed: config.json, the bundle's files, the host mounts below
 // the tree and outside the temp dir, and the delegate never ran.
 func refusedUntouched(t *testing.T, s *setup, h *hostileTree, bundle string, want string) string {
 	t.Helper()
@@ -55,7 +55,14 @@ func refusedUntouched(t *testing.T, s *setup, h *hostileTree, bundle string, wan
 	files := otherFiles(t, bundle)
 	before := snapshot(t, h.base)
 	log := filepath.Join(testutil.TempDir(t), "log.json")
-	msg := mustRefuse(t, s.create(t, bundle, log, "hostile"), log, want)
+	// Refusing is quick whatever the spec: the bound is on the wrapper's
+	// create alone, not on the checks around it.
+	start := time.Now()
+	res := s.create(t, bundle, log, "hostile")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("refusal took %v", took)
+	}
+	msg := mustRefuse(t, res, log, want)
 	if got, _ := os.ReadFile(cfg); !bytes.Equal(got, orig) {
 		t.Errorf("config.json changed by a refused create")
 	}
@@ -140,15 +147,11 @@ func TestHostileSpecs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			start := time.Now()
 			msg := refusedUntouched(t, s, h, bundle, tc.want)
-			if took := time.Since(start); took > 2*time.Second {
-				t.Errorf("refusal took %v", took)
-			}
 			if len(msg) > 600 {
 				msg = msg[:600] + "..."
 			}
-			t.Logf("refused in %v: %s", time.Since(start).Round(time.Millisecond), msg)
+			t.Logf("refused: %s", msg)
 			if ms := testutil.MountsUnder(t, h.allow); len(ms) != 0 {
 				t.Errorf("allowlisted path became a mount: %v", ms)
 			}
