@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,13 +32,7 @@ func (f *fixture) holdTarget(t *testing.T, target string) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			unlock()
-		}
-	}
+	release := sync.OnceFunc(unlock)
 	t.Cleanup(release)
 	return release
 }

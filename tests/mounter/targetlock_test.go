@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,13 +32,7 @@ func TestTargetLockAcrossProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			unlock()
-		}
-	}
+	release := sync.OnceFunc(unlock)
 	t.Cleanup(release)
 
 	holder := fmt.Sprintf("held by process %d", os.Getpid())
