@@ -149,7 +149,7 @@ func (a *Args) parseOptions(c command, idx []int) ([]int, error) {
 			}
 			return idx[k:], firstErr
 		}
-		spec, known := c.flags[f.name]
+		spec, known := c.flags()[f.name]
 		if err == nil && seen&spec.otherBit != 0 {
 			// urfave/cli's normalizeFlags refuses both forms of one flag
 			// ("--bundle /a -b /b"); the same form twice keeps the last.
@@ -273,7 +273,7 @@ func reorder(c command, argv []string, idx []int) []int {
 // isCommandFlag is urfave/cli v1's argIsFlag: a word naming a known flag.
 func isCommandFlag(c command, w string) bool {
 	kind, f, err := classify(w)
-	_, known := c.flags[f.name]
+	_, known := c.flags()[f.name]
 	return err == nil && kind == wordFlag && known
 }
 
@@ -370,7 +370,7 @@ func (a *Args) WithPreserveFDs(n int) ([]string, error) {
 	if a.err != nil {
 		return nil, fmt.Errorf("set --preserve-fds: %w", a.err)
 	}
-	if c, ok := commands[a.Command]; !ok || !c.flags["preserve-fds"].valued {
+	if c, ok := commands[a.Command]; !ok || !c.flags()["preserve-fds"].valued {
 		return nil, fmt.Errorf("set --preserve-fds: %q does not take it", a.Command)
 	}
 	if n < 0 {

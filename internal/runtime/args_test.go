@@ -3,6 +3,7 @@ package runtime
 import (
 	"bufio"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -430,4 +431,29 @@ func equalArgv(a, b []string) bool {
 		return true
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// TestFlagTables builds every command's flag table, which the wrapper
+// builds only for the command it parses: a table past the mask of names
+// seen panics here rather than on the call path, and each pair of names
+// has its own two bits.
+func TestFlagTables(t *testing.T) {
+	for name, c := range maps.All(commands) {
+		seen := uint64(0)
+		for n, f := range c.flags() {
+			if f.other == "" {
+				continue
+			}
+			if f.bit == 0 || f.otherBit == 0 || c.flags()[f.other].bit != f.otherBit {
+				t.Errorf("%s: flag %s: bits %#x/%#x do not pair with %s", name, n, f.bit, f.otherBit, f.other)
+			}
+			if seen&f.bit != 0 {
+				t.Errorf("%s: flag %s shares bit %#x with another name", name, n, f.bit)
+			}
+			seen |= f.bit
+		}
+	}
+	if len(globals.flags()) == 0 {
+		t.Error("no global flags")
+	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"slices"
 	"strings"
+	"sync"
 )
 
 // The flag tables below mirror runc's command line (runc 1.1.5 as shipped by
@@ -25,7 +26,9 @@ var globals = command{
 
 // command describes one runc subcommand's own flags.
 type command struct {
-	flags map[string]flagSpec
+	// flags is the command's flag table, built on first use: a call
+	// parses one command, and the wrapper starts on every runtime call.
+	flags func() map[string]flagSpec
 	// strict commands are the ones that may rewrite the bundle: an unknown
 	// flag there is an error, since we could not tell whether it swallows
 	// the next word and would then risk reading the wrong bundle.
@@ -111,10 +114,14 @@ func newCommand(strict, takesID bool, valued, boolean []string) command {
 	}
 }
 
-// flagSpecs builds a command's flag table: one lookup per option word on
-// the call path tells whether the flag is known, takes a value and has a
-// second form.
-func flagSpecs(valued, boolean []string) map[string]flagSpec {
+// flagSpecs returns the builder of a command's flag table, which builds it
+// once: one lookup per option word on the call path tells whether the flag
+// is known, takes a value and has a second form.
+func flagSpecs(valued, boolean []string) func() map[string]flagSpec {
+	return sync.OnceValue(func() map[string]flagSpec { return buildFlagSpecs(valued, boolean) })
+}
+
+func buildFlagSpecs(valued, boolean []string) map[string]flagSpec {
 	m := make(map[string]flagSpec, len(valued)+len(boolean))
 	var pairs uint // a uint64 mask holds 32 pairs; runc's commands have up to 8
 	for i, n := range slices.Concat(valued, boolean) {
@@ -125,8 +132,7 @@ func flagSpecs(valued, boolean []string) map[string]flagSpec {
 		}
 		if pairs == 32 {
 			// A shift past the mask would give the bits 0 and lose the
-			// check without a word; the table is built at init, so any
-			// test run finds this.
+			// check without a word; TestFlagTables builds every table.
 			panic("runtime: a command has more than 32 two-name flags: widen flagSpec's bits")
 		}
 		l, s := uint64(1)<<(2*pairs), uint64(1)<<(2*pairs+1)

@@ -74,7 +74,7 @@ func urfaveFlags(c command) []cli.Flag {
 	var flags []cli.Flag
 	add := func(valued bool) {
 		names := map[string]bool{}
-		for n, f := range c.flags {
+		for n, f := range c.flags() {
 			if f.valued == valued {
 				names[n] = true
 			}
